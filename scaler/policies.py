@@ -1,0 +1,629 @@
+"""Policy files: their format, validation with file:line problems, and loading.
+
+A policy file is YAML holding either a top-level `policies:` list or a single
+policy mapping; several documents separated by `---` are allowed. A path may
+be a directory: every *.yaml and *.yml file directly in it, sorted by name.
+The format is described in docs/policies.md; `scaler schema` prints it as
+JSON Schema. Every model forbids unknown keys, so a typo is an error, never a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from scaler.selectors import Selector, SelectorError
+from scaler.windows import UTC, Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
+
+DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
+BUILTIN_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "InferenceService")
+#: A custom resource with a /scale subresource: <plural>.<group>/<version>.
+CUSTOM_KIND = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?/v[0-9]+[a-z0-9]*$")
+POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    # The message goes through the context so braces in user text stay literal.
+    return PydanticCustomError("scaler", "{message}", {"message": message})
+
+
+# ---------------------------------------------------------------- field types
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '30m', '1h30m', '1.5h', '2d', '250ms' or a number of seconds."""
+    if isinstance(value, bool):
+        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text.startswith("-"):
+            raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
+        parts = _DURATION.findall(text)
+        if not text or "".join(number + unit for number, unit in parts) != text:
+            raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m, 2d)")
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    else:
+        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
+    return seconds
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise _invalid("must be longer than 0 (e.g. 90s, 30m, 1h30m)")
+    return seconds
+
+
+_DURATION_SCHEMA = WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|d|h|m|s)\s*)+$"},
+              {"type": "number", "minimum": 0}],
+    "description": "A duration such as 90s, 30m, 1h30m or 2d, or a number of seconds.",
+})
+Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _DURATION_SCHEMA]
+
+
+def _check_kind(text: str) -> str:
+    if text in BUILTIN_KINDS or CUSTOM_KIND.match(text):
+        return text
+    raise _invalid(f"unknown kind {text!r}: expected {', '.join(BUILTIN_KINDS)}, or a custom resource "
+                   "with a /scale subresource written <plural>.<group>/<version> "
+                   "(e.g. vllmservers.serving.example.com/v1alpha1)")
+
+
+Kind = Annotated[str, AfterValidator(_check_kind)]
+
+
+def _check_selector(text: str | None) -> str | None:
+    if text is not None:
+        try:
+            Selector.parse(text)
+        except SelectorError as error:
+            raise _invalid(str(error)) from None
+    return text
+
+
+def _check_query(text: str) -> str:
+    if not text.strip():
+        raise _invalid("the PromQL query is empty")
+    return text
+
+
+def _check_finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise _invalid(f"{value} is not a finite number")
+    return value
+
+
+Query = Annotated[str, AfterValidator(_check_query)]
+Finite = Annotated[float, AfterValidator(_check_finite)]
+
+
+class OnUnknown(str, Enum):
+    """What a policy does while a signal it uses is unknown."""
+
+    HOLD = "hold"
+    RESUME = "resume"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- targets
+
+
+class Targets(_Model):
+    """Which workloads a policy manages. All given conditions must hold."""
+
+    namespaces: tuple[str, ...] | None = Field(
+        None, description="Only these namespaces. Give this or namespace_selector, or neither for all.")
+    namespace_selector: Annotated[str | None, AfterValidator(_check_selector)] = Field(
+        None, description="Only namespaces whose labels match this kubectl label selector.")
+    selector: Annotated[str, AfterValidator(_check_selector)] = Field(
+        "", description="kubectl label selector on the workload's labels, e.g. 'app in (chat,embed),!canary'.")
+    kinds: tuple[Kind, ...] = Field(
+        DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService, or <plural>.<group>/<version> "
+                                   "for a custom resource with a /scale subresource.")
+    exclude_namespaces: tuple[str, ...] = Field((), description="Never these namespaces.")
+
+    _namespaces: frozenset[str] | None = PrivateAttr(None)
+    _namespace_selector: Selector | None = PrivateAttr(None)
+    _selector: Selector = PrivateAttr(default_factory=Selector)
+    _kinds: frozenset[str] = PrivateAttr(frozenset())
+    _excluded: frozenset[str] = PrivateAttr(frozenset())
+
+    @field_validator("namespace_selector")
+    @classmethod
+    def _one_namespace_filter(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("namespaces") is not None:
+            raise _invalid("give either namespaces or namespace_selector, not both")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _some_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise _invalid("kinds is empty; leave it out for Deployment and StatefulSet")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        self._namespaces = frozenset(self.namespaces) if self.namespaces is not None else None
+        self._namespace_selector = Selector.parse(self.namespace_selector) \
+            if self.namespace_selector is not None else None
+        self._selector = Selector.parse(self.selector)
+        self._kinds = frozenset(self.kinds)
+        self._excluded = frozenset(self.exclude_namespaces)
+
+    def matches(self, *, kind: str, namespace: str, labels: Mapping[str, str],
+                namespace_labels: Mapping[str, str]) -> bool:
+        if kind not in self._kinds or namespace in self._excluded:
+            return False
+        if self._namespaces is not None and namespace not in self._namespaces:
+            return False
+        if self._namespace_selector is not None and not self._namespace_selector.matches(namespace_labels):
+            return False
+        return self._selector.matches(labels)
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def _check_cron(expression: str | None) -> str | None:
+    if expression is not None:
+        try:
+            cron_trigger(expression, tz=UTC)
+        except WindowError as error:
+            raise _invalid(str(error)) from None
+    return expression
+
+
+Cron = Annotated[str | None, AfterValidator(_check_cron)]
+
+
+class WindowConfig(_Model):
+    """A time window: `start` and `end` as standard 5-field cron (0 and 7 =
+    Sunday), or the compact `when`."""
+
+    name: str | None = Field(None, description="Shown in reasons; defaults to the `when` text.")
+    mode: Mode = Field(description="up: keep workloads up (no idle scaling; resume what scaler paused). "
+                                   "down: keep them at zero.")
+    start: Cron = Field(None, description="Cron expression at which the window opens (inclusive).")
+    end: Cron = Field(None, description="Cron expression at which the window closes (exclusive).")
+    when: str | None = Field(None, description="Compact form: 'Mon-Fri 08:00-20:00', 'daily 22:00-06:00' "
+                                               "(ends the next day), 'Sat,Sun 00:00-24:00', "
+                                               "'Fri 18:00-Mon 07:00'.")
+
+    @field_validator("when")
+    @classmethod
+    def _compact(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.data.get("start") is not None or info.data.get("end") is not None:
+            raise _invalid("give either start and end, or when, not both")
+        try:
+            Window.from_when(value, name="check", mode=Mode.UP, tz=zone("UTC"))
+        except WindowError as error:
+            raise _invalid(str(error)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> WindowConfig:
+        if self.when is None:
+            if self.start is None or self.end is None:
+                missing = "start" if self.start is None else "end"
+                raise _invalid(f"missing {missing}: a window needs start and end (cron), or when "
+                               "(e.g. 'Mon-Fri 08:00-20:00')")
+            try:
+                Window(name="check", mode=self.mode, start=self.start, end=self.end, tz=zone("UTC"))
+            except WindowError as error:
+                raise _invalid(str(error)) from None
+        return self
+
+    def compile(self, *, index: int, tz: Any) -> Window:
+        name = self.name or self.when or f"windows[{index}]"
+        if self.when is not None:
+            return Window.from_when(self.when, name=name, mode=self.mode, tz=tz)
+        return Window(name=name, mode=self.mode, start=self.start, end=self.end, tz=tz)
+
+
+def _check_zone(name: str) -> str:
+    try:
+        zone(name)
+    except WindowError as error:
+        raise _invalid(str(error)) from None
+    return name
+
+
+class ScheduleConfig(_Model):
+    """Windows in one time zone, and what applies outside them."""
+
+    timezone: Annotated[str, AfterValidator(_check_zone)] = Field(
+        description="IANA time zone the windows are written in, e.g. Europe/Berlin.")
+    windows: tuple[WindowConfig, ...] = Field(description="At least one window.")
+    outside: Outside = Field(Outside.SIGNALS, description="signals: outside every window the idle and wake "
+                                                          "rules decide. down: keep workloads down outside "
+                                                          "every window (wake by queue still applies).")
+
+    _compiled: Schedule | None = PrivateAttr(None)
+
+    @field_validator("windows")
+    @classmethod
+    def _some_windows(cls, value: tuple[WindowConfig, ...]) -> tuple[WindowConfig, ...]:
+        if not value:
+            raise _invalid("windows is empty; give at least one window or leave schedule out")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        tz = zone(self.timezone)
+        windows = tuple(window.compile(index=index, tz=tz) for index, window in enumerate(self.windows))
+        self._compiled = Schedule(windows=windows, tz=tz, outside=self.outside)
+
+    @property
+    def compiled(self) -> Schedule:
+        """The schedule windows.py evaluates (built once, at load)."""
+        assert self._compiled is not None
+        return self._compiled
+
+
+# ---------------------------------------------------------------- signals
+
+
+class _Signal(_Model):
+    query: Query = Field(description="PromQL instant query, one series per workload.")
+    workload_label: str = Field("workload", description="Label of each result series naming the workload.")
+    namespace_label: str = Field("namespace", description="Label of each result series naming its namespace.")
+
+
+class IdleSignal(_Signal):
+    """Idle when the signal stayed below `threshold` for the whole `duration`.
+    The daemon queries max_over_time over the duration, so one value per
+    workload reaches the decision: the signal's maximum over that time."""
+
+    threshold: Finite = Field(description="Idle while the signal is below this.")
+    duration_seconds: PositiveDuration = Field(alias="duration",
+                                               description="How long the signal must stay below the threshold.")
+
+
+class WakeSignal(_Signal):
+    """A queue that still exists while the workload is at zero (a router's or
+    gateway's metric; a pod's own metrics vanish with the pod)."""
+
+    target_per_replica: Finite = Field(gt=0, description="Queue length one replica is meant to serve.")
+    activation_threshold: Finite = Field(0.0, ge=0, description="Wake from zero when the queue is above this.")
+
+
+# ---------------------------------------------------------------- policy
+
+
+class Policy(_Model):
+    """One policy. Of all policies matching a workload the one with the
+    highest priority applies; two matching with the same top priority are a
+    conflict and the workload is left alone."""
+
+    name: str = Field(description="Unique across all policy files; lowercase letters, digits, '-' and '.'.")
+    priority: int = Field(0, description="Higher wins when several policies match one workload.")
+    description: str = ""
+    targets: Targets = Field(default_factory=Targets)
+    schedule: ScheduleConfig | None = None
+    idle: IdleSignal | None = None
+    wake: WakeSignal | None = None
+    min_replicas: int = Field(1, ge=1, description="Smallest non-zero size: floor for a wake, and the size "
+                                                   "a resume uses when nothing was recorded.")
+    max_replicas: int | None = Field(None, ge=1, description="Cap for queue-driven scale-up. Without it the "
+                                                             "queue only wakes (to the recorded size or "
+                                                             "min_replicas).")
+    scale_down_delay_seconds: Duration = Field(
+        0.0, alias="scale_down_delay",
+        description="No idle scale-down within this long after the workload was last scaled up or resumed.")
+    startup_grace_seconds: Duration = Field(
+        0.0, alias="startup_grace",
+        description="No idle scale-down while the newest pod has been Ready for less than this.")
+    on_unknown: OnUnknown = Field(
+        OnUnknown.HOLD, description="While a signal this policy uses is unknown: hold changes nothing; "
+                                    "resume wakes workloads scaler paused. Neither ever scales down.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not POLICY_NAME.match(value):
+            raise _invalid(f"{value!r} is not a policy name: use 1-63 lowercase letters, digits, '-' and '.', "
+                           "starting and ending with a letter or digit")
+        return value
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+        minimum = info.data.get("min_replicas")
+        if value is not None and minimum is not None and value < minimum:
+            raise _invalid(f"max_replicas ({value}) is below min_replicas ({minimum})")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> Policy:
+        if self.schedule is None and self.idle is None and self.wake is None:
+            raise _invalid("the policy has no rule: give at least one of schedule, idle or wake")
+        return self
+
+
+class PolicyFile(_Model):
+    """The recommended shape of a policy file: a list under `policies:`."""
+
+    policies: tuple[Policy, ...]
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the policy files. str() is
+    `file:line: field.path: message`, the format editors jump to."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class PolicyError(Exception):
+    """The policy files have problems; `.problems` lists all of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Validated policies with unique names, in file order, and where each
+    was defined."""
+
+    policies: tuple[Policy, ...]
+    files: tuple[str, ...]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self.policies)
+
+    def __len__(self) -> int:
+        return len(self.policies)
+
+    def by_name(self, name: str) -> Policy | None:
+        return next((policy for policy in self.policies if policy.name == name), None)
+
+
+_SHAPE_HELP = "expected a mapping: 'policies:' with a list of policies, or one policy"
+
+
+class _Document:
+    """One YAML document: its data and the line of every key and item."""
+
+    def __init__(self, data: Any, lines: dict[tuple, int]) -> None:
+        self.data = data
+        self.lines = lines
+
+    def line(self, path: tuple) -> int | None:
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def _read_documents(text: str, file: str, problems: list[Problem]) -> list[_Document]:
+    loader = yaml.SafeLoader(text)
+    documents: list[_Document] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            lines: dict[tuple, int] = {}
+            _record_lines(loader, node, (), lines, file, problems)
+            documents.append(_Document(loader.construct_document(node), lines))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        detail = ", ".join(part for part in (error.context, error.problem) if part)
+        problems.append(Problem(file, mark.line + 1 if mark else None, "", f"invalid YAML: {detail}"))
+        return []
+    except yaml.YAMLError as error:
+        problems.append(Problem(file, None, "", f"invalid YAML: {error}"))
+        return []
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _record_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dict[tuple, int],
+                  file: str, problems: list[Problem]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
+                else key_node.start_mark.line
+            if key == "<<":
+                continue
+            if key in seen:
+                problems.append(Problem(file, key_node.start_mark.line + 1, _field_path(path + (key,)),
+                                        "duplicate key: YAML would silently keep only the last one"))
+            seen.add(key)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, path + (key,), lines, file, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(loader, item, path + (index,), lines, file, problems)
+
+
+def _field_path(loc: Iterable) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the last key of `loc` (inside a Policy)."""
+    model: type[BaseModel] | None = Policy
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        info = next((info for name, info in model.model_fields.items() if (info.alias or name) == part), None)
+        model = _find_model(info.annotation) if info is not None else None
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, tuple, list, typing.Annotated):
+        for argument in typing.get_args(annotation):
+            found = _find_model(argument)
+            if found is not None:
+                return found
+    return None
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = [info.alias or name for name, info in model.model_fields.items()] if model else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {loc[-1]!r}{hint} (allowed: {', '.join(allowed)})"
+    if error["type"] == "missing":
+        return "required"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _validate_policy(data: Any, *, file: str, document: _Document, base: tuple,
+                     problems: list[Problem]) -> Policy | None:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        for detail in error.errors():
+            loc = tuple(detail["loc"])
+            problems.append(Problem(file, document.line(base + loc), _field_path(loc), _message(detail)))
+    return None
+
+
+def _policies_in(document: _Document) -> tuple[list[tuple[Any, tuple]], list[tuple[str, tuple]]]:
+    """(policy data, path) pairs in a document, and shape problems as (message, path)."""
+    data = document.data
+    if not isinstance(data, dict):
+        return [], [(_SHAPE_HELP, ())]
+    if "policies" not in data:
+        return [(data, ())], []
+    shape = [(f"unknown key {key!r} next to 'policies' (allowed: policies)", (key,))
+             for key in data if key != "policies"]
+    items = data["policies"]
+    if not isinstance(items, list):
+        return [], shape + [("expected a list of policies", ("policies",))]
+    if not items:
+        return [], shape + [("the list of policies is empty", ("policies",))]
+    return [(item, ("policies", index)) for index, item in enumerate(items)], shape
+
+
+def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(child for child in path.iterdir()
+                           if child.suffix in (".yaml", ".yml") and child.is_file())
+            if not found:
+                problems.append(Problem(str(path), None, "", "no .yaml or .yml files in this directory"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), None, "", "no such file or directory"))
+    return files
+
+
+def check_policies(paths: Iterable[str | Path]) -> tuple[PolicySet, list[Problem]]:
+    """Every policy that validated, and every problem found (all of them,
+    not just the first)."""
+    problems: list[Problem] = []
+    files = _files(paths, problems)
+    policies: list[Policy] = []
+    sources: dict[str, str] = {}
+    for path in files:
+        file = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(Problem(file, None, "", f"cannot read: {error}"))
+            continue
+        documents = [document for document in _read_documents(text, file, problems) if document.data is not None]
+        if not documents and not any(problem.file == file for problem in problems):
+            problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
+        for document in documents:
+            items, shape = _policies_in(document)
+            problems.extend(Problem(file, document.line(path_), _field_path(path_), message)
+                            for message, path_ in shape)
+            for data, base in items:
+                line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)
+                name = data.get("name") if isinstance(data, dict) else None
+                duplicate = isinstance(name, str) and name in sources
+                if duplicate:
+                    problems.append(Problem(file, line, "name",
+                                            f"duplicate policy name {name!r} (first defined at {sources[name]})"))
+                elif isinstance(name, str):
+                    sources[name] = f"{file}:{line}"
+                policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)
+                if policy is not None and not duplicate:
+                    policies.append(policy)
+    return PolicySet(tuple(policies), tuple(map(str, files)), sources), problems
+
+
+def load_policies(paths: Iterable[str | Path]) -> PolicySet:
+    """The policies in `paths` (files or directories); PolicyError listing
+    every problem if there is any."""
+    policies, problems = check_policies(paths)
+    if problems:
+        raise PolicyError(problems)
+    return policies
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a policy file (a `policies:` list or one policy), for
+    editors such as yaml-language-server."""
+    schema = TypeAdapter(PolicyFile | Policy).json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "scaler policy file", **schema}

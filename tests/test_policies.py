@@ -1,0 +1,174 @@
+"""The policy model and loader: defaults, durations, kinds, file shapes,
+directories and the PolicySet the daemon receives."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from scaler.policies import (
+    OnUnknown,
+    Policy,
+    PolicyError,
+    Problem,
+    json_schema,
+    load_policies,
+    parse_duration,
+)
+from scaler.windows import Mode, Outside
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+MINIMAL = {"name": "p", "idle": {"query": "up", "threshold": 1, "duration": "5m"}}
+
+
+def test_defaults():
+    policy = Policy.model_validate(MINIMAL)
+    assert policy.priority == 0
+    assert policy.targets.kinds == ("Deployment", "StatefulSet")
+    assert policy.targets.namespaces is None and policy.targets.namespace_selector is None
+    assert policy.min_replicas == 1 and policy.max_replicas is None
+    assert policy.scale_down_delay_seconds == 0 and policy.startup_grace_seconds == 0
+    assert policy.on_unknown is OnUnknown.HOLD
+    assert policy.idle.duration_seconds == 300
+    assert policy.idle.workload_label == "workload" and policy.idle.namespace_label == "namespace"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("1.5h", 5400), ("2d", 172800), ("250ms", 0.25),
+    ("1h 30m", 5400), (45, 45), (0, 0), ("0s", 0),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-5m", "5 minutes", "m", "", "1h30", True, "1y", [1]])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_idle_duration_must_be_positive():
+    with pytest.raises(ValidationError, match="must be longer than 0"):
+        Policy.model_validate({**MINIMAL, "idle": {"query": "up", "threshold": 1, "duration": "0s"}})
+
+
+@pytest.mark.parametrize("kind", [
+    "Deployment", "StatefulSet", "InferenceService", "vllmservers.serving.example.com/v1alpha1",
+    "jobqueues.batch.example.com/v1",
+])
+def test_valid_kinds(kind):
+    assert Policy.model_validate({**MINIMAL, "targets": {"kinds": [kind]}}).targets.kinds == (kind,)
+
+
+@pytest.mark.parametrize("kind", ["deployment", "Pod", "vllmservers/v1", "vllmservers.serving.example.com",
+                                  "VLLMServers.serving.example.com/v1"])
+def test_unknown_kinds(kind):
+    with pytest.raises(ValidationError, match="unknown kind"):
+        Policy.model_validate({**MINIMAL, "targets": {"kinds": [kind]}})
+
+
+def test_windows_compile_in_their_time_zone():
+    policy = Policy.model_validate({**MINIMAL, "schedule": {"timezone": "America/New_York", "outside": "down",
+                                                            "windows": [{"mode": "up", "when": "daily 09:00-17:00"},
+                                                                        {"name": "patch", "mode": "down",
+                                                                         "start": "0 3 * * 3", "end": "0 4 * * 3"}]}})
+    schedule = policy.schedule.compiled
+    assert schedule.outside is Outside.DOWN
+    assert [(window.name, window.mode, window.tz.key) for window in schedule.windows] == [
+        ("daily 09:00-17:00", Mode.UP, "America/New_York"), ("patch", Mode.DOWN, "America/New_York")]
+
+
+def test_a_policy_needs_a_rule():
+    with pytest.raises(ValidationError, match="the policy has no rule"):
+        Policy.model_validate({"name": "p"})
+
+
+def test_policies_are_immutable():
+    policy = Policy.model_validate(MINIMAL)
+    with pytest.raises(ValidationError):
+        policy.priority = 3
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_policies_list_single_mapping_and_documents(tmp_path):
+    write(tmp_path, "a.yaml", """\
+        policies:
+          - name: one
+            idle: {query: up, threshold: 1, duration: 5m}
+          - name: two
+            priority: 3
+            wake: {query: queue, target_per_replica: 2}
+        """)
+    write(tmp_path, "b.yml", """\
+        name: three
+        idle: {query: up, threshold: 1, duration: 5m}
+        ---
+        name: four
+        idle: {query: up, threshold: 1, duration: 5m}
+        """)
+    write(tmp_path, "notes.txt", "not a policy")
+    (tmp_path / "nested").mkdir()
+    write(tmp_path / "nested", "ignored.yaml", "name: [")
+    policies = load_policies([tmp_path])
+    assert [policy.name for policy in policies] == ["one", "two", "three", "four"]
+    assert policies.files == (str(tmp_path / "a.yaml"), str(tmp_path / "b.yml"))
+    assert policies.sources["two"] == f"{tmp_path / 'a.yaml'}:4"
+    assert policies.sources["four"] == f"{tmp_path / 'b.yml'}:4"
+    assert policies.by_name("two").priority == 3
+    assert policies.by_name("missing") is None
+    assert len(policies) == 4
+
+
+def test_load_policies_raises_with_every_problem(tmp_path):
+    write(tmp_path, "bad.yaml", """\
+        policies:
+          - name: one
+            idle: {query: "", threshold: 1, duration: 5m}
+          - name: two
+            wake: {query: q, target_per_replica: -1}
+        """)
+    with pytest.raises(PolicyError) as raised:
+        load_policies([tmp_path / "bad.yaml"])
+    assert [(problem.line, problem.field) for problem in raised.value.problems] == [
+        (3, "idle.query"), (5, "wake.target_per_replica")]
+    assert str(raised.value).splitlines()[0] == f"{tmp_path / 'bad.yaml'}:3: idle.query: the PromQL query is empty"
+
+
+def test_problem_format():
+    assert str(Problem("p.yaml", 14, "schedule.windows[1].start", "bad")) == \
+        "p.yaml:14: schedule.windows[1].start: bad"
+    assert str(Problem("p.yaml", 3, "", "invalid YAML: x")) == "p.yaml:3: invalid YAML: x"
+    assert str(Problem("gone", None, "", "no such file or directory")) == "gone: no such file or directory"
+
+
+def test_examples_in_the_repository_load():
+    policies = load_policies([ROOT / "policies"])
+    assert len(policies) >= 4
+    assert len(policies.files) >= 4
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+
+def test_schema_describes_both_shapes():
+    schema = json_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert {"Policy", "PolicyFile", "ScheduleConfig", "WindowConfig", "Targets"} <= set(schema["$defs"])
+    policy = schema["$defs"]["Policy"]
+    assert policy["additionalProperties"] is False
+    assert policy["required"] == ["name"]
+    assert {"scale_down_delay", "startup_grace", "on_unknown"} <= set(policy["properties"])
+    assert "duration" in schema["$defs"]["IdleSignal"]["properties"]
