@@ -1,0 +1,24 @@
+"""The annotations scaler reads and writes, under one documented prefix.
+
+Pure constants (the decide layer imports them too)."""
+
+PREFIX = "scaler.io/"
+
+#: Replica count to restore on resume. Never 0.
+LAST_REPLICAS = PREFIX + "last-replicas"
+#: When the pause happened (RFC 3339, UTC).
+PAUSED_AT = PREFIX + "paused-at"
+#: Who paused it: "policy/<name>" or "manual".
+PAUSED_BY = PREFIX + "paused-by"
+#: Why, in words.
+PAUSE_REASON = PREFIX + "pause-reason"
+#: "true": paused by a person; the daemon never wakes it until a manual resume.
+MANUAL_PAUSE = PREFIX + "paused"
+#: "true" on a workload: scaler never touches it.
+EXCLUDE = PREFIX + "exclude"
+
+#: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
+PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, MANUAL_PAUSE)
+
+KSERVE_STOP = "serving.kserve.io/stop"
+KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"

@@ -1,0 +1,172 @@
+"""Batches of pause/resume for the CLI: select objects the way kubectl does,
+run one operation per object with bounded concurrency, and report one row per
+object. State-agnostic and idempotent: a mix of running and paused objects is
+fine, and running the same batch twice changes nothing the second time."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from scaler.kube import Kube, KubeError, NotFound
+from scaler.pausing import Outcome, Result
+from scaler.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+
+
+@dataclass(frozen=True)
+class Selection:
+    kinds: Sequence[WorkloadKind]
+    names: Sequence[str] = ()
+    namespace: str | None = None  # None: all namespaces
+    label_selector: str | None = None
+    gpu_resources: tuple[str, ...] = DEFAULT_GPU_RESOURCES
+
+
+def select(kube: Kube, selection: Selection, *, ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
+    """The objects a selection names, plus failed rows for names that match
+    nothing (as kubectl fails on a name that does not exist)."""
+    found: list[Workload] = []
+    problems: list[Result] = []
+    for kind in selection.kinds:
+        try:
+            items, _ = kube.list(kind.resource, selection.namespace, label_selector=selection.label_selector)
+        except NotFound:
+            if ignore_missing_kinds:
+                continue
+            problems.append(Result(kind.name, selection.namespace or "", "*", Outcome.FAILED,
+                                   f"the API server does not serve {kind.resource.qualified} "
+                                   f"({kind.resource.api_version}): is its CRD installed?"))
+            continue
+        for obj in items:
+            if selection.names and obj["metadata"]["name"] not in selection.names:
+                continue
+            found.append(Workload(kind, obj, selection.gpu_resources))
+    for name in selection.names:
+        if not any(w.name == name for w in found):
+            kinds = "/".join(kind.name for kind in selection.kinds)
+            where = f"namespace {selection.namespace}" if selection.namespace else "any namespace"
+            problems.append(Result(kinds, selection.namespace or "", name, Outcome.FAILED,
+                                   f"not found: no {kinds} named {name!r} in {where}"
+                                   + (f" matching -l {selection.label_selector}" if selection.label_selector else "")))
+    return found, problems
+
+
+def run_batch(workloads: Iterable[Workload], operation: Callable[[Workload], Result], *,
+              concurrency: int = 16, progress: bool = False, label: str = "working") -> list[Result]:
+    """Apply operation to every workload, at most `concurrency` at once. API
+    errors become rows (404 skipped, everything else failed), never a crash."""
+    workloads = list(workloads)
+    results: list[Result] = []
+
+    def guarded(workload: Workload) -> Result:
+        try:
+            return operation(workload)
+        except NotFound as error:
+            return Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED,
+                          f"gone: {error} (deleted while the batch ran)")
+        except KubeError as error:
+            return Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error),
+                          replicas_before=workload.replicas)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(guarded, w) for w in workloads]
+        if progress and workloads:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, transient=True) as bar:
+                task = bar.add_task(label, total=len(futures))
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    bar.advance(task)
+        else:
+            results.extend(future.result() for future in as_completed(futures))
+    return sort_results(results)
+
+
+def sort_results(results: Iterable[Result]) -> list[Result]:
+    return sorted(results, key=lambda r: (r.namespace, r.kind, r.name))
+
+
+def wait_ready(kube: Kube, pairs: Sequence[tuple[Workload, Result, float]], *, timeout_seconds: float,
+               poll_seconds: float = 0.5) -> None:
+    """Health-gated resume: poll until each resumed workload has as many ready
+    replicas as it was resumed to; fill in seconds_to_ready, or fail the row."""
+    pending = {(w.kind.name, w.namespace, w.name): (w, r, started) for w, r, started in pairs}
+    deadline = time.monotonic() + timeout_seconds
+    last_ready: dict[tuple[str, str, str], int] = {}
+    while pending:
+        groups: dict[tuple[WorkloadKind, str], list] = {}
+        for key, (w, r, started) in pending.items():
+            groups.setdefault((w.kind, w.namespace), []).append((key, w, r, started))
+        for (kind, namespace), members in groups.items():
+            items, _ = kube.list(kind.resource, namespace)
+            by_name = {obj["metadata"]["name"]: obj for obj in items}
+            for key, w, r, started in members:
+                obj = by_name.get(w.name)
+                if obj is None:
+                    r.outcome, r.reason = Outcome.FAILED, r.reason + "; deleted while waiting for it to be ready"
+                    del pending[key]
+                    continue
+                ready = kind.ready_replicas(obj)
+                last_ready[key] = ready
+                if ready >= (r.replicas_after or 0):
+                    r.seconds_to_ready = round(time.monotonic() - started, 2)
+                    del pending[key]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            for key, (w, r, _) in pending.items():
+                r.outcome = Outcome.FAILED
+                r.reason += (f"; not ready after {timeout_seconds:g}s "
+                             f"({last_ready.get(key, 0)}/{r.replicas_after} replicas ready)")
+            return
+        time.sleep(poll_seconds)
+
+
+def summary(results: Sequence[Result], *, verb: str) -> dict:
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for result in results:
+        counts[result.outcome.value] += 1
+    gpus = sum(r.gpus for r in results if r.outcome in (Outcome.CHANGED, Outcome.WOULD_CHANGE))
+    return {**counts, "gpus": gpus, "verb": verb}
+
+
+def render(results: Sequence[Result], *, output: str, verb: str, dry_run: bool = False, stream=None) -> None:
+    stream = stream or sys.stdout
+    totals = summary(results, verb=verb)
+    if output == "json":
+        json.dump({"results": [r.as_dict() for r in results], "summary": totals, "dryRun": dry_run},
+                  stream, indent=2)
+        stream.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    show_ready = any(r.seconds_to_ready is not None for r in results)
+    for column in ("NAMESPACE", "KIND", "NAME", "RESULT", "REPLICAS", "GPUS", *(("READY IN",) if show_ready else ()),
+                   "REASON"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        replicas = "" if r.replicas_before is None else (
+            f"{r.replicas_before}" if r.replicas_after in (None, r.replicas_before)
+            else f"{r.replicas_before} -> {r.replicas_after}")
+        row = [r.namespace, r.kind, r.name, r.outcome.value, replicas, str(r.gpus) if r.gpus else ""]
+        if show_ready:
+            row.append("" if r.seconds_to_ready is None else f"{r.seconds_to_ready:.1f}s")
+        row.append(r.reason + "".join(f" (warning: {w})" for w in r.warnings))
+        table.add_row(*row)
+    console = Console(file=stream, width=200 if not stream.isatty() else None, highlight=False, soft_wrap=False)
+    console.print(table)
+    freed = "GPUs freed" if verb == "pause" else "GPUs claimed"
+    prefix = "dry run: " if dry_run else ""
+    console.print(
+        f"{prefix}{totals['changed'] + totals['would-change']} {'would change' if dry_run else 'changed'}, "
+        f"{totals['unchanged']} unchanged, {totals['skipped']} skipped, {totals['failed']} failed; "
+        f"{totals['gpus']} {freed}"
+    )

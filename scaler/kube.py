@@ -1,0 +1,207 @@
+"""A thin Kubernetes API client: raw JSON in and out, errors typed by status code.
+
+The generated models of the kubernetes package are slow to build and hide
+fields of custom resources, so the adapters speak JSON through the package's
+ApiClient (which still does kubeconfig, in-cluster auth, TLS and pooling).
+Errors are mapped by HTTP status, never by message text.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API request failed; `str()` names the verb and the resource."""
+
+    def __init__(self, *, verb: str, resource: str, status: int | None, detail: str = "") -> None:
+        self.verb = verb
+        self.resource = resource
+        self.status = status
+        self.detail = detail
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        text = f"{self.verb} {self.resource}: HTTP {self.status}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+class NotFound(KubeError):
+    def _message(self) -> str:
+        return f"{self.resource} not found"
+
+
+class Conflict(KubeError):
+    def _message(self) -> str:
+        return f"{self.resource} changed while we wrote it (409 Conflict on {self.verb})"
+
+
+class Forbidden(KubeError):
+    def _message(self) -> str:
+        return f"forbidden: cannot {self.verb} {self.resource}"
+
+
+class Unreachable(KubeError):
+    def _message(self) -> str:
+        return f"API server unreachable on {self.verb} {self.resource}: {self.detail}"
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 403: Forbidden}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource: group ("" for core), version, plural, namespaced."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """kubectl's name for RBAC messages: deployments.apps, pods."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+def describe(resource: Resource, namespace: str | None, name: str | None = None) -> str:
+    where = f" in namespace {namespace}" if namespace else ""
+    return f"{resource.qualified}{'/' + name if name else ''}{where}"
+
+
+class Kube:
+    """Raw JSON requests against one API server, counted (benchmarks and the
+    daemon's metrics read `requests`)."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, default_namespace: str = "default") -> None:
+        self.api_client = api_client
+        self.default_namespace = default_namespace
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = {}
+
+    @classmethod
+    def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None,
+                         pool_size: int = 32) -> Kube:
+        """In-cluster credentials when running in a pod and no kubeconfig is
+        named, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        configuration = k8s.Configuration()
+        namespace = "default"
+        try:
+            if kubeconfig is None and context is None:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+                with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+                    namespace = handle.read().strip() or namespace
+            else:
+                raise k8s_config.ConfigException("kubeconfig requested")
+        except (k8s_config.ConfigException, OSError):
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                        client_configuration=configuration)
+            try:
+                _, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+                if context:
+                    contexts, _ = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+                    active = next(c for c in contexts if c["name"] == context)
+                namespace = active.get("context", {}).get("namespace") or namespace
+            except (k8s_config.ConfigException, StopIteration):
+                pass
+        configuration.connection_pool_maxsize = pool_size
+        return cls(k8s.ApiClient(configuration), default_namespace=namespace)
+
+    def request(self, verb: str, method: str, path: str, *, resource_text: str,
+                query: dict[str, Any] | None = None, body: Any = None,
+                content_type: str = "application/json", timeout_seconds: float = 30) -> dict:
+        self.count(verb)
+        try:
+            method_, url, headers, payload, _ = self.api_client.param_serialize(
+                method=method, resource_path=path,
+                query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body, auth_settings=["BearerToken"],
+            )
+            response = self.api_client.call_api(method_, url, header_params=headers, body=payload,
+                                                _request_timeout=timeout_seconds)
+            data = response.read()
+        except ApiException as error:  # TLS failures come as status 0
+            raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error.reason)) from None
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error)) from None
+        if not 200 <= response.status < 300:
+            kind = _BY_STATUS.get(response.status, KubeError)
+            raise kind(verb=verb, resource=resource_text, status=response.status, detail=_status_reason(data))
+        return json.loads(data) if data else {}
+
+    def count(self, verb: str) -> None:
+        with self._lock:
+            self.requests[verb] = self.requests.get(verb, 0) + 1
+
+    def request_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.requests)
+
+    def total_requests(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
+
+    # Verbs, named as RBAC names them.
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict:
+        return self.request("get", "GET", resource.path(namespace, name),
+                            resource_text=describe(resource, namespace, name))
+
+    def list(self, resource: Resource, namespace: str | None = None, *,
+             label_selector: str | None = None, limit: int = 500) -> tuple[list[dict], str]:
+        """All objects (following continue tokens) and the list's resourceVersion."""
+        items: list[dict] = []
+        token = None
+        while True:
+            page = self.request("list", "GET", resource.path(namespace),
+                                resource_text=describe(resource, namespace),
+                                query={"labelSelector": label_selector, "limit": limit, "continue": token})
+            items.extend(page.get("items", []))
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                return items, page.get("metadata", {}).get("resourceVersion", "")
+
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict) -> dict:
+        return self.request("patch", "PATCH", resource.path(namespace, name),
+                            resource_text=describe(resource, namespace, name),
+                            body=patch, content_type=MERGE_PATCH)
+
+    def create(self, resource: Resource, namespace: str | None, body: dict) -> dict:
+        return self.request("create", "POST", resource.path(namespace),
+                            resource_text=describe(resource, namespace), body=body)
+
+
+def _status_reason(data: bytes | None) -> str:
+    """The machine-readable reason of a Status body (NotFound, Conflict, ...)."""
+    try:
+        status = json.loads(data or b"{}")
+    except ValueError:
+        return ""
+    return status.get("reason", "") if isinstance(status, dict) else ""

@@ -1,0 +1,264 @@
+"""Workload kinds behind one small protocol, registered by name.
+
+A kind knows where its replica count lives, how to write a new one as part of a
+merge patch, how many of its replicas are ready and where its pod template is
+(for counting GPUs). Everything else (the pause record, guarded patches,
+Events) is the same for every kind and lives in `pausing`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from scaler.annotations import (
+    KSERVE_STOP,
+    LAST_REPLICAS,
+    MANUAL_PAUSE,
+    PAUSE_REASON,
+    PAUSED_AT,
+    PAUSED_BY,
+)
+from scaler.kube import Resource
+
+DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+class WorkloadKind(Protocol):
+    name: str
+    resource: Resource
+
+    def replicas(self, obj: dict) -> int: ...
+
+    def ready_replicas(self, obj: dict) -> int: ...
+
+    def scale_patch(self, obj: dict, replicas: int) -> dict:
+        """The part of a merge patch that sets the replica count."""
+        ...
+
+    def pod_specs(self, obj: dict) -> list[dict]:
+        """The pod specs one replica runs (for counting GPUs)."""
+        ...
+
+
+def _dig(obj: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _nest(path: tuple[str, ...], value) -> dict:
+    patch = value
+    for key in reversed(path):
+        patch = {key: patch}
+    return patch
+
+
+@dataclass(frozen=True)
+class ScaledKind:
+    """A kind whose size is an integer field: Deployment, StatefulSet, or any
+    custom resource with a /scale subresource (its specReplicasPath)."""
+
+    name: str
+    resource: Resource
+    replicas_path: tuple[str, ...] = ("spec", "replicas")
+    ready_path: tuple[str, ...] = ("status", "readyReplicas")
+    template_path: tuple[str, ...] = ("spec", "template", "spec")
+    default_replicas: int = 1
+
+    def replicas(self, obj: dict) -> int:
+        value = _dig(obj, self.replicas_path)
+        return self.default_replicas if value is None else int(value)
+
+    def ready_replicas(self, obj: dict) -> int:
+        return int(_dig(obj, self.ready_path) or 0)
+
+    def scale_patch(self, obj: dict, replicas: int) -> dict:
+        return _nest(self.replicas_path, replicas)
+
+    def pod_specs(self, obj: dict) -> list[dict]:
+        spec = _dig(obj, self.template_path)
+        return [spec] if isinstance(spec, dict) else []
+
+
+@dataclass(frozen=True)
+class StopAnnotationKind:
+    """KServe InferenceService: stopped through the serving.kserve.io/stop
+    annotation, which removes its pods but keeps min/max replicas as they are,
+    so 'replicas' is 0 while stopped and the predictor's minReplicas (default
+    1) while running."""
+
+    name: str = "InferenceService"
+    resource: Resource = Resource("serving.kserve.io", "v1beta1", "inferenceservices")
+
+    def replicas(self, obj: dict) -> int:
+        if (_dig(obj, ("metadata", "annotations")) or {}).get(KSERVE_STOP) == "true":
+            return 0
+        value = _dig(obj, ("spec", "predictor", "minReplicas"))
+        return 1 if value is None else max(int(value), 1)
+
+    def ready_replicas(self, obj: dict) -> int:
+        for condition in _dig(obj, ("status", "conditions")) or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "True":
+                return self.replicas(obj)
+        return 0
+
+    def scale_patch(self, obj: dict, replicas: int) -> dict:
+        # null deletes the key in a merge patch: a running service has no stop annotation.
+        return {"metadata": {"annotations": {KSERVE_STOP: "true" if replicas == 0 else None}}}
+
+    def pod_specs(self, obj: dict) -> list[dict]:
+        predictor = _dig(obj, ("spec", "predictor")) or {}
+        containers = [c for c in predictor.get("containers") or [] if isinstance(c, dict)]
+        for framework_key, value in predictor.items():
+            # spec.predictor.model (or a named framework) is a container spec.
+            if framework_key not in ("containers", "minReplicas", "maxReplicas") and isinstance(value, dict) \
+                    and "resources" in value:
+                containers.append(value)
+        return [{"containers": containers}] if containers else []
+
+
+DEPLOYMENT = ScaledKind("Deployment", Resource("apps", "v1", "deployments"))
+STATEFULSET = ScaledKind("StatefulSet", Resource("apps", "v1", "statefulsets"))
+INFERENCESERVICE = StopAnnotationKind()
+
+KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (DEPLOYMENT, STATEFULSET, INFERENCESERVICE)}
+ALIASES: dict[str, str] = {
+    "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
+    "statefulset": "StatefulSet", "statefulsets": "StatefulSet", "sts": "StatefulSet",
+    "inferenceservice": "InferenceService", "inferenceservices": "InferenceService", "isvc": "InferenceService",
+}
+CUSTOM_KIND = re.compile(r"^(?P<plural>[a-z0-9-]+)\.(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+)$")
+DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
+
+
+def resolve_kind(text: str, *, replicas_path: tuple[str, ...] = ("spec", "replicas")) -> WorkloadKind:
+    """Deployment, StatefulSet, InferenceService (or kubectl's short names), or a
+    custom resource with a /scale subresource as plural.group/version."""
+    name = ALIASES.get(text.lower(), text)
+    if name in KINDS:
+        return KINDS[name]
+    match = CUSTOM_KIND.match(text)
+    if match:
+        resource = Resource(match["group"], match["version"], match["plural"])
+        return ScaledKind(text, resource, replicas_path=replicas_path,
+                          ready_path=("status", "readyReplicas"))
+    valid = ", ".join(KINDS)
+    raise UnknownKind(f"unknown kind {text!r}: expected one of {valid}, "
+                      "or a custom resource with a /scale subresource as plural.group/version "
+                      "(e.g. vllmservers.serving.example.com/v1alpha1)")
+
+
+@dataclass(frozen=True)
+class PauseRecord:
+    """What a pause wrote on the object: the count to restore and its story."""
+
+    last_replicas: int | None
+    paused_at: str | None
+    paused_by: str | None
+    reason: str | None
+
+    @classmethod
+    def from_annotations(cls, annotations: dict[str, str]) -> PauseRecord | None:
+        if not any(key in annotations for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY)):
+            return None
+        try:
+            last = int(annotations[LAST_REPLICAS])
+        except (KeyError, ValueError):
+            last = None
+        return cls(
+            last_replicas=last if last and last > 0 else None,
+            paused_at=annotations.get(PAUSED_AT),
+            paused_by=annotations.get(PAUSED_BY),
+            reason=annotations.get(PAUSE_REASON),
+        )
+
+    def paused_at_datetime(self) -> datetime | None:
+        try:
+            return datetime.fromisoformat(self.paused_at.replace("Z", "+00:00")) if self.paused_at else None
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One object of a registered kind, as read from the API server."""
+
+    kind: WorkloadKind
+    obj: dict = field(repr=False)
+    gpu_resources: tuple[str, ...] = DEFAULT_GPU_RESOURCES
+
+    @property
+    def namespace(self) -> str:
+        return self.obj["metadata"].get("namespace", "")
+
+    @property
+    def name(self) -> str:
+        return self.obj["metadata"]["name"]
+
+    @property
+    def resource_version(self) -> str:
+        return self.obj["metadata"].get("resourceVersion", "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.obj["metadata"].get("labels") or {}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return self.obj["metadata"].get("annotations") or {}
+
+    @property
+    def replicas(self) -> int:
+        return self.kind.replicas(self.obj)
+
+    @property
+    def ready_replicas(self) -> int:
+        return self.kind.ready_replicas(self.obj)
+
+    @property
+    def record(self) -> PauseRecord | None:
+        return PauseRecord.from_annotations(self.annotations)
+
+    @property
+    def manual_pause(self) -> bool:
+        return self.annotations.get(MANUAL_PAUSE) == "true"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind.name}/{self.namespace}/{self.name}"
+
+    def gpus_per_replica(self) -> int:
+        return sum(gpus_in_pod_spec(spec, self.gpu_resources) for spec in self.kind.pod_specs(self.obj))
+
+    def gpus(self, replicas: int | None = None) -> int:
+        return self.gpus_per_replica() * (self.replicas if replicas is None else replicas)
+
+
+def _quantity(value) -> int:
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        return 0
+
+
+def gpus_in_pod_spec(spec: dict, resources: tuple[str, ...]) -> int:
+    """Extended resources one pod holds: its containers' sum, or its largest
+    init container if that is more (the scheduler's effective request)."""
+
+    def held(container: dict) -> int:
+        res = container.get("resources") or {}
+        amounts = {**(res.get("requests") or {}), **(res.get("limits") or {})}
+        return sum(_quantity(amounts[name]) for name in resources if name in amounts)
+
+    running = sum(held(c) for c in spec.get("containers") or [])
+    init = max((held(c) for c in spec.get("initContainers") or []), default=0)
+    return max(running, init)
