@@ -1,0 +1,396 @@
+"""The decision table. Each row is one line of the precedence table in
+docs/policies.md: the policy, the workload, the signals and the instant go in;
+the action, the target replicas, the reason code and a piece of the reason
+the user reads come out."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import pytest
+
+from scaler.decisions import (
+    Action,
+    Code,
+    Conflict,
+    Signals,
+    WorkloadState,
+    decide,
+    human_duration,
+    is_excluded,
+    select_policy,
+)
+from scaler.policies import Policy
+from scaler.windows import zone
+
+BERLIN = zone("Europe/Berlin")
+
+
+def at(text: str, tz=BERLIN) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=tz)
+
+
+TUESDAY_NIGHT = at("2024-06-04 23:00")  # no window active
+TUESDAY_DAY = at("2024-06-04 10:00")  # business hours
+SUNDAY_MAINTENANCE = at("2024-06-09 03:00")  # the keep-down window
+SATURDAY_NOON = at("2024-06-08 12:00")
+
+IDLE = {"query": "max(DCGM_FI_DEV_GPU_UTIL) by (namespace, workload)", "threshold": 5, "duration": "30m"}
+WAKE = {"query": "sum(router_queue_length) by (namespace, workload)", "target_per_replica": 4}
+
+
+def make_policy(**overrides) -> Policy:
+    spec = {
+        "name": "llm",
+        "schedule": {"timezone": "Europe/Berlin", "windows": [
+            {"name": "business-hours", "mode": "up", "when": "Mon-Fri 08:00-20:00"},
+            {"name": "maintenance", "mode": "down", "when": "Sun 02:00-04:00"},
+        ]},
+        "idle": IDLE,
+        "wake": WAKE,
+        "min_replicas": 1,
+        "max_replicas": 6,
+        "startup_grace": "10m",
+        "scale_down_delay": "15m",
+    }
+    spec.update(overrides)
+    return Policy.model_validate({key: value for key, value in spec.items() if value is not None})
+
+
+POLICY = make_policy()
+OUTSIDE_DOWN = make_policy(schedule={"timezone": "Europe/Berlin", "outside": "down", "windows": [
+    {"name": "business-hours", "mode": "up", "when": "Mon-Fri 08:00-20:00"}]})
+ON_UNKNOWN_RESUME = make_policy(on_unknown="resume")
+NO_MAX = make_policy(max_replicas=None)
+MIN_TWO = make_policy(min_replicas=2)
+ACTIVATION_TWO = make_policy(wake={**WAKE, "activation_threshold": 2})
+IDLE_ONLY = make_policy(schedule=None, wake=None, startup_grace=None, scale_down_delay=None)
+WINDOWS_ONLY = make_policy(idle=None, wake=None)
+BOTH_WINDOWS_AT_ONCE = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
+    {"name": "business-hours", "mode": "up", "when": "Mon-Fri 08:00-20:00"},
+    {"name": "lunch", "mode": "down", "when": "Mon-Fri 12:00-13:00"}]})
+WEEKEND_DOWN = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
+    {"name": "weekend", "mode": "down", "when": "Fri 18:00-Mon 07:00"}]})
+NIGHT_DOWN = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
+    {"name": "night", "mode": "down", "when": "daily 22:00-06:00"}]})
+EARLY_DOWN = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
+    {"name": "early", "mode": "down", "when": "daily 01:00-03:00"}]})
+NY_EVENING_DOWN = make_policy(schedule={"timezone": "America/New_York", "windows": [
+    {"name": "evening", "mode": "down", "start": "0 22 * * *", "end": "0 6 * * *"}]})
+AUCKLAND_NIGHT_DOWN = make_policy(schedule={"timezone": "Pacific/Auckland", "windows": [
+    {"name": "night", "mode": "down", "when": "daily 22:00-06:00"}]})
+
+
+def running(replicas=2, **fields) -> dict:
+    return {"replicas": replicas, **fields}
+
+
+def paused(last=3, by="policy/llm", **fields) -> dict:
+    return {"replicas": 0, "last_replicas": last, "paused_by": by, **fields}
+
+
+def ago(minutes: float, now: datetime = TUESDAY_NIGHT) -> datetime:
+    return now - timedelta(minutes=minutes)
+
+
+QUIET = Signals(idle=0.5, queue=0)
+BUSY = Signals(idle=60, queue=0)
+
+# policy, workload fields, signals, now, (action, replicas, code), a piece of the reason
+TABLE = [
+    # 1. manual pause: never touched
+    pytest.param(POLICY, paused(manual_pause=True, by="manual"), Signals(idle=0, queue=100), TUESDAY_DAY,
+                 (Action.HOLD, 0, Code.MANUAL_PAUSE), "only a manual resume wakes it", id="manual-pause-beats-queue"),
+    pytest.param(POLICY, running(manual_pause=True), QUIET, SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 2, Code.MANUAL_PAUSE), "paused by hand", id="manual-pause-beats-keep-down-window"),
+    # 2. keep-down window: schedule-based, so it holds even without metrics
+    pytest.param(POLICY, running(3), Signals(idle=60, queue=50), SUNDAY_MAINTENANCE,
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW),
+                 "keep-down window 'maintenance' (Sun 02:00-04:00 Europe/Berlin) is active: pausing 3 replicas",
+                 id="keep-down-window-beats-queue"),
+    pytest.param(POLICY, paused(), Signals(idle=0, queue=50), SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 0, Code.KEEP_DOWN_WINDOW), "staying at 0", id="keep-down-window-at-zero-holds"),
+    pytest.param(POLICY, running(3), Signals(), SUNDAY_MAINTENANCE,
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="keep-down-window-with-metrics-unknown"),
+    pytest.param(POLICY, running(3, ready_since=ago(1, SUNDAY_MAINTENANCE)), BUSY, SUNDAY_MAINTENANCE,
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="keep-down-window-ignores-startup-grace"),
+    pytest.param(BOTH_WINDOWS_AT_ONCE, running(2), BUSY, at("2024-06-04 12:30"),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'lunch'", id="keep-down-beats-keep-up-window"),
+    # 3. wake and scale up by queue
+    pytest.param(POLICY, paused(last=3), Signals(idle=0, queue=4), TUESDAY_NIGHT,
+                 (Action.RESUME, 3, Code.QUEUE_WAKE), "queue 4 > activation threshold 0: waking to 3",
+                 id="queue-wakes-to-recorded-size"),
+    pytest.param(POLICY, paused(last=2), Signals(idle=0, queue=20), TUESDAY_NIGHT,
+                 (Action.RESUME, 5, Code.QUEUE_WAKE), "ceil(20/4) = 5", id="queue-wakes-above-recorded-size"),
+    pytest.param(POLICY, paused(last=2), Signals(idle=0, queue=100), TUESDAY_NIGHT,
+                 (Action.RESUME, 6, Code.QUEUE_WAKE), "capped at max_replicas 6", id="queue-wake-capped-at-max"),
+    pytest.param(MIN_TWO, paused(last=None), Signals(idle=0, queue=1), TUESDAY_NIGHT,
+                 (Action.RESUME, 2, Code.QUEUE_WAKE), "min_replicas 2, nothing recorded",
+                 id="queue-wake-without-record-uses-min-replicas"),
+    pytest.param(POLICY, {"replicas": 0}, Signals(idle=0, queue=1), TUESDAY_NIGHT,
+                 (Action.RESUME, 1, Code.QUEUE_WAKE), "waking to 1", id="queue-wakes-a-zero-scaler-did-not-pause"),
+    pytest.param(POLICY, paused(last=3), Signals(idle=0, queue=8), TUESDAY_DAY,
+                 (Action.RESUME, 3, Code.QUEUE_WAKE), "waking", id="queue-wake-inside-keep-up-window"),
+    pytest.param(OUTSIDE_DOWN, paused(last=3), Signals(idle=0, queue=3), TUESDAY_NIGHT,
+                 (Action.RESUME, 3, Code.QUEUE_WAKE), "waking", id="queue-wake-beats-outside-down"),
+    pytest.param(ACTIVATION_TWO, paused(last=3), Signals(idle=0, queue=2), TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="queue-at-activation-threshold-does-not-wake"),
+    pytest.param(NO_MAX, paused(last=3), Signals(idle=0, queue=100), TUESDAY_NIGHT,
+                 (Action.RESUME, 3, Code.QUEUE_WAKE), "min_replicas (no max_replicas)",
+                 id="without-max-replicas-queue-wakes-to-recorded-size"),
+    pytest.param(POLICY, running(2), Signals(idle=60, queue=17), TUESDAY_NIGHT,
+                 (Action.SCALE_UP, 5, Code.QUEUE_SCALE_UP), "2 -> 5 (ceil(17/4) = 5)", id="queue-scale-up"),
+    pytest.param(POLICY, running(2), Signals(idle=60, queue=100), TUESDAY_DAY,
+                 (Action.SCALE_UP, 6, Code.QUEUE_SCALE_UP), "capped at max_replicas 6",
+                 id="queue-scale-up-capped-at-max"),
+    pytest.param(POLICY, running(8), Signals(idle=0, queue=100), TUESDAY_NIGHT,
+                 (Action.HOLD, 8, Code.BUSY), "busy: queue 100", id="queue-never-scales-down-above-max"),
+    pytest.param(POLICY, running(5), Signals(idle=0, queue=4), TUESDAY_NIGHT,
+                 (Action.HOLD, 5, Code.BUSY), "busy: queue 4 > activation threshold 0",
+                 id="queue-demand-blocks-idle-pause"),
+    pytest.param(NO_MAX, running(1), Signals(idle=60, queue=100), TUESDAY_NIGHT,
+                 (Action.HOLD, 1, Code.BUSY), "busy", id="without-max-replicas-no-queue-scale-up"),
+    # 4. keep-up window
+    pytest.param(POLICY, paused(last=3), Signals(idle=0, queue=0), TUESDAY_DAY,
+                 (Action.RESUME, 3, Code.KEEP_UP_WINDOW),
+                 "keep-up window 'business-hours' (Mon-Fri 08:00-20:00 Europe/Berlin) is active: resuming to 3 "
+                 "(3 recorded at pause)", id="keep-up-window-resumes-what-scaler-paused"),
+    pytest.param(MIN_TWO, paused(last=None), Signals(idle=0, queue=0), TUESDAY_DAY,
+                 (Action.RESUME, 2, Code.KEEP_UP_WINDOW), "min_replicas 2, nothing recorded",
+                 id="keep-up-window-resume-without-record-uses-min-replicas"),
+    pytest.param(POLICY, paused(last=3), Signals(), TUESDAY_DAY,
+                 (Action.RESUME, 3, Code.KEEP_UP_WINDOW), "resuming to 3", id="keep-up-window-with-metrics-unknown"),
+    pytest.param(POLICY, {"replicas": 0}, Signals(idle=0, queue=0), TUESDAY_DAY,
+                 (Action.HOLD, 0, Code.KEEP_UP_WINDOW), "scaler did not pause this workload",
+                 id="keep-up-window-leaves-others-zero-alone"),
+    pytest.param(POLICY, paused(by="manual"), Signals(idle=0, queue=0), TUESDAY_DAY,
+                 (Action.HOLD, 0, Code.KEEP_UP_WINDOW), "did not pause",
+                 id="keep-up-window-leaves-a-manual-pause-record-alone"),
+    pytest.param(POLICY, running(2), Signals(idle=0, queue=0), TUESDAY_DAY,
+                 (Action.HOLD, 2, Code.KEEP_UP_WINDOW), "no idle scale-down", id="keep-up-window-blocks-idle-pause"),
+    # 5. outside: down
+    pytest.param(OUTSIDE_DOWN, running(2), BUSY, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.OUTSIDE_DOWN),
+                 "outside every keep-up window ('business-hours' (Mon-Fri 08:00-20:00 Europe/Berlin)) with "
+                 "outside: down: pausing 2 replicas", id="outside-down-pauses-a-busy-workload"),
+    pytest.param(OUTSIDE_DOWN, paused(), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.OUTSIDE_DOWN), "staying at 0", id="outside-down-at-zero-holds"),
+    pytest.param(OUTSIDE_DOWN, running(2), Signals(), TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.OUTSIDE_DOWN), "pausing", id="outside-down-with-metrics-unknown-still-pauses"),
+    pytest.param(OUTSIDE_DOWN, running(2), Signals(idle=0, queue=1), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.BUSY), "but queue 1 > activation threshold 0: staying up",
+                 id="outside-down-waits-for-queue-demand"),
+    pytest.param(OUTSIDE_DOWN, running(2, ready_since=ago(3)), BUSY, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "startup grace 10m leaves 7m",
+                 id="outside-down-waits-for-startup-grace"),
+    pytest.param(OUTSIDE_DOWN, running(2, last_scaled_up_at=ago(5)), BUSY, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scale_down_delay 15m leaves 10m",
+                 id="outside-down-waits-for-scale-down-delay"),
+    pytest.param(OUTSIDE_DOWN, paused(), QUIET, TUESDAY_DAY,
+                 (Action.RESUME, 3, Code.KEEP_UP_WINDOW), "resuming to 3", id="outside-down-policy-resumes-in-window"),
+    # 6. unknown signals: never a scale-down
+    pytest.param(POLICY, running(2), Signals(idle=None, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "metrics unavailable: idle signal unknown: holding at 2",
+                 id="idle-unknown-holds"),
+    pytest.param(POLICY, running(2), Signals(idle=math.nan, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "idle signal unknown", id="idle-nan-is-unknown"),
+    pytest.param(POLICY, running(2), Signals(idle=math.inf, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "idle signal unknown", id="idle-inf-is-unknown"),
+    pytest.param(POLICY, running(2), Signals(idle=0, queue=None), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "queue signal unknown",
+                 id="queue-unknown-blocks-idle-pause"),
+    pytest.param(POLICY, running(2), Signals(idle=None, queue=-math.inf), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "idle signal and queue signal unknown",
+                 id="both-unknown-named"),
+    pytest.param(POLICY, paused(), Signals(idle=0, queue=None), TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.METRICS_UNKNOWN), "holding at 0", id="queue-unknown-at-zero-holds"),
+    pytest.param(POLICY, paused(), Signals(idle=None, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue",
+                 id="idle-signal-not-consulted-at-zero"),
+    pytest.param(ON_UNKNOWN_RESUME, paused(last=3), Signals(idle=0, queue=None), TUESDAY_NIGHT,
+                 (Action.RESUME, 3, Code.METRICS_UNKNOWN),
+                 "queue signal unknown; on_unknown: resume wakes what scaler paused: resuming to 3",
+                 id="on-unknown-resume-wakes-what-scaler-paused"),
+    pytest.param(ON_UNKNOWN_RESUME, paused(last=3), Signals(idle=None, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0",
+                 id="on-unknown-resume-ignores-idle-signal-gone-with-the-pods"),
+    pytest.param(ON_UNKNOWN_RESUME, {"replicas": 0}, Signals(idle=0, queue=None), TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.METRICS_UNKNOWN), "holding at 0", id="on-unknown-resume-leaves-others-alone"),
+    pytest.param(ON_UNKNOWN_RESUME, running(2), Signals(idle=None, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "never scale down", id="on-unknown-resume-never-scales-down"),
+    pytest.param(ON_UNKNOWN_RESUME, running(2), Signals(), SUNDAY_MAINTENANCE,
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="on-unknown-resume-still-keeps-down"),
+    pytest.param(IDLE_ONLY, running(2), Signals(idle=0, queue=None), TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "idle", id="unconfigured-signal-is-not-consulted"),
+    pytest.param(WINDOWS_ONLY, running(2), Signals(), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.NO_RULE), "no rule applies", id="windows-only-policy-needs-no-metrics"),
+    # 7. at zero
+    pytest.param(POLICY, paused(), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "paused by policy/llm; waiting for the queue: staying at 0",
+                 id="paused-waits-for-queue"),
+    pytest.param(POLICY, {"replicas": 0}, QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "not paused by scaler", id="zero-without-record-and-no-queue-holds"),
+    # 8. idle timeout
+    pytest.param(POLICY, running(2), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT),
+                 "idle: signal max 0.5 over the last 30m, below threshold 5: pausing 2 replicas", id="idle-timeout"),
+    pytest.param(POLICY, running(2), Signals(idle=5, queue=0), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.BUSY), "max 5 over the last 30m, not below threshold 5",
+                 id="idle-at-threshold-is-busy"),
+    pytest.param(POLICY, running(2, ready_since=ago(4)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTUP_GRACE),
+                 "would pause, but the newest pod has been Ready for only 4m: startup grace 10m leaves 6m",
+                 id="idle-in-startup-grace"),
+    pytest.param(POLICY, running(2, ready_since=ago(10)), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-startup-grace-over"),
+    pytest.param(POLICY, running(2, last_scaled_up_at=ago(5)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scaled up 5m ago: scale_down_delay 15m leaves 10m",
+                 id="idle-in-scale-down-delay"),
+    pytest.param(POLICY, running(2, last_scaled_up_at=ago(15)), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-scale-down-delay-over"),
+    pytest.param(IDLE_ONLY, running(2, ready_since=ago(1), last_scaled_up_at=ago(1)), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-without-grace-or-delay-configured"),
+    # 9. nothing applies
+    pytest.param(WINDOWS_ONLY, running(2), QUIET, SATURDAY_NOON,
+                 (Action.HOLD, 2, Code.NO_RULE), "no rule applies", id="hold"),
+    # edges: start inclusive, end exclusive
+    pytest.param(POLICY, paused(), QUIET, at("2024-06-04 07:59"),
+                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="edge-minute-before-keep-up-start"),
+    pytest.param(POLICY, paused(), QUIET, at("2024-06-04 08:00"),
+                 (Action.RESUME, 3, Code.KEEP_UP_WINDOW), "resuming", id="edge-keep-up-start-inclusive"),
+    pytest.param(POLICY, running(2), QUIET, at("2024-06-04 19:59"),
+                 (Action.HOLD, 2, Code.KEEP_UP_WINDOW), "no idle scale-down", id="edge-keep-up-last-minute"),
+    pytest.param(POLICY, running(2), QUIET, at("2024-06-04 20:00"),
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="edge-keep-up-end-exclusive"),
+    # windows across midnight and the weekend
+    pytest.param(WEEKEND_DOWN, running(2), BUSY, at("2024-06-07 17:59"),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="weekend-friday-before"),
+    pytest.param(WEEKEND_DOWN, running(2), BUSY, at("2024-06-07 18:00"),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'weekend' (Fri 18:00-Mon 07:00 Europe/Berlin)",
+                 id="weekend-friday-start"),
+    pytest.param(WEEKEND_DOWN, running(2), BUSY, SATURDAY_NOON,
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'weekend'", id="weekend-saturday"),
+    pytest.param(WEEKEND_DOWN, running(2), BUSY, at("2024-06-10 06:59"),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'weekend'", id="weekend-monday-early"),
+    pytest.param(WEEKEND_DOWN, paused(), Signals(idle=0, queue=0), at("2024-06-10 07:00"),
+                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="weekend-over-monday-morning"),
+    pytest.param(NIGHT_DOWN, running(2), BUSY, at("2024-06-05 02:00"),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'night' (daily 22:00-06:00 Europe/Berlin)",
+                 id="night-window-after-midnight"),
+    # daylight saving time
+    pytest.param(NIGHT_DOWN, running(2), BUSY, at("2024-10-27 04:30", zone("UTC")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'night'", id="dst-berlin-fall-back-05-30-cet-still-night"),
+    pytest.param(NIGHT_DOWN, running(2), BUSY, at("2024-10-27 05:00", zone("UTC")),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="dst-berlin-fall-back-night-ends-06-00-cet"),
+    pytest.param(EARLY_DOWN, running(2), BUSY, at("2024-03-31 00:30", zone("UTC")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'early'", id="dst-berlin-spring-forward-01-30-cet"),
+    pytest.param(EARLY_DOWN, running(2), BUSY, at("2024-03-31 01:00", zone("UTC")),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="dst-berlin-spring-forward-window-is-one-hour"),
+    pytest.param(NY_EVENING_DOWN, running(2), BUSY, at("2024-11-03 10:59", zone("UTC")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "America/New_York",
+                 id="dst-new-york-fall-back-05-59-est"),
+    pytest.param(NY_EVENING_DOWN, running(2), BUSY, at("2024-11-03 11:00", zone("UTC")),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="dst-new-york-fall-back-ends-06-00-est"),
+    pytest.param(NY_EVENING_DOWN, running(2), BUSY, at("2024-03-10 09:59", zone("UTC")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'evening'", id="dst-new-york-spring-forward-05-59-edt"),
+    pytest.param(NY_EVENING_DOWN, running(2), BUSY, at("2024-03-10 10:00", zone("UTC")),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="dst-new-york-spring-forward-ends-06-00-edt"),
+    pytest.param(AUCKLAND_NIGHT_DOWN, running(2), BUSY, at("2024-09-29 05:30", zone("Pacific/Auckland")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "Pacific/Auckland",
+                 id="dst-auckland-september-spring-forward-night"),
+    pytest.param(AUCKLAND_NIGHT_DOWN, running(2), BUSY, at("2024-04-07 17:59", zone("UTC")),
+                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'night'", id="dst-auckland-april-fall-back-05-59-nzst"),
+    pytest.param(AUCKLAND_NIGHT_DOWN, running(2), BUSY, at("2024-04-07 18:00", zone("UTC")),
+                 (Action.HOLD, 2, Code.BUSY), "busy", id="dst-auckland-april-fall-back-ends-06-00-nzst"),
+]
+
+
+@pytest.mark.parametrize(("policy", "workload", "signals", "now", "expected", "reason"), TABLE)
+def test_decision_table(policy, workload, signals, now, expected, reason):
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", **workload)
+    decision = decide(policy=policy, workload=state, signals=signals, now=now)
+    assert (decision.action, decision.replicas, decision.reason_code) == expected, decision.reason
+    assert reason in decision.reason
+    assert decision.policy == policy.name
+
+
+def test_conflict_is_left_alone():
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", replicas=2)
+    decision = decide(policy=Conflict(("a", "b"), 5), workload=state, signals=QUIET, now=TUESDAY_NIGHT)
+    assert (decision.action, decision.replicas, decision.reason_code) == (Action.CONFLICT, 2, Code.CONFLICT)
+    assert "policies 'a' and 'b' all match with priority 5" in decision.reason
+
+
+def test_no_policy_is_skipped():
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", replicas=2)
+    decision = decide(policy=None, workload=state, signals=QUIET, now=TUESDAY_NIGHT)
+    assert (decision.action, decision.replicas, decision.reason_code) == (Action.SKIP, 2, Code.NO_POLICY)
+
+
+# ---------------------------------------------------------------- selection
+
+
+def targeted(name, priority=0, **targets) -> Policy:
+    return Policy.model_validate({"name": name, "priority": priority, "targets": targets, "idle": IDLE})
+
+
+SELECTION = [
+    targeted("all-gpu", 0, selector="gpu=true"),
+    targeted("llm-chat", 10, namespaces=["llm"], selector="app in (chat, embed)"),
+    targeted("team-prod", 5, namespace_selector="env=prod"),
+    targeted("batch", 10, namespaces=["batch"], kinds=["StatefulSet", "jobqueues.batch.example.com/v1"]),
+    targeted("batch-too", 10, namespaces=["batch"], selector="tier=gpu", exclude_namespaces=["scratch"]),
+]
+
+
+@pytest.mark.parametrize(("kind", "namespace", "labels", "namespace_labels", "expected"), [
+    pytest.param("Deployment", "llm", {"app": "chat", "gpu": "true"}, {}, "llm-chat", id="highest-priority-wins"),
+    pytest.param("Deployment", "llm", {"app": "rerank", "gpu": "true"}, {}, "all-gpu", id="falls-back-to-lower"),
+    pytest.param("Deployment", "other", {"gpu": "true"}, {"env": "prod"}, "team-prod", id="namespace-selector"),
+    pytest.param("Deployment", "other", {"app": "x"}, {"env": "dev"}, None, id="no-match"),
+    pytest.param("InferenceService", "llm", {"app": "chat"}, {}, None, id="kind-not-targeted"),
+    pytest.param("StatefulSet", "batch", {}, {}, "batch", id="statefulset"),
+    pytest.param("jobqueues.batch.example.com/v1", "batch", {}, {}, "batch", id="custom-resource-kind"),
+    pytest.param("StatefulSet", "batch", {"tier": "gpu"}, {}, Conflict(("batch", "batch-too"), 10),
+                 id="equal-top-priority-conflict"),
+])
+def test_select_policy(kind, namespace, labels, namespace_labels, expected):
+    workload = WorkloadState(kind=kind, namespace=namespace, name="w", labels=labels, replicas=1)
+    chosen = select_policy(SELECTION, workload, namespace_labels=namespace_labels)
+    assert (chosen.name if isinstance(chosen, Policy) else chosen) == expected
+
+
+def test_select_policy_ignores_order():
+    workload = WorkloadState(kind="Deployment", namespace="llm", name="w", labels={"app": "chat", "gpu": "true"})
+    for policies in (SELECTION, SELECTION[::-1]):
+        assert select_policy(policies, workload, namespace_labels={}).name == "llm-chat"
+
+
+def test_exclude_namespaces_of_a_policy():
+    policy = targeted("p", exclude_namespaces=["scratch"])
+    assert select_policy([policy], WorkloadState("Deployment", "scratch", "w"), namespace_labels={}) is None
+    assert select_policy([policy], WorkloadState("Deployment", "llm", "w"), namespace_labels={}) is policy
+
+
+@pytest.mark.parametrize(("namespace", "annotations", "excluded"), [
+    pytest.param("kube-system", {}, True, id="kube-system"),
+    pytest.param("llm", {"scaler.io/exclude": "true"}, True, id="annotation"),
+    pytest.param("llm", {"scaler.io/exclude": "false"}, False, id="annotation-false"),
+    pytest.param("llm", {}, False, id="ordinary"),
+])
+def test_is_excluded_by_default(namespace, annotations, excluded):
+    assert is_excluded(WorkloadState("Deployment", namespace, "w", annotations=annotations)) is excluded
+
+
+def test_is_excluded_with_the_daemons_namespace():
+    workload = WorkloadState("Deployment", "scaler-system", "w")
+    assert is_excluded(workload, excluded_namespaces={"kube-system", "scaler-system"})
+    assert not is_excluded(workload)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (0.25, "0.2s"), (45, "45s"), (90, "1m30s"), (600, "10m"), (5400, "1h30m"), (90061, "1d1h1m1s"),
+])
+def test_human_duration(seconds, text):
+    assert human_duration(seconds) == text
