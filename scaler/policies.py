@@ -479,7 +479,7 @@ def _record_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: 
             if key == "<<":
                 continue
             if key in seen:
-                problems.append(Problem(file, key_node.start_mark.line + 1, _field_path(path + (key,)),
+                problems.append(Problem(file, key_node.start_mark.line + 1, _field_path(_in_policy(path + (key,))),
                                         "duplicate key: YAML would silently keep only the last one"))
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
@@ -487,6 +487,11 @@ def _record_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: 
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _record_lines(loader, item, path + (index,), lines, file, problems)
+
+
+def _in_policy(path: tuple) -> tuple:
+    """A document path relative to its policy: ('policies', 0, 'idle') -> ('idle',)."""
+    return path[2:] if len(path) >= 2 and path[0] == "policies" and isinstance(path[1], int) else path
 
 
 def _field_path(loc: Iterable) -> str:

@@ -101,8 +101,8 @@ class _Parser:
         self.index = 0
 
     def _error(self, message: str, position: int | None = None) -> SelectorError:
-        where = len(self.text) if position is None else position
-        return SelectorError(f"invalid label selector {self.text!r}: {message} at column {where + 1}")
+        where = "at the end" if position is None else f"at column {position + 1}"
+        return SelectorError(f"invalid label selector {self.text!r}: {message} {where}")
 
     def _peek(self) -> str | None:
         return self.tokens[self.index][0] if self.index < len(self.tokens) else None
