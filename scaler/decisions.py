@@ -179,6 +179,12 @@ def _known(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _seconds_between(earlier: datetime, later: datetime) -> float:
+    """Real elapsed seconds. Not `later - earlier`: Python subtracts two
+    datetimes sharing a tzinfo by wall clock, which is off by the DST shift."""
+    return later.timestamp() - earlier.timestamp()
+
+
 def human_duration(seconds: float) -> str:
     """90 -> '1m30s', 5400 -> '1h30m', 0.5 -> '0.5s'."""
     if seconds < 60:
@@ -328,7 +334,7 @@ class _Deciding:
         policy, workload, now = self.policy, self.workload, self.now
         grace = policy.startup_grace_seconds
         if grace > 0 and workload.ready_since is not None:
-            ready_for = (now - workload.ready_since).total_seconds()
+            ready_for = _seconds_between(workload.ready_since, now)
             if ready_for < grace:
                 return self._hold(f"{would}, but the newest pod has been Ready for only "
                                   f"{human_duration(max(ready_for, 0))}: startup grace "
@@ -336,7 +342,7 @@ class _Deciding:
                                   Code.STARTUP_GRACE)
         delay = policy.scale_down_delay_seconds
         if delay > 0 and workload.last_scaled_up_at is not None:
-            since = (now - workload.last_scaled_up_at).total_seconds()
+            since = _seconds_between(workload.last_scaled_up_at, now)
             if since < delay:
                 return self._hold(f"{would}, but it was scaled up {human_duration(max(since, 0))} ago: "
                                   f"scale_down_delay {human_duration(delay)} leaves "

@@ -67,6 +67,7 @@ MIN_TWO = make_policy(min_replicas=2)
 ACTIVATION_TWO = make_policy(wake={**WAKE, "activation_threshold": 2})
 IDLE_ONLY = make_policy(schedule=None, wake=None, startup_grace=None, scale_down_delay=None)
 WINDOWS_ONLY = make_policy(idle=None, wake=None)
+GRACE_HOUR = make_policy(schedule=None, wake=None, startup_grace="1h", scale_down_delay=None)
 BOTH_WINDOWS_AT_ONCE = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
     {"name": "business-hours", "mode": "up", "when": "Mon-Fri 08:00-20:00"},
     {"name": "lunch", "mode": "down", "when": "Mon-Fri 12:00-13:00"}]})
@@ -249,6 +250,10 @@ TABLE = [
                  id="idle-in-scale-down-delay"),
     pytest.param(POLICY, running(2, last_scaled_up_at=ago(15)), QUIET, TUESDAY_NIGHT,
                  (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-scale-down-delay-over"),
+    pytest.param(GRACE_HOUR, running(2, ready_since=at("2024-10-27 02:50")),  # 02:50 CEST = 00:50Z
+                 QUIET, at("2024-10-27 02:30").replace(fold=1),  # 02:30 CET = 01:30Z, 40 real minutes later
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "Ready for only 40m: startup grace 1h leaves 20m",
+                 id="startup-grace-counts-real-time-across-fall-back"),
     pytest.param(IDLE_ONLY, running(2, ready_since=ago(1), last_scaled_up_at=ago(1)), QUIET, TUESDAY_NIGHT,
                  (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-without-grace-or-delay-configured"),
     # 9. nothing applies
