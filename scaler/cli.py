@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scaler import __version__
+from scaler import __version__, manual
 from scaler.policies import check_policies, json_schema
+from scaler.settings import SettingsError, add_settings_arguments, settings_from
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,58 @@ def run_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """The daemon: evaluate the policies on a schedule and act."""
+    from scaler.daemon import run
+
+    try:
+        settings = settings_from(args)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return run(settings)
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser, only=PLAN_SETTINGS)
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.add_argument("--all", dest="show_all", action="store_true",
+                        help="also list managed workloads that would not change, with the reason")
+
+
+def run_plan_command(args: argparse.Namespace) -> int:
+    """Exit 0: nothing would change; 2: changes pending; 1: error."""
+    from scaler.planning import run_plan
+
+    try:
+        settings = settings_from(args)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return run_plan(settings, output=args.output, show_all=args.show_all)
+
+
+PLAN_SETTINGS = ("policies", "prometheus_url", "prometheus_bearer_token_file", "prometheus_username",
+                 "prometheus_password_file", "prometheus_ca_file", "prometheus_timeout_seconds", "namespaces",
+                 "excluded_namespaces", "own_namespace", "kubeconfig", "gpu_resources")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("validate", "check policy files; print one line per problem", _validate_arguments, run_validate),
     Command("schema", "print the JSON Schema of a policy file", _schema_arguments, run_schema),
+    Command("pause", "scale workloads to zero, remembering their size (durable until a manual resume)",
+            manual.add_pause_arguments, manual.run_pause),
+    Command("resume", "restore paused workloads to their recorded size", manual.add_resume_arguments,
+            manual.run_resume),
+    Command("status", "what is paused, by whom, since when, and the GPUs it holds back",
+            manual.add_status_arguments, manual.run_status),
+    Command("run", "run the daemon: evaluate policies on a schedule and act", _run_arguments, run_daemon),
+    Command("plan", "evaluate the policies once and show what the daemon would do (exit 2: changes pending)",
+            _plan_arguments, run_plan_command),
 )
 
 

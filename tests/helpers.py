@@ -79,3 +79,137 @@ def eventually(check, *, timeout_seconds: float = 30, interval_seconds: float = 
                 raise error
             pytest.fail(f"condition not met within {timeout_seconds}s (last value: {value!r})")
         time.sleep(interval_seconds)
+
+
+def run_scaler(*args: str, kubeconfig, timeout_seconds: float = 300, env: dict | None = None):
+    """Run the real CLI as a user would; return the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "250", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "scaler", *args], capture_output=True, text=True,
+                          timeout=timeout_seconds, env=full_env)
+
+
+def apply_crd(kube, manifest: dict) -> None:
+    """Create a CustomResourceDefinition (or keep the existing one) and wait until it is served."""
+    from kubernetes.client.rest import ApiException
+
+    api = client.ApiextensionsV1Api(kube)
+    try:
+        api.create_custom_resource_definition(manifest)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+    def established():
+        crd = api.read_custom_resource_definition(manifest["metadata"]["name"])
+        return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+    eventually(established, timeout_seconds=30)
+
+
+def simple_crd(*, group: str, kind: str, plural: str, version: str, scale: bool = False) -> dict:
+    """A CRD of our own with an open schema: enough to test the writes
+    scaler makes to KServe, KEDA or a custom scalable resource."""
+    subresources: dict = {"status": {}}
+    if scale:
+        subresources["scale"] = {"specReplicasPath": ".spec.replicas",
+                                 "statusReplicasPath": ".status.replicas"}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [{"name": version, "served": True, "storage": True, "subresources": subresources,
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                                                         "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }
+
+
+class DaemonProcess:
+    """`scaler run` as a subprocess, the way it runs in a pod: its log as JSON
+    lines in a file, its /metrics and /readyz on a free loopback port."""
+
+    def __init__(self, cluster, policies, log_path, *args: str, env: dict | None = None) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.cluster = cluster
+        self.log_path = log_path
+        self.args = ["run", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url,
+                     "--bind-address", "127.0.0.1", "--port", str(self.port), "--log-format", "json",
+                     "--prometheus-timeout-seconds", "2", *args]
+        self.env = env or {}
+        self.process = None
+
+    def start(self) -> "DaemonProcess":
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "scaler", *self.args], stdout=self._log,
+                                        stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        import urllib.error
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=3) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def wait_ready(self, timeout_seconds: float = 60) -> None:
+        def ready():
+            assert self.process.poll() is None, f"daemon exited {self.process.returncode}:\n{self.log_text()}"
+            return self.get("/readyz")[0] == 200
+        eventually(ready, timeout_seconds=timeout_seconds, interval_seconds=0.3)
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one series on /metrics, or None if it is absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = self.get("/metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        return None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def logs(self, event: str | None = None) -> list[dict]:
+        lines = []
+        for line in self.log_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if event is None or record.get("event") == event:
+                lines.append(record)
+        return lines
+
+    def stop(self, signum=None, timeout_seconds: float = 30) -> int:
+        import signal as signals
+
+        if self.process.poll() is None:
+            self.process.send_signal(signum or signals.SIGTERM)
+        code = self.process.wait(timeout=timeout_seconds)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.process:
+            self._log.close()
