@@ -18,6 +18,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from scaler.selectors import Selector, SelectorError
-from scaler.windows import UTC, Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
+from scaler.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
 
 DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
 BUILTIN_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "InferenceService")
@@ -158,12 +158,6 @@ class Targets(_Model):
                                    "for a custom resource with a /scale subresource.")
     exclude_namespaces: tuple[str, ...] = Field((), description="Never these namespaces.")
 
-    _namespaces: frozenset[str] | None = PrivateAttr(None)
-    _namespace_selector: Selector | None = PrivateAttr(None)
-    _selector: Selector = PrivateAttr(default_factory=Selector)
-    _kinds: frozenset[str] = PrivateAttr(frozenset())
-    _excluded: frozenset[str] = PrivateAttr(frozenset())
-
     @field_validator("namespace_selector")
     @classmethod
     def _one_namespace_filter(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -179,22 +173,43 @@ class Targets(_Model):
         return value
 
     def model_post_init(self, context: Any) -> None:
-        self._namespaces = frozenset(self.namespaces) if self.namespaces is not None else None
-        self._namespace_selector = Selector.parse(self.namespace_selector) \
-            if self.namespace_selector is not None else None
-        self._selector = Selector.parse(self.selector)
-        self._kinds = frozenset(self.kinds)
-        self._excluded = frozenset(self.exclude_namespaces)
+        self.compiled  # noqa: B018 - build it at load, not on the first tick
+
+    @cached_property
+    def compiled(self) -> TargetMatcher:
+        """The targets in the form select_policy matches fast (pydantic's
+        private attributes are slow to read; this is a plain object)."""
+        return TargetMatcher(
+            kinds=frozenset(self.kinds),
+            excluded=frozenset(self.exclude_namespaces),
+            namespaces=frozenset(self.namespaces) if self.namespaces is not None else None,
+            namespace_selector=Selector.parse(self.namespace_selector)
+            if self.namespace_selector is not None else None,
+            selector=Selector.parse(self.selector),
+        )
 
     def matches(self, *, kind: str, namespace: str, labels: Mapping[str, str],
                 namespace_labels: Mapping[str, str]) -> bool:
-        if kind not in self._kinds or namespace in self._excluded:
+        return self.compiled.matches(kind, namespace, labels, namespace_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetMatcher:
+    kinds: frozenset[str]
+    excluded: frozenset[str]
+    namespaces: frozenset[str] | None
+    namespace_selector: Selector | None
+    selector: Selector
+
+    def matches(self, kind: str, namespace: str, labels: Mapping[str, str],
+                namespace_labels: Mapping[str, str]) -> bool:
+        if kind not in self.kinds or namespace in self.excluded:
             return False
-        if self._namespaces is not None and namespace not in self._namespaces:
+        if self.namespaces is not None and namespace not in self.namespaces:
             return False
-        if self._namespace_selector is not None and not self._namespace_selector.matches(namespace_labels):
+        if self.namespace_selector is not None and not self.namespace_selector.matches(namespace_labels):
             return False
-        return self._selector.matches(labels)
+        return self.selector.matches(labels)
 
 
 # ---------------------------------------------------------------- schedule
@@ -203,7 +218,7 @@ class Targets(_Model):
 def _check_cron(expression: str | None) -> str | None:
     if expression is not None:
         try:
-            cron_trigger(expression, tz=UTC)
+            cron_trigger(expression)
         except WindowError as error:
             raise _invalid(str(error)) from None
     return expression
@@ -276,8 +291,6 @@ class ScheduleConfig(_Model):
                                                           "rules decide. down: keep workloads down outside "
                                                           "every window (wake by queue still applies).")
 
-    _compiled: Schedule | None = PrivateAttr(None)
-
     @field_validator("windows")
     @classmethod
     def _some_windows(cls, value: tuple[WindowConfig, ...]) -> tuple[WindowConfig, ...]:
@@ -286,15 +299,14 @@ class ScheduleConfig(_Model):
         return value
 
     def model_post_init(self, context: Any) -> None:
+        self.compiled  # noqa: B018 - build it at load, not on the first tick
+
+    @cached_property
+    def compiled(self) -> Schedule:
+        """The schedule windows.py evaluates."""
         tz = zone(self.timezone)
         windows = tuple(window.compile(index=index, tz=tz) for index, window in enumerate(self.windows))
-        self._compiled = Schedule(windows=windows, tz=tz, outside=self.outside)
-
-    @property
-    def compiled(self) -> Schedule:
-        """The schedule windows.py evaluates (built once, at load)."""
-        assert self._compiled is not None
-        return self._compiled
+        return Schedule(windows=windows, tz=tz, outside=self.outside)
 
 
 # ---------------------------------------------------------------- signals

@@ -17,21 +17,20 @@ standard crontab are handled here so users can write standard cron:
   day-of-week matches; APScheduler requires both. Restricting both is
   therefore rejected rather than silently meaning something else.
 
-What APScheduler does around DST changes (and so what windows do):
+Around DST changes, fire times follow cron (see LocalCron):
 
 * A fire time inside the spring-forward gap (02:30 in Europe/Berlin on the
-  last Sunday of March) happens the gap's length later: 03:30 local. A window
+  last Sunday of March) happens when the gap ends, at 03:00 CEST. A window
   starting then still opens that day.
-* A fire time inside the repeated fall-back hour happens at both
-  occurrences. A start or end firing twice changes nothing; only a window
-  with both edges inside the repeated hour opens twice.
+* A fire time inside the repeated fall-back hour happens once, at its first
+  occurrence.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,6 +48,8 @@ _FIELD_WORDS = {"minute": "minute", "hour": "hour", "day": "day of month", "mont
 _LOOKBACKS = tuple(timedelta(days=days) for days in (1 / 720, 1 / 24, 1, 8, 32, 370, 1462))
 _ONE_SECOND = timedelta(seconds=1)
 _ONE_MICROSECOND = timedelta(microseconds=1)
+#: More than any DST shift (the largest, Antarctica/Troll, is 2 hours).
+_DST_MARGIN = timedelta(hours=3)
 _CACHE_SIZE = 64
 
 
@@ -130,9 +131,10 @@ def _aps_detail(error: Exception) -> str:
     return f"{match.group(1)!r}: {match.group(2)}" if match else text
 
 
-def cron_trigger(expression: str, *, tz: tzinfo) -> CronTrigger:
-    """A CronTrigger for a standard 5-field cron expression in `tz`;
-    WindowError phrased from what APScheduler says is wrong."""
+def cron_trigger(expression: str) -> CronTrigger:
+    """APScheduler's CronTrigger for a standard 5-field cron expression, on a
+    wall clock without DST (UTC; see LocalCron for time zones). WindowError
+    phrased from what APScheduler says is wrong."""
     fields = expression.split()
     if len(fields) != 5:
         raise _cron_error(expression, f"expected 5 fields (minute hour day-of-month month day-of-week), "
@@ -142,7 +144,7 @@ def cron_trigger(expression: str, *, tz: tzinfo) -> CronTrigger:
                                       "standard cron but 'both' in APScheduler; use two windows")
     fields[4] = standard_day_of_week(fields[4], expression=expression)
     try:
-        trigger = CronTrigger.from_crontab(" ".join(fields), timezone=tz)
+        trigger = CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
     except ValueError as error:
         raise _cron_error(expression, _field_detail(fields, error)) from None
     if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
@@ -242,20 +244,86 @@ def compile_when(when: str) -> tuple[str, str]:
     return start, end
 
 
-def _last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
-    """The most recent fire time at or before `now` (UTC), found by walking
-    APScheduler's next fire times forward from the nearest lookback that
-    holds one."""
-    for lookback in _LOOKBACKS:
-        fire = trigger.get_next_fire_time(None, now - lookback)
-        if fire is None or fire > now:
-            continue
-        while True:
-            following = trigger.get_next_fire_time(None, fire.astimezone(UTC) + _ONE_SECOND)
-            if following is None or following > now:
-                return fire.astimezone(UTC)
-            fire = following
-    return None
+class LocalCron:
+    """A cron expression on the wall clock of a time zone, answering in UTC.
+
+    APScheduler 3.x computes fire times in the zone itself and gets some
+    wrong around DST (a weekly `0 0 * * mon` in Europe/Berlin skips the
+    Monday after the spring-forward Sunday). So the trigger runs on a clock
+    without DST, the local wall time, and each wall-clock fire time is then
+    placed on the real time line:
+
+    * a wall time that does not exist (inside the spring-forward gap) fires
+      when the gap ends, as cron does (02:30 -> 03:00 CEST);
+    * a wall time that happens twice (the fall-back hour) fires once, at its
+      first occurrence, as cron does.
+
+    That placement never reorders fire times, so walking them forward in
+    wall-clock order walks them forward in real time.
+    """
+
+    __slots__ = ("expression", "tz", "trigger")
+
+    def __init__(self, expression: str, tz: ZoneInfo) -> None:
+        self.expression = expression
+        self.tz = tz
+        self.trigger = cron_trigger(expression)
+
+    def _wall(self, instant: datetime) -> datetime:
+        return instant.astimezone(self.tz).replace(tzinfo=UTC, fold=0)
+
+    def _instant(self, wall: datetime) -> datetime:
+        naive = wall.replace(tzinfo=None)
+        instant = naive.replace(tzinfo=self.tz).astimezone(UTC)  # fold=0: the first occurrence
+        if instant.astimezone(self.tz).replace(tzinfo=None) == naive:
+            return instant
+        return self._gap_end(naive)
+
+    def _gap_end(self, naive: datetime) -> datetime:
+        """The instant the clocks jump over the nonexistent wall time `naive`."""
+        before = naive.replace(tzinfo=self.tz, fold=0).utcoffset()
+        after = naive.replace(tzinfo=self.tz, fold=1).utcoffset()
+        low = (naive - after).replace(tzinfo=UTC)  # still before the jump
+        high = (naive - before).replace(tzinfo=UTC)  # already after it
+        while high - low > _ONE_SECOND:
+            middle = low + (high - low) / 2
+            if middle.astimezone(self.tz).utcoffset() == after:
+                high = middle
+            else:
+                low = middle
+        return high.replace(microsecond=0)
+
+    def next_at_or_after(self, moment: datetime) -> datetime | None:
+        """The first fire time at or after `moment` (UTC)."""
+        start = self._wall(moment)
+        if (moment - _DST_MARGIN).astimezone(self.tz).utcoffset() != moment.astimezone(self.tz).utcoffset():
+            start -= _DST_MARGIN  # a fire inside a gap just before `moment` happens at the gap's end
+        fire = self.trigger.get_next_fire_time(None, start)
+        while fire is not None:
+            instant = self._instant(fire)
+            if instant >= moment:
+                return instant
+            fire = self.trigger.get_next_fire_time(None, fire + _ONE_SECOND)
+        return None
+
+    def last_at_or_before(self, moment: datetime) -> datetime | None:
+        """The most recent fire time at or before `moment` (UTC), found by
+        walking fire times forward from the nearest lookback holding one
+        (APScheduler has no previous fire time)."""
+        for lookback in _LOOKBACKS:
+            fire = self.trigger.get_next_fire_time(None, self._wall(moment - lookback))
+            if fire is None:
+                continue
+            instant = self._instant(fire)
+            if instant > moment:
+                continue
+            while True:
+                fire = self.trigger.get_next_fire_time(None, fire + _ONE_SECOND)
+                following = self._instant(fire) if fire is not None else None
+                if following is None or following > moment:
+                    return instant
+                instant = following
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,17 +337,16 @@ class Window:
     end: str
     tz: ZoneInfo
     when: str | None = None
-    _start_trigger: CronTrigger = field(init=False, repr=False)
-    _end_trigger: CronTrigger = field(init=False, repr=False)
+    _start: LocalCron = field(init=False, repr=False)
+    _end: LocalCron = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        start_trigger = cron_trigger(self.start, tz=self.tz)
-        end_trigger = cron_trigger(self.end, tz=self.tz)
-        if str(start_trigger) == str(end_trigger):
+        start, end = LocalCron(self.start, self.tz), LocalCron(self.end, self.tz)
+        if str(start.trigger) == str(end.trigger):
             raise WindowError(f"start '{self.start}' and end '{self.end}' fire at the same times, "
                               "so the window is never open")
-        object.__setattr__(self, "_start_trigger", start_trigger)
-        object.__setattr__(self, "_end_trigger", end_trigger)
+        object.__setattr__(self, "_start", start)
+        object.__setattr__(self, "_end", end)
 
     @classmethod
     def from_when(cls, when: str, *, name: str, mode: Mode, tz: ZoneInfo) -> Window:
@@ -299,18 +366,18 @@ class Window:
         """Start inclusive, end exclusive; a start and end firing at the same
         instant leave the window closed."""
         now = _utc(now)
-        started = _last_fire(self._start_trigger, now)
+        started = self._start.last_at_or_before(now)
         if started is None:
             return False
-        ended = self._end_trigger.get_next_fire_time(None, started)
+        ended = self._end.next_at_or_after(started)
         return ended is None or ended > now
 
     def next_edge(self, after: datetime) -> datetime | None:
         """The first start or end strictly after `after` (UTC)."""
         after = _utc(after) + _ONE_MICROSECOND
-        fires = [fire for fire in (self._start_trigger.get_next_fire_time(None, after),
-                                   self._end_trigger.get_next_fire_time(None, after)) if fire is not None]
-        return min(fires).astimezone(UTC) if fires else None
+        fires = [fire for fire in (self._start.next_at_or_after(after), self._end.next_at_or_after(after))
+                 if fire is not None]
+        return min(fires) if fires else None
 
 
 @dataclass(frozen=True)

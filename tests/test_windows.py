@@ -54,7 +54,7 @@ def open_span(window: Window, after: datetime) -> tuple[datetime, datetime]:
 
 def test_numeric_weekdays_are_standard_cron_not_apscheduler():
     """APScheduler alone would read 1-5 as Tue-Sat (0=Monday); we mean Mon-Fri."""
-    trigger = cron_trigger("0 8 * * 1-5", tz=UTC)
+    trigger = cron_trigger("0 8 * * 1-5")
     fires = []
     moment = z("2024-06-01 00:00")  # a Saturday
     for _ in range(5):
@@ -94,7 +94,7 @@ def test_day_of_week_translation(field, names):
 ])
 def test_bad_cron_is_explained(expression, fragment):
     with pytest.raises(WindowError) as raised:
-        cron_trigger(expression, tz=UTC)
+        cron_trigger(expression)
     assert str(raised.value).startswith(f'"{expression}" is not a valid cron expression (')
     assert fragment in str(raised.value)
 
@@ -236,15 +236,34 @@ def test_window_over_the_spring_forward_gap_is_one_real_hour():
     assert (start, end) == (z("2024-03-31 00:00"), z("2024-03-31 01:00"))
 
 
-def test_start_in_the_spring_forward_gap_opens_the_window_that_day():
-    """02:30 does not exist on 31 March 2024 in Berlin; APScheduler fires at
-    02:30 CET, which is 03:30 CEST: the window opens an hour late, same day."""
+def test_start_in_the_spring_forward_gap_opens_when_the_clocks_jump():
+    """02:30 does not exist on 31 March 2024 in Berlin (02:00 CET jumps to
+    03:00 CEST); as in cron, the start fires at the jump, so the window
+    opens at 03:00 that day."""
     window = when("daily 02:30-05:00")
-    assert not window.active_at(local("2024-03-31 03:15", BERLIN))
-    assert window.active_at(local("2024-03-31 03:30", BERLIN))
+    assert not window.active_at(z("2024-03-31 00:59"))  # 01:59 CET
+    assert window.active_at(z("2024-03-31 01:00"))  # 03:00 CEST
     assert window.active_at(local("2024-03-31 04:59", BERLIN))
     assert not window.active_at(local("2024-03-31 05:00", BERLIN))
     assert window.active_at(local("2024-04-01 02:30", BERLIN))
+    assert window.next_edge(z("2024-03-30 12:00")) == z("2024-03-31 01:00")
+
+
+def test_a_repeated_fall_back_time_fires_once():
+    # Europe/Berlin, 27 October 2024: 02:30 happens at 00:30Z (CEST) and 01:30Z (CET).
+    window = when("daily 02:30-02:45")
+    assert window.active_at(z("2024-10-27 00:30")) and not window.active_at(z("2024-10-27 00:45"))
+    assert not window.active_at(z("2024-10-27 01:35"))
+    assert window.next_edge(z("2024-10-27 00:45")) == z("2024-10-28 01:30")
+
+
+def test_weekly_midnight_after_spring_forward_is_not_skipped():
+    """APScheduler 3.x, asked in Europe/Berlin for the next `0 0 * * mon`
+    during the week before a spring-forward Sunday, answers the Monday after
+    the next one; windows evaluate on the wall clock and do not."""
+    window = when("Mon 00:00-Mon 23:59")
+    assert window.next_edge(z("2020-03-24 00:00")) == z("2020-03-29 22:00")  # Mon 30 March 00:00 CEST
+    assert window.active_at(local("2020-03-30 12:00", BERLIN))
 
 
 def test_end_in_the_repeated_fall_back_hour_closes_at_its_first_occurrence():
