@@ -399,3 +399,21 @@ def test_is_excluded_with_the_daemons_namespace():
 ])
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
+
+
+def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
+    """docs/policies.md's table points at rows of this file; keep them in step."""
+    import fnmatch
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "policies.md").read_text()
+    rows = [line for line in doc.splitlines() if re.match(r"\| (\d+[ab]?|–) \|", line)]
+    ids = [param.id for param in TABLE] + [name for name in globals() if name.startswith("test_")]
+    assert len(rows) >= 12
+    for row in rows:
+        cells = row.strip("|").split("|")
+        assert Code(cells[-2].strip().strip("`"))  # a real reason code
+        for pattern in re.findall(r"`([^`]+)`", cells[-1]):
+            assert fnmatch.filter(ids, pattern), f"{pattern} in docs/policies.md matches no test"
+    assert {code.value for code in Code} <= set(re.findall(r"`([a-z-]+)`", doc))
