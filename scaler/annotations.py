@@ -12,13 +12,16 @@ PAUSED_AT = PREFIX + "paused-at"
 PAUSED_BY = PREFIX + "paused-by"
 #: Why, in words.
 PAUSE_REASON = PREFIX + "pause-reason"
+#: The rule that paused it (a reason code, e.g. keep-down-window): a window's
+#: pause is undone when the window ends.
+PAUSE_CAUSE = PREFIX + "pause-cause"
 #: "true": paused by a person; the daemon never wakes it until a manual resume.
 MANUAL_PAUSE = PREFIX + "paused"
 #: "true" on a workload: scaler never touches it.
 EXCLUDE = PREFIX + "exclude"
 
 #: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
-PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, MANUAL_PAUSE)
+PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE)
 
 KSERVE_STOP = "serving.kserve.io/stop"
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"

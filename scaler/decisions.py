@@ -52,6 +52,7 @@ class Code(StrEnum):
     QUEUE_SCALE_UP = "queue-scale-up"
     KEEP_UP_WINDOW = "keep-up-window"
     OUTSIDE_DOWN = "outside-down"
+    WINDOW_ENDED = "keep-down-window-ended"
     METRICS_UNKNOWN = "metrics-unknown"
     AT_ZERO = "at-zero"
     BUSY = "busy"
@@ -82,6 +83,8 @@ class WorkloadState:
     ready_since: datetime | None = None
     #: When the workload was last scaled up or resumed.
     last_scaled_up_at: datetime | None = None
+    #: The reason code of the rule that paused it (scaler.io/pause-cause), if recorded.
+    pause_cause: str | None = None
 
     @property
     def paused_by_policy(self) -> bool:
@@ -282,6 +285,12 @@ class _Deciding:
             if waiting is not None:
                 return waiting
             return self._decision(Action.PAUSE, 0, f"{outside}: pausing {current} replicas", Code.OUTSIDE_DOWN)
+
+        if (current == 0 and workload.pause_cause == Code.KEEP_DOWN_WINDOW
+                and workload.paused_by == POLICY_PAUSE_PREFIX + policy.name):
+            target, target_text = self._resume_size()
+            return self._decision(Action.RESUME, target, f"the keep-down window that paused it has ended: "
+                                  f"resuming to {target} ({target_text})", Code.WINDOW_ENDED)
 
         unknown = self._unknown_signals()
         if unknown:

@@ -21,6 +21,7 @@ from scaler.annotations import (
     KEDA_PAUSED_REPLICAS,
     LAST_REPLICAS,
     MANUAL_PAUSE,
+    PAUSE_CAUSE,
     PAUSE_REASON,
     PAUSE_STATE,
     PAUSED_AT,
@@ -122,15 +123,17 @@ class Pauser:
 
     # Pause
 
-    def pause(self, workload: Workload, *, by: str, reason: str, dry_run: bool = False) -> Result:
+    def pause(self, workload: Workload, *, by: str, reason: str, cause: str | None = None,
+              dry_run: bool = False) -> Result:
         """Scale to 0 and record the count. `by` is "manual" or "policy/<name>";
-        a manual pause also sets the durable paused annotation."""
+        `cause` the rule's reason code. A manual pause also sets the durable
+        paused annotation."""
         manual = by == MANUAL
         return self._guarded(workload, lambda current: self._plan_pause(current, by=by, reason=reason,
-                                                                        manual=manual),
+                                                                        manual=manual, cause=cause),
                              dry_run=dry_run)
 
-    def _plan_pause(self, current: Workload, *, by: str, reason: str, manual: bool):
+    def _plan_pause(self, current: Workload, *, by: str, reason: str, manual: bool, cause: str | None):
         replicas = current.replicas
         record = current.record
         if replicas == 0:
@@ -152,6 +155,7 @@ class Pauser:
             PAUSED_AT: _rfc3339(self.clock()),
             PAUSED_BY: by,
             PAUSE_REASON: reason,
+            PAUSE_CAUSE: MANUAL if manual else cause,
         }
         if manual:
             annotations[MANUAL_PAUSE] = "true"

@@ -308,6 +308,16 @@ TABLE = [
                  (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'night'", id="dst-auckland-april-fall-back-05-59-nzst"),
     pytest.param(AUCKLAND_NIGHT_DOWN, running(2), BUSY, at("2024-04-07 18:00", zone("UTC")),
                  (Action.HOLD, 2, Code.BUSY), "busy", id="dst-auckland-april-fall-back-ends-06-00-nzst"),
+    # 5b. a keep-down window undoes its own pause when it ends
+    pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="keep-down-window"), Signals(), TUESDAY_NIGHT,
+                 (Action.RESUME, 4, Code.WINDOW_ENDED), "the keep-down window that paused it has ended: resuming to 4",
+                 id="window-ended-resumes-even-with-metrics-unknown"),
+    pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="keep-down-window"), QUIET, SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 0, Code.KEEP_DOWN_WINDOW), "staying at 0", id="window-ended-not-while-it-lasts"),
+    pytest.param(POLICY, paused(last=4, by="policy/other", pause_cause="keep-down-window"), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="window-ended-only-for-its-own-policy"),
+    pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="idle-timeout"), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue", id="window-ended-not-for-an-idle-pause"),
 ]
 
 
