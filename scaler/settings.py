@@ -38,9 +38,11 @@ class Settings(BaseSettings):
     leader_election: bool = Field(False, description="only the Lease holder acts")
     lease_name: str = "scaler"
     lease_namespace: str | None = Field(None, description="default: own namespace, else 'default'")
-    lease_duration_seconds: float = Field(15, gt=0)
-    lease_renew_deadline_seconds: float = Field(10, gt=0)
-    lease_retry_period_seconds: float = Field(2, gt=0)
+    # Whole seconds: the client's Lease record stores them as integers.
+    lease_duration_seconds: int = Field(15, gt=0, description="a standby takes over this long after the leader dies")
+    lease_renew_deadline_seconds: int = Field(10, gt=0, description="the leader stops acting when it cannot renew "
+                                                                    "for this long")
+    lease_retry_period_seconds: int = Field(2, gt=0, description="how often candidates try the Lease")
     identity: str = Field(default_factory=lambda: os.environ.get("POD_NAME") or os.uname().nodename,
                           description="leader election identity")
     bind_address: str = Field("0.0.0.0", description="address of the metrics/health port")

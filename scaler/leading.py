@@ -1,0 +1,116 @@
+"""Leader election on a coordination.k8s.io Lease, through the kubernetes
+client's LeaderElection and LeaseLock.
+
+The client calls its "stopped leading" callback only after the renew deadline
+has passed with no renewal. We act only while the last successful renewal is
+younger than the renew deadline, so a leader cut off from the API server
+stops writing at once rather than when the callback comes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import structlog
+from kubernetes import client as k8s
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
+
+log = structlog.get_logger("scaler.leading")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+
+
+class _Election(leaderelection.LeaderElection):
+    def __init__(self, config, on_renewed: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_renewed = on_renewed
+
+    def try_acquire_or_renew(self):
+        try:
+            succeeded = super().try_acquire_or_renew()
+        except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
+            log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
+            return False
+        if succeeded:
+            self._on_renewed()
+        return succeeded
+
+
+class Leadership:
+    """Who may act. Without election, always this process."""
+
+    def __init__(self, kube: Kube, *, enabled: bool, name: str, namespace: str, identity: str,
+                 lease_duration_seconds: float, renew_deadline_seconds: float, retry_period_seconds: float,
+                 on_change: Callable[[bool], None] = lambda leading: None) -> None:
+        self.kube = kube
+        self.enabled = enabled
+        self.name, self.namespace, self.identity = name, namespace, identity
+        self.lease_duration_seconds = lease_duration_seconds
+        self.renew_deadline_seconds = renew_deadline_seconds
+        self.retry_period_seconds = retry_period_seconds
+        self.on_change = on_change
+        self._leading = False
+        self._last_renewal = 0.0
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        if not self.enabled:
+            self._set(True)
+            return
+        threading.Thread(target=self._campaign, name="leader-election", daemon=True).start()
+
+    def is_leading(self) -> bool:
+        if not self.enabled:
+            return not self._stopping.is_set()
+        fresh = time.monotonic() - self._last_renewal < self.renew_deadline_seconds
+        return self._leading and fresh and not self._stopping.is_set()
+
+    def _set(self, leading: bool) -> None:
+        if leading != self._leading:
+            self._leading = leading
+            log.info("leadership changed", leading=leading, identity=self.identity,
+                     lease=f"{self.namespace}/{self.name}")
+            self.on_change(leading)
+
+    def _renewed(self) -> None:
+        self._last_renewal = time.monotonic()
+
+    def _campaign(self) -> None:
+        while not self._stopping.is_set():
+            lock = LeaseLock(self.name, self.namespace, self.identity)
+            lock.api_instance = k8s.CoordinationV1Api(self.kube.api_client)
+            config = electionconfig.Config(
+                lock, lease_duration=self.lease_duration_seconds, renew_deadline=self.renew_deadline_seconds,
+                retry_period=self.retry_period_seconds,
+                onstarted_leading=lambda: self._set(True), onstopped_leading=lambda: self._set(False))
+            _Election(config, self._renewed).run()
+            self._set(False)
+
+    def release(self) -> None:
+        """Stop acting, and hand the Lease back if we hold it, so a standby
+        takes over at once instead of after the lease duration."""
+        self._stopping.set()
+        if not self.enabled:
+            return
+        was_leading = self._leading
+        self._set(False)
+        if not was_leading:
+            return
+        try:
+            lease = self.kube.get(LEASES, self.namespace, self.name)
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self.kube.patch(LEASES, self.namespace, self.name, {
+                "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})
+            log.info("lease released", lease=f"{self.namespace}/{self.name}")
+        except (Conflict, NotFound):
+            pass
+        except KubeError as error:
+            log.warning("could not release the lease", error=str(error))

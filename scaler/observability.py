@@ -1,0 +1,151 @@
+"""Metrics, logs and the one HTTP port: /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+ACTIONS = ("pause", "resume", "scale_up")
+RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
+SIGNALS = ("idle", "queue")
+
+
+class Metrics:
+    """Every series the daemon exports, in its own registry."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.decisions = Counter("scaler_decisions_total", "Decisions made, by action and reason code.",
+                                 ["action", "reason"], registry=r)
+        self.actions = Counter("scaler_actions_total", "Writes attempted, by action and result.",
+                               ["action", "result"], registry=r)
+        self.reconcile_seconds = Histogram("scaler_reconcile_duration_seconds", "Wall time of one reconcile.",
+                                           ["kind"], registry=r,
+                                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.last_success = Gauge("scaler_last_successful_reconcile_timestamp_seconds",
+                                  "Unix time the last full reconcile completed.", registry=r)
+        self.paused = Gauge("scaler_paused_workloads", "Workloads paused, by who paused them.",
+                            ["paused_by"], registry=r)
+        self.gpus_paused = Gauge("scaler_gpus_paused", "GPUs the paused workloads would hold at their recorded size.",
+                                 registry=r)
+        self.query_errors = Counter("scaler_query_errors_total", "PromQL queries that failed (the signal is unknown).",
+                                    ["policy", "signal"], registry=r)
+        self.queries = Counter("scaler_queries_total", "PromQL queries sent.", ["policy", "signal"], registry=r)
+        self.unknown = Gauge("scaler_signal_unknown_workloads",
+                             "Workloads whose signal was unknown at the last evaluation (held, never scaled down).",
+                             ["policy", "signal"], registry=r)
+        self.leader = Gauge("scaler_leader", "1 while this replica holds the lease and acts.", registry=r)
+        self.policies = Gauge("scaler_policies_loaded", "Policies in force.", registry=r)
+        self.reload_errors = Counter("scaler_policy_reload_errors_total",
+                                     "Policy reloads rejected (the last good set stays in force).", registry=r)
+        self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["job"],
+                                  registry=r)
+        self.missed_runs = Counter("scaler_scheduler_missed_runs_total", "Scheduled runs missed or coalesced.",
+                                   ["job"], registry=r)
+        for action in ACTIONS:
+            for result in RESULTS:
+                self.actions.labels(action, result)
+        for kind in ("full", "wake"):
+            self.reconcile_seconds.labels(kind)
+        for job in ("reconcile", "wake", "edge", "reload"):
+            self.job_errors.labels(job)
+            self.missed_runs.labels(job)
+
+    def count_requests(self, requests: Callable[[], dict[str, int]]) -> None:
+        """Export the Kubernetes client's request counts at scrape time."""
+        self.registry.register(_RequestCollector(requests))
+
+    def touch_policy(self, name: str) -> None:
+        for signal in SIGNALS:
+            self.query_errors.labels(name, signal)
+            self.unknown.labels(name, signal)
+
+
+class _RequestCollector:
+    def __init__(self, requests: Callable[[], dict[str, int]]) -> None:
+        self.requests = requests
+
+    def collect(self):
+        family = CounterMetricFamily("scaler_kube_requests", "Kubernetes API requests, by verb.", labels=["verb"])
+        for verb, count in sorted(self.requests().items()):
+            family.add_metric([verb], count)
+        yield family
+
+
+@dataclass
+class Health:
+    """What /readyz reports: ready once policies are loaded, the API server
+    answered, and a reconcile completed."""
+
+    policies_loaded: bool = False
+    api_reachable: bool = False
+    reconciled: bool = False
+    details: dict = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        return self.policies_loaded and self.api_reachable and self.reconciled
+
+
+class _Handler(BaseHTTPRequestHandler):
+    metrics: Metrics
+    health: Health
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._send(200, b"ok\n", "text/plain")
+        elif path == "/readyz":
+            h = self.health
+            body = json.dumps({"ready": h.ready(), "policiesLoaded": h.policies_loaded,
+                               "apiReachable": h.api_reachable, "reconciled": h.reconciled, **h.details})
+            self._send(200 if h.ready() else 503, body.encode() + b"\n", "application/json")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # probes every few seconds are not news
+        pass
+
+
+def serve(metrics: Metrics, health: Health, *, address: str, port: int) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health})
+    server = ThreadingHTTPServer((address, port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def configure_logging(*, log_format: str = "auto", level: str = "info") -> None:
+    """structlog: JSON lines when not on a terminal (or asked), readable otherwise."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

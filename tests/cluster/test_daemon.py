@@ -1,0 +1,317 @@
+"""The daemon (`scaler run`) as a subprocess against the real local cluster
+and the real Prometheus; the tests push metrics to the Pushgateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from kubernetes import client
+
+from scaler.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from tests.helpers import DaemonProcess, eventually, gpu_deployment, push_metric, run_scaler
+
+FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
+        "--policy-reload-interval-seconds", "1")
+
+
+@pytest.fixture
+def daemons(cluster, tmp_path):
+    started: list[DaemonProcess] = []
+
+    def start(policies, *args, name="daemon", env=None) -> DaemonProcess:
+        daemon = DaemonProcess(cluster, policies, tmp_path / f"{name}.log", *args, env=env).start()
+        started.append(daemon)
+        return daemon
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+def _write(path, text: str):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _replicas(kube, namespace, name) -> int:
+    return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).spec.replicas
+
+
+def _annotations(kube, namespace, name) -> dict:
+    return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).metadata.annotations or {}
+
+
+def _ours(annotations: dict) -> dict:
+    return {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
+
+
+def _events(kube, namespace, name, reason) -> list:
+    return [e for e in client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}").items if e.reason == reason]
+
+
+def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start="0 0 * * *",
+                      end="59 23 * * *", selector="tier=gpu") -> str:
+    return f"""
+        policies:
+          - name: {name}
+            targets:
+              namespaces: [{namespace}]
+              selector: {selector}
+            schedule:
+              timezone: UTC
+              windows:
+                - name: {name}-window
+                  mode: {mode}
+                  start: "{start}"
+                  end: "{end}"
+        """
+
+
+def _signal_policy(namespace: str, *, idle_seconds: int = 6) -> str:
+    return f"""
+        policies:
+          - name: chat-idle
+            targets:
+              namespaces: [{namespace}]
+              selector: app=chat
+            idle:
+              query: 'vllm:num_requests_running{{namespace="{namespace}"}}'
+              threshold: 0.5
+              duration: {idle_seconds}s
+            wake:
+              query: 'gateway_pending_requests{{namespace="{namespace}"}}'
+              target_per_replica: 4
+              activation_threshold: 0
+            min_replicas: 1
+            max_replicas: 8
+            startup_grace: 0s
+            scale_down_delay: 0s
+        """
+
+
+def _push(cluster, namespace, name, value, workload="chat"):
+    push_metric(cluster.pushgateway_url, job="test", name=name, value=value,
+                labels={"namespace": namespace, "workload": workload},
+                grouping={"namespace": namespace, "workload": workload, "metric": name.replace(":", "_")})
+
+
+def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, cluster, tmp_path, daemons):
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
+    _push(cluster, namespace, "vllm:num_requests_running", 0)
+    _push(cluster, namespace, "gateway_pending_requests", 0)
+    policies = _write(tmp_path / "policies.yaml", _signal_policy(namespace))
+    daemon = daemons(policies, *FAST)
+    daemon.wait_ready()
+
+    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
+    annotations = _annotations(kube, namespace, "chat")
+    assert annotations[LAST_REPLICAS] == "2" and annotations[PAUSED_BY] == "policy/chat-idle"
+    paused_line = next(line for line in daemon.logs("decision") if line.get("action") == "pause")
+    assert paused_line["reason_code"] == "idle-timeout" and paused_line["replicas_before"] == 2
+    assert "ScaledToZero" in [e.reason for e in _events(kube, namespace, "chat", "ScaledToZero")]
+
+    latencies = []
+    for round_ in range(3):
+        if round_:
+            # Let it go idle again: nothing waiting, nothing running.
+            _push(cluster, namespace, "gateway_pending_requests", 0)
+            eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
+        pushed = time.monotonic()
+        _push(cluster, namespace, "gateway_pending_requests", 10)
+        eventually(lambda: _replicas(kube, namespace, "chat") > 0, timeout_seconds=30, interval_seconds=0.05)
+        latencies.append(time.monotonic() - pushed)
+        # ceil(10 waiting / 4 per replica) = 3 > the recorded 2: the queue wins, within max 8.
+        assert _replicas(kube, namespace, "chat") == 3
+        assert _ours(_annotations(kube, namespace, "chat")) == {}
+    print(f"\nwake latency (push -> replicas > 0) over {len(latencies)} wakes: "
+          f"p50 {statistics.median(latencies):.2f}s, max {max(latencies):.2f}s")
+    assert daemon.stop() == 0
+
+
+def test_unknown_metrics_never_scale_down_and_recover(kube, namespace, cluster, tmp_path, daemons):
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
+    _push(cluster, namespace, "vllm:num_requests_running", 5)  # busy
+    _push(cluster, namespace, "gateway_pending_requests", 0)
+    policies = _write(tmp_path / "policies.yaml", _signal_policy(namespace))
+    daemon = daemons(policies, *FAST)
+    daemon.wait_ready()
+    prometheus_pid = cluster.pids["prometheus"]
+    os.kill(prometheus_pid, signal.SIGSTOP)  # Prometheus hangs: every query times out
+    try:
+        _push(cluster, namespace, "vllm:num_requests_running", 0)  # idle, but nobody can see it
+        eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
+                   timeout_seconds=30)
+        time.sleep(8)  # longer than the idle duration
+        assert _replicas(kube, namespace, "chat") == 2
+        assert daemon.get("/readyz")[0] == 200
+        assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
+        failures = [line for line in daemon.logs("signal unknown: query failed") if line.get("signal") == "idle"]
+        assert failures and "timed out" in failures[0]["error"] and "max_over_time" in failures[0]["query"]
+    finally:
+        os.kill(prometheus_pid, signal.SIGCONT)
+    # Prometheus back: the idle workload is paused as usual.
+    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
+    assert daemon.stop() == 0
+
+
+def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespace, cluster, tmp_path, daemons):
+    apps = client.AppsV1Api(kube)
+    counts = {"a": 1, "b": 3, "c": 5}
+    for name, count in counts.items():
+        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=1,
+                                                                    labels={"tier": "gpu"}))
+    now = datetime.now(timezone.utc)
+    if now.second > 45:  # leave the daemon time to start before the edge
+        time.sleep(61 - now.second)
+        now = datetime.now(timezone.utc)
+    opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    closes = opens + timedelta(minutes=1)
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(
+        namespace, start=f"{opens.minute} {opens.hour} * * *", end=f"{closes.minute} {closes.hour} * * *"))
+    # A long interval: only the exact-time edge job can act on time.
+    daemon = daemons(policies, "--evaluation-interval-seconds", "300")
+    daemon.wait_ready()
+    assert [_replicas(kube, namespace, n) for n in counts] == list(counts.values())
+
+    def all_at(replicas: dict) -> bool:
+        return {n: _replicas(kube, namespace, n) for n in counts} == replicas
+
+    eventually(lambda: all_at(dict.fromkeys(counts, 0)), timeout_seconds=90, interval_seconds=0.1)
+    paused_after = (datetime.now(timezone.utc) - opens).total_seconds()
+    eventually(lambda: all_at(counts), timeout_seconds=90, interval_seconds=0.1)
+    resumed_after = (datetime.now(timezone.utc) - closes).total_seconds()
+    print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
+    assert paused_after < 2.0 and resumed_after < 2.0
+    assert all(_ours(_annotations(kube, namespace, n)) == {} for n in counts)
+    assert daemon.stop() == 0
+
+
+def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, daemons):
+    apps = client.AppsV1Api(kube)
+    counts = {f"w-{i:02d}": i % 6 + 1 for i in range(40)}
+    for name, count in counts.items():
+        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=0,
+                                                                    labels={"tier": "gpu"}))
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    first = daemons(policies, *FAST, "--concurrency", "1", name="first")
+
+    def paused() -> int:
+        return sum(1 for d in apps.list_namespaced_deployment(namespace).items if d.spec.replicas == 0)
+    eventually(lambda: paused() >= 3, timeout_seconds=60, interval_seconds=0.05)
+    first.process.kill()
+    first.process.wait()
+    stopped_at = paused()
+    assert stopped_at < len(counts), "the batch finished before the kill; the test proves nothing"
+    for d in apps.list_namespaced_deployment(namespace).items:  # untouched, or paused with its count
+        if d.spec.replicas == 0:
+            assert d.metadata.annotations[LAST_REPLICAS] == str(counts[d.metadata.name])
+        else:
+            assert d.spec.replicas == counts[d.metadata.name] and not _ours(d.metadata.annotations or {})
+
+    second = daemons(policies, *FAST, name="second")
+    eventually(lambda: paused() == len(counts), timeout_seconds=60)
+    for d in apps.list_namespaced_deployment(namespace).items:
+        assert d.metadata.annotations[LAST_REPLICAS] == str(counts[d.metadata.name])
+    # Later the window turns into a keep-up window (hot reload): everything comes back exactly.
+    _write(policies, _keep_down_policy(namespace, mode="up"))
+    eventually(lambda: {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment(namespace).items}
+               == counts, timeout_seconds=60)
+    assert second.stop() == 0
+
+
+def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, namespace, cluster, tmp_path,
+                                                                           daemons):
+    apps = client.AppsV1Api(kube)
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    _write(directory / "nights.yaml", _keep_down_policy(namespace))
+    daemon = daemons(directory, *FAST)
+    daemon.wait_ready()
+    _write(directory / "broken.yaml", """
+        policies:
+          - name: broken
+            schedule:
+              timezone: Mars/Olympus
+              windows: [{mode: down, when: "Mon-Fri 08:00-20:00"}]
+        """)
+    eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1, timeout_seconds=30)
+    rejected = daemon.logs("policy file rejected; the last good policies stay in force")
+    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
+    assert daemon.metric("scaler_policies_loaded") == 1
+    apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
+    eventually(lambda: _replicas(kube, namespace, "late") == 0, timeout_seconds=30)
+    assert daemon.get("/readyz")[0] == 200
+    assert daemon.stop() == 0
+
+
+def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, cluster, tmp_path, daemons):
+    apps = client.AppsV1Api(kube)
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    election = ("--leader-election", "--lease-name", f"scaler-{namespace}", "--lease-namespace", namespace,
+                "--lease-duration-seconds", "6", "--lease-renew-deadline-seconds", "4",
+                "--lease-retry-period-seconds", "1")
+    one = daemons(policies, *FAST, *election, "--identity", "one", name="one")
+    two = daemons(policies, *FAST, *election, "--identity", "two", name="two")
+    one.wait_ready()
+    two.wait_ready()
+
+    def leader() -> str | None:
+        lease = client.CoordinationV1Api(kube).read_namespaced_lease(f"scaler-{namespace}", namespace)
+        return lease.spec.holder_identity or None
+    holder = eventually(leader, timeout_seconds=30)
+    leading, standby = (one, two) if holder == "one" else (two, one)
+    eventually(lambda: leading.metric("scaler_leader") == 1, timeout_seconds=15)
+    assert standby.metric("scaler_leader") == 0
+
+    for i in range(5):
+        apps.create_namespaced_deployment(namespace, gpu_deployment(f"d{i}", replicas=i + 1, gpus=0,
+                                                                    labels={"tier": "gpu"}))
+    eventually(lambda: all(_replicas(kube, namespace, f"d{i}") == 0 for i in range(5)), timeout_seconds=30)
+    assert [line["workload"] for line in standby.logs("decision") if line.get("result") == "changed"] == []
+
+    leading.process.kill()
+    killed = time.monotonic()
+    apps.create_namespaced_deployment(namespace, gpu_deployment("after", replicas=2, gpus=0, labels={"tier": "gpu"}))
+    eventually(lambda: _replicas(kube, namespace, "after") == 0, timeout_seconds=30, interval_seconds=0.1)
+    took = time.monotonic() - killed
+    print(f"\nfailover: standby paused a new workload {took:.1f}s after the leader was killed (lease 6s)")
+    assert took < 6 + 2 + 2  # lease duration + one retry + one evaluation interval
+    for i in range(5):  # nothing applied twice
+        assert len(_events(kube, namespace, f"d{i}", "ScaledToZero")) == 1
+    assert standby.stop() == 0
+    assert leader() is None  # SIGTERM released the lease
+
+
+def _plan(cluster, policies, *args):
+    return run_scaler("plan", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url, *args,
+                      kubeconfig=cluster.kubeconfig)
+
+
+def test_plan_shows_pending_changes_and_exit_codes(kube, namespace, cluster, tmp_path):
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    nothing = _plan(cluster, policies)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "0 change(s) pending" in nothing.stdout
+
+    client.AppsV1Api(kube).create_namespaced_deployment(
+        namespace, gpu_deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}))
+    pending = _plan(cluster, policies)
+    assert pending.returncode == 2, pending.stderr
+    row = next(line for line in pending.stdout.splitlines() if " llm " in f" {line} ")
+    assert "nights" in row and "pause" in row and "3 -> 0" in row and " 6 " in f" {row} "
+    assert "1 change(s) pending" in pending.stdout and "6 GPUs would be freed" in pending.stdout
+    as_json = json.loads(_plan(cluster, policies, "-o", "json").stdout)
+    assert as_json["evaluations"][0]["reasonCode"] == "keep-down-window"
+    assert _replicas(kube, namespace, "llm") == 3  # plan writes nothing
+
+    broken = _write(tmp_path / "broken.yaml", "policies:\n  - name: x\n    min_replicas: -1\n")
+    failed = _plan(cluster, broken)
+    assert failed.returncode == 1
+    assert "broken.yaml:3: " in failed.stderr
