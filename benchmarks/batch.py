@@ -1,0 +1,100 @@
+"""Batch pause and resume of 1,000 Deployments on the local cluster: wall
+time and API requests each way (target: <= 10 s each way on 2 cores).
+
+It runs the same code `scaler pause -l ...` and `scaler resume -l ...` run
+(select, then run_batch with Pauser), in this process so requests can be
+counted, and then the CLI itself once each way for the end-to-end time.
+
+    python benchmarks/batch.py [--deployments 1000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
+
+from scaler.batches import Selection, run_batch, select
+from scaler.kube import Kube
+from scaler.pausing import MANUAL, Outcome, Pauser
+from scaler.workloads import DEPLOYMENT
+
+
+def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) -> tuple[float, dict[str, int], int]:
+    before = kube.request_counts()
+    started = time.perf_counter()
+    workloads, _ = select(kube, Selection(kinds=[DEPLOYMENT], namespace=namespace, label_selector="bench=batch"))
+    pauser = Pauser(kube)
+    if operation == "pause":
+        results = run_batch(workloads, lambda w: pauser.pause(w, by=MANUAL, reason="benchmark"),
+                            concurrency=concurrency)
+    else:
+        results = run_batch(workloads, lambda w: pauser.resume(w, reason="benchmark"), concurrency=concurrency)
+    elapsed = time.perf_counter() - started
+    after = kube.request_counts()
+    requests = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after if after.get(verb, 0) != before.get(verb, 0)}
+    changed = sum(1 for r in results if r.outcome is Outcome.CHANGED)
+    return elapsed, requests, changed
+
+
+def settle(kube: Kube, namespace: str, timeout_seconds: float = 120) -> None:
+    """Wait until the Deployment controller has seen every object: measuring
+    while it still writes their status would time our 409 retries against a
+    burst of creations, not steady state (that case has its own test)."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        items, _ = kube.list(DEPLOYMENT.resource, namespace)
+        if all((d.get("status") or {}).get("observedGeneration") == d["metadata"]["generation"] for d in items):
+            return
+        time.sleep(1)
+    raise SystemExit("Deployments did not settle in time")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    cluster, owned = start_cluster("bench-batch")
+    try:
+        kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=args.concurrency + 4)
+        namespace = f"bench-batch-{uuid.uuid4().hex[:6]}"
+        create_namespace(kube, namespace)
+        t = time.perf_counter()
+        create_deployments(kube, namespace, [deployment(f"d-{i:04d}", replicas=i % 7 + 1, labels={"bench": "batch"})
+                                             for i in range(args.deployments)])
+        print(f"created {args.deployments} Deployments in {time.perf_counter() - t:.1f}s")
+        settle(kube, namespace)
+
+        for operation in ("pause", "resume"):
+            elapsed, requests, changed = timed_batch(kube, namespace, operation, args.concurrency)
+            total = sum(requests.values())
+            print(f"{operation:6s} {changed} changed in {elapsed:.2f}s ({changed / elapsed:.0f}/s), "
+                  f"{total} API requests ({', '.join(f'{v} {k}' for k, v in sorted(requests.items()))})")
+
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+        for operation in ("pause", "resume"):
+            started = time.perf_counter()
+            result = subprocess.run([sys.executable, "-m", "scaler", operation, "-n", namespace, "-l", "bench=batch",
+                                     "--kind", "Deployment", "-o", "json", "--concurrency", str(args.concurrency)],
+                                    capture_output=True, text=True, env=env, cwd=ROOT)
+            elapsed = time.perf_counter() - started
+            if result.returncode != 0:
+                print(result.stderr, file=sys.stderr)
+                return 1
+            print(f"CLI scaler {operation} -l bench=batch: {elapsed:.2f}s end to end (process start included)")
+        kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+    finally:
+        if owned:
+            local_cluster.down(cluster.state_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
