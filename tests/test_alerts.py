@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.test_dashboard import exported_names, metric_names
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "scaler-rules.yaml"
@@ -79,6 +81,14 @@ def test_every_alert_is_there_and_explained():
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert rule["annotations"]["summary"].strip(), name
         assert len(rule["annotations"]["description"]) > 200, f"{name}: the description is the runbook"
+
+
+def test_every_alert_names_only_exported_metrics():
+    exported = exported_names() | {"up"}  # up: Prometheus's own, one per scrape target
+    for name, rule in alerts(yaml.safe_load(RULES.read_text())["groups"]).items():
+        names = metric_names(rule["expr"])
+        assert names, name
+        assert names <= exported, f"{name}: not exported: {names - exported}"
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case():
