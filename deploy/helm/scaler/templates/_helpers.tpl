@@ -1,0 +1,77 @@
+{{/* The chart's name, overridable. */}}
+{{- define "scaler.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object names: the release name, with the chart's name added unless it is already in it. */}}
+{{- define "scaler.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "scaler.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "scaler.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "scaler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scaler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "scaler.labels" -}}
+{{ include "scaler.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "scaler.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "scaler.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "scaler.leaseName" -}}
+{{- default (include "scaler.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{- define "scaler.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+What the daemon does to workloads, as RBAC rules. The verbs are exactly the
+requests scaler/kube.py makes: informers list and watch, a 409 re-read gets,
+pause and resume patch (replicas and annotations in one merge patch), every
+action creates an Event, and a pause or resume of an apps workload lists the
+namespace's KEDA ScaledObjects and patches the one aimed at it. Pass
+(dict "root" $ "cluster" true) for the ClusterRole, which adds the
+cluster-wide namespace informer (namespace labels for namespace_selector).
+*/}}
+{{- define "scaler.workloadRules" -}}
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- range .root.Values.extraScalableResources }}
+- apiGroups: [{{ required "extraScalableResources[].apiGroup is required" .apiGroup | quote }}]
+  resources: {{ required "extraScalableResources[].resources is required" .resources | toJson }}
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- if .cluster }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end -}}

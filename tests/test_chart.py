@@ -1,0 +1,222 @@
+"""The Helm chart, linted and rendered by the real helm (built by
+deploy/local/build). No cluster: tests/cluster/test_deploy.py applies what
+these render."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+import cluster as local_cluster
+from scaler.policies import load_policies
+from scaler.reconciling import kinds_of
+from scaler.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "deploy" / "helm" / "scaler"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return str(local_cluster.binaries() / "helm")
+
+
+def _helm(helm: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60)
+
+
+def render(helm: str, *args: str) -> list[dict]:
+    result = _helm(helm, "template", "scaler", str(CHART), "--namespace", "scaler", *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def only(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def env_of(docs: list[dict]) -> dict[str, str]:
+    container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "<from the pod>") for e in container["env"]}
+
+
+def grants(role: dict) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples; resourceNames-limited rules are marked."""
+    out = set()
+    for rule in role["rules"]:
+        suffix = f"[{','.join(rule['resourceNames'])}]" if rule.get("resourceNames") else ""
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource + suffix, verb))
+    return out
+
+
+# What scaler/kube.py requests, verb by verb (docs/deploying.md explains each).
+WORKLOAD_GRANTS = {
+    *{("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch", "patch")},
+    *{("serving.kserve.io", "inferenceservices", v) for v in ("get", "list", "watch", "patch")},
+    ("keda.sh", "scaledobjects", "list"), ("keda.sh", "scaledobjects", "patch"),
+    ("", "events", "create"),
+}
+LEASE_GRANTS = {("coordination.k8s.io", "leases", "create"),
+                *{("coordination.k8s.io", "leases[scaler]", v) for v in ("get", "update", "patch")}}
+
+
+@pytest.mark.parametrize("values", [
+    pytest.param([], id="defaults"),
+    pytest.param(["--set", "watchNamespaces={team-a,team-b}", "--set", "dryRun=false"], id="restricted"),
+    pytest.param(["--set", "serviceMonitor.enabled=true", "--set", "namespace.create=true"], id="everything-on"),
+])
+def test_lint_passes(helm, values):
+    result = _helm(helm, "lint", "--strict", str(CHART), "--namespace", "scaler", *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_default_render_is_the_objects_users_get(helm):
+    docs = render(helm)
+    assert sorted(d["kind"] for d in docs) == sorted([
+        "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+        "Deployment", "Service", "PodDisruptionBudget"])
+    assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert only(docs, "Deployment")["spec"]["replicas"] == 2
+    service = only(docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_dry_run_is_on_by_default_and_one_value_turns_it_off(helm):
+    assert env_of(render(helm))["SCALER_DRY_RUN"] == "true"
+    assert env_of(render(helm, "--set", "dryRun=false"))["SCALER_DRY_RUN"] == "false"
+
+
+def test_a_misspelled_value_is_refused_not_ignored(helm):
+    result = _helm(helm, "template", "scaler", str(CHART), "--set", "dryrun=false")
+    assert result.returncode != 0
+    assert "dryrun" in result.stderr and "additional properties" in result.stderr.lower()
+
+
+def test_every_variable_the_chart_sets_is_a_daemon_setting_and_parses(helm, monkeypatch):
+    env = env_of(render(helm, "--set", "watchNamespaces={team-a,team-b}",
+                        "--set", "prometheus.url=http://prom.monitoring:9090"))
+    assert env["POD_NAMESPACE"] == env["POD_NAME"] == "<from the pod>"
+    scaler_env = {k: v for k, v in env.items() if k.startswith("SCALER_")}
+    unknown = [k for k in scaler_env if k.removeprefix("SCALER_").lower() not in Settings.model_fields]
+    assert not unknown, f"the daemon has no such settings: {unknown}"
+    for key, value in scaler_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("POD_NAMESPACE", "scaler")
+    settings = Settings()
+    assert settings.dry_run is True and settings.leader_election is True
+    assert settings.lease_name == "scaler" and settings.effective_lease_namespace == "scaler"
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert settings.policies == [Path("/etc/scaler/policies")]
+    assert settings.prometheus_url == "http://prom.monitoring:9090"
+    assert settings.port == 8080 and settings.log_format == "json"
+
+
+def test_cluster_mode_grants_exactly_what_the_daemon_uses(helm):
+    docs = render(helm)
+    assert grants(only(docs, "ClusterRole")) == WORKLOAD_GRANTS | {("", "namespaces", "list"),
+                                                                   ("", "namespaces", "watch")}
+    assert grants(only(docs, "Role")) == LEASE_GRANTS
+    assert only(docs, "Role")["metadata"]["namespace"] == "scaler"
+    binding = only(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
+
+
+def test_restricted_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(helm):
+    docs = render(helm, "--set", "watchNamespaces={team-a,team-b}")
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
+    assert set(roles) == {("team-a", "scaler"), ("team-b", "scaler"), ("scaler", "scaler-leader-election")}
+    for namespace in ("team-a", "team-b"):
+        # No namespace access at all: in this mode the daemon watches only the listed namespaces' workloads.
+        assert grants(roles[(namespace, "scaler")]) == WORKLOAD_GRANTS
+        binding = only([d for d in docs if d["metadata"].get("namespace") == namespace], "RoleBinding")
+        assert binding["roleRef"]["name"] == "scaler"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
+    assert env_of(docs)["SCALER_NAMESPACES"] == "team-a,team-b"
+
+
+def test_extra_scalable_resources_add_get_list_watch_patch(helm):
+    docs = render(helm, "--set", "extraScalableResources[0].apiGroup=serving.example.com",
+                  "--set", "extraScalableResources[0].resources={vllmservers}")
+    assert grants(only(docs, "ClusterRole")) - WORKLOAD_GRANTS - {("", "namespaces", "list"),
+                                                                  ("", "namespaces", "watch")} == {
+        ("serving.example.com", "vllmservers", verb) for verb in ("get", "list", "watch", "patch")}
+
+
+def test_pod_runs_unprivileged_with_probes_and_limits(helm):
+    pod = only(render(helm), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/scaler/policies"]["readOnly"] is True
+    assert "/tmp" in mounts
+
+
+def test_example_policies_are_valid_and_covered_by_the_default_rbac(helm, tmp_path):
+    data = only(render(helm), "ConfigMap")["data"]
+    assert sorted(data) == ["batch-workers.yaml", "business-hours.yaml", "weekend-shutdown.yaml"]
+    for name, text in data.items():
+        (tmp_path / name).write_text(text)
+    policies = load_policies([tmp_path])
+    allowed = grants(only(render(helm), "ClusterRole"))
+    for kind in kinds_of(policies):
+        for verb in ("get", "list", "watch", "patch"):
+            assert (kind.resource.group, kind.resource.plural, verb) in allowed, (kind.name, verb)
+
+
+def test_policies_value_replaces_the_examples(helm, tmp_path):
+    nights = tmp_path / "nights.yaml"
+    nights.write_text("policies:\n  - name: nights\n    targets: {namespaces: [llm]}\n")
+    docs = render(helm, "--set-file", f"policies.nights\\.yaml={nights}")
+    assert only(docs, "ConfigMap")["data"] == {"nights.yaml": nights.read_text()}
+
+
+def test_a_policy_key_the_daemon_would_not_read_is_refused(helm):
+    result = _helm(helm, "template", "scaler", str(CHART), "--set", "policies.nights=x")
+    assert result.returncode != 0
+    assert "nights" in result.stderr
+
+
+def test_more_replicas_without_leader_election_are_refused(helm):
+    result = _helm(helm, "template", "scaler", str(CHART), "--set", "leaderElection.enabled=false")
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled=true" in result.stderr
+    docs = render(helm, "--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
+    assert env_of(docs)["SCALER_LEADER_ELECTION"] == "false"
+    assert not [d for d in docs if d["kind"] in ("Role", "PodDisruptionBudget")]
+
+
+def test_service_monitor_is_off_by_default_and_scrapes_metrics_when_on(helm):
+    assert not [d for d in render(helm) if d["kind"] == "ServiceMonitor"]
+    monitor = only(render(helm, "--set", "serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_plain_manifests_and_example_policies_are_in_sync_with_the_chart(helm):
+    result = subprocess.run([str(ROOT / "deploy" / "render"), "--check"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "HELM": helm})
+    assert result.returncode == 0, result.stderr
