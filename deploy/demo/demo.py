@@ -1,0 +1,355 @@
+"""The scaler demo: a few fake GPU inference services on the local cluster,
+simulated traffic, the real daemon, and what it did, told as it happens.
+
+Time is compressed: windows are a minute apart and "idle" means 20 seconds,
+so the scenario takes about four minutes. The policies are the examples in
+policies/ with those durations shortened (see policies_for below).
+
+Everything in the summary is measured on the cluster while the scenario runs:
+actions are the Events scaler recorded; GPUs are the nvidia.com/gpu requests
+of the pods that were Running, sampled every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+sys.path.insert(0, str(ROOT))
+
+import cluster as local_cluster  # noqa: E402
+
+from scaler.kube import Kube, Resource  # noqa: E402
+from scaler.workloads import DEPLOYMENT, Workload  # noqa: E402
+
+PODS = Resource("", "v1", "pods")
+EVENTS = Resource("", "v1", "events")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+
+
+@dataclass
+class Service:
+    """One fake inference service and the traffic it gets."""
+
+    name: str
+    replicas: int
+    gpus_per_replica: int
+    per_replica_per_second: float  # requests (or jobs) one replica finishes a second
+    arrivals: list[tuple[float, float, float]]  # (from t, to t, arrivals per second), t relative to the edge
+    pending: float = 0.0
+    running: float = 0.0
+
+    def arrival_rate(self, t: float) -> float:
+        return sum(rate for start, end, rate in self.arrivals if start <= t < end)
+
+
+def services() -> list[Service]:
+    return [
+        # Office chat: busy until the business-hours window closes at t=0,
+        # then a late burst of requests at t=30..45.
+        Service("chat", replicas=2, gpus_per_replica=2, per_replica_per_second=3,
+                arrivals=[(-999, 0, 4.0), (30, 45, 3.0)]),
+        # A code assistant: quiet from t=-5, busy again at t=70..85.
+        Service("code-assist", replicas=1, gpus_per_replica=4, per_replica_per_second=4,
+                arrivals=[(-999, -5, 2.0), (70, 85, 2.5)]),
+        # Embedding batch workers: a backlog of jobs lands at t=10.
+        Service("embed-workers", replicas=1, gpus_per_replica=1, per_replica_per_second=6,
+                arrivals=[(10, 12, 120.0)]),
+    ]
+
+
+def policies_for(namespace: str, *, window_start: datetime, window_end: datetime) -> str:
+    """policies/business-hours.yaml, vllm-idle.yaml and batch-workers.yaml,
+    with the namespace, the window and the durations fitted to the demo."""
+    def cron(moment: datetime) -> str:
+        return f"{moment.minute} {moment.hour} * * *"
+    pending = f'gateway_pending_requests{{namespace="{namespace}"}}'
+    running = f'vllm:num_requests_running{{namespace="{namespace}"}}'
+    return textwrap.dedent(f"""\
+        policies:
+          - name: chat-business-hours
+            description: Up during business hours; outside them down, unless a request is waiting.
+            targets: {{namespaces: [{namespace}], selector: app=chat}}
+            schedule:
+              timezone: UTC
+              windows:
+                - {{name: business-hours, mode: up, start: "{cron(window_start)}", end: "{cron(window_end)}"}}
+              outside: down
+            wake: {{query: '{pending}', target_per_replica: 8}}
+            max_replicas: 4
+            scale_down_delay: 10s
+          - name: code-assist-idle
+            description: Paused after 20 s without a running request; woken by the gateway queue.
+            targets: {{namespaces: [{namespace}], selector: app=code-assist}}
+            idle: {{query: '{running}', threshold: 0.5, duration: 20s}}
+            wake: {{query: '{pending}', target_per_replica: 8}}
+            max_replicas: 2
+          - name: embed-queue
+            description: Workers sized by the job queue, zero when it has been empty for 15 s.
+            targets: {{namespaces: [{namespace}], selector: app=embed-workers}}
+            idle: {{query: '{pending} + {running}', threshold: 1, duration: 15s}}
+            wake: {{query: '{pending}', target_per_replica: 50}}
+            max_replicas: 3
+        """)
+
+
+def deployment_body(service: Service) -> dict:
+    gpus = str(service.gpus_per_replica)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": service.name, "labels": {"app": service.name}},
+        "spec": {
+            "replicas": service.replicas,
+            "selector": {"matchLabels": {"app": service.name}},
+            "template": {"metadata": {"labels": {"app": service.name}}, "spec": {"containers": [{
+                "name": "vllm", "image": "vllm/vllm-openai:demo",
+                "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}}]}},
+        },
+    }
+
+
+def push(pushgateway: str, namespace: str, service: Service) -> None:
+    labels = f'namespace="{namespace}",workload="{service.name}"'
+    body = (f"# TYPE gateway_pending_requests gauge\ngateway_pending_requests{{{labels}}} {service.pending:.2f}\n"
+            f"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{{labels}}} {service.running:.2f}\n")
+    url = f"{pushgateway}/metrics/job/demo/namespace/{namespace}/workload/{service.name}"
+    urllib.request.urlopen(urllib.request.Request(url, data=body.encode(), method="PUT"), timeout=5)
+
+
+@dataclass
+class History:
+    """What the cluster did, sampled every second."""
+
+    gpu_seconds_used: float = 0.0
+    gpu_seconds_baseline: float = 0.0
+    seconds: float = 0.0
+    samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (t, GPUs held per service)
+    events: list[dict] = field(default_factory=list)
+    freed: list[tuple[str, int]] = field(default_factory=list)  # (service, GPUs) at each drop to zero
+
+
+class Demo:
+    def __init__(self, cluster, *, namespace: str, out=sys.stdout) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig))
+        self.services = services()
+        self.history = History()
+        self.out = out
+        self.edge: datetime | None = None
+        self.stop = threading.Event()
+        self.seen_events: set[str] = set()
+
+    def say(self, text: str) -> None:
+        clock = ""
+        if self.edge is not None:
+            t = (datetime.now(timezone.utc) - self.edge).total_seconds()
+            clock = f"[t{'+' if t >= 0 else '-'}{abs(t):5.1f}s] "
+        print(f"{clock}{text}", file=self.out, flush=True)
+
+    def t(self) -> float:
+        return (datetime.now(timezone.utc) - self.edge).total_seconds()
+
+    # Setting up
+
+    def setup(self, *, lead_seconds: float) -> Path:
+        self.kube.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace",
+                                             "metadata": {"name": self.namespace}})
+        for service in self.services:
+            self.kube.create(DEPLOYMENT.resource, self.namespace, deployment_body(service))
+        self.say(f"namespace {self.namespace}: " + ", ".join(
+            f"{s.name} ({s.replicas} x {s.gpus_per_replica} GPU)" for s in self.services))
+        deadline = time.monotonic() + 120
+        while not all(self.ready(s) == s.replicas for s in self.services):
+            if time.monotonic() > deadline:
+                raise SystemExit("demo: the services did not become Ready within 120 s")
+            time.sleep(0.5)
+        held = sum(s.replicas * s.gpus_per_replica for s in self.services)
+        self.say(f"all pods Running on the fake GPU nodes: {held} GPUs in use")
+        # Cron windows have minute edges: the business-hours window ends at the
+        # first minute boundary at least lead_seconds away, which leaves the
+        # idle clocks a full window of data before anything happens.
+        now = datetime.now(timezone.utc)
+        edge = (now + timedelta(seconds=lead_seconds + 59)).replace(second=0, microsecond=0)
+        self.edge = edge
+        directory = Path(tempfile.mkdtemp(prefix="scaler-demo-"))
+        (directory / "demo.yaml").write_text(policies_for(
+            self.namespace, window_start=edge - timedelta(hours=1), window_end=edge))
+        return directory
+
+    def ready(self, service: Service) -> int:
+        obj = self.kube.get(DEPLOYMENT.resource, self.namespace, service.name)
+        return int((obj.get("status") or {}).get("readyReplicas") or 0)
+
+    # The traffic simulator and the samplers, once a second
+
+    def simulate(self) -> None:
+        previous: dict[str, int] = {}
+        last = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            dt, last = now - last, now
+            t = self.t()
+            pods, _ = self.kube.list(PODS, self.namespace)
+            held = {s.name: 0 for s in self.services}
+            for pod in pods:
+                status, meta = pod.get("status") or {}, pod["metadata"]
+                if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+                    continue
+                app = (meta.get("labels") or {}).get("app")
+                if app in held:
+                    held[app] += sum(int((c.get("resources") or {}).get("requests", {}).get("nvidia.com/gpu", 0))
+                                     for c in pod["spec"]["containers"])
+            for service in self.services:
+                ready = held[service.name] // service.gpus_per_replica
+                service.pending += service.arrival_rate(t) * dt
+                capacity = ready * service.per_replica_per_second * dt
+                served = min(service.pending, capacity)
+                service.pending -= served
+                service.running = served / dt if dt > 0 and ready else 0.0
+                push(self.cluster.pushgateway_url, self.namespace, service)
+                replicas = self.kube.get(DEPLOYMENT.resource, self.namespace, service.name)["spec"]["replicas"]
+                if previous.get(service.name, replicas) > 0 and replicas == 0:
+                    workload = Workload(DEPLOYMENT, self.kube.get(DEPLOYMENT.resource, self.namespace, service.name))
+                    self.history.freed.append((service.name, workload.gpus(previous[service.name])))
+                previous[service.name] = replicas
+            if t >= 0:
+                baseline = sum(s.replicas * s.gpus_per_replica for s in self.services)
+                self.history.gpu_seconds_used += sum(held.values()) * dt
+                self.history.gpu_seconds_baseline += baseline * dt
+                self.history.seconds += dt
+                self.history.samples.append((round(t, 1), held))
+            self.narrate_events()
+            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - now)))
+
+    def narrate_events(self) -> None:
+        items, _ = self.kube.list(EVENTS, self.namespace)
+        fresh = [e for e in items if (e.get("source") or {}).get("component") == "scaler"
+                 and e["metadata"]["uid"] not in self.seen_events]
+        for event in sorted(fresh, key=lambda e: e["metadata"]["creationTimestamp"]):
+            self.seen_events.add(event["metadata"]["uid"])
+            self.history.events.append({"reason": event["reason"], "workload": event["involvedObject"]["name"],
+                                        "message": event["message"]})
+            self.say(f"{event['involvedObject']['name']}: {event['reason']}: {event['message']}")
+
+    def phases(self, until: float) -> None:
+        """Say what the traffic does, when it does it."""
+        notes = [(-5, "code-assist traffic stops (it will count as idle after 20 s)"),
+                 (0, "business hours end: chat must go down (outside: down)"),
+                 (10, "a backlog of 240 embedding jobs lands in the queue"),
+                 (30, "late chat requests arrive at the gateway while chat is at zero"),
+                 (45, "chat requests stop"),
+                 (70, "code-assist traffic is back"),
+                 (85, "code-assist traffic stops again")]
+        for at, note in notes:
+            if at >= until:
+                break
+            while self.t() < at and not self.stop.is_set():
+                time.sleep(0.2)
+            self.say(f"traffic: {note}")
+        while self.t() < until and not self.stop.is_set():
+            time.sleep(0.5)
+
+    # The summary: numbers from the cluster, not from the script
+
+    def summary(self) -> dict:
+        h = self.history
+        by_reason: dict[str, int] = {}
+        for event in h.events:
+            by_reason[event["reason"]] = by_reason.get(event["reason"], 0) + 1
+        saved = h.gpu_seconds_baseline - h.gpu_seconds_used
+        return {
+            "namespace": self.namespace,
+            "scenario_seconds": round(h.seconds, 1),
+            "actions": by_reason,
+            "gpus_freed": sum(g for _, g in h.freed),
+            "pauses_observed": [name for name, _ in h.freed],
+            "gpu_hours_used": round(h.gpu_seconds_used / 3600, 4),
+            "gpu_hours_baseline": round(h.gpu_seconds_baseline / 3600, 4),
+            "gpu_hours_saved": round(saved / 3600, 4),
+            "saved_percent": round(100 * saved / h.gpu_seconds_baseline, 1) if h.gpu_seconds_baseline else 0.0,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deploy/demo/run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get(
+        "SCALER_CLUSTER_STATE_DIR", local_cluster.DEFAULT_STATE_DIR)),
+        help="cluster state directory (a running cluster there is reused and left running)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster and the demo namespace running")
+    parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    parser.add_argument("--short", action="store_true",
+                        help="the short scenario (CI): window close, batch backlog, chat woken and paused again")
+    args = parser.parse_args(argv)
+    until, lead = (55, 45) if args.short else (110, 60)
+
+    already_running = local_cluster.Cluster.load(args.state_dir.resolve()) is not None
+    print("Starting the local GPU cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes, "
+          "Prometheus, Pushgateway)...", flush=True)
+    cluster = local_cluster.up(args.state_dir)
+    namespace = f"scaler-demo-{int(time.time()) % 100000}"
+    demo = Demo(cluster, namespace=namespace)
+    daemon = None
+    log_path = cluster.state_dir / "logs" / f"scaler-demo-{namespace}.log"
+    try:
+        policies = demo.setup(lead_seconds=lead)
+        demo.say(f"policies: {policies / 'demo.yaml'} (the examples in policies/, durations shortened)")
+        demo.say(f"business hours end at {demo.edge:%H:%M:%S} UTC; scaler's log: {log_path}")
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "ab") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "scaler", "run", "--policies", str(policies),
+                 "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
+                 "--evaluation-interval-seconds", "5", "--wake-check-interval-seconds", "1",
+                 "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        demo.say("scaler run started (dry run off, evaluation every 5 s, wake check every 1 s)")
+        simulator = threading.Thread(target=demo.simulate, daemon=True)
+        simulator.start()
+        demo.phases(until)
+    finally:
+        demo.stop.set()
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(30)
+    demo.narrate_events()
+    summary = demo.summary()
+    print("\nSummary (measured on the cluster: scaler's Events, and running pods' GPU requests sampled each second)")
+    actions = ", ".join(f"{count} {reason}" for reason, count in sorted(summary["actions"].items())) or "none"
+    print(f"  actions taken:   {sum(summary['actions'].values())} ({actions})")
+    print(f"  GPUs freed:      {summary['gpus_freed']} by {len(summary['pauses_observed'])} pauses "
+          f"({', '.join(summary['pauses_observed']) or 'none'})")
+    print(f"  GPU-hours:       {summary['gpu_hours_used']:.4f} used of {summary['gpu_hours_baseline']:.4f} had "
+          f"every service kept at its starting size over {summary['scenario_seconds']:.0f} s")
+    print(f"  GPU-hours saved: {summary['gpu_hours_saved']:.4f} ({summary['saved_percent']:.1f}%)")
+    if summary["scenario_seconds"]:
+        hourly = summary["gpu_hours_saved"] * 3600 / summary["scenario_seconds"]
+        print(f"                   at this rate, {hourly:.2f} GPU-hours saved per hour of wall time")
+    if args.summary_json:
+        args.summary_json.write_text(json.dumps(summary, indent=2))
+    if args.keep:
+        print(f"\nLeft running: namespace {namespace}. Stop everything with: deploy/local/down"
+              + (f" --state-dir {cluster.state_dir}" if cluster.state_dir != local_cluster.DEFAULT_STATE_DIR else ""))
+    else:
+        demo.kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+        if not already_running:
+            local_cluster.down(cluster.state_dir)
+            print("\nStopped the local cluster (run with --keep to explore it afterwards).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
