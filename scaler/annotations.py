@@ -17,6 +17,9 @@ PAUSE_REASON = PREFIX + "pause-reason"
 PAUSE_CAUSE = PREFIX + "pause-cause"
 #: "true": paused by a person; the daemon never wakes it until a manual resume.
 MANUAL_PAUSE = PREFIX + "paused"
+#: Someone resized it while scaler had it paused: scaler leaves it alone until
+#: this time (RFC 3339, the policy's next window edge).
+OVERRIDE_UNTIL = PREFIX + "override-until"
 #: "true" on a workload: scaler never touches it.
 EXCLUDE = PREFIX + "exclude"
 

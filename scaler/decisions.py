@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 
-from scaler.annotations import EXCLUDE
+from scaler.annotations import EXCLUDE, OVERRIDE_UNTIL
 from scaler.policies import OnUnknown, Policy
 from scaler.windows import ScheduleState
 
@@ -53,6 +53,7 @@ class Code(StrEnum):
     KEEP_UP_WINDOW = "keep-up-window"
     OUTSIDE_DOWN = "outside-down"
     WINDOW_ENDED = "keep-down-window-ended"
+    HUMAN_OVERRIDE = "human-override"
     METRICS_UNKNOWN = "metrics-unknown"
     AT_ZERO = "at-zero"
     BUSY = "busy"
@@ -178,6 +179,16 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
     return _Deciding(policy, workload, signals, now).decide()
 
 
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def _known(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -230,6 +241,13 @@ class _Deciding:
         if workload.manual_pause:
             return self._hold("paused by hand (scaler.io/paused=true); only a manual resume wakes it",
                               Code.MANUAL_PAUSE)
+        if current > 0 and workload.last_replicas is not None and workload.paused_by_policy:
+            return self._hold(f"someone set replicas to {current} while {workload.paused_by} had it paused "
+                              f"(recorded {workload.last_replicas}): leaving {current}", Code.HUMAN_OVERRIDE)
+        until = _parse_time(workload.annotations.get(OVERRIDE_UNTIL))
+        if until is not None and self.now < until:
+            return self._hold(f"resized by hand while paused: left alone until {until:%Y-%m-%d %H:%M %Z} "
+                              f"({OVERRIDE_UNTIL})", Code.HUMAN_OVERRIDE)
         state = policy.schedule.compiled.state_at(self.now) if policy.schedule is not None else _NO_WINDOWS
 
         if state.keep_down is not None:

@@ -21,6 +21,7 @@ from scaler.annotations import (
     KEDA_PAUSED_REPLICAS,
     LAST_REPLICAS,
     MANUAL_PAUSE,
+    OVERRIDE_UNTIL,
     PAUSE_CAUSE,
     PAUSE_REASON,
     PAUSE_STATE,
@@ -156,6 +157,7 @@ class Pauser:
             PAUSED_BY: by,
             PAUSE_REASON: reason,
             PAUSE_CAUSE: MANUAL if manual else cause,
+            OVERRIDE_UNTIL: None,  # a new pause ends an earlier hands-off period
         }
         if manual:
             annotations[MANUAL_PAUSE] = "true"
@@ -167,12 +169,16 @@ class Pauser:
     # Resume
 
     def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
-               fallback_replicas: int = 1, replicas: int | None = None, dry_run: bool = False) -> Result:
+               fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,
+               dry_run: bool = False) -> Result:
         """Restore the recorded count and remove our annotations. A policy
         (`by` != "manual") never resumes a manual pause. `replicas`, when
-        given, is the size to wake to instead (a queue asking for more)."""
+        given, is the size to wake to instead (a queue asking for more).
+        `override_until`: if someone resized it while paused, leave it alone
+        until then (written in the same patch that clears the record)."""
         return self._guarded(workload, lambda current: self._plan_resume(
-            current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas), dry_run=dry_run)
+            current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
+            override_until=override_until), dry_run=dry_run)
 
     def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False) -> Result:
         """Grow a running workload (never shrink it: that is a pause's job)."""
@@ -189,7 +195,7 @@ class Pauser:
         return self._guarded(workload, plan, dry_run=dry_run)
 
     def _plan_resume(self, current: Workload, *, by: str, reason: str, fallback_replicas: int,
-                     wanted: int | None = None):
+                     wanted: int | None = None, override_until: datetime | None = None):
         replicas = current.replicas
         record = current.record
         clear = {"metadata": {"annotations": {key: None for key in PAUSE_STATE if key in current.annotations}}}
@@ -212,6 +218,9 @@ class Pauser:
             message = (f"someone set replicas to {replicas} while it was paused"
                        f"{f' (recorded {recorded})' if recorded else ''}; left {replicas} "
                        "and cleared the pause record")
+            if override_until is not None:
+                clear["metadata"]["annotations"][OVERRIDE_UNTIL] = _rfc3339(override_until)
+                message += f"; {by} leaves it alone until {_rfc3339(override_until)}"
             return _Plan(clear if clear["metadata"]["annotations"] else None, Outcome.SKIPPED,
                          replicas, replicas, 0, message, event=("ResumeSkipped", "Normal"))
         if wanted is not None:

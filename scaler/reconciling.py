@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 import structlog
 
 from scaler.annotations import PAUSE_CAUSE
-from scaler.decisions import Action, Decision, Signals, WorkloadState, decide, is_excluded, select_policy
+from scaler.decisions import Action, Code, Decision, Signals, WorkloadState, decide, is_excluded, select_policy
 from scaler.informers import Informer
-from scaler.kube import Kube, KubeError, NotFound, Resource
+from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
 from scaler.pausing import Outcome, Pauser, Result
 from scaler.policies import Policy, PolicySet
 from scaler.querying import Prometheus, Vector, idle_query, queue_query
+from scaler.windows import next_edge
 from scaler.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
 
 log = structlog.get_logger("scaler")
@@ -293,6 +294,10 @@ class Reconciler:
         for evaluation in evaluations:
             decision = evaluation.decision
             self._account(evaluation)
+            if decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None:
+                if self.dry_run or self.may_act():
+                    results.append(self._clear_override(evaluation, now=now))
+                continue
             if not decision.changes:
                 continue
             if not self.dry_run and not self.may_act():
@@ -320,13 +325,16 @@ class Reconciler:
                                               dry_run=self.dry_run)
         except NotFound as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, str(error))
+            label = "gone"
         except KubeError as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+            label = "conflict" if isinstance(error, Conflict) else "failed"
+        else:
+            label = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
+                     Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}[result.outcome]
         self.view.took(result, workload)
         if result.outcome is Outcome.CHANGED and decision.action in (Action.RESUME, Action.SCALE_UP):
             self._scaled_up_at[(workload.kind.name, workload.namespace, workload.name)] = now
-        label = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
-                 Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}[result.outcome]
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
         fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
@@ -339,6 +347,24 @@ class Reconciler:
         else:
             log.info("decision", **({"note": result.reason} if result.outcome is not Outcome.CHANGED
                                     and not self.dry_run else {}), **fields)
+        return result
+
+    def _clear_override(self, evaluation: Evaluation, *, now: datetime) -> Result:
+        """Someone resized a workload we had paused: drop our record (the
+        human wins) and stay hands-off until the policy's next window edge."""
+        workload, policy = evaluation.workload, evaluation.policy
+        until = None
+        if policy is not None and policy.schedule is not None:
+            until = next_edge(policy.schedule.compiled, now)
+        try:
+            result = self.pauser.resume(workload, by=f"policy/{evaluation.decision.policy}",
+                                        reason="human override", override_until=until, dry_run=self.dry_run)
+        except KubeError as error:
+            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+        self.view.took(result, workload)
+        log.info("human override", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
+                 policy=evaluation.decision.policy, reason=result.reason, result=result.outcome.value,
+                 dry_run=self.dry_run)
         return result
 
     def _account(self, evaluation: Evaluation) -> None:

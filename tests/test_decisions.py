@@ -318,6 +318,16 @@ TABLE = [
                  (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="window-ended-only-for-its-own-policy"),
     pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="idle-timeout"), QUIET, TUESDAY_NIGHT,
                  (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue", id="window-ended-not-for-an-idle-pause"),
+    # 1b. a person resized it while a policy had it paused: the person wins
+    pytest.param(POLICY, running(3, last_replicas=5, paused_by="policy/llm"), QUIET, SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 3, Code.HUMAN_OVERRIDE), "someone set replicas to 3 while policy/llm had it paused "
+                 "(recorded 5): leaving 3", id="human-override-beats-keep-down-window"),
+    pytest.param(POLICY, running(3, annotations={"scaler.io/override-until": "2024-06-09T04:00:00Z"}), QUIET,
+                 SUNDAY_MAINTENANCE, (Action.HOLD, 3, Code.HUMAN_OVERRIDE), "left alone until 2024-06-09 04:00",
+                 id="human-override-holds-until-the-edge"),
+    pytest.param(POLICY, running(3, annotations={"scaler.io/override-until": "2024-06-09T00:30:00Z"}), QUIET,
+                 SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active",
+                 id="human-override-expired"),
 ]
 
 
@@ -412,12 +422,14 @@ def test_human_duration(seconds, text):
 
 
 def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
-    """docs/policies.md's table points at rows of this file; keep them in step."""
+    """README.md's precedence table points at rows of this file; keep them in step."""
     import fnmatch
     import re
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "policies.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    doc = readme.split("## How it decides", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in doc.splitlines() if re.match(r"\| (\d+[ab]?|–) \|", line)]
     ids = [param.id for param in TABLE] + [name for name in globals() if name.startswith("test_")]
     assert len(rows) >= 12
@@ -425,5 +437,6 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
         cells = row.strip("|").split("|")
         assert Code(cells[-2].strip().strip("`"))  # a real reason code
         for pattern in re.findall(r"`([^`]+)`", cells[-1]):
-            assert fnmatch.filter(ids, pattern), f"{pattern} in docs/policies.md matches no test"
-    assert {code.value for code in Code} <= set(re.findall(r"`([a-z-]+)`", doc))
+            assert fnmatch.filter(ids, pattern), f"{pattern} in README.md matches no test"
+    documented = set(re.findall(r"`([a-z-]+)`", doc + (root / "docs" / "policies.md").read_text()))
+    assert {code.value for code in Code} <= documented

@@ -56,8 +56,13 @@ def _events(kube, namespace, name, reason) -> list:
         namespace, field_selector=f"involvedObject.name={name}").items if e.reason == reason]
 
 
-def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start="0 0 * * *",
-                      end="59 23 * * *", selector="tier=gpu") -> str:
+def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start=None, end=None,
+                      selector="tier=gpu") -> str:
+    """A window of `mode` from start to end (cron, UTC); by default all day,
+    as two half-day windows that meet at 00:00 and 12:00."""
+    spans = [(start, end)] if start is not None else [("0 0 * * *", "0 12 * * *"), ("0 12 * * *", "0 0 * * *")]
+    windows = "".join(f'\n                - {{name: {name}-{index}, mode: {mode}, start: "{a}", end: "{b}"}}'
+                      for index, (a, b) in enumerate(spans))
     return f"""
         policies:
           - name: {name}
@@ -66,11 +71,7 @@ def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down
               selector: {selector}
             schedule:
               timezone: UTC
-              windows:
-                - name: {name}-window
-                  mode: {mode}
-                  start: "{start}"
-                  end: "{end}"
+              windows:{windows}
         """
 
 
@@ -315,3 +316,27 @@ def test_plan_shows_pending_changes_and_exit_codes(kube, namespace, cluster, tmp
     failed = _plan(cluster, broken)
     assert failed.returncode == 1
     assert "broken.yaml:3: " in failed.stderr
+
+
+def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, namespace, cluster, tmp_path,
+                                                                        daemons):
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=5, gpus=1, labels={"tier": "gpu"}))
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    daemon = daemons(policies, *FAST)
+    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=30)
+
+    apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 3}})
+    eventually(lambda: "scaler.io/override-until" in _annotations(kube, namespace, "chat"), timeout_seconds=30)
+    time.sleep(5)  # two more reconciles: the keep-down window is still active
+    annotations = _annotations(kube, namespace, "chat")
+    assert _replicas(kube, namespace, "chat") == 3
+    assert LAST_REPLICAS not in annotations
+    now = datetime.now(timezone.utc)
+    next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
+    next_edge += timedelta(days=0 if now.hour < 12 else 1)
+    assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
+    skipped = _events(kube, namespace, "chat", "ResumeSkipped")
+    assert skipped and "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
+    assert any(line.get("reason_code") == "human-override" for line in daemon.logs("decision"))
+    assert daemon.stop() == 0
