@@ -85,6 +85,7 @@ class Daemon:
         self.stopping = threading.Event()
         self._fingerprint = _fingerprint(settings.policies)
         self.server = None
+        self._published: set[str] = set()
 
     # Start and stop
 
@@ -198,8 +199,12 @@ class Daemon:
 
     def _publish_policies(self) -> None:
         self.metrics.policies.set(len(self.policies))
-        for policy in self.policies:
-            self.metrics.touch_policy(policy.name)
+        names = {policy.name for policy in self.policies}
+        for gone in self._published - names:  # a removed policy must not keep an alert firing
+            self.metrics.forget_policy(gone)
+        for name in names:
+            self.metrics.touch_policy(name)
+        self._published = names
 
 
 def run(settings: Settings) -> int:

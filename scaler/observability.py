@@ -65,6 +65,14 @@ class Metrics:
         """Export the Kubernetes client's request counts at scrape time."""
         self.registry.register(_RequestCollector(requests))
 
+    def forget_policy(self, name: str) -> None:
+        for signal in SIGNALS:
+            for family in (self.query_errors, self.unknown, self.queries):
+                try:
+                    family.remove(name, signal)
+                except KeyError:
+                    pass
+
     def touch_policy(self, name: str) -> None:
         for signal in SIGNALS:
             self.query_errors.labels(name, signal)
