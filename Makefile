@@ -18,3 +18,7 @@ up: install
 
 down:
 	deploy/local/down
+
+# The main job: the demo on the local cluster (see README).
+demo: install
+	deploy/demo/run
