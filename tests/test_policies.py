@@ -178,3 +178,21 @@ def test_one_spelling_per_key():
     """The file says `duration: 30m`; the attribute name with its unit is not a second spelling."""
     with pytest.raises(ValidationError, match="unknown key|Extra inputs"):
         Policy.model_validate({"name": "p", "idle": {"query": "up", "threshold": 1, "duration_seconds": 60}})
+
+
+def test_the_policy_reference_documents_every_key_of_the_schema():
+    """docs/policies.md is the reference users read; a key the schema accepts
+    but the page never mentions is a key nobody can discover."""
+    import re
+    from pathlib import Path
+
+    from scaler.policies import json_schema
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "policies.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+):?`", doc))
+    schema = json_schema()
+    keys: set[str] = set()
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        keys.update(definition.get("properties", {}))
+    assert keys, "the schema has no properties: the test would prove nothing"
+    assert sorted(keys - documented) == []
