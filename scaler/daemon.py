@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -216,7 +217,7 @@ def run(settings: Settings) -> int:
     except PolicyError as error:
         for problem in error.problems:
             log.error("invalid policy", problem=str(problem))
-        print("\n".join(str(p) for p in error.problems), file=__import__("sys").stderr)
+        print("\n".join(str(p) for p in error.problems), file=sys.stderr)
         return 1
     try:
         daemon = Daemon(settings, policies)

@@ -162,7 +162,6 @@ def run_status(args) -> int:
             "reason": record.reason if record else None,
             "humanOverride": w.replicas > 0,
         })
-    failed = [p for p in problems]
     if args.output == "json":
         json.dump({"paused": rows, "gpusPaused": sum(r["gpus"] for r in rows)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -183,9 +182,9 @@ def run_status(args) -> int:
         if rows:
             console.print(table)
         console.print(f"{len(rows)} paused; {sum(r['gpus'] for r in rows)} GPUs paused")
-    for p in failed:
-        print(f"failed: {p.reason}", file=sys.stderr)
-    return 1 if failed else 0
+    for problem in problems:
+        print(f"failed: {problem.reason}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _ago(seconds: int | None) -> str:

@@ -9,6 +9,7 @@ tick or a restart heals on the next one.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -93,6 +94,7 @@ class WatchingView(ClusterView):
         self._informers: dict[tuple[str, str | None], Informer] = {}
         self._lock = threading.Lock()
         self._namespace_informers: list[Informer] = []
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
 
     def _informers_for(self, kind: WorkloadKind) -> list[Informer]:
         created = []
@@ -105,8 +107,9 @@ class WatchingView(ClusterView):
         return created
 
     def start_namespaces(self) -> None:
-        namespaces = [None] if not self.namespaces else []
-        for _ in namespaces:
+        """Namespace labels for namespace selectors: watched cluster-wide,
+        unless the daemon is restricted to a list of namespaces."""
+        if not self.namespaces:
             self._namespace_informers.append(Informer(self.kube, NAMESPACES).start())
 
     def wait_synced(self, kinds: Sequence[WorkloadKind], *, timeout_seconds: float) -> bool:
@@ -125,7 +128,19 @@ class WatchingView(ClusterView):
             obj = informer.get("", namespace)
             if obj is not None:
                 return obj["metadata"].get("labels") or {}
-        return {}
+        if not self.namespaces:
+            return {}
+        # Restricted to a list: no cluster-wide watch (nor the RBAC for one);
+        # GET each listed namespace, at most once a minute.
+        cached = self._labels.get(namespace)
+        if cached is None or time.monotonic() - cached[0] > 60:
+            try:
+                obj = self.kube.get(NAMESPACES, None, namespace)
+                cached = (time.monotonic(), obj["metadata"].get("labels") or {})
+            except KubeError:
+                cached = (time.monotonic(), {})
+            self._labels[namespace] = cached
+        return cached[1]
 
     def took(self, result: Result, workload: Workload) -> None:
         if result.written is None:
@@ -190,6 +205,8 @@ class Reconciler:
         self._scaled_up_at: dict[tuple[str, str, str], datetime] = {}
         self._ready_seen: dict[tuple[str, str, str], datetime] = {}
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
+        #: Query errors of the last evaluation (for `scaler plan` to show).
+        self.signal_errors: list[str] = []
 
     # Reading the world
 
@@ -228,6 +245,8 @@ class Reconciler:
 
     def _query(self, policy: Policy, signal: str, query) -> Vector:
         vector = self.prometheus.vector(query)
+        if vector.error is not None:
+            self.signal_errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
         if self.metrics:
             self.metrics.queries.labels(policy.name, signal).inc()
         if vector.error is not None:
@@ -242,6 +261,7 @@ class Reconciler:
     def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False) -> list[Evaluation]:
         """Decide for every workload a policy targets. `wake_only` is the fast
         path: only paused workloads of policies with a wake signal."""
+        self.signal_errors = []
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
         if not candidates:
             return []
