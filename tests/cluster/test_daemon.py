@@ -340,3 +340,20 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     assert skipped and "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
     assert any(line.get("reason_code") == "human-override" for line in daemon.logs("decision"))
     assert daemon.stop() == 0
+
+
+def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cluster, tmp_path, daemons):
+    client.AppsV1Api(kube).create_namespaced_deployment(
+        namespace, gpu_deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}))
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    daemon = daemons(policies, *FAST, "--dry-run")
+    daemon.wait_ready()
+    would = eventually(lambda: [line for line in daemon.logs("decision") if line.get("result") == "would-change"],
+                       timeout_seconds=30)
+    assert would[0]["dry_run"] is True and would[0]["action"] == "pause" and would[0]["gpus"] == 6
+    assert daemon.metric("scaler_actions_total", action="pause", result="dry_run") >= 1
+    time.sleep(3)
+    assert _replicas(kube, namespace, "llm") == 3
+    assert _ours(_annotations(kube, namespace, "llm")) == {}
+    assert _events(kube, namespace, "llm", "ScaledToZero") == []
+    assert daemon.stop() == 0

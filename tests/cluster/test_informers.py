@@ -1,0 +1,38 @@
+"""The watch caches against the real API server."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from scaler.informers import Gone, Informer
+from scaler.kube import Kube
+from scaler.workloads import DEPLOYMENT
+from tests.helpers import eventually, gpu_deployment
+
+
+def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
+    informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
+                        namespace=namespace).start()
+    try:
+        assert informer.synced.wait(30)
+        apps = client.AppsV1Api(kube)
+        apps.create_namespaced_deployment(namespace, gpu_deployment("a", replicas=2, gpus=0))
+        eventually(lambda: informer.get(namespace, "a") is not None, timeout_seconds=10)
+        apps.patch_namespaced_deployment_scale("a", namespace, {"spec": {"replicas": 4}})
+        eventually(lambda: informer.get(namespace, "a")["spec"]["replicas"] == 4, timeout_seconds=10)
+        assert "managedFields" not in informer.get(namespace, "a")["metadata"]
+        apps.delete_namespaced_deployment("a", namespace)
+        eventually(lambda: informer.get(namespace, "a") is None, timeout_seconds=10)
+    finally:
+        informer.stop()
+
+
+def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
+    """The API server answers a watch from a resourceVersion it no longer
+    has with 410 Gone; the informer must treat that as 're-list', which
+    its run loop does on Gone."""
+    informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
+                        namespace=namespace)
+    with pytest.raises(Gone):
+        informer._watch("1")
