@@ -63,16 +63,22 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
 
 
+def _with_settings(run: Callable[..., int], **options) -> int:
+    """Run with the settings from flags and SCALER_ variables, or exit 1
+    naming every invalid one."""
+    try:
+        settings = settings_from(options.pop("args"))
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return run(settings, **options)
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     """The daemon: evaluate the policies on a schedule and act."""
     from scaler.daemon import run
 
-    try:
-        settings = settings_from(args)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return run(settings)
+    return _with_settings(run, args=args)
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +92,7 @@ def run_plan_command(args: argparse.Namespace) -> int:
     """Exit 0: nothing would change; 2: changes pending; 1: error."""
     from scaler.planning import run_plan
 
-    try:
-        settings = settings_from(args)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return run_plan(settings, output=args.output, show_all=args.show_all)
+    return _with_settings(run_plan, args=args, output=args.output, show_all=args.show_all)
 
 
 PLAN_SETTINGS = ("policies", "prometheus_url", "prometheus_bearer_token_file", "prometheus_username",

@@ -69,6 +69,26 @@ def _connect(args) -> tuple[Kube, Selection]:
     return kube, selection
 
 
+class _Stop(Exception):
+    """A problem that ends the command before any object is touched."""
+
+
+def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, Selection, list, list]:
+    """Connect and select; `all_kinds` (status) looks at every registered
+    kind whose API exists, unless --kind narrows it."""
+    try:
+        kube, selection = _connect(args)
+        if all_kinds and not args.kinds:
+            selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
+                                  label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
+        workloads, problems = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
+    except (UnknownKind, KubeError) as error:
+        raise _Stop(str(error)) from None
+    except Exception as error:  # kubeconfig problems come as several exception types
+        raise _Stop(f"cannot reach the cluster: {error}") from None
+    return kube, selection, workloads, problems
+
+
 def _user() -> str:
     return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
 
@@ -83,12 +103,9 @@ def _report(results, *, args, verb: str) -> int:
 
 def run_pause(args) -> int:
     try:
-        kube, selection = _connect(args)
-        workloads, problems = select(kube, selection)
-    except (UnknownKind, KubeError) as error:
+        kube, _, workloads, problems = _selected(args)
+    except _Stop as error:
         return _fail(str(error))
-    except Exception as error:  # kubeconfig problems come as several exception types
-        return _fail(f"cannot reach the cluster: {error}")
     reason = args.reason or f"paused manually by {_user()}"
     pauser = Pauser(kube)
     results = run_batch(
@@ -99,12 +116,9 @@ def run_pause(args) -> int:
 
 def run_resume(args) -> int:
     try:
-        kube, selection = _connect(args)
-        workloads, problems = select(kube, selection)
-    except (UnknownKind, KubeError) as error:
+        kube, _, workloads, problems = _selected(args)
+    except _Stop as error:
         return _fail(str(error))
-    except Exception as error:
-        return _fail(f"cannot reach the cluster: {error}")
     reason = args.reason or f"resumed manually by {_user()}"
     pauser = Pauser(kube)
     started: dict[tuple[str, str, str], float] = {}
@@ -133,15 +147,9 @@ def run_status(args) -> int:
     """What is paused, by whom, since when, what a resume restores, and the
     GPUs it holds back."""
     try:
-        kube, selection = _connect(args)
-        if not args.kinds:
-            selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
-                                  label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
-        workloads, problems = select(kube, selection, ignore_missing_kinds=not args.kinds)
-    except (UnknownKind, KubeError) as error:
+        _, _, workloads, problems = _selected(args, all_kinds=True)
+    except _Stop as error:
         return _fail(str(error))
-    except Exception as error:
-        return _fail(f"cannot reach the cluster: {error}")
     now = datetime.now(timezone.utc)
     rows = []
     for w in sorted(workloads, key=lambda w: (w.namespace, w.kind.name, w.name)):
