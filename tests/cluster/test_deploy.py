@@ -184,7 +184,8 @@ def _ours(deployment: client.V1Deployment) -> dict:
 
 
 def _denials(daemon: DaemonProcess) -> list[str]:
-    return [line for line in daemon.log_text().splitlines() if "forbidden" in line.lower() or "403" in line]
+    return [line for line in daemon.log_text().splitlines()
+            if "forbidden" in line.lower() or "HTTP 403" in line or "(403)" in line]
 
 
 def _until(daemon: DaemonProcess, check, *, timeout_seconds: float = 45):
