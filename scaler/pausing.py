@@ -184,6 +184,9 @@ class Pauser:
         """Grow a running workload (never shrink it: that is a pause's job)."""
         def plan(current: Workload) -> _Plan:
             before = current.replicas
+            if not current.kind.sizable:
+                return _Plan(None, Outcome.UNCHANGED, before, before, 0,
+                             f"{current.kind.name} size is not scaler's to set; only pause and wake are")
             if before == 0 or before >= replicas or current.manual_pause:
                 why = ("paused; a wake resumes it" if before == 0 or current.manual_pause
                        else f"already at {before} replicas (wanted {replicas})")
@@ -203,16 +206,11 @@ class Pauser:
             return _Plan(None, Outcome.SKIPPED, replicas, replicas, 0,
                          "paused manually; only a manual resume (scaler resume) wakes it")
         if record is None and not current.manual_pause:
-            state = f"running at {replicas} replicas" if replicas else "at 0 replicas with no pause record"
-            if replicas == 0 and by == MANUAL:
-                target = fallback_replicas
-                gpus = current.gpus(target)
-                patch = _merge({"metadata": {}}, current.kind.scale_patch(current.obj, target))
-                return _Plan(patch, Outcome.CHANGED, 0, target, gpus,
-                             f"resumed to {target} replicas by {by}: no recorded count, "
-                             f"used the minimum {target}; {gpus} GPUs claimed",
-                             event=("Resumed", "Normal"))
-            return _Plan(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused ({state})")
+            # Only what scaler paused is scaler's to resume: a workload someone
+            # scaled to zero themselves stays there, even in a resume -A.
+            state = (f"running at {replicas} replicas" if replicas
+                     else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
+            return _Plan(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
         if replicas > 0:
             recorded = record.last_replicas if record else None
             message = (f"someone set replicas to {replicas} while it was paused"

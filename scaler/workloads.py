@@ -33,6 +33,8 @@ class UnknownKind(ValueError):
 class WorkloadKind(Protocol):
     name: str
     resource: Resource
+    #: Whether scaler may set a running workload's size (queue scale-up).
+    sizable: bool
 
     def replicas(self, obj: dict) -> int: ...
 
@@ -73,6 +75,7 @@ class ScaledKind:
     ready_path: tuple[str, ...] = ("status", "readyReplicas")
     template_path: tuple[str, ...] = ("spec", "template", "spec")
     default_replicas: int = 1
+    sizable: bool = True
 
     def replicas(self, obj: dict) -> int:
         value = _dig(obj, self.replicas_path)
@@ -98,6 +101,8 @@ class StopAnnotationKind:
 
     name: str = "InferenceService"
     resource: Resource = Resource("serving.kserve.io", "v1beta1", "inferenceservices")
+    #: KServe sizes a running service (min/maxReplicas); scaler only stops and starts it.
+    sizable: bool = False
 
     def replicas(self, obj: dict) -> int:
         if (_dig(obj, ("metadata", "annotations")) or {}).get(KSERVE_STOP) == "true":

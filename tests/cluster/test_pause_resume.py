@@ -352,3 +352,30 @@ def test_resume_wait_reports_time_to_ready(kube, namespace, cluster):
     row = _rows(result)["warm"]
     assert row["result"] == "changed" and row["secondsToReady"] is not None and row["secondsToReady"] < 60
     assert len(ready_pods(kube, namespace, "warm")) == 2
+
+
+def test_resume_leaves_alone_what_scaler_did_not_pause(kube, namespace, cluster):
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_deployment(namespace, gpu_deployment("parked", replicas=0, gpus=1))
+    apps.create_namespaced_deployment(namespace, gpu_deployment("mine", replicas=2, gpus=1))
+    assert run_scaler("pause", "mine", "-n", namespace, kubeconfig=cluster.kubeconfig).returncode == 0
+
+    result = run_scaler("resume", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(result)
+    assert rows["parked"]["result"] == "unchanged"
+    assert "scaler did not pause it" in rows["parked"]["reason"]
+    assert rows["mine"]["result"] == "changed"
+    assert _deployment(kube, namespace, "parked").spec.replicas == 0
+    assert _deployment(kube, namespace, "mine").spec.replicas == 2
+
+
+def test_manual_pause_of_a_workload_already_at_zero_resumes_to_the_minimum(kube, namespace, cluster):
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("cold", replicas=0, gpus=1))
+    paused = run_scaler("pause", "cold", "-n", namespace, kubeconfig=cluster.kubeconfig)
+    assert paused.returncode == 0 and "now paused manually" in paused.stdout
+    resumed = run_scaler("resume", "cold", "-n", namespace, "--min-replicas", "2", kubeconfig=cluster.kubeconfig)
+    assert resumed.returncode == 0
+    assert "no recorded count, used the minimum 2" in resumed.stdout
+    assert _deployment(kube, namespace, "cold").spec.replicas == 2
+    assert _ours(_deployment(kube, namespace, "cold").metadata.annotations) == {}
