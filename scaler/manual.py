@@ -5,6 +5,7 @@ manual resume, as KServe honours its stop annotation."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -90,7 +91,10 @@ def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, Selection, list, 
 
 
 def _user() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return f"uid {os.getuid()}"
 
 
 def _report(results, *, args, verb: str) -> int:
