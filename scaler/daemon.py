@@ -99,9 +99,10 @@ class Daemon:
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
         self._publish_policies()
         self.view.start_namespaces()
-        if not self.view.wait_synced(kinds_of(self.policies), timeout_seconds=60):
+        synced = self.view.wait_synced(kinds_of(self.policies), timeout_seconds=60)
+        if not synced:
             log.warning("caches not synced after 60s; continuing, the API server may be unreachable")
-        self.health.api_reachable = True
+        self.health.api_reachable = synced  # a reconcile that succeeds sets it too
         self.leadership.start()
         self.scheduler.start()
         self.scheduler.add_job(self._reconcile, IntervalTrigger(seconds=s.evaluation_interval_seconds),
