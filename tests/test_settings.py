@@ -55,3 +55,15 @@ def test_a_broken_policy_file_stops_the_daemon_at_start_naming_file_and_line(tmp
     result = _run("run", "--policies", str(tmp_path))
     assert result.returncode == 1
     assert f"{tmp_path / 'p.yaml'}:3: max_replicas:" in result.stderr
+
+
+def test_an_unreachable_api_server_is_a_clear_error(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:9', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: x, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: x, user: x, namespace: default}}]\n")
+    result = _run("pause", "llm", "--kubeconfig", str(kubeconfig))
+    assert result.returncode == 1
+    assert "API server unreachable on list deployments.apps in namespace default" in result.stderr

@@ -9,6 +9,7 @@ import signal
 import statistics
 import textwrap
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -356,4 +357,27 @@ def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cl
     assert _replicas(kube, namespace, "llm") == 3
     assert _ours(_annotations(kube, namespace, "llm")) == {}
     assert _events(kube, namespace, "llm", "ScaledToZero") == []
+    assert daemon.stop() == 0
+
+
+def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster, tmp_path, daemons):
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
+    _push(cluster, namespace, "vllm:num_requests_running", float("nan"))
+    _push(cluster, namespace, "gateway_pending_requests", 0)
+    policies = _write(tmp_path / "policies.yaml", _signal_policy(namespace))
+    daemon = daemons(policies, *FAST)
+    daemon.wait_ready()
+    eventually(lambda: daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1,
+               timeout_seconds=30)
+    time.sleep(8)  # longer than the idle duration
+    assert _replicas(kube, namespace, "chat") == 2
+
+    # The series goes away altogether (the exporter died): still unknown, still up.
+    group = f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat/metric/vllm_num_requests_running"
+    urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
+    time.sleep(8)
+    assert _replicas(kube, namespace, "chat") == 2
+    holds = [line for line in daemon.logs("decision") if line.get("reason_code") == "metrics-unknown"]
+    assert holds and "never scale down on missing data" in holds[0]["reason"]
+    assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
     assert daemon.stop() == 0
