@@ -137,8 +137,8 @@ def test_restricted_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(h
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
     assert set(roles) == {("team-a", "scaler"), ("team-b", "scaler"), ("scaler", "scaler-leader-election")}
     for namespace in ("team-a", "team-b"):
-        # No namespace access at all: in this mode the daemon watches only the listed namespaces' workloads.
-        assert grants(roles[(namespace, "scaler")]) == WORKLOAD_GRANTS
+        # Its own namespace's labels by GET (for namespace_selector), no list or watch of namespaces.
+        assert grants(roles[(namespace, "scaler")]) == WORKLOAD_GRANTS | {("", f"namespaces[{namespace}]", "get")}
         binding = only([d for d in docs if d["metadata"].get("namespace") == namespace], "RoleBinding")
         assert binding["roleRef"]["name"] == "scaler"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]

@@ -157,13 +157,15 @@ def daemons(cluster, tmp_path):
         daemon.kill()
 
 
-def _nights(namespaces: list[str], *, mode: str) -> str:
+def _nights(*, mode: str, namespaces: list[str] | None = None, namespace_selector: str | None = None) -> str:
     """A window covering the whole day: keep-down pauses now, keep-up resumes now."""
+    where = (f"namespace_selector: {namespace_selector}" if namespace_selector
+             else f"namespaces: [{', '.join(namespaces or [])}]")
     return textwrap.dedent(f"""
         policies:
           - name: nights
             targets:
-              namespaces: [{", ".join(namespaces)}]
+              {where}
               selector: tier=gpu
             schedule:
               timezone: UTC
@@ -238,7 +240,7 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     apps = client.AppsV1Api(kube)
     apps.create_namespaced_deployment(workloads, gpu_deployment("llm", replicas=3, gpus=0, labels={"tier": "gpu"}))
     policies = tmp_path / "policies.yaml"
-    policies.write_text(_nights([workloads], mode="down"))
+    policies.write_text(_nights(mode="down", namespaces=[workloads]))
     env = install.daemon_env("--set", "dryRun=false")
     assert env["SCALER_LEADER_ELECTION"] == "true" and env["SCALER_DRY_RUN"] == "false"
     daemon = daemons(policies, *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
@@ -255,7 +257,7 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     # Renewed, so `update` on the Lease is granted.
     _until(daemon, lambda: lease().spec.renew_time > first.renew_time, timeout_seconds=15)
 
-    policies.write_text(_nights([workloads], mode="up"))  # hot reload: the window turns keep-up
+    policies.write_text(_nights(mode="up", namespaces=[workloads]))  # hot reload: the window turns keep-up
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 3)
     assert _ours(_deployment(kube, workloads, "llm")) == {}
     assert daemon.stop() == 0  # hands the Lease back: get and patch on it
@@ -276,19 +278,23 @@ def test_restricted_rbac_acts_in_the_listed_namespaces_and_is_refused_outside(
     assert not [d for d in docs if d["kind"].startswith("Cluster")]
     install.apply(docs)
     kubeconfig = install.kubeconfig()
-    apps = client.AppsV1Api(kube)
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    label = f"scaler-test={install.namespace}"
     for namespace in (inside, outside):
+        core.patch_namespace(namespace, {"metadata": {"labels": dict([label.split("=")])}})
         apps.create_namespaced_deployment(namespace, gpu_deployment("llm", replicas=2, gpus=0,
                                                                     labels={"tier": "gpu"}))
+    # The policy matches both namespaces by label, so the daemon has to read
+    # the listed namespace's labels (a GET, granted by name in its Role).
     policies = tmp_path / "policies.yaml"
-    policies.write_text(_nights([inside, outside], mode="down"))  # the policy names both
+    policies.write_text(_nights(mode="down", namespace_selector=label))
     env = install.daemon_env(*restricted)
     assert env["SCALER_NAMESPACES"] == inside
     daemon = daemons(policies, *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
 
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 0)
     assert _ours(_deployment(kube, inside, "llm"))[LAST_REPLICAS] == "2"
-    policies.write_text(_nights([inside, outside], mode="up"))
+    policies.write_text(_nights(mode="up", namespace_selector=label))
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 2)
     assert daemon.stop() == 0
     assert _denials(daemon) == []
@@ -298,6 +304,8 @@ def test_restricted_rbac_acts_in_the_listed_namespaces_and_is_refused_outside(
     assert _can(binaries, cluster, install.who, "patch", "deployments.apps", inside)
     assert not _can(binaries, cluster, install.who, "patch", "deployments.apps", outside)
     assert not _can(binaries, cluster, install.who, "list", "namespaces", inside)
+    assert _can(binaries, cluster, install.who, "get", f"namespaces/{inside}", inside)
+    assert not _can(binaries, cluster, install.who, "get", f"namespaces/{outside}", outside)
     token = Kube.from_environment(kubeconfig=str(kubeconfig))
     with pytest.raises(Forbidden, match=f"forbidden: cannot patch deployments.apps/llm in namespace {outside}"):
         token.patch(DEPLOYMENT.resource, outside, "llm", {"spec": {"replicas": 0}})

@@ -47,9 +47,12 @@ What the daemon does to workloads, as RBAC rules. The verbs are exactly the
 requests scaler/kube.py makes: informers list and watch, a 409 re-read gets,
 pause and resume patch (replicas and annotations in one merge patch), every
 action creates an Event, and a pause or resume of an apps workload lists the
-namespace's KEDA ScaledObjects and patches the one aimed at it. Pass
-(dict "root" $ "cluster" true) for the ClusterRole, which adds the
-cluster-wide namespace informer (namespace labels for namespace_selector).
+namespace's KEDA ScaledObjects and patches the one aimed at it. Namespace
+labels (for namespace_selector) come from a cluster-wide namespace informer
+(pass (dict "root" $ "cluster" true) for the ClusterRole), or, restricted to
+a list, from a GET of each listed namespace (pass (dict "root" $ "namespace"
+NAME) for that namespace's Role: a GET of namespace NAME is authorized in
+namespace NAME).
 */}}
 {{- define "scaler.workloadRules" -}}
 - apiGroups: ["apps"]
@@ -73,5 +76,10 @@ cluster-wide namespace informer (namespace labels for namespace_selector).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- else }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  resourceNames: [{{ .namespace | quote }}]
+  verbs: ["get"]
 {{- end }}
 {{- end -}}
