@@ -114,15 +114,26 @@ class Daemon:
         self.stopping.wait()
         return self.shutdown()
 
-    def shutdown(self) -> int:
+    def shutdown(self, *, deadline_seconds: float = 25) -> int:
         log.info("stopping: finishing the write in flight, then releasing the lease")
+        # A pod has 30 s between SIGTERM and SIGKILL. If a request hangs past
+        # our deadline, say what was still running and exit non-zero ourselves.
+        watchdog = threading.Timer(deadline_seconds, self._forced_exit)
+        watchdog.daemon = True
+        watchdog.start()
         self.leadership.release()  # no new writes from here on
         self.scheduler.shutdown(wait=True)  # waits for the running job to return
         self.view.stop()
         if self.server is not None:
             self.server.shutdown()
+        watchdog.cancel()
         log.info("stopped")
         return 0
+
+    def _forced_exit(self) -> None:
+        running = [thread.name for thread in threading.enumerate() if thread is not threading.current_thread()]
+        log.error("shutdown did not finish in time; exiting", threads=running)
+        os._exit(1)
 
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)

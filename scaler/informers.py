@@ -48,6 +48,10 @@ class Informer:
         return self
 
     def stop(self, *, timeout_seconds: float = 5) -> None:
+        self.request_stop()
+        self.join(timeout_seconds)
+
+    def request_stop(self) -> None:
         """Stop watching. The watch thread is blocked reading its stream; a
         close() would wait for that read (the buffered reader's lock) for up
         to the watch timeout, so shut the socket down under it instead."""
@@ -59,8 +63,10 @@ class Informer:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def join(self, timeout_seconds: float) -> None:
         if self._thread is not None:
-            self._thread.join(timeout_seconds)
+            self._thread.join(max(0.0, timeout_seconds))
 
     def items(self) -> list[dict]:
         with self._lock:

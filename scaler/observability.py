@@ -141,6 +141,16 @@ def serve(metrics: Metrics, health: Health, *, address: str, port: int) -> Threa
     return server
 
 
+class _LibraryFailures(logging.Handler):
+    """The kubernetes client's leader election reports refused Lease writes
+    only as INFO lines on stdlib logging; bring its failures into our log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Failed", "Error")):
+            structlog.get_logger(record.name).warning("leader election: " + message[:500])
+
+
 def configure_logging(*, log_format: str = "auto", level: str = "info") -> None:
     """structlog: JSON lines when not on a terminal (or asked), readable otherwise."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
@@ -157,3 +167,8 @@ def configure_logging(*, log_format: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    election = logging.getLogger("leaderelection")
+    election.setLevel(logging.INFO)
+    election.propagate = False
+    if not any(isinstance(h, _LibraryFailures) for h in election.handlers):
+        election.addHandler(_LibraryFailures())

@@ -137,7 +137,10 @@ class WatchingView(ClusterView):
             try:
                 obj = self.kube.get(NAMESPACES, None, namespace)
                 cached = (time.monotonic(), obj["metadata"].get("labels") or {})
-            except KubeError:
+            except KubeError as error:
+                if namespace not in self._labels:  # once per namespace, not every minute
+                    log.warning("namespace labels unreadable: namespace_selector will not match it",
+                                namespace=namespace, error=str(error))
                 cached = (time.monotonic(), {})
             self._labels[namespace] = cached
         return cached[1]
@@ -149,9 +152,14 @@ class WatchingView(ClusterView):
             if informer.namespace in (None, workload.namespace):
                 informer.update(result.written)
 
-    def stop(self) -> None:
-        for informer in [*self._informers.values(), *self._namespace_informers]:
-            informer.stop()
+    def stop(self, *, timeout_seconds: float = 5) -> None:
+        """Stop every cache at once, then wait for them within one deadline."""
+        informers = [*self._informers.values(), *self._namespace_informers]
+        for informer in informers:
+            informer.request_stop()
+        deadline = time.monotonic() + timeout_seconds
+        for informer in informers:
+            informer.join(deadline - time.monotonic())
 
 
 @dataclass
