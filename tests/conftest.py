@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import cluster as local_cluster  # noqa: E402
-from tests.helpers import eventually  # noqa: E402
+from tests.helpers import DaemonProcess, eventually  # noqa: E402
 
-CLUSTER_FIXTURES = {"cluster", "kube", "namespace"}
+CLUSTER_FIXTURES = {"cluster", "kube", "namespace", "daemons"}
 
 
 def pytest_collection_modifyitems(items):
@@ -58,3 +58,19 @@ def namespace(kube, request):
     eventually(lambda: core.read_namespaced_service_account("default", name), timeout_seconds=30)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def daemons(cluster, tmp_path):
+    """Start `scaler run` subprocesses against the cluster; all are killed at
+    the end of the test (a test that wants a clean exit stops them itself)."""
+    started: list[DaemonProcess] = []
+
+    def start(policies, *args: str, name: str | None = None, env: dict | None = None) -> DaemonProcess:
+        log = tmp_path / f"{name or f'daemon-{len(started)}'}.log"
+        daemon = DaemonProcess(cluster, policies, log, *args, env=env).start()
+        started.append(daemon)
+        return daemon
+    yield start
+    for daemon in started:
+        daemon.kill()

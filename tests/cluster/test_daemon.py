@@ -12,27 +12,13 @@ import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from kubernetes import client
 
 from scaler.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
-from tests.helpers import DaemonProcess, eventually, gpu_deployment, push_metric, run_scaler
+from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
         "--policy-reload-interval-seconds", "1")
-
-
-@pytest.fixture
-def daemons(cluster, tmp_path):
-    started: list[DaemonProcess] = []
-
-    def start(policies, *args, name="daemon", env=None) -> DaemonProcess:
-        daemon = DaemonProcess(cluster, policies, tmp_path / f"{name}.log", *args, env=env).start()
-        started.append(daemon)
-        return daemon
-    yield start
-    for daemon in started:
-        daemon.kill()
 
 
 def _write(path, text: str):

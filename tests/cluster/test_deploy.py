@@ -144,19 +144,6 @@ def install(binaries, cluster, kube, namespace, tmp_path):
     installed.remove()
 
 
-@pytest.fixture
-def daemons(cluster, tmp_path):
-    started: list[DaemonProcess] = []
-
-    def start(policies, *args, env) -> DaemonProcess:
-        daemon = DaemonProcess(cluster, policies, tmp_path / f"daemon-{len(started)}.log", *args, env=env).start()
-        started.append(daemon)
-        return daemon
-    yield start
-    for daemon in started:
-        daemon.kill()
-
-
 def _nights(*, mode: str, namespaces: list[str] | None = None, namespace_selector: str | None = None) -> str:
     """A window covering the whole day: keep-down pauses now, keep-up resumes now."""
     where = (f"namespace_selector: {namespace_selector}" if namespace_selector

@@ -8,7 +8,6 @@ import json
 import threading
 import time
 
-import pytest
 import yaml
 from kubernetes import client
 
