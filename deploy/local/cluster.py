@@ -46,6 +46,7 @@ class Cluster:
     state_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
@@ -73,7 +74,7 @@ class Cluster:
         return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in lines.items())
 
     def save(self) -> None:
-        record = {"ports": self.ports, "pids": self.pids}
+        record = {"ports": self.ports, "pids": self.pids, "commands": self.commands}
         (self.state_dir / "components.json").write_text(json.dumps(record, indent=2))
 
     @classmethod
@@ -82,7 +83,8 @@ class Cluster:
             record = json.loads((state_dir / "components.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        return cls(state_dir=state_dir, ports=record["ports"], pids=record["pids"])
+        return cls(state_dir=state_dir, ports=record["ports"], pids=record["pids"],
+                   commands=record.get("commands", {}))
 
     def alive(self) -> list[str]:
         return [name for name, pid in self.pids.items() if _pid_alive(pid)]
@@ -191,6 +193,7 @@ def _start(cluster: Cluster, name: str, argv: list[str]) -> None:
     )
     log.close()
     cluster.pids[name] = process.pid
+    cluster.commands[name] = argv
     cluster.save()
 
 
@@ -465,6 +468,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+READY_PATHS = {"prometheus": "/-/ready", "pushgateway": "/-/ready"}
+
+
+def stop_component(cluster: Cluster, name: str) -> None:
+    """Stop one component (fault tests); restart_component brings it back."""
+    _stop_processes(Cluster(cluster.state_dir, ports=cluster.ports, pids={name: cluster.pids[name]}))
+
+
+def restart_component(cluster: Cluster, name: str) -> None:
+    """Start one stopped component again with its own command line and port,
+    and wait until it is ready. For Prometheus and the Pushgateway."""
+    stop_component(cluster, name)
+    _start(cluster, name, cluster.commands[name])
+    _wait(cluster, name, f"http://127.0.0.1:{cluster.ports[name]}{READY_PATHS[name]}")
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from kubernetes import client
 
+import cluster as local_cluster
 from scaler.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
 from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
 
@@ -366,4 +367,28 @@ def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster
     holds = [line for line in daemon.logs("decision") if line.get("reason_code") == "metrics-unknown"]
     assert holds and "never scale down on missing data" in holds[0]["reason"]
     assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
+    assert daemon.stop() == 0
+
+
+def test_prometheus_down_then_back(kube, namespace, cluster, tmp_path, daemons):
+    """Prometheus killed mid-run (connection refused, not a hang): unknown,
+    held, the daemon stays up and ready; restarted: business as usual."""
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
+    _push(cluster, namespace, "vllm:num_requests_running", 5)
+    _push(cluster, namespace, "gateway_pending_requests", 0)
+    daemon = daemons(_write(tmp_path / "policies.yaml", _signal_policy(namespace)), *FAST)
+    daemon.wait_ready()
+    _push(cluster, namespace, "vllm:num_requests_running", 0)
+    local_cluster.stop_component(cluster, "prometheus")
+    try:
+        eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
+                   timeout_seconds=30)
+        time.sleep(8)
+        assert _replicas(kube, namespace, "chat") == 2
+        assert daemon.get("/readyz")[0] == 200
+        failures = [line for line in daemon.logs("signal unknown: query failed") if line.get("signal") == "idle"]
+        assert "unreachable" in failures[-1]["error"] and cluster.prometheus_url in failures[-1]["error"]
+    finally:
+        local_cluster.restart_component(cluster, "prometheus")
+    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
     assert daemon.stop() == 0
