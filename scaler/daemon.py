@@ -97,6 +97,7 @@ class Daemon:
         log.info("starting", policies=len(self.policies), files=list(self.policies.files), port=port,
                  dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
+        self.metrics.policy_files_valid.set(1)  # it would not have started otherwise
         self._publish_policies()
         self.view.start_namespaces()
         synced = self.view.wait_synced(kinds_of(self.policies), timeout_seconds=60)
@@ -201,11 +202,13 @@ class Daemon:
         policies, problems = check_policies(self.settings.policies)
         if problems:
             self.metrics.reload_errors.inc()
+            self.metrics.policy_files_valid.set(0)
             for problem in problems:
                 log.error("policy file rejected; the last good policies stay in force", problem=str(problem),
                           file=problem.file, line=problem.line, field=problem.field)
             return
         self.policies = policies
+        self.metrics.policy_files_valid.set(1)
         self._publish_policies()
         log.info("policies reloaded", policies=len(policies), names=[p.name for p in policies])
         self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))

@@ -46,6 +46,9 @@ class Metrics:
                              ["policy", "signal"], registry=r)
         self.leader = Gauge("scaler_leader", "1 while this replica holds the lease and acts.", registry=r)
         self.policies = Gauge("scaler_policies_loaded", "Policies in force.", registry=r)
+        self.policy_files_valid = Gauge("scaler_policy_files_valid",
+                                        "1 while the policy files on disk are valid; 0 while they are rejected "
+                                        "(the last good set stays in force).", registry=r)
         self.reload_errors = Counter("scaler_policy_reload_errors_total",
                                      "Policy reloads rejected (the last good set stays in force).", registry=r)
         self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["job"],

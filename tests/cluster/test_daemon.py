@@ -231,12 +231,15 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
               windows: [{mode: down, when: "Mon-Fri 08:00-20:00"}]
         """)
     eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1, timeout_seconds=30)
+    assert daemon.metric("scaler_policy_files_valid") == 0
     rejected = daemon.logs("policy file rejected; the last good policies stay in force")
     assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
     assert daemon.metric("scaler_policies_loaded") == 1
     apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, namespace, "late") == 0, timeout_seconds=30)
     assert daemon.get("/readyz")[0] == 200
+    (directory / "broken.yaml").unlink()  # fixed: the gauge the alert watches recovers
+    eventually(lambda: daemon.metric("scaler_policy_files_valid") == 1, timeout_seconds=30)
     assert daemon.stop() == 0
 
 
