@@ -299,6 +299,12 @@ class _Deciding:
                 return self._hold(f"{outside}: staying at 0", Code.OUTSIDE_DOWN)
             if demand is not None:
                 return self._hold(f"{outside}, but {demand}: staying up", Code.BUSY)
+            idle, value = policy.idle, self.signals.idle
+            if idle is not None and _known(value) and value >= idle.threshold:
+                # Serving requests is being busy, even when none wait in a queue.
+                return self._hold(f"{outside}, but busy: idle signal max {value:g} over the last "
+                                  f"{human_duration(idle.duration_seconds)}, not below threshold "
+                                  f"{idle.threshold:g}: staying up", Code.BUSY)
             waiting = self._waiting(f"{outside}: would pause")
             if waiting is not None:
                 return waiting

@@ -81,16 +81,16 @@ def policies_for(namespace: str, *, window_start: datetime, window_end: datetime
     return textwrap.dedent(f"""\
         policies:
           - name: chat-business-hours
-            description: Up during business hours; outside them down, unless a request is waiting.
+            description: Up during business hours; outside them down, once no request waits or runs.
             targets: {{namespaces: [{namespace}], selector: app=chat}}
             schedule:
               timezone: UTC
               windows:
                 - {{name: business-hours, mode: up, start: "{cron(window_start)}", end: "{cron(window_end)}"}}
               outside: down
+            idle: {{query: '{running}', threshold: 0.5, duration: 10s}}
             wake: {{query: '{pending}', target_per_replica: 8}}
             max_replicas: 4
-            scale_down_delay: 10s
           - name: code-assist-idle
             description: Paused after 20 s without a running request; woken by the gateway queue.
             targets: {{namespaces: [{namespace}], selector: app=code-assist}}
@@ -248,7 +248,7 @@ class Demo:
     def phases(self, until: float) -> None:
         """Say what the traffic does, when it does it."""
         notes = [(-5, "code-assist traffic stops (it will count as idle after 20 s)"),
-                 (0, "business hours end: chat must go down (outside: down)"),
+                 (0, "business hours end: chat goes down once its requests finish (outside: down)"),
                  (10, "a backlog of 240 embedding jobs lands in the queue"),
                  (30, "late chat requests arrive at the gateway while chat is at zero"),
                  (45, "chat requests stop"),
