@@ -51,10 +51,10 @@ class Metrics:
                                         "(the last good set stays in force).", registry=r)
         self.reload_errors = Counter("scaler_policy_reload_errors_total",
                                      "Policy reloads rejected (the last good set stays in force).", registry=r)
-        self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["job"],
+        self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["task"],
                                   registry=r)
         self.missed_runs = Counter("scaler_scheduler_missed_runs_total", "Scheduled runs missed or coalesced.",
-                                   ["job"], registry=r)
+                                   ["task"], registry=r)
         for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)
