@@ -303,7 +303,10 @@ class Reconciler:
             key = (workload.namespace, workload.name)
             idle = idle_vector.get(key) if idle_vector is not None else None
             queue = queue_vector.get(key) if queue_vector is not None else None
-            if idle_vector is not None and idle is None:
+            # At zero a workload's pods, and so its idle series, are gone: that is
+            # not an unknown signal (decide() ignores it too), or every paused
+            # workload would keep the metrics-unknown alert firing.
+            if idle_vector is not None and idle is None and workload.replicas > 0:
                 unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1

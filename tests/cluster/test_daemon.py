@@ -105,7 +105,15 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
     paused_line = next(line for line in daemon.logs("decision") if line.get("action") == "pause")
     assert paused_line["reason_code"] == "idle-timeout" and paused_line["replicas_before"] == 2
     assert "ScaledToZero" in [e.reason for e in _events(kube, namespace, "chat", "ScaledToZero")]
+    # Paused, its pods' series vanish with them: that is not an unknown signal (no alert).
+    group = (f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat"
+             "/metric/vllm_num_requests_running")
+    urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
+    time.sleep(4)  # scraped away, and two reconciles
+    eventually(lambda: daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 0,
+               timeout_seconds=15)
 
+    _push(cluster, namespace, "vllm:num_requests_running", 0)
     latencies = []
     for round_ in range(3):
         if round_:
