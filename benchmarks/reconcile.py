@@ -74,7 +74,7 @@ def child(args) -> int:
     started = time.perf_counter()
     assert view.wait_synced(kinds_of(policies), timeout_seconds=300)
     sync_seconds = time.perf_counter() - started
-    reconciler = Reconciler(kube=kube, prometheus=prometheus, view=view, pauser=Pauser(kube),
+    reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
                             excluded_namespaces={"kube-system"}, dry_run=False)
     walls, cpus, queries, requests, evaluated = [], [], [], [], 0
     for _ in range(args.ticks):

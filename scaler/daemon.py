@@ -77,7 +77,7 @@ class Daemon:
             renew_deadline_seconds=settings.lease_renew_deadline_seconds,
             retry_period_seconds=settings.lease_retry_period_seconds, on_change=self._leadership_changed)
         self.reconciler = Reconciler(
-            kube=self.kube, prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube),
+            prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
             may_act=self.leadership.is_leading)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={

@@ -179,7 +179,9 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
     return _Deciding(policy, workload, signals, now).decide()
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time as Kubernetes and scaler write them; None if absent,
+    unreadable or without a zone."""
     if not text:
         return None
     try:
@@ -244,7 +246,7 @@ class _Deciding:
         if current > 0 and workload.last_replicas is not None and workload.paused_by_policy:
             return self._hold(f"someone set replicas to {current} while {workload.paused_by} had it paused "
                               f"(recorded {workload.last_replicas}): leaving {current}", Code.HUMAN_OVERRIDE)
-        until = _parse_time(workload.annotations.get(OVERRIDE_UNTIL))
+        until = parse_time(workload.annotations.get(OVERRIDE_UNTIL))
         if until is not None and self.now < until:
             return self._hold(f"resized by hand while paused: left alone until {until:%Y-%m-%d %H:%M %Z} "
                               f"({OVERRIDE_UNTIL})", Code.HUMAN_OVERRIDE)

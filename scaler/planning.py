@@ -31,7 +31,7 @@ def plan(settings: Settings, *, now: datetime | None = None) -> tuple[list[Evalu
         bearer_token_file=settings.prometheus_bearer_token_file, username=settings.prometheus_username,
         password_file=settings.prometheus_password_file, ca_file=settings.prometheus_ca_file)
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
-    reconciler = Reconciler(kube=kube, prometheus=prometheus, view=view, pauser=Pauser(kube),
+    reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
                             excluded_namespaces=settings.all_excluded_namespaces, dry_run=True)
     evaluations = reconciler.evaluate(policies, now=now or utc_now())
     return evaluations, sorted(set(reconciler.signal_errors))

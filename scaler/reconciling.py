@@ -17,7 +17,17 @@ from datetime import datetime, timezone
 import structlog
 
 from scaler.annotations import PAUSE_CAUSE
-from scaler.decisions import Action, Code, Decision, Signals, WorkloadState, decide, is_excluded, select_policy
+from scaler.decisions import (
+    Action,
+    Code,
+    Decision,
+    Signals,
+    WorkloadState,
+    decide,
+    is_excluded,
+    parse_time,
+    select_policy,
+)
 from scaler.informers import Informer
 from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
 from scaler.pausing import Outcome, Pauser, Result
@@ -185,23 +195,13 @@ class Evaluation:
                 "replicas": self.workload.replicas, "desired": d.replicas, "gpus": self.gpus}
 
 
-def _timestamp(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 class Reconciler:
     """Evaluate, then act on what changed. `may_act` is asked before every
     write (leadership can be lost half-way through a batch)."""
 
-    def __init__(self, *, kube: Kube, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
+    def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
                  may_act: Callable[[], bool] = lambda: True) -> None:
-        self.kube = kube
         self.prometheus = prometheus
         self.view = view
         self.pauser = pauser
@@ -224,7 +224,7 @@ class Reconciler:
         ready_since = None
         for condition in (workload.obj.get("status") or {}).get("conditions") or []:
             if condition.get("type") in ("Available", "Ready") and condition.get("status") == "True":
-                ready_since = _timestamp(condition.get("lastTransitionTime"))
+                ready_since = parse_time(condition.get("lastTransitionTime"))
         if workload.ready_replicas > 0:
             self._ready_seen.setdefault(key, now)
             seen = self._ready_seen[key]
@@ -253,11 +253,10 @@ class Reconciler:
 
     def _query(self, policy: Policy, signal: str, query) -> Vector:
         vector = self.prometheus.vector(query)
-        if vector.error is not None:
-            self.signal_errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
         if self.metrics:
             self.metrics.queries.labels(policy.name, signal).inc()
         if vector.error is not None:
+            self.signal_errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
             if self.metrics:
                 self.metrics.query_errors.labels(policy.name, signal).inc()
             log.warning("signal unknown: query failed", policy=policy.name, signal=signal, error=vector.error,

@@ -21,6 +21,7 @@ from scaler.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
+from scaler.decisions import parse_time
 from scaler.kube import Resource
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
@@ -187,10 +188,7 @@ class PauseRecord:
         )
 
     def paused_at_datetime(self) -> datetime | None:
-        try:
-            return datetime.fromisoformat(self.paused_at.replace("Z", "+00:00")) if self.paused_at else None
-        except ValueError:
-            return None
+        return parse_time(self.paused_at)
 
 
 @dataclass(frozen=True)
