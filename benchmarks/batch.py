@@ -19,10 +19,10 @@ import uuid
 
 from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
 
-from scaler.batches import Selection, run_batch, select
-from scaler.kube import Kube
-from scaler.pausing import MANUAL, Outcome, Pauser
-from scaler.workloads import DEPLOYMENT
+from scaler.cluster.batches import Selection, run_batch, select
+from scaler.cluster.kube import Kube
+from scaler.cluster.pausing import MANUAL, Outcome, Pauser
+from scaler.cluster.workloads import DEPLOYMENT
 
 
 def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) -> tuple[float, dict[str, int], int]:

@@ -42,14 +42,14 @@ def deployment(name: str, *, replicas: int, labels: dict[str, str]) -> dict:
 
 
 def create_namespace(kube, namespace: str, labels: dict[str, str] | None = None) -> None:
-    from scaler.kube import Resource
+    from scaler.cluster.kube import Resource
 
     kube.create(Resource("", "v1", "namespaces", namespaced=False), None,
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels or {}}})
 
 
 def create_deployments(kube, namespace: str, bodies: list[dict], *, concurrency: int = 16) -> None:
-    from scaler.workloads import DEPLOYMENT
+    from scaler.cluster.workloads import DEPLOYMENT
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda body: kube.create(DEPLOYMENT.resource, namespace, body), bodies))

@@ -15,8 +15,8 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from scaler.decisions import Signals, WorkloadState, decide, select_policy
-from scaler.policies import Policy
+from scaler.decide.decisions import Signals, WorkloadState, decide, select_policy
+from scaler.decide.policies import Policy
 
 NAMESPACES = [f"team-{index}" for index in range(16)] + ["llm", "batch", "research", "demo"]
 APPS = ["chat", "embed", "rerank", "whisper", "sdxl", "notebook", "trainer", "router"]

@@ -61,11 +61,11 @@ def policy_file(namespace: str) -> str:
 
 def child(args) -> int:
     """One size, measured in a process of its own (peak RSS is per process)."""
-    from scaler.kube import Kube
-    from scaler.pausing import Pauser
-    from scaler.policies import load_policies
-    from scaler.querying import Prometheus
-    from scaler.reconciling import Reconciler, WatchingView, kinds_of, utc_now
+    from scaler.cluster.kube import Kube
+    from scaler.cluster.pausing import Pauser
+    from scaler.decide.policies import load_policies
+    from scaler.signals.prometheus import Prometheus
+    from scaler.run.reconciling import Reconciler, WatchingView, kinds_of, utc_now
 
     policies = load_policies([args.policies])
     kube = Kube.from_environment(kubeconfig=args.kubeconfig)
@@ -109,8 +109,8 @@ def push(pushgateway: str, name: str, value: float, labels: dict[str, str]) -> N
 def wake_latency(cluster, kube, samples: int) -> list[float]:
     """scaler run with a wake-only policy; pause by policy, push a queue, time
     until the Deployment has replicas again."""
-    from scaler.pausing import Pauser
-    from scaler.workloads import DEPLOYMENT, Workload
+    from scaler.cluster.pausing import Pauser
+    from scaler.cluster.workloads import DEPLOYMENT, Workload
 
     namespace = f"bench-wake-{uuid.uuid4().hex[:6]}"
     create_namespace(kube, namespace)
@@ -171,7 +171,7 @@ def main() -> int:
     if args.child:
         return child(args)
 
-    from scaler.kube import Kube
+    from scaler.cluster.kube import Kube
 
     cluster, owned = start_cluster("bench-reconcile")
     kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=20)

@@ -1,3 +1,3 @@
-from scaler.cli import main
+from scaler.cli.main import main
 
 raise SystemExit(main())

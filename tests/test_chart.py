@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import cluster as local_cluster
-from scaler.policies import load_policies
-from scaler.reconciling import kinds_of
-from scaler.settings import Settings
+from scaler.decide.policies import load_policies
+from scaler.run.reconciling import kinds_of
+from scaler.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "scaler"

@@ -1,6 +1,6 @@
 """The Grafana dashboard: it parses, every panel reads the `${datasource}`
 variable, every expression is PromQL that promtool accepts, and every metric
-it names is one the daemon exports (read from scaler.observability.Metrics
+it names is one the daemon exports (read from scaler.run.observability.Metrics
 itself, so a renamed metric fails here instead of leaving a blank panel).
 
 The PromQL helpers here are used by tests/test_alerts.py too.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaler.observability import Metrics
+from scaler.run.observability import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "scaler-dashboard.json"

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from scaler.decisions import (
+from scaler.decide.decisions import (
     Action,
     Code,
     Conflict,
@@ -21,8 +21,8 @@ from scaler.decisions import (
     is_excluded,
     select_policy,
 )
-from scaler.policies import Policy
-from scaler.windows import zone
+from scaler.decide.policies import Policy
+from scaler.decide.windows import zone
 
 BERLIN = zone("Europe/Berlin")
 

@@ -1,13 +1,56 @@
+"""The layers in .importlinter hold, and the check would notice if they did not."""
+
 import shutil
 import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
-def test_decide_layer_imports_no_io_frameworks():
-    """The import-linter contract in .importlinter holds: the pure decision
-    modules import neither Kubernetes, Prometheus clients nor structlog."""
-    result = subprocess.run([shutil.which("lint-imports") or "lint-imports"], cwd=ROOT,
-                            capture_output=True, text=True)
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    # PYTHONPATH first: the copy under test, not the installed package, is analysed.
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+def test_every_contract_is_kept():
+    result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert "2 kept, 0 broken" in result.stdout
+
+
+@pytest.fixture
+def copy(tmp_path):
+    shutil.copytree(ROOT / "scaler", tmp_path / "scaler", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    pytest.param("decide/decisions.py", "import scaler.cluster.kube", "Layers:", id="decide-imports-cluster"),
+    pytest.param("decide/windows.py", "import scaler.signals.prometheus", "Layers:", id="decide-imports-signals"),
+    pytest.param("cluster/workloads.py", "import scaler.signals.prometheus", "Layers:", id="cluster-imports-signals"),
+    pytest.param("run/settings.py", "import scaler.cli.main", "Layers:", id="run-imports-cli"),
+    pytest.param("decide/policies.py", "import kubernetes", "The decide layer", id="decide-imports-kubernetes"),
+    pytest.param("decide/selectors.py", "import structlog", "The decide layer", id="decide-imports-structlog"),
+])
+def test_a_forbidden_import_breaks_the_check(copy, module, line, contract):
+    path = copy / "scaler" / module
+    path.write_text(path.read_text() + f"\n{line}  # probe\n")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout
+    broken = result.stdout.split("Broken contracts", 1)[-1]
+    assert contract in broken, result.stdout
+    assert line.split()[-1] in broken, result.stdout  # names the offending import
+
+
+def test_a_module_outside_every_layer_breaks_the_check(copy):
+    (copy / "scaler" / "stray.py").write_text('"""A new top-level module nobody put in a layer."""\n')
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout
+    assert "scaler.stray" in result.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from scaler.policies import (
+from scaler.decide.policies import (
     OnUnknown,
     Policy,
     PolicyError,
@@ -18,7 +18,7 @@ from scaler.policies import (
     load_policies,
     parse_duration,
 )
-from scaler.windows import Mode, Outside
+from scaler.decide.windows import Mode, Outside
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,7 +186,7 @@ def test_the_policy_reference_documents_every_key_of_the_schema():
     import re
     from pathlib import Path
 
-    from scaler.policies import json_schema
+    from scaler.decide.policies import json_schema
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "policies.md").read_text()
     documented = set(re.findall(r"`([a-z_]+):?`", doc))

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaler.decisions import Action, Code, Signals, WorkloadState, decide, select_policy
-from scaler.policies import Policy
-from scaler.selectors import Selector
-from scaler.windows import Mode, Window, zone
+from scaler.decide.decisions import Action, Code, Signals, WorkloadState, decide, select_policy
+from scaler.decide.policies import Policy
+from scaler.decide.selectors import Selector
+from scaler.decide.windows import Mode, Window, zone
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Pacific/Auckland", "Asia/Kolkata"]
 WHENS = ["Mon-Fri 08:00-20:00", "daily 22:00-06:00", "Fri 18:00-Mon 07:00", "Sat,Sun 00:00-24:00",

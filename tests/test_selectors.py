@@ -1,6 +1,6 @@
 import pytest
 
-from scaler.selectors import Selector, SelectorError
+from scaler.decide.selectors import Selector, SelectorError
 
 LABELS = {"app": "chat", "tier": "gpu", "app.kubernetes.io/name": "vllm", "empty": ""}
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from scaler.settings import Settings, add_settings_arguments, settings_from
+from scaler.run.settings import Settings, add_settings_arguments, settings_from
 from tests.conftest import ROOT
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaler.cli import COMMANDS, main
+from scaler.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 

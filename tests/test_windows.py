@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from scaler.windows import (
+from scaler.decide.windows import (
     Mode,
     Outside,
     Schedule,

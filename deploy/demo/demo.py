@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import cluster as local_cluster  # noqa: E402
 
-from scaler.kube import Kube, Resource  # noqa: E402
-from scaler.workloads import DEPLOYMENT, Workload  # noqa: E402
+from scaler.cluster.kube import Kube, Resource  # noqa: E402
+from scaler.cluster.workloads import DEPLOYMENT, Workload  # noqa: E402
 
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from kubernetes import client
 
 import cluster as local_cluster
-from scaler.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
 from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",

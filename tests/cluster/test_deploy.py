@@ -16,9 +16,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 import cluster as local_cluster
-from scaler.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
-from scaler.kube import Forbidden, Kube, Resource
-from scaler.workloads import DEPLOYMENT
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from scaler.cluster.kube import Forbidden, Kube, Resource
+from scaler.cluster.workloads import DEPLOYMENT
 from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler
 
 ROOT = Path(__file__).resolve().parents[2]

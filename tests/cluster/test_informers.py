@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from scaler.informers import Gone, Informer
-from scaler.kube import Kube
-from scaler.workloads import DEPLOYMENT
+from scaler.cluster.informers import Gone, Informer
+from scaler.cluster.kube import Kube
+from scaler.cluster.workloads import DEPLOYMENT
 from tests.helpers import eventually, gpu_deployment
 
 

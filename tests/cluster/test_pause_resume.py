@@ -11,11 +11,11 @@ import time
 import yaml
 from kubernetes import client
 
-from scaler.annotations import KEDA_PAUSED_REPLICAS, KSERVE_STOP, LAST_REPLICAS, MANUAL_PAUSE, PAUSED_BY, PREFIX
-from scaler.batches import Selection, run_batch, select
-from scaler.kube import Kube
-from scaler.pausing import MANUAL, Outcome, Pauser
-from scaler.workloads import DEPLOYMENT
+from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, KSERVE_STOP, LAST_REPLICAS, MANUAL_PAUSE, PAUSED_BY, PREFIX
+from scaler.cluster.batches import Selection, run_batch, select
+from scaler.cluster.kube import Kube
+from scaler.cluster.pausing import MANUAL, Outcome, Pauser
+from scaler.cluster.workloads import DEPLOYMENT
 from tests.helpers import apply_crd, eventually, gpu_deployment, ready_pods, run_scaler, simple_crd
 
 

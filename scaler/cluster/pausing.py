@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Callable
 
-from scaler.annotations import (
+from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,
     LAST_REPLICAS,
     MANUAL_PAUSE,
@@ -28,8 +28,8 @@ from scaler.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
-from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
-from scaler.workloads import Workload
+from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
+from scaler.cluster.workloads import Workload
 
 EVENTS = Resource("", "v1", "events")
 SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")

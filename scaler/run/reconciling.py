@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 
 import structlog
 
-from scaler.annotations import PAUSE_CAUSE
-from scaler.decisions import (
+from scaler.decide.annotations import PAUSE_CAUSE
+from scaler.decide.decisions import (
     Action,
     Code,
     Decision,
@@ -28,13 +28,13 @@ from scaler.decisions import (
     parse_time,
     select_policy,
 )
-from scaler.informers import Informer
-from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
-from scaler.pausing import Outcome, Pauser, Result
-from scaler.policies import Policy, PolicySet
-from scaler.querying import Prometheus, Vector, idle_query, queue_query
-from scaler.windows import next_edge
-from scaler.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
+from scaler.cluster.informers import Informer
+from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
+from scaler.cluster.pausing import Outcome, Pauser, Result
+from scaler.decide.policies import Policy, PolicySet
+from scaler.signals.prometheus import Prometheus, Vector, idle_query, queue_query
+from scaler.decide.windows import next_edge
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
 
 log = structlog.get_logger("scaler")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 
-from scaler.annotations import EXCLUDE, OVERRIDE_UNTIL
-from scaler.policies import OnUnknown, Policy
-from scaler.windows import ScheduleState
+from scaler.decide.annotations import EXCLUDE, OVERRIDE_UNTIL
+from scaler.decide.policies import OnUnknown, Policy
+from scaler.decide.windows import ScheduleState
 
 #: Namespaces never managed, whatever the policies say; the daemon adds its own.
 DEFAULT_EXCLUDED_NAMESPACES: frozenset[str] = frozenset({"kube-system"})

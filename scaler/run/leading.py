@@ -19,9 +19,9 @@ from kubernetes import client as k8s
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-from scaler.kube import Conflict, Kube, KubeError, NotFound, Resource
+from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
 
-log = structlog.get_logger("scaler.leading")
+log = structlog.get_logger("scaler.run.leading")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 
 

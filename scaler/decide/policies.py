@@ -38,8 +38,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from scaler.selectors import Selector, SelectorError
-from scaler.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
+from scaler.decide.selectors import Selector, SelectorError
+from scaler.decide.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
 
 DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
 BUILTIN_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "InferenceService")

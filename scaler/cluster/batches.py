@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from scaler.kube import Kube, KubeError, NotFound
-from scaler.pausing import Outcome, Result
-from scaler.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+from scaler.cluster.kube import Kube, KubeError, NotFound
+from scaler.cluster.pausing import Outcome, Result
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from scaler.annotations import (
+from scaler.decide.annotations import (
     KSERVE_STOP,
     LAST_REPLICAS,
     MANUAL_PAUSE,
@@ -21,8 +21,8 @@ from scaler.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
-from scaler.decisions import parse_time
-from scaler.kube import Resource
+from scaler.decide.decisions import parse_time
+from scaler.cluster.kube import Resource
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
 

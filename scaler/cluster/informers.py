@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import structlog
 
-from scaler.kube import Kube, KubeError, Resource
+from scaler.cluster.kube import Kube, KubeError, Resource
 
-log = structlog.get_logger("scaler.informers")
+log = structlog.get_logger("scaler.cluster.informers")
 
 Key = tuple[str, str]  # (namespace, name)
 

@@ -28,15 +28,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scaler.kube import Kube, KubeError
-from scaler.leading import Leadership
-from scaler.observability import Health, Metrics, configure_logging, serve
-from scaler.pausing import Pauser
-from scaler.policies import PolicyError, PolicySet, check_policies
-from scaler.querying import Prometheus
-from scaler.reconciling import Reconciler, WatchingView, kinds_of, utc_now
-from scaler.settings import Settings
-from scaler.windows import next_edge
+from scaler.cluster.kube import Kube, KubeError
+from scaler.run.leading import Leadership
+from scaler.run.observability import Health, Metrics, configure_logging, serve
+from scaler.cluster.pausing import Pauser
+from scaler.decide.policies import PolicyError, PolicySet, check_policies
+from scaler.signals.prometheus import Prometheus
+from scaler.run.reconciling import Reconciler, WatchingView, kinds_of, utc_now
+from scaler.run.settings import Settings
+from scaler.decide.windows import next_edge
 
 log = structlog.get_logger("scaler")
 

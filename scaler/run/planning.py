@@ -10,12 +10,12 @@ import json
 import sys
 from datetime import datetime
 
-from scaler.kube import Kube, KubeError
-from scaler.pausing import Pauser
-from scaler.policies import check_policies
-from scaler.querying import Prometheus
-from scaler.reconciling import Evaluation, ListingView, Reconciler, utc_now
-from scaler.settings import Settings
+from scaler.cluster.kube import Kube, KubeError
+from scaler.cluster.pausing import Pauser
+from scaler.decide.policies import check_policies
+from scaler.signals.prometheus import Prometheus
+from scaler.run.reconciling import Evaluation, ListingView, Reconciler, utc_now
+from scaler.run.settings import Settings
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
 

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scaler import __version__, manual
-from scaler.policies import check_policies, json_schema
-from scaler.settings import SettingsError, add_settings_arguments, settings_from
+from scaler import __version__
+from scaler.cli import manual
+from scaler.decide.policies import check_policies, json_schema
+from scaler.run.settings import SettingsError, add_settings_arguments, settings_from
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _with_settings(run: Callable[..., int], **options) -> int:
 
 def run_daemon(args: argparse.Namespace) -> int:
     """The daemon: evaluate the policies on a schedule and act."""
-    from scaler.daemon import run
+    from scaler.run.daemon import run
 
     return _with_settings(run, args=args)
 
@@ -90,7 +91,7 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_plan_command(args: argparse.Namespace) -> int:
     """Exit 0: nothing would change; 2: changes pending; 1: error."""
-    from scaler.planning import run_plan
+    from scaler.run.planning import run_plan
 
     return _with_settings(run_plan, args=args, output=args.output, show_all=args.show_all)
 

@@ -12,10 +12,10 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from scaler.batches import Selection, render, run_batch, select, sort_results, wait_ready
-from scaler.kube import Kube, KubeError
-from scaler.pausing import MANUAL, Outcome, Pauser
-from scaler.workloads import DEFAULT_GPU_RESOURCES, DEFAULT_KINDS, KINDS, UnknownKind, resolve_kind
+from scaler.cluster.batches import Selection, render, run_batch, select, sort_results, wait_ready
+from scaler.cluster.kube import Kube, KubeError
+from scaler.cluster.pausing import MANUAL, Outcome, Pauser
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, DEFAULT_KINDS, KINDS, UnknownKind, resolve_kind
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = True) -> None:
