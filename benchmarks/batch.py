@@ -21,7 +21,9 @@ from common import ROOT, create_deployments, create_namespace, deployment, local
 
 from scaler.cluster.batches import Selection, run_batch, select
 from scaler.cluster.kube import Kube
-from scaler.cluster.pausing import MANUAL, Outcome, Pauser
+from scaler.cluster.pausing import Pauser
+from scaler.cluster.writes import Outcome
+from scaler.decide.decisions import MANUAL
 from scaler.cluster.workloads import DEPLOYMENT
 
 

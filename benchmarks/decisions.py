@@ -15,7 +15,8 @@ import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from scaler.decide.decisions import Signals, WorkloadState, decide, select_policy
+from scaler.decide.decisions import Signals, WorkloadState, select_policy
+from scaler.decide.precedence import decide
 from scaler.decide.policies import Policy
 
 NAMESPACES = [f"team-{index}" for index in range(16)] + ["llm", "batch", "research", "demo"]

@@ -65,7 +65,8 @@ def child(args) -> int:
     from scaler.cluster.pausing import Pauser
     from scaler.decide.policies import load_policies
     from scaler.signals.prometheus import Prometheus
-    from scaler.run.reconciling import Reconciler, WatchingView, kinds_of, utc_now
+    from scaler.decide.times import utc_now
+    from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
 
     policies = load_policies([args.policies])
     kube = Kube.from_environment(kubeconfig=args.kubeconfig)

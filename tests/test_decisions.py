@@ -16,12 +16,12 @@ from scaler.decide.decisions import (
     Conflict,
     Signals,
     WorkloadState,
-    decide,
-    human_duration,
     is_excluded,
     select_policy,
 )
 from scaler.decide.policies import Policy
+from scaler.decide.precedence import decide
+from scaler.decide.times import human_duration
 from scaler.decide.windows import zone
 
 BERLIN = zone("Europe/Berlin")

@@ -71,10 +71,32 @@ def test_valid_kinds(kind):
     assert Policy.model_validate({**MINIMAL, "targets": {"kinds": [kind]}}).targets.kinds == (kind,)
 
 
-@pytest.mark.parametrize("kind", ["deployment", "Pod", "vllmservers/v1", "vllmservers.serving.example.com",
-                                  "VLLMServers.serving.example.com/v1"])
-def test_unknown_kinds(kind):
-    with pytest.raises(ValidationError, match="unknown kind"):
+@pytest.mark.parametrize(("spelling", "canonical"), [
+    ("deployment", "Deployment"), ("deploy", "Deployment"), ("deployments", "Deployment"),
+    ("deployments.apps", "Deployment"), ("deployments.apps/v1", "Deployment"), ("DEPLOYMENT", "Deployment"),
+    ("sts", "StatefulSet"), ("statefulsets.apps/v1", "StatefulSet"),
+    ("isvc", "InferenceService"), ("inferenceservices.serving.kserve.io/v1beta1", "InferenceService"),
+])
+def test_kubectl_spellings_are_one_kind(spelling, canonical):
+    policy = Policy.model_validate({**MINIMAL, "targets": {"kinds": [spelling]}})
+    assert policy.targets.kinds == (canonical,)
+    assert policy.targets.matches(kind=canonical, namespace="a", labels={}, namespace_labels={})
+
+
+def test_two_versions_of_a_custom_resource_are_one_target():
+    policy = Policy.model_validate({**MINIMAL, "targets": {"kinds": ["vllmservers.serving.example.com/v1"]}})
+    assert policy.targets.matches(kind="vllmservers.serving.example.com", namespace="a", labels={},
+                                  namespace_labels={})
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("Pod", "unknown kind"), ("vllmservers/v1", "unknown kind"), ("VLLMServers.serving.example.com/v1", "unknown kind"),
+    ("vllmservers.serving.example.com", "needs its version"),
+    ("deployments.apps/v1beta1", "Deployment is served as apps/v1"),
+    ("", "unknown kind"),
+])
+def test_unknown_kinds(kind, says):
+    with pytest.raises(ValidationError, match=says):
         Policy.model_validate({**MINIMAL, "targets": {"kinds": [kind]}})
 
 

@@ -73,8 +73,9 @@ CASES = [
                  "{file}:8: targets.namespace: unknown key 'namespace'; did you mean 'namespaces'? (allowed: "
                  "namespaces, namespace_selector, selector, kinds, exclude_namespaces)", id="unknown-nested-key"),
     pytest.param(GOOD + "    targets:\n      kinds:\n        - Deployment\n        - Pod\n",
-                 "{file}:10: targets.kinds[1]: unknown kind 'Pod': expected Deployment, StatefulSet, "
-                 "InferenceService, or a custom resource with a /scale subresource written "
+                 "{file}:10: targets.kinds[1]: unknown kind 'Pod': expected one of Deployment, StatefulSet, "
+                 "InferenceService (or kubectl's names for them: deploy, isvc, sts, deployments.apps/v1 …), "
+                 "or a custom resource with a /scale subresource written "
                  "<plural>.<group>/<version> (e.g. vllmservers.serving.example.com/v1alpha1)", id="unknown-kind"),
     pytest.param(GOOD + "    schedule:\n      timezone: Europe/Berlim\n      windows:\n"
                         "        - {mode: up, when: Mon-Fri 08:00-20:00}\n",

@@ -14,8 +14,11 @@ from datetime import datetime, timezone
 
 from scaler.cluster.batches import Selection, render, run_batch, select, sort_results, wait_ready
 from scaler.cluster.kube import Kube, KubeError
-from scaler.cluster.pausing import MANUAL, Outcome, Pauser
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, DEFAULT_KINDS, KINDS, UnknownKind, resolve_kind
+from scaler.cluster.pausing import Pauser
+from scaler.cluster.writes import Outcome
+from scaler.decide.decisions import MANUAL
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, KINDS, resolve_kind
+from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = True) -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from scaler.cluster.kube import Kube, KubeError, NotFound
-from scaler.cluster.pausing import Outcome, Result
+from scaler.cluster.writes import Outcome, Result
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
 
 
@@ -96,7 +96,7 @@ def wait_ready(kube: Kube, pairs: Sequence[tuple[Workload, Result, float]], *, t
                poll_seconds: float = 0.5) -> None:
     """Health-gated resume: poll until each resumed workload has as many ready
     replicas as it was resumed to; fill in seconds_to_ready, or fail the row."""
-    pending = {(w.kind.name, w.namespace, w.name): (w, r, started) for w, r, started in pairs}
+    pending = {w.key: (w, r, started) for w, r, started in pairs}
     deadline = time.monotonic() + timeout_seconds
     last_ready: dict[tuple[str, str, str], int] = {}
     while pending:

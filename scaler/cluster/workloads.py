@@ -8,7 +8,6 @@ Events) is the same for every kind and lives in `pausing`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -21,18 +20,17 @@ from scaler.decide.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
-from scaler.decide.decisions import parse_time
+from scaler.decide.kinds import KindName, parse_kind
+from scaler.decide.times import parse_time
 from scaler.cluster.kube import Resource
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
 
 
-class UnknownKind(ValueError):
-    pass
-
-
 class WorkloadKind(Protocol):
     name: str
+    #: The identity every spelling of the kind shares (kinds.KindName.key): what policies match.
+    key: str
     resource: Resource
     #: Whether scaler may set a running workload's size (queue scale-up).
     sizable: bool
@@ -77,6 +75,11 @@ class ScaledKind:
     template_path: tuple[str, ...] = ("spec", "template", "spec")
     default_replicas: int = 1
     sizable: bool = True
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", parse_kind(self.name).key)
 
     def replicas(self, obj: dict) -> int:
         value = _dig(obj, self.replicas_path)
@@ -101,6 +104,7 @@ class StopAnnotationKind:
     1) while running."""
 
     name: str = "InferenceService"
+    key: str = "InferenceService"
     resource: Resource = Resource("serving.kserve.io", "v1beta1", "inferenceservices")
     #: KServe sizes a running service (min/maxReplicas); scaler only stops and starts it.
     sizable: bool = False
@@ -137,30 +141,15 @@ STATEFULSET = ScaledKind("StatefulSet", Resource("apps", "v1", "statefulsets"))
 INFERENCESERVICE = StopAnnotationKind()
 
 KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (DEPLOYMENT, STATEFULSET, INFERENCESERVICE)}
-ALIASES: dict[str, str] = {
-    "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
-    "statefulset": "StatefulSet", "statefulsets": "StatefulSet", "sts": "StatefulSet",
-    "inferenceservice": "InferenceService", "inferenceservices": "InferenceService", "isvc": "InferenceService",
-}
-CUSTOM_KIND = re.compile(r"^(?P<plural>[a-z0-9-]+)\.(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+)$")
-DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
 
 
-def resolve_kind(text: str, *, replicas_path: tuple[str, ...] = ("spec", "replicas")) -> WorkloadKind:
-    """Deployment, StatefulSet, InferenceService (or kubectl's short names), or a
-    custom resource with a /scale subresource as plural.group/version."""
-    name = ALIASES.get(text.lower(), text)
-    if name in KINDS:
-        return KINDS[name]
-    match = CUSTOM_KIND.match(text)
-    if match:
-        resource = Resource(match["group"], match["version"], match["plural"])
-        return ScaledKind(text, resource, replicas_path=replicas_path,
-                          ready_path=("status", "readyReplicas"))
-    valid = ", ".join(KINDS)
-    raise UnknownKind(f"unknown kind {text!r}: expected one of {valid}, "
-                      "or a custom resource with a /scale subresource as plural.group/version "
-                      "(e.g. vllmservers.serving.example.com/v1alpha1)")
+def resolve_kind(kind: str | KindName) -> WorkloadKind:
+    """The registered kind for any spelling kinds.parse_kind accepts (it
+    raises UnknownKind); a custom resource is scaled through its spec.replicas."""
+    name = parse_kind(kind) if isinstance(kind, str) else kind
+    if name.builtin:
+        return KINDS[name.name]
+    return ScaledKind(name.name, Resource(name.group, name.version, name.plural), key=name.key)
 
 
 @dataclass(frozen=True)
@@ -238,6 +227,11 @@ class Workload:
     @property
     def ref(self) -> str:
         return f"{self.kind.name}/{self.namespace}/{self.name}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind identity, namespace, name): one object, however its kind was spelled."""
+        return (self.kind.key, self.namespace, self.name)
 
     def gpus_per_replica(self) -> int:
         return sum(gpus_in_pod_spec(spec, self.gpu_resources) for spec in self.kind.pod_specs(self.obj))

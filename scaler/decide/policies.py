@@ -38,13 +38,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind, parse_kind
 from scaler.decide.selectors import Selector, SelectorError
 from scaler.decide.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
 
-DEFAULT_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet")
-BUILTIN_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "InferenceService")
-#: A custom resource with a /scale subresource: <plural>.<group>/<version>.
-CUSTOM_KIND = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?/v[0-9]+[a-z0-9]*$")
 POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -95,11 +92,11 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValida
 
 
 def _check_kind(text: str) -> str:
-    if text in BUILTIN_KINDS or CUSTOM_KIND.match(text):
-        return text
-    raise _invalid(f"unknown kind {text!r}: expected {', '.join(BUILTIN_KINDS)}, or a custom resource "
-                   "with a /scale subresource written <plural>.<group>/<version> "
-                   "(e.g. vllmservers.serving.example.com/v1alpha1)")
+    """Any spelling kinds.parse_kind accepts, stored as its canonical name."""
+    try:
+        return parse_kind(text).name
+    except UnknownKind as error:
+        raise _invalid(str(error)) from None
 
 
 Kind = Annotated[str, AfterValidator(_check_kind)]
@@ -154,8 +151,8 @@ class Targets(_Model):
     selector: Annotated[str, AfterValidator(_check_selector)] = Field(
         "", description="kubectl label selector on the workload's labels, e.g. 'app in (chat,embed),!canary'.")
     kinds: tuple[Kind, ...] = Field(
-        DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService, or <plural>.<group>/<version> "
-                                   "for a custom resource with a /scale subresource.")
+        DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService (or kubectl's names for them), "
+                                   "or <plural>.<group>/<version> for a custom resource with a /scale subresource.")
     exclude_namespaces: tuple[str, ...] = Field((), description="Never these namespaces.")
 
     @field_validator("namespace_selector")
@@ -180,7 +177,7 @@ class Targets(_Model):
         """The targets in the form select_policy matches fast (pydantic's
         private attributes are slow to read; this is a plain object)."""
         return TargetMatcher(
-            kinds=frozenset(self.kinds),
+            kinds=frozenset(parse_kind(kind).key for kind in self.kinds),
             excluded=frozenset(self.exclude_namespaces),
             namespaces=frozenset(self.namespaces) if self.namespaces is not None else None,
             namespace_selector=Selector.parse(self.namespace_selector)

@@ -34,7 +34,8 @@ from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.cluster.pausing import Pauser
 from scaler.decide.policies import PolicyError, PolicySet, check_policies
 from scaler.signals.prometheus import Prometheus
-from scaler.run.reconciling import Reconciler, WatchingView, kinds_of, utc_now
+from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
+from scaler.decide.times import utc_now
 from scaler.run.settings import Settings
 from scaler.decide.windows import next_edge
 

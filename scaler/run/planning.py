@@ -14,7 +14,8 @@ from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.decide.policies import check_policies
 from scaler.signals.prometheus import Prometheus
-from scaler.run.reconciling import Evaluation, ListingView, Reconciler, utc_now
+from scaler.run.reconciling import Evaluation, ListingView, Reconciler
+from scaler.decide.times import utc_now
 from scaler.run.settings import Settings
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2

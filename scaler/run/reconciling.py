@@ -12,27 +12,31 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import structlog
 
 from scaler.decide.annotations import PAUSE_CAUSE
 from scaler.decide.decisions import (
+    POLICY_PAUSE_PREFIX,
     Action,
     Code,
     Decision,
     Signals,
     WorkloadState,
-    decide,
     is_excluded,
-    parse_time,
     select_policy,
 )
+from scaler.decide.precedence import decide
+from scaler.decide.times import parse_time
 from scaler.cluster.informers import Informer
 from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
-from scaler.cluster.pausing import Outcome, Pauser, Result
+from scaler.cluster.pausing import Pauser
+from scaler.cluster.writes import Outcome, Result
 from scaler.decide.policies import Policy, PolicySet
-from scaler.signals.prometheus import Prometheus, Vector, idle_query, queue_query
+from scaler.signals.prometheus import Prometheus
+from scaler.signals.queries import idle_query, queue_query
+from scaler.signals.results import Vector
 from scaler.decide.windows import next_edge
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
 
@@ -41,11 +45,13 @@ NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 
 
 def kinds_of(policies: Iterable[Policy]) -> list[WorkloadKind]:
-    names: dict[str, None] = {}
+    """Each kind the policies target, once, however each policy spelled it."""
+    kinds: dict[str, WorkloadKind] = {}
     for policy in policies:
-        for kind in policy.targets.kinds:
-            names[str(kind)] = None
-    return [resolve_kind(name) for name in names]
+        for name in policy.targets.kinds:
+            kind = resolve_kind(name)
+            kinds.setdefault(kind.key, kind)
+    return list(kinds.values())
 
 
 class ClusterView:
@@ -219,7 +225,7 @@ class Reconciler:
     # Reading the world
 
     def state_of(self, workload: Workload, now: datetime) -> WorkloadState:
-        key = (workload.kind.name, workload.namespace, workload.name)
+        key = workload.key
         record = workload.record
         ready_since = None
         for condition in (workload.obj.get("status") or {}).get("conditions") or []:
@@ -232,7 +238,7 @@ class Reconciler:
         else:
             self._ready_seen.pop(key, None)
         return WorkloadState(
-            kind=workload.kind.name, namespace=workload.namespace, name=workload.name,
+            kind=workload.kind.key, namespace=workload.namespace, name=workload.name,
             labels=workload.labels, annotations=workload.annotations, replicas=workload.replicas,
             last_replicas=record.last_replicas if record else None,
             paused_by=record.paused_by if record else None, manual_pause=workload.manual_pause,
@@ -339,7 +345,7 @@ class Reconciler:
 
     def _apply(self, evaluation: Evaluation, *, now: datetime) -> Result:
         workload, decision = evaluation.workload, evaluation.decision
-        by = f"policy/{decision.policy}"
+        by = POLICY_PAUSE_PREFIX + str(decision.policy)
         try:
             if decision.action is Action.PAUSE:
                 result = self.pauser.pause(workload, by=by, reason=decision.reason,
@@ -364,7 +370,7 @@ class Reconciler:
                      Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}[result.outcome]
         self.view.took(result, workload)
         if result.outcome is Outcome.CHANGED and decision.action in (Action.RESUME, Action.SCALE_UP):
-            self._scaled_up_at[(workload.kind.name, workload.namespace, workload.name)] = now
+            self._scaled_up_at[workload.key] = now
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
         fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
@@ -387,7 +393,7 @@ class Reconciler:
         if policy is not None and policy.schedule is not None:
             until = next_edge(policy.schedule.compiled, now)
         try:
-            result = self.pauser.resume(workload, by=f"policy/{evaluation.decision.policy}",
+            result = self.pauser.resume(workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy),
                                         reason="human override", override_until=until, dry_run=self.dry_run)
         except KubeError as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
@@ -406,7 +412,7 @@ class Reconciler:
         if decision.changes:
             return
         w = evaluation.workload
-        key = (w.kind.name, w.namespace, w.name)
+        key = w.key
         summary = (decision.action.value, str(decision.reason_code))
         if self._last_logged.get(key) != summary:
             self._last_logged[key] = summary
@@ -426,7 +432,3 @@ class Reconciler:
             by[who] = by.get(who, 0) + 1
             gpus += workload.gpus((record.last_replicas if record else None) or 0)
         return by, gpus
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -14,7 +14,9 @@ from kubernetes import client
 from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, KSERVE_STOP, LAST_REPLICAS, MANUAL_PAUSE, PAUSED_BY, PREFIX
 from scaler.cluster.batches import Selection, run_batch, select
 from scaler.cluster.kube import Kube
-from scaler.cluster.pausing import MANUAL, Outcome, Pauser
+from scaler.cluster.pausing import Pauser
+from scaler.cluster.writes import Outcome
+from scaler.decide.decisions import MANUAL
 from scaler.cluster.workloads import DEPLOYMENT
 from tests.helpers import apply_crd, eventually, gpu_deployment, ready_pods, run_scaler, simple_crd
 

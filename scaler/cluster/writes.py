@@ -1,0 +1,252 @@
+"""Writes as values: what a pause, a resume or a scale-up sends, worked out in
+memory from the object as read and the instant.
+
+Pure: nothing here talks to the API server. `pausing.Pauser` is the one place
+that applies a `Write` (guarded, retried, followed by its Event and the KEDA
+hand-over), so what is tested here per kind is exactly what goes out.
+
+A pause writes the replica count it is about to erase and the zero in one
+merge patch, so either both land or neither does; the record is never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from scaler.cluster.kube import Resource
+from scaler.cluster.workloads import Workload
+from scaler.decide.annotations import (
+    KEDA_PAUSED_REPLICAS,
+    LAST_REPLICAS,
+    MANUAL_PAUSE,
+    OVERRIDE_UNTIL,
+    PAUSE_CAUSE,
+    PAUSE_REASON,
+    PAUSE_STATE,
+    PAUSED_AT,
+    PAUSED_BY,
+)
+from scaler.decide.decisions import MANUAL
+from scaler.decide.times import rfc3339
+
+EVENTS = Resource("", "v1", "events")
+SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")
+
+
+class Outcome(str, Enum):
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    WOULD_CHANGE = "would-change"  # dry run
+
+
+@dataclass(frozen=True)
+class Write:
+    """One change to one object: the merge patch (None: nothing to send), what
+    it does, and the Event that tells people about it."""
+
+    patch: dict | None
+    outcome: Outcome
+    before: int
+    after: int
+    gpus: int
+    message: str
+    #: (reason, type) of the Event to record once the patch has landed
+    event: tuple[str, str] | None = None
+
+
+@dataclass
+class Result:
+    """One row of a batch: what happened to one object and why."""
+
+    kind: str
+    namespace: str
+    name: str
+    outcome: Outcome
+    reason: str
+    replicas_before: int | None = None
+    replicas_after: int | None = None
+    gpus: int = 0  # freed by a pause, claimed by a resume
+    seconds_to_ready: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    #: The object as the API server returned it after our write (caches take it in).
+    written: dict | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, workload: Workload, write: Write) -> Result:
+        return cls(workload.kind.name, workload.namespace, workload.name, write.outcome, write.message,
+                   write.before, write.after, write.gpus)
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind, "namespace": self.namespace, "name": self.name,
+            "result": self.outcome.value, "reason": self.reason,
+            "replicasBefore": self.replicas_before, "replicasAfter": self.replicas_after,
+            "gpus": self.gpus, "secondsToReady": self.seconds_to_ready, "warnings": self.warnings,
+        }
+
+
+def merge(*patches: dict) -> dict:
+    """Deep-merge merge patches, later ones winning."""
+    out: dict = {}
+    for patch in patches:
+        for key, value in patch.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def _annotations(values: dict) -> dict:
+    return {"metadata": {"annotations": values}}
+
+
+def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: datetime) -> Write:
+    """Scale to 0 and record the count. `by` is "manual" or "policy/<name>";
+    `cause` the rule's reason code. A manual pause also sets the durable
+    paused annotation."""
+    manual = by == MANUAL
+    replicas, record = current.replicas, current.record
+    if replicas == 0:
+        if manual and not current.manual_pause:
+            # Already at zero (by a policy, or by hand): make it durable.
+            values = {MANUAL_PAUSE: "true", PAUSED_BY: MANUAL, PAUSE_REASON: reason}
+            if record is None:
+                values[PAUSED_AT] = rfc3339(now)
+            was = f"paused by {record.paused_by}" if record and record.paused_by else "at 0 replicas"
+            return Write(_annotations(values), Outcome.CHANGED, 0, 0, 0,
+                         f"already {was}; now paused manually until a manual resume",
+                         event=("PausedManually", "Normal"))
+        who = "manually" if current.manual_pause else (
+            f"by {record.paused_by}" if record and record.paused_by else "(at 0 replicas)")
+        return Write(None, Outcome.UNCHANGED, 0, 0, 0, f"already paused {who}")
+    values = {
+        LAST_REPLICAS: str(replicas),
+        PAUSED_AT: rfc3339(now),
+        PAUSED_BY: by,
+        PAUSE_REASON: reason,
+        PAUSE_CAUSE: MANUAL if manual else cause,
+        OVERRIDE_UNTIL: None,  # a new pause ends an earlier hands-off period
+    }
+    if manual:
+        values[MANUAL_PAUSE] = "true"
+    gpus = current.gpus(replicas)
+    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0)), Outcome.CHANGED,
+                 replicas, 0, gpus, f"scaled to zero from {replicas} replicas by {by}: {reason}; {gpus} GPUs freed",
+                 event=("ScaledToZero", "Normal"))
+
+
+def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, wanted: int | None = None,
+           override_until: datetime | None = None) -> Write:
+    """Restore the recorded count and remove scaler's annotations. A policy
+    (`by` != "manual") never resumes a manual pause. `wanted`, when given, is
+    the size to wake to instead (a queue asking for more). `override_until`:
+    if someone resized it while paused, leave it alone until then (written in
+    the same patch that clears the record)."""
+    replicas, record = current.replicas, current.record
+    clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    if current.manual_pause and by != MANUAL:
+        return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
+                     "paused manually; only a manual resume (scaler resume) wakes it")
+    if record is None and not current.manual_pause:
+        # Only what scaler paused is scaler's to resume: a workload someone
+        # scaled to zero themselves stays there, even in a resume -A.
+        state = (f"running at {replicas} replicas" if replicas
+                 else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
+        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
+    if replicas > 0:
+        recorded = record.last_replicas if record else None
+        message = (f"someone set replicas to {replicas} while it was paused"
+                   f"{f' (recorded {recorded})' if recorded else ''}; left {replicas} "
+                   "and cleared the pause record")
+        if override_until is not None:
+            clear[OVERRIDE_UNTIL] = rfc3339(override_until)
+            message += f"; {by} leaves it alone until {rfc3339(override_until)}"
+        return Write(_annotations(clear) if clear else None, Outcome.SKIPPED, replicas, replicas, 0, message,
+                     event=("ResumeSkipped", "Normal"))
+    if wanted is not None:
+        recorded = record.last_replicas if record else None
+        target, source = wanted, f"recorded {recorded}" if recorded else "no recorded count"
+    elif record is not None and record.last_replicas:
+        target, source = record.last_replicas, f"recorded by {record.paused_by or 'a pause'}"
+    else:
+        target, source = fallback_replicas, f"no recorded count, used the minimum {fallback_replicas}"
+    gpus = current.gpus(target)
+    return Write(merge(_annotations(clear), current.kind.scale_patch(current.obj, target)), Outcome.CHANGED,
+                 0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed",
+                 event=("Resumed", "Normal"))
+
+
+def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write:
+    """Grow a running workload (never shrink it: that is a pause's job)."""
+    before = current.replicas
+    if not current.kind.sizable:
+        return Write(None, Outcome.UNCHANGED, before, before, 0,
+                     f"{current.kind.name} size is not scaler's to set; only pause and wake are")
+    if before == 0 or before >= replicas or current.manual_pause:
+        why = ("paused; a wake resumes it" if before == 0 or current.manual_pause
+               else f"already at {before} replicas (wanted {replicas})")
+        return Write(None, Outcome.UNCHANGED, before, before, 0, why)
+    gpus = current.gpus(replicas - before)
+    return Write(current.kind.scale_patch(current.obj, replicas), Outcome.CHANGED, before, replicas, gpus,
+                 f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
+                 event=("ScaledUp", "Normal"))
+
+
+def guarded(patch: dict, current: Workload) -> dict:
+    """The patch, refused by the API server (409) if the object changed since it was read."""
+    return merge(patch, {"metadata": {"resourceVersion": current.resource_version}})
+
+
+def event(workload: Workload, *, reason: str, message: str, type_: str, now: datetime, component: str,
+          instance: str) -> dict:
+    """The core/v1 Event that records an action on `workload`."""
+    stamp = rfc3339(now)
+    meta = workload.obj["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{workload.name}.", "namespace": workload.namespace},
+        "involvedObject": {
+            "apiVersion": workload.kind.resource.api_version, "kind": workload.kind.name,
+            "name": workload.name, "namespace": workload.namespace,
+            "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason, "message": message[:1024], "type": type_,
+        "source": {"component": component},
+        "reportingComponent": component, "reportingInstance": instance,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+
+
+def keda_may_target(workload: Workload) -> bool:
+    """KEDA's ScaledObjects that scaler hands over target Deployments and StatefulSets."""
+    return workload.kind.resource.group == "apps"
+
+
+def scaled_objects_for(workload: Workload, scaled_objects: list[dict]) -> list[dict]:
+    """The KEDA ScaledObjects (from a namespace's list) aimed at `workload`."""
+    if not keda_may_target(workload):
+        return []
+    targets = []
+    for item in scaled_objects:
+        ref = (item.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("name") == workload.name and ref.get("kind", "Deployment") == workload.kind.name:
+            targets.append(item)
+    return targets
+
+
+def keda_hand_over(targets: list[dict], *, paused: bool) -> list[tuple[str, dict]]:
+    """(name, patch) per ScaledObject to change. A ScaledObject would undo our
+    zero (or our restore): it is paused at 0 with its own annotation while
+    scaler holds the workload, and handed back on resume."""
+    wanted = "0" if paused else None
+    writes = []
+    for scaled_object in targets:
+        annotations = scaled_object["metadata"].get("annotations") or {}
+        if annotations.get(KEDA_PAUSED_REPLICAS) != wanted:
+            writes.append((scaled_object["metadata"]["name"], _annotations({KEDA_PAUSED_REPLICAS: wanted})))
+    return writes

@@ -1,0 +1,322 @@
+"""The precedence table as code: what one policy wants for one workload at one
+instant.
+
+One function per row of the README's table ("How it decides"), listed in
+order in `RULES`; the first row that answers decides. Each row reads the
+same `Facts`, worked out once per decision. tests/test_decisions.py is the
+specification, row by row.
+
+Pure: no I/O, no clock. A signal value is `float | None`; None (and NaN,
+±Inf) means unknown, and an unknown signal never leads to a scale-down. Only
+a schedule (a keep-down window, or `outside: down`) may scale down while
+metrics are unavailable, because it does not depend on them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+from scaler.decide.annotations import OVERRIDE_UNTIL
+from scaler.decide.decisions import (
+    POLICY_PAUSE_PREFIX,
+    Action,
+    Code,
+    Conflict,
+    Decision,
+    Signals,
+    WorkloadState,
+)
+from scaler.decide.policies import OnUnknown, Policy
+from scaler.decide.times import human_duration, parse_time, seconds_between
+from scaler.decide.windows import ScheduleState
+
+_NO_WINDOWS = ScheduleState()
+
+
+def known(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a known queue asks for."""
+
+    queue: float
+    #: min(ceil(queue / target_per_replica), cap)
+    wanted: int
+    #: how `wanted` was worked out, for the reason
+    sizing: str
+    #: "queue 3 > activation threshold 0" while the queue wants the workload up, else None
+    active: str | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the rows read, for one decision."""
+
+    policy: Policy
+    workload: WorkloadState
+    signals: Signals
+    now: datetime
+
+    @property
+    def current(self) -> int:
+        return self.workload.replicas
+
+    @cached_property
+    def windows(self) -> ScheduleState:
+        schedule = self.policy.schedule
+        return schedule.compiled.state_at(self.now) if schedule is not None else _NO_WINDOWS
+
+    @cached_property
+    def demand(self) -> Demand | None:
+        wake, queue = self.policy.wake, self.signals.queue
+        if wake is None or not known(queue):
+            return None
+        assert queue is not None
+        needed = math.ceil(queue / wake.target_per_replica)
+        policy = self.policy
+        cap = policy.max_replicas if policy.max_replicas is not None else policy.min_replicas
+        cap_text = "max_replicas" if policy.max_replicas is not None else "min_replicas (no max_replicas)"
+        sizing = f"ceil({queue:g}/{wake.target_per_replica:g}) = {needed}" + \
+                 (f", capped at {cap_text} {cap}" if needed > cap else "")
+        active = (f"queue {queue:g} > activation threshold {wake.activation_threshold:g}"
+                  if queue > wake.activation_threshold else None)
+        return Demand(queue, min(needed, cap), sizing, active)
+
+    @property
+    def demanded(self) -> str | None:
+        return self.demand.active if self.demand is not None else None
+
+    def decision(self, action: Action, replicas: int, reason: str, code: Code) -> Decision:
+        return Decision(action, replicas, reason, code, self.policy.name)
+
+    def hold(self, reason: str, code: Code) -> Decision:
+        return Decision(Action.HOLD, self.current, reason, code, self.policy.name)
+
+    def resume(self, reason: Callable[[int, str], str], code: Code, *, at_least: int = 0) -> Decision:
+        """Back to the recorded size (or min_replicas), and at least
+        `at_least`; `reason(target, where the size came from)`."""
+        last = self.workload.last_replicas
+        if last is not None and last > 0:
+            base, source = last, f"{last} recorded at pause"
+        else:
+            base, source = self.policy.min_replicas, f"min_replicas {self.policy.min_replicas}, nothing recorded"
+        target = max(base, at_least)
+        return self.decision(Action.RESUME, target, reason(target, source), code)
+
+    def waiting(self, would: str) -> Decision | None:
+        """Hold during startup grace or the scale-down delay, saying how long is left."""
+        policy, workload, now = self.policy, self.workload, self.now
+        grace = policy.startup_grace_seconds
+        if grace > 0 and workload.ready_since is not None:
+            ready_for = max(seconds_between(workload.ready_since, now), 0)
+            if ready_for < grace:
+                return self.hold(f"{would}, but the newest pod has been Ready for only "
+                                 f"{human_duration(ready_for)}: startup grace {human_duration(grace)} "
+                                 f"leaves {human_duration(grace - ready_for)}", Code.STARTUP_GRACE)
+        delay = policy.scale_down_delay_seconds
+        if delay > 0 and workload.last_scaled_up_at is not None:
+            since = max(seconds_between(workload.last_scaled_up_at, now), 0)
+            if since < delay:
+                return self.hold(f"{would}, but it was scaled up {human_duration(since)} ago: "
+                                 f"scale_down_delay {human_duration(delay)} leaves {human_duration(delay - since)}",
+                                 Code.SCALE_DOWN_DELAY)
+        return None
+
+    def unknown_signals(self) -> list[str]:
+        """The signals this decision depends on that are unknown. The idle
+        signal only matters for a running workload: at zero its pods, and so
+        often its series, are gone, and that is no reason to hold or resume."""
+        unknown = []
+        if self.policy.idle is not None and self.current > 0 and not known(self.signals.idle):
+            unknown.append("idle signal")
+        if self.policy.wake is not None and not known(self.signals.queue):
+            unknown.append("queue signal")
+        return unknown
+
+
+Rule = Callable[[Facts], "Decision | None"]
+
+
+def manual_pause(f: Facts) -> Decision | None:
+    """1. A person paused it: only a person wakes it."""
+    if f.workload.manual_pause:
+        return f.hold("paused by hand (scaler.io/paused=true); only a manual resume wakes it", Code.MANUAL_PAUSE)
+    return None
+
+
+def human_override(f: Facts) -> Decision | None:
+    """1b. Someone resized it while scaler had it paused, or did so recently."""
+    workload, current = f.workload, f.current
+    if current > 0 and workload.last_replicas is not None and workload.paused_by_policy:
+        return f.hold(f"someone set replicas to {current} while {workload.paused_by} had it paused "
+                      f"(recorded {workload.last_replicas}): leaving {current}", Code.HUMAN_OVERRIDE)
+    until = parse_time(workload.annotations.get(OVERRIDE_UNTIL))
+    if until is not None and f.now < until:
+        return f.hold(f"resized by hand while paused: left alone until {until:%Y-%m-%d %H:%M %Z} "
+                      f"({OVERRIDE_UNTIL})", Code.HUMAN_OVERRIDE)
+    return None
+
+
+def keep_down_window(f: Facts) -> Decision | None:
+    """2. A keep-down window is an order: metrics, grace and delay do not count."""
+    window = f.windows.keep_down
+    if window is None:
+        return None
+    active = f"keep-down window {window.description} is active"
+    if f.current > 0:
+        return f.decision(Action.PAUSE, 0, f"{active}: pausing {f.current} replicas", Code.KEEP_DOWN_WINDOW)
+    return f.hold(f"{active}: staying at 0", Code.KEEP_DOWN_WINDOW)
+
+
+def queue_wake(f: Facts) -> Decision | None:
+    """3a. At zero and the queue asks for it."""
+    demand = f.demand
+    if f.current != 0 or demand is None or demand.active is None:
+        return None
+    return f.resume(lambda target, source: f"{demand.active}: waking to {target} ({demand.sizing}; {source})",
+                    Code.QUEUE_WAKE, at_least=demand.wanted)
+
+
+def queue_scale_up(f: Facts) -> Decision | None:
+    """3b. Running, and the queue needs more replicas than it has."""
+    demand = f.demand
+    if f.current == 0 or demand is None or demand.wanted <= f.current:
+        return None
+    return f.decision(Action.SCALE_UP, demand.wanted,
+                      f"queue {demand.queue:g} needs more replicas: {f.current} -> {demand.wanted} "
+                      f"({demand.sizing})", Code.QUEUE_SCALE_UP)
+
+
+def keep_up_window(f: Facts) -> Decision | None:
+    """4. A keep-up window: resume what scaler paused, never pause for idleness."""
+    window = f.windows.keep_up
+    if window is None:
+        return None
+    active = f"keep-up window {window.description} is active"
+    if f.current == 0 and f.workload.paused_by_policy:
+        return f.resume(lambda target, source: f"{active}: resuming to {target} ({source})", Code.KEEP_UP_WINDOW)
+    if f.current == 0:
+        return f.hold(f"{active}, but scaler did not pause this workload: staying at 0", Code.KEEP_UP_WINDOW)
+    return f.hold(f"{active}: no idle scale-down", Code.KEEP_UP_WINDOW)
+
+
+def outside_down(f: Facts) -> Decision | None:
+    """5. Outside every keep-up window with `outside: down`: pause unless busy."""
+    if not f.windows.outside_down:
+        return None
+    policy = f.policy
+    assert policy.schedule is not None
+    hours = "; ".join(window.description for window in policy.schedule.compiled.up_windows) or "none"
+    outside = f"outside every keep-up window ({hours}) with outside: down"
+    if f.current == 0:
+        return f.hold(f"{outside}: staying at 0", Code.OUTSIDE_DOWN)
+    if f.demanded is not None:
+        return f.hold(f"{outside}, but {f.demanded}: staying up", Code.BUSY)
+    idle, value = policy.idle, f.signals.idle
+    if idle is not None and known(value) and value >= idle.threshold:
+        # Serving requests is being busy, even when none wait in a queue.
+        return f.hold(f"{outside}, but busy: idle signal max {value:g} over the last "
+                      f"{human_duration(idle.duration_seconds)}, not below threshold "
+                      f"{idle.threshold:g}: staying up", Code.BUSY)
+    return f.waiting(f"{outside}: would pause") or \
+        f.decision(Action.PAUSE, 0, f"{outside}: pausing {f.current} replicas", Code.OUTSIDE_DOWN)
+
+
+def keep_down_window_ended(f: Facts) -> Decision | None:
+    """5b. The keep-down window that paused it is over: undo its pause."""
+    workload = f.workload
+    if (f.current == 0 and workload.pause_cause == Code.KEEP_DOWN_WINDOW
+            and workload.paused_by == POLICY_PAUSE_PREFIX + f.policy.name):
+        return f.resume(lambda target, source: "the keep-down window that paused it has ended: "
+                        f"resuming to {target} ({source})", Code.WINDOW_ENDED)
+    return None
+
+
+def unknown_signal(f: Facts) -> Decision | None:
+    """6. A signal the decision needs is unknown: never scale down."""
+    unknown = f.unknown_signals()
+    if not unknown:
+        return None
+    what = f"metrics unavailable: {' and '.join(unknown)} unknown"
+    if f.policy.on_unknown is OnUnknown.RESUME and f.current == 0 and f.workload.paused_by_policy:
+        return f.resume(lambda target, source: f"{what}; on_unknown: resume wakes what scaler paused: "
+                        f"resuming to {target} ({source})", Code.METRICS_UNKNOWN)
+    return f.hold(f"{what}: holding at {f.current} (never scale down on missing data)", Code.METRICS_UNKNOWN)
+
+
+def at_zero(f: Facts) -> Decision | None:
+    """7. At zero and nothing above woke it."""
+    if f.current != 0:
+        return None
+    if f.workload.paused_by_policy:
+        waiting_for = "waiting for the queue" if f.policy.wake is not None else "no wake rule"
+        return f.hold(f"paused by {f.workload.paused_by}; {waiting_for}: staying at 0", Code.AT_ZERO)
+    return f.hold("at 0 replicas and not paused by scaler: left as it is", Code.AT_ZERO)
+
+
+def queue_demand(f: Facts) -> Decision | None:
+    """8. Requests are waiting: not idle, whatever the idle signal says."""
+    if f.demanded is None:
+        return None
+    return f.hold(f"busy: {f.demanded}", Code.BUSY)
+
+
+def idle_timeout(f: Facts) -> Decision | None:
+    """9. The idle signal stayed below its threshold for the whole duration."""
+    idle = f.policy.idle
+    if idle is None:
+        return None
+    value = f.signals.idle
+    assert value is not None  # row 6 held on an unknown one
+    over = f"max {value:g} over the last {human_duration(idle.duration_seconds)}"
+    if value >= idle.threshold:
+        return f.hold(f"busy: idle signal {over}, not below threshold {idle.threshold:g}", Code.BUSY)
+    idle_text = f"idle: signal {over}, below threshold {idle.threshold:g}"
+    return f.waiting(f"{idle_text}; would pause") or \
+        f.decision(Action.PAUSE, 0, f"{idle_text}: pausing {f.current} replicas", Code.IDLE_TIMEOUT)
+
+
+def no_rule(f: Facts) -> Decision:
+    """10. Nothing applies."""
+    return f.hold("no rule applies (no window active, no idle rule, no queue demand)", Code.NO_RULE)
+
+
+#: The README's table, top to bottom.
+RULES: tuple[Rule, ...] = (
+    manual_pause,
+    human_override,
+    keep_down_window,
+    queue_wake,
+    queue_scale_up,
+    keep_up_window,
+    outside_down,
+    keep_down_window_ended,
+    unknown_signal,
+    at_zero,
+    queue_demand,
+    idle_timeout,
+    no_rule,
+)
+
+
+def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals: Signals,
+           now: datetime) -> Decision:
+    """What `policy` wants for `workload` at `now` (tz-aware), given `signals`:
+    the first row of `RULES` that answers."""
+    if policy is None:
+        return Decision(Action.SKIP, workload.replicas, "no policy matches this workload", Code.NO_POLICY)
+    if isinstance(policy, Conflict):
+        return Decision(Action.CONFLICT, workload.replicas,
+                        f"{policy}; left alone until one has a higher priority", Code.CONFLICT)
+    facts = Facts(policy, workload, signals, now)
+    for rule in RULES:
+        decision = rule(facts)
+        if decision is not None:
+            return decision
+    raise AssertionError("no_rule always answers")

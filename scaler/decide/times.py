@@ -1,0 +1,47 @@
+"""Time as scaler reads, writes and says it: one definition of each.
+
+`utc_now` is the one place the wall clock is read; everything below it takes
+the instant as an argument."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time as Kubernetes and scaler write them; None if absent,
+    unreadable or without a zone."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, whole seconds, as annotations and Events carry it."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seconds_between(earlier: datetime, later: datetime) -> float:
+    """Real elapsed seconds. Not `later - earlier`: Python subtracts two
+    datetimes sharing a tzinfo by wall clock, which is off by the DST shift."""
+    return later.timestamp() - earlier.timestamp()
+
+
+def human_duration(seconds: float) -> str:
+    """90 -> '1m30s', 5400 -> '1h30m', 0.5 -> '0.5s'."""
+    if seconds < 60:
+        return f"{round(seconds, 1):g}s"
+    whole = int(round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{amount}{unit}" for amount, unit in parts if amount)

@@ -1,0 +1,56 @@
+"""The PromQL scaler sends: one query per policy signal, answered per workload
+by (namespace, workload) labels. Pure: builds strings, sends nothing."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+@dataclass(frozen=True)
+class SignalQuery:
+    """A query as sent, and how to read its result."""
+
+    promql: str
+    namespace_label: str
+    workload_label: str
+
+
+def _check_labels(namespace_label: str, workload_label: str) -> None:
+    for label in (namespace_label, workload_label):
+        if not LABEL_NAME.match(label):
+            raise ValueError(f"{label!r} is not a valid Prometheus label name")
+
+
+def resolution_seconds(duration_seconds: float) -> int:
+    """Subquery step: about 60 points over the idle window, 1 s to 60 s."""
+    return int(min(60, max(1, duration_seconds // 60)))
+
+
+def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, workload_label: str) -> SignalQuery:
+    """The signal's maximum over the idle window, per workload, computed by
+    Prometheus so a daemon restart does not reset anyone's idle clock.
+
+    Two guards keep missing data from looking idle: the series must have a
+    sample now (not stale), and one at the start of the window (a window
+    Prometheus saw only the end of is not a full idle window)."""
+    _check_labels(namespace_label, workload_label)
+    by = f"by ({namespace_label}, {workload_label})"
+    on = f"on ({namespace_label}, {workload_label})"
+    seconds = int(math.ceil(duration_seconds))
+    step = resolution_seconds(duration_seconds)
+    lookback = max(2 * step, 30)
+    promql = (
+        f"max {by} (max_over_time(({expr})[{seconds}s:{step}s]))"
+        f" and {on} max {by} ({expr})"
+        f" and {on} max {by} (last_over_time(({expr})[{lookback}s:{step}s] offset {seconds}s))"
+    )
+    return SignalQuery(promql, namespace_label, workload_label)
+
+
+def queue_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
+    """The queue right now, summed per workload (several routers may report it)."""
+    _check_labels(namespace_label, workload_label)
+    return SignalQuery(f"sum by ({namespace_label}, {workload_label}) ({expr})", namespace_label, workload_label)

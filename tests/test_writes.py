@@ -1,0 +1,224 @@
+"""The exact patches and Events a pause, resume or scale-up sends, per kind,
+worked out in memory. The cluster tests prove only what the API server adds
+(the guard, the 409, the stored object)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from scaler.cluster import writes
+from scaler.cluster.kube import Resource
+from scaler.cluster.workloads import DEPLOYMENT, INFERENCESERVICE, STATEFULSET, ScaledKind, Workload
+from scaler.cluster.writes import Outcome
+from scaler.decide.annotations import (
+    KEDA_PAUSED_REPLICAS,
+    KSERVE_STOP,
+    LAST_REPLICAS,
+    MANUAL_PAUSE,
+    OVERRIDE_UNTIL,
+    PAUSE_CAUSE,
+    PAUSE_REASON,
+    PAUSED_AT,
+    PAUSED_BY,
+)
+
+NOW = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
+STAMP = "2026-03-29T01:30:00Z"
+VLLM = ScaledKind("vllmservers.serving.example.com/v1", Resource("serving.example.com", "v1", "vllmservers"),
+                  replicas_path=("spec", "size"), template_path=("spec", "podTemplate", "spec"))
+GPU_POD = {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}
+
+
+def obj(kind, replicas, annotations=None, **extra) -> Workload:
+    meta = {"name": "chat", "namespace": "llm", "uid": "u-1", "resourceVersion": "41",
+            "annotations": dict(annotations or {})}
+    if kind is INFERENCESERVICE:
+        if replicas == 0:
+            meta["annotations"][KSERVE_STOP] = "true"
+        spec = {"predictor": {"minReplicas": max(replicas, 1), "model": {"resources": {"limits":
+                                                                                        {"nvidia.com/gpu": "2"}}}}}
+    elif kind is VLLM:
+        spec = {"size": replicas, "podTemplate": {"spec": GPU_POD}}
+    else:
+        spec = {"replicas": replicas, "template": {"spec": GPU_POD}}
+    return Workload(kind, {"metadata": meta, "spec": spec, **extra})
+
+
+def record(last=3, by="policy/nightly", **more):
+    return {LAST_REPLICAS: str(last), PAUSED_AT: "2026-03-28T22:00:00Z", PAUSED_BY: by,
+            PAUSE_REASON: "idle", PAUSE_CAUSE: "idle-timeout", **more}
+
+
+SCALE_TO = {
+    DEPLOYMENT: lambda n: {"spec": {"replicas": n}},
+    STATEFULSET: lambda n: {"spec": {"replicas": n}},
+    VLLM: lambda n: {"spec": {"size": n}},
+    INFERENCESERVICE: lambda n: {"metadata": {"annotations": {KSERVE_STOP: "true" if n == 0 else None}}},
+}
+KINDS = [pytest.param(kind, id=kind.name.split(".")[0]) for kind in SCALE_TO]
+
+
+def merged(*parts):
+    return writes.merge(*parts)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_policy_pause_records_the_count_and_the_zero_in_one_patch(kind):
+    current = obj(kind, 1 if kind is INFERENCESERVICE else 3)
+    write = writes.pause(current, by="policy/nightly", reason="idle 30m", cause="idle-timeout", now=NOW)
+    before = current.replicas
+    assert write.patch == merged({"metadata": {"annotations": {
+        LAST_REPLICAS: str(before), PAUSED_AT: STAMP, PAUSED_BY: "policy/nightly", PAUSE_REASON: "idle 30m",
+        PAUSE_CAUSE: "idle-timeout", OVERRIDE_UNTIL: None}}}, SCALE_TO[kind](0))
+    assert (write.outcome, write.before, write.after, write.gpus) == (Outcome.CHANGED, before, 0, 2 * before)
+    assert write.event == ("ScaledToZero", "Normal")
+    assert write.message == (f"scaled to zero from {before} replicas by policy/nightly: idle 30m; "
+                             f"{2 * before} GPUs freed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_manual_pause_is_durable(kind):
+    write = writes.pause(obj(kind, 1), by="manual", reason="maintenance", cause=None, now=NOW)
+    annotations = write.patch["metadata"]["annotations"]
+    assert annotations[MANUAL_PAUSE] == "true"
+    assert annotations[PAUSE_CAUSE] == "manual"
+    assert annotations[LAST_REPLICAS] == "1"
+
+
+def test_manual_pause_of_a_workload_a_policy_paused_keeps_its_record():
+    write = writes.pause(obj(DEPLOYMENT, 0, record()), by="manual", reason="hold", cause=None, now=NOW)
+    assert write.patch == {"metadata": {"annotations": {MANUAL_PAUSE: "true", PAUSED_BY: "manual",
+                                                        PAUSE_REASON: "hold"}}}
+    assert write.event == ("PausedManually", "Normal")
+    assert "already paused by policy/nightly" in write.message
+
+
+def test_manual_pause_of_a_workload_at_zero_without_record_dates_itself():
+    write = writes.pause(obj(DEPLOYMENT, 0), by="manual", reason="hold", cause=None, now=NOW)
+    assert write.patch["metadata"]["annotations"][PAUSED_AT] == STAMP
+    assert LAST_REPLICAS not in write.patch["metadata"]["annotations"]  # never record 0
+
+
+@pytest.mark.parametrize(("annotations", "by", "says"), [
+    pytest.param(record(), "policy/nightly", "already paused by policy/nightly", id="policy-paused"),
+    pytest.param({MANUAL_PAUSE: "true"}, "policy/nightly", "already paused manually", id="manual-paused"),
+    pytest.param({}, "policy/nightly", "already paused (at 0 replicas)", id="zero-no-record"),
+    pytest.param({MANUAL_PAUSE: "true", **record(by="manual")}, "manual", "already paused manually",
+                 id="manual-again"),
+])
+def test_pausing_what_is_at_zero_sends_nothing(annotations, by, says):
+    write = writes.pause(obj(DEPLOYMENT, 0, annotations), by=by, reason="r", cause=None, now=NOW)
+    assert write.patch is None and write.outcome is Outcome.UNCHANGED and write.message == says
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_restores_the_recorded_count_and_removes_every_scaler_annotation(kind):
+    last = 1 if kind is INFERENCESERVICE else 3
+    current = obj(kind, 0, {**record(last), "team": "a", "scaler.io/exclude": "false"})
+    write = writes.resume(current, by="policy/nightly", reason="window", fallback_replicas=1)
+    cleared = {key: None for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE)}
+    assert write.patch == merged({"metadata": {"annotations": cleared}}, SCALE_TO[kind](last))
+    assert (write.outcome, write.before, write.after, write.gpus) == (Outcome.CHANGED, 0, last, 2 * last)
+    assert write.event == ("Resumed", "Normal")
+
+
+@pytest.mark.parametrize(("annotations", "fallback", "wanted", "target", "source"), [
+    pytest.param(record(3), 1, None, 3, "recorded by policy/nightly", id="recorded"),
+    pytest.param(record(3), 1, 5, 5, "recorded 3", id="queue-wants-more"),
+    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, None, 2, "no recorded count, used the minimum 2",
+                 id="recorded-zero-is-no-record"),
+    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, None, 2, "no recorded count", id="unreadable-record"),
+    pytest.param({MANUAL_PAUSE: "true"}, 4, None, 4, "no recorded count, used the minimum 4",
+                 id="manual-without-count"),
+])
+def test_resume_size(annotations, fallback, wanted, target, source):
+    by = "manual" if MANUAL_PAUSE in annotations else "policy/nightly"
+    write = writes.resume(obj(DEPLOYMENT, 0, annotations), by=by, reason="r", fallback_replicas=fallback,
+                          wanted=wanted)
+    assert write.patch["spec"] == {"replicas": target}
+    assert f"({source}" in write.message
+
+
+def test_a_policy_never_resumes_a_manual_pause():
+    write = writes.resume(obj(DEPLOYMENT, 0, {MANUAL_PAUSE: "true", **record(by="manual")}), by="policy/p",
+                          reason="window", fallback_replicas=1)
+    assert write.patch is None and write.outcome is Outcome.SKIPPED
+    assert "only a manual resume" in write.message
+
+
+@pytest.mark.parametrize("replicas", [0, 2])
+def test_resume_leaves_what_scaler_did_not_pause(replicas):
+    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1)
+    assert write.patch is None and write.outcome is Outcome.UNCHANGED
+    assert write.message.startswith("not paused:")
+
+
+def test_someone_resized_it_while_paused_the_record_goes_and_override_until_is_set():
+    until = datetime(2026, 3, 30, 7, 0, tzinfo=timezone.utc)
+    write = writes.resume(obj(DEPLOYMENT, 5, record(3)), by="policy/nightly", reason="human override",
+                          fallback_replicas=1, override_until=until)
+    annotations = write.patch["metadata"]["annotations"]
+    assert annotations[OVERRIDE_UNTIL] == "2026-03-30T07:00:00Z"
+    assert annotations[LAST_REPLICAS] is None
+    assert "spec" not in write.patch  # the person's 5 stays
+    assert write.outcome is Outcome.SKIPPED and write.event == ("ResumeSkipped", "Normal")
+    assert "someone set replicas to 5 while it was paused (recorded 3); left 5" in write.message
+
+
+@pytest.mark.parametrize(("kind", "before", "wanted", "patch", "outcome"), [
+    pytest.param(DEPLOYMENT, 1, 3, {"spec": {"replicas": 3}}, Outcome.CHANGED, id="deployment-grows"),
+    pytest.param(STATEFULSET, 2, 4, {"spec": {"replicas": 4}}, Outcome.CHANGED, id="statefulset-grows"),
+    pytest.param(VLLM, 1, 2, {"spec": {"size": 2}}, Outcome.CHANGED, id="custom-scale-path"),
+    pytest.param(DEPLOYMENT, 3, 2, None, Outcome.UNCHANGED, id="never-shrinks"),
+    pytest.param(DEPLOYMENT, 3, 3, None, Outcome.UNCHANGED, id="same-size"),
+    pytest.param(DEPLOYMENT, 0, 3, None, Outcome.UNCHANGED, id="paused-waits-for-a-wake"),
+    pytest.param(INFERENCESERVICE, 1, 3, None, Outcome.UNCHANGED, id="inferenceservice-not-sized"),
+])
+def test_scale_up(kind, before, wanted, patch, outcome):
+    write = writes.scale_up(obj(kind, before), replicas=wanted, by="policy/q", reason="queue 9")
+    assert (write.patch, write.outcome) == (patch, outcome)
+    if patch:
+        assert write.gpus == 2 * (wanted - before) and write.event == ("ScaledUp", "Normal")
+
+
+def test_guard_is_the_resource_version_read():
+    patch = writes.guarded({"spec": {"replicas": 0}}, obj(DEPLOYMENT, 3))
+    assert patch == {"spec": {"replicas": 0}, "metadata": {"resourceVersion": "41"}}
+
+
+def test_event_names_the_object_and_the_reporter():
+    body = writes.event(obj(STATEFULSET, 0), reason="Resumed", message="x" * 2000, type_="Normal", now=NOW,
+                        component="scaler", instance="pod-a")
+    assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "chat",
+                                      "namespace": "llm", "uid": "u-1", "resourceVersion": "41"}
+    assert (body["reason"], body["type"], len(body["message"])) == ("Resumed", "Normal", 1024)
+    assert body["metadata"] == {"generateName": "chat.", "namespace": "llm"}
+    assert (body["reportingComponent"], body["reportingInstance"]) == ("scaler", "pod-a")
+    assert body["firstTimestamp"] == body["lastTimestamp"] == STAMP
+
+
+def scaled_object(name, target, kind=None, paused=None):
+    ref = {"name": target, **({"kind": kind} if kind else {})}
+    annotations = {KEDA_PAUSED_REPLICAS: paused} if paused is not None else {}
+    return {"metadata": {"name": name, "annotations": annotations}, "spec": {"scaleTargetRef": ref}}
+
+
+@pytest.mark.parametrize(("kind", "items", "paused", "expected"), [
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat")], True,
+                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: "0"}}})], id="pause-pauses-keda"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0")], False,
+                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: None}}})], id="resume-hands-back"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0")], True, [], id="already-paused"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat")], False, [], id="already-handed-back"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "other")], True, [], id="other-target"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", kind="StatefulSet")], True, [], id="other-kind"),
+    pytest.param(STATEFULSET, [scaled_object("so", "chat", kind="StatefulSet")], True,
+                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: "0"}}})], id="statefulset"),
+    pytest.param(VLLM, [scaled_object("so", "chat", kind="vllmservers.serving.example.com/v1")], True, [],
+                 id="custom-resource-not-handed"),
+])
+def test_keda_side_effect(kind, items, paused, expected):
+    targets = writes.scaled_objects_for(obj(kind, 1), items)
+    assert writes.keda_hand_over(targets, paused=paused) == expected
