@@ -63,7 +63,7 @@ def child(args) -> int:
     """One size, measured in a process of its own (peak RSS is per process)."""
     from scaler.cluster.kube import Kube
     from scaler.cluster.pausing import Pauser
-    from scaler.decide.policies import load_policies
+    from scaler.decide.loading import load_policies
     from scaler.signals.prometheus import Prometheus
     from scaler.decide.times import utc_now
     from scaler.run.reconciling import Reconciler, WatchingView, kinds_of

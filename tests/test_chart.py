@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import cluster as local_cluster
-from scaler.decide.policies import load_policies
+from scaler.decide.loading import load_policies
 from scaler.run.reconciling import kinds_of
 from scaler.run.settings import Settings
 

@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from scaler.decide.policies import (
-    OnUnknown,
-    Policy,
-    PolicyError,
-    Problem,
-    json_schema,
-    load_policies,
-    parse_duration,
-)
+from scaler.decide.policies import OnUnknown, Policy, json_schema, parse_duration
+from scaler.decide.loading import PolicyError, Problem, load_policies
 from scaler.decide.windows import Mode, Outside
 
 ROOT = Path(__file__).resolve().parent.parent

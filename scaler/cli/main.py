@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from scaler import __version__
 from scaler.cli import manual
-from scaler.decide.policies import check_policies, json_schema
+from scaler.decide.policies import json_schema
+from scaler.decide.loading import check_policies
 from scaler.run.settings import SettingsError, add_settings_arguments, settings_from
 
 

@@ -32,7 +32,7 @@ from scaler.cluster.kube import Kube, KubeError
 from scaler.run.leading import Leadership
 from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.cluster.pausing import Pauser
-from scaler.decide.policies import PolicyError, PolicySet, check_policies
+from scaler.decide.loading import PolicyError, PolicySet, check_policies
 from scaler.signals.prometheus import Prometheus
 from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
 from scaler.decide.times import utc_now

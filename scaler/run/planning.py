@@ -12,7 +12,7 @@ from datetime import datetime
 
 from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
-from scaler.decide.policies import check_policies
+from scaler.decide.loading import check_policies
 from scaler.signals.prometheus import Prometheus
 from scaler.run.reconciling import Evaluation, ListingView, Reconciler
 from scaler.decide.times import utc_now

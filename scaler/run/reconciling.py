@@ -33,7 +33,8 @@ from scaler.cluster.informers import Informer
 from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.writes import Outcome, Result
-from scaler.decide.policies import Policy, PolicySet
+from scaler.decide.policies import Policy
+from scaler.decide.loading import PolicySet
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, queue_query
 from scaler.signals.results import Vector
