@@ -17,14 +17,21 @@ import sys
 import time
 import uuid
 
-from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
+from common import (
+    ROOT,
+    create_deployments,
+    create_namespace,
+    deployment,
+    local_cluster,
+    start_cluster,
+)
 
 from scaler.cluster.batches import Selection, run_batch, select
 from scaler.cluster.kube import Kube
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.workloads import DEPLOYMENT
 from scaler.cluster.writes import Outcome
 from scaler.decide.decisions import MANUAL
-from scaler.cluster.workloads import DEPLOYMENT
 
 
 def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) -> tuple[float, dict[str, int], int]:

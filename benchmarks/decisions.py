@@ -16,8 +16,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from scaler.decide.decisions import Signals, WorkloadState, select_policy
-from scaler.decide.precedence import decide
 from scaler.decide.policies import Policy
+from scaler.decide.precedence import decide
 
 NAMESPACES = [f"team-{index}" for index in range(16)] + ["llm", "batch", "research", "demo"]
 APPS = ["chat", "embed", "rerank", "whisper", "sdxl", "notebook", "trainer", "router"]

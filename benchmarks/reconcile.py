@@ -29,7 +29,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
+from common import (
+    ROOT,
+    create_deployments,
+    create_namespace,
+    deployment,
+    local_cluster,
+    start_cluster,
+)
 
 POLICIES = 20
 
@@ -64,9 +71,9 @@ def child(args) -> int:
     from scaler.cluster.kube import Kube
     from scaler.cluster.pausing import Pauser
     from scaler.decide.loading import load_policies
-    from scaler.signals.prometheus import Prometheus
     from scaler.decide.times import utc_now
     from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
+    from scaler.signals.prometheus import Prometheus
 
     policies = load_policies([args.policies])
     kube = Kube.from_environment(kubeconfig=args.kubeconfig)

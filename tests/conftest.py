@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import cluster as local_cluster  # noqa: E402
+
 from tests.helpers import DaemonProcess, eventually  # noqa: E402
 
 CLUSTER_FIXTURES = {"cluster", "kube", "namespace", "daemons"}

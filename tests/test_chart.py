@@ -8,10 +8,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import cluster as local_cluster
 import pytest
 import yaml
 
-import cluster as local_cluster
 from scaler.decide.loading import load_policies
 from scaler.run.reconciling import kinds_of
 from scaler.run.settings import Settings

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from scaler.decide.policies import OnUnknown, Policy, json_schema, parse_duration
 from scaler.decide.loading import PolicyError, Problem, load_policies
+from scaler.decide.policies import OnUnknown, Policy, json_schema, parse_duration
 from scaler.decide.windows import Mode, Outside
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scaler.decide.decisions import Action, Code, Signals, WorkloadState, select_policy
-from scaler.decide.precedence import decide
 from scaler.decide.policies import Policy
+from scaler.decide.precedence import decide
 from scaler.decide.selectors import Selector
 from scaler.decide.windows import Mode, Window, zone
 

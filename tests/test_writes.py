@@ -10,7 +10,13 @@ import pytest
 
 from scaler.cluster import writes
 from scaler.cluster.kube import Resource
-from scaler.cluster.workloads import DEPLOYMENT, INFERENCESERVICE, STATEFULSET, ScaledKind, Workload
+from scaler.cluster.workloads import (
+    DEPLOYMENT,
+    INFERENCESERVICE,
+    STATEFULSET,
+    ScaledKind,
+    Workload,
+)
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,

@@ -15,9 +15,15 @@ from dataclasses import dataclass
 
 from scaler import __version__
 from scaler.cli import manual
-from scaler.decide.policies import json_schema
 from scaler.decide.loading import check_policies
-from scaler.run.settings import SettingsError, add_settings_arguments, settings_from
+from scaler.decide.policies import json_schema
+from scaler.run.settings import (
+    PlanSettings,
+    Settings,
+    SettingsError,
+    add_settings_arguments,
+    settings_from,
+)
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
 
 
-def _with_settings(run: Callable[..., int], **options) -> int:
+def _with_settings(run: Callable[..., int], *, model=Settings, **options) -> int:
     """Run with the settings from flags and SCALER_ variables, or exit 1
     naming every invalid one."""
     try:
-        settings = settings_from(options.pop("args"))
+        settings = settings_from(options.pop("args"), model)
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 1
@@ -84,7 +90,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_arguments(parser, only=PLAN_SETTINGS)
+    add_settings_arguments(parser, PlanSettings)
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.add_argument("--all", dest="show_all", action="store_true",
                         help="also list managed workloads that would not change, with the reason")
@@ -92,14 +98,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_plan_command(args: argparse.Namespace) -> int:
     """Exit 0: nothing would change; 2: changes pending; 1: error."""
-    from scaler.run.planning import run_plan
+    from scaler.cli.plan import run_plan
 
-    return _with_settings(run_plan, args=args, output=args.output, show_all=args.show_all)
-
-
-PLAN_SETTINGS = ("policies", "prometheus_url", "prometheus_bearer_token_file", "prometheus_username",
-                 "prometheus_password_file", "prometheus_ca_file", "prometheus_timeout_seconds", "namespaces",
-                 "excluded_namespaces", "own_namespace", "kubeconfig", "gpu_resources")
+    return _with_settings(run_plan, model=PlanSettings, args=args, output=args.output, show_all=args.show_all)
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -6,19 +6,31 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import time
 from datetime import datetime, timezone
 
-from scaler.cluster.batches import Selection, render, run_batch, select, sort_results, wait_ready
+from scaler.cli.output import OUTPUTS, console, print_json, render_results, table
+from scaler.cluster.batches import (
+    Selection,
+    run_batch,
+    select,
+    sort_results,
+    wait_ready,
+)
 from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.workloads import KINDS, resolve_kind
 from scaler.cluster.writes import Outcome
 from scaler.decide.decisions import MANUAL
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, KINDS, resolve_kind
 from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind
+from scaler.run.settings import (
+    ClusterSettings,
+    SettingsError,
+    add_settings_arguments,
+    settings_from,
+)
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = True) -> None:
@@ -31,18 +43,14 @@ def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = Tr
     parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
                         help="Deployment, StatefulSet, InferenceService, or plural.group/version of a "
                              "custom resource with /scale; repeatable (default: Deployment and StatefulSet)")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    parser.add_argument("--context")
-    parser.add_argument("--gpu-resource", action="append", dest="gpu_resources", metavar="NAME",
-                        help="extended resources counted as GPUs (default: nvidia.com/gpu); repeatable")
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
+    add_settings_arguments(parser, ClusterSettings)
 
 
 def add_pause_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser)
     parser.add_argument("--reason", default="", help="why, recorded on the object and in its Event")
     parser.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
-    parser.add_argument("--concurrency", type=int, default=16, help="objects in flight at once (default 16)")
 
 
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,35 +70,34 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _connect(args) -> tuple[Kube, Selection]:
-    kube = Kube.from_environment(kubeconfig=args.kubeconfig, context=args.context,
-                                 pool_size=max(getattr(args, "concurrency", 16), 4))
+def _connect(args) -> tuple[Kube, Selection, ClusterSettings]:
+    settings = settings_from(args, ClusterSettings)
     kinds = [resolve_kind(text) for text in (args.kinds or DEFAULT_KINDS)]
+    kube = settings.kube()
     namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
     selection = Selection(kinds=kinds, names=tuple(getattr(args, "names", ()) or ()), namespace=namespace,
-                          label_selector=args.selector,
-                          gpu_resources=tuple(args.gpu_resources or DEFAULT_GPU_RESOURCES))
-    return kube, selection
+                          label_selector=args.selector, gpu_resources=tuple(settings.gpu_resources))
+    return kube, selection, settings
 
 
 class _Stop(Exception):
     """A problem that ends the command before any object is touched."""
 
 
-def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, Selection, list, list]:
+def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, ClusterSettings, list, list]:
     """Connect and select; `all_kinds` (status) looks at every registered
     kind whose API exists, unless --kind narrows it."""
     try:
-        kube, selection = _connect(args)
+        kube, selection, settings = _connect(args)
         if all_kinds and not args.kinds:
             selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
                                   label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
         workloads, problems = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
-    except (UnknownKind, KubeError) as error:
+    except (UnknownKind, KubeError, SettingsError) as error:
         raise _Stop(str(error)) from None
     except Exception as error:  # kubeconfig problems come as several exception types
         raise _Stop(f"cannot reach the cluster: {error}") from None
-    return kube, selection, workloads, problems
+    return kube, settings, workloads, problems
 
 
 def _user() -> str:
@@ -101,7 +108,7 @@ def _user() -> str:
 
 
 def _report(results, *, args, verb: str) -> int:
-    render(results, output=args.output, verb=verb, dry_run=getattr(args, "dry_run", False))
+    render_results(results, output=args.output, verb=verb, dry_run=getattr(args, "dry_run", False))
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     for r in failed:
         print(f"failed: {r.kind}/{r.namespace}/{r.name}: {r.reason}", file=sys.stderr)
@@ -110,20 +117,20 @@ def _report(results, *, args, verb: str) -> int:
 
 def run_pause(args) -> int:
     try:
-        kube, _, workloads, problems = _selected(args)
+        kube, settings, workloads, problems = _selected(args)
     except _Stop as error:
         return _fail(str(error))
     reason = args.reason or f"paused manually by {_user()}"
     pauser = Pauser(kube)
     results = run_batch(
         workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
-        concurrency=args.concurrency, progress=sys.stderr.isatty(), label="pausing")
+        concurrency=settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
     return _report(sort_results(results + problems), args=args, verb="pause")
 
 
 def run_resume(args) -> int:
     try:
-        kube, _, workloads, problems = _selected(args)
+        kube, settings, workloads, problems = _selected(args)
     except _Stop as error:
         return _fail(str(error))
     reason = args.reason or f"resumed manually by {_user()}"
@@ -137,7 +144,7 @@ def run_resume(args) -> int:
         started[(workload.kind.name, workload.namespace, workload.name)] = begun
         return result
 
-    results = run_batch(workloads, resume, concurrency=args.concurrency,
+    results = run_batch(workloads, resume, concurrency=settings.concurrency,
                         progress=sys.stderr.isatty(), label="resuming")
     if args.wait and not args.dry_run:
         by_key = {(w.kind.name, w.namespace, w.name): w for w in workloads}
@@ -178,25 +185,19 @@ def run_status(args) -> int:
             "humanOverride": w.replicas > 0,
         })
     if args.output == "json":
-        json.dump({"paused": rows, "gpusPaused": sum(r["gpus"] for r in rows)}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json({"paused": rows, "gpusPaused": sum(r["gpus"] for r in rows)})
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False, show_edge=False)
-        for column in ("NAMESPACE", "KIND", "NAME", "PAUSED BY", "SINCE", "RESUME TO", "GPUS", "REASON"):
-            table.add_column(column, overflow="fold")
+        lines = []
         for r in rows:
             note = f" (now at {r['replicas']}: changed by hand)" if r["humanOverride"] else ""
-            table.add_row(r["namespace"], r["kind"], r["name"],
-                          r["pausedBy"] + (" (durable)" if r["manual"] else ""),
+            lines.append((r["namespace"], r["kind"], r["name"], r["pausedBy"] + (" (durable)" if r["manual"] else ""),
                           _ago(r["pausedForSeconds"]), str(r["resumeTo"] or "-"), str(r["gpus"]),
-                          (r["reason"] or "") + note)
-        console = Console(width=200 if not sys.stdout.isatty() else None, highlight=False)
+                          (r["reason"] or "") + note))
+        screen = console()
         if rows:
-            console.print(table)
-        console.print(f"{len(rows)} paused; {sum(r['gpus'] for r in rows)} GPUs paused")
+            screen.print(table(("NAMESPACE", "KIND", "NAME", "PAUSED BY", "SINCE", "RESUME TO", "GPUS", "REASON"),
+                               lines))
+        screen.print(f"{len(rows)} paused; {sum(r['gpus'] for r in rows)} GPUs paused")
     for problem in problems:
         print(f"failed: {problem.reason}", file=sys.stderr)
     return 1 if problems else 0

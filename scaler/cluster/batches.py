@@ -5,16 +5,14 @@ fine, and running the same batch twice changes nothing the second time."""
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from scaler.cluster.kube import Kube, KubeError, NotFound
-from scaler.cluster.writes import Outcome, Result
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+from scaler.cluster.writes import Outcome, Result
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,13 @@ def run_batch(workloads: Iterable[Workload], operation: Callable[[Workload], Res
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = [pool.submit(guarded, w) for w in workloads]
         if progress and workloads:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, transient=True) as bar:
@@ -126,47 +130,3 @@ def wait_ready(kube: Kube, pairs: Sequence[tuple[Workload, Result, float]], *, t
                              f"({last_ready.get(key, 0)}/{r.replicas_after} replicas ready)")
             return
         time.sleep(poll_seconds)
-
-
-def summary(results: Sequence[Result], *, verb: str) -> dict:
-    counts = {outcome.value: 0 for outcome in Outcome}
-    for result in results:
-        counts[result.outcome.value] += 1
-    gpus = sum(r.gpus for r in results if r.outcome in (Outcome.CHANGED, Outcome.WOULD_CHANGE))
-    return {**counts, "gpus": gpus, "verb": verb}
-
-
-def render(results: Sequence[Result], *, output: str, verb: str, dry_run: bool = False, stream=None) -> None:
-    stream = stream or sys.stdout
-    totals = summary(results, verb=verb)
-    if output == "json":
-        json.dump({"results": [r.as_dict() for r in results], "summary": totals, "dryRun": dry_run},
-                  stream, indent=2)
-        stream.write("\n")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    show_ready = any(r.seconds_to_ready is not None for r in results)
-    for column in ("NAMESPACE", "KIND", "NAME", "RESULT", "REPLICAS", "GPUS", *(("READY IN",) if show_ready else ()),
-                   "REASON"):
-        table.add_column(column, overflow="fold")
-    for r in results:
-        replicas = "" if r.replicas_before is None else (
-            f"{r.replicas_before}" if r.replicas_after in (None, r.replicas_before)
-            else f"{r.replicas_before} -> {r.replicas_after}")
-        row = [r.namespace, r.kind, r.name, r.outcome.value, replicas, str(r.gpus) if r.gpus else ""]
-        if show_ready:
-            row.append("" if r.seconds_to_ready is None else f"{r.seconds_to_ready:.1f}s")
-        row.append(r.reason + "".join(f" (warning: {w})" for w in r.warnings))
-        table.add_row(*row)
-    console = Console(file=stream, width=200 if not stream.isatty() else None, highlight=False, soft_wrap=False)
-    console.print(table)
-    freed = "GPUs freed" if verb == "pause" else "GPUs claimed"
-    prefix = "dry run: " if dry_run else ""
-    console.print(
-        f"{prefix}{totals['changed'] + totals['would-change']} {'would change' if dry_run else 'changed'}, "
-        f"{totals['unchanged']} unchanged, {totals['skipped']} skipped, {totals['failed']} failed; "
-        f"{totals['gpus']} {freed}"
-    )

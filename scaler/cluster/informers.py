@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import structlog
 
@@ -27,18 +26,16 @@ class Informer:
     """Keeps every object of one resource (optionally in one namespace) in memory."""
 
     def __init__(self, kube: Kube, resource: Resource, *, namespace: str | None = None,
-                 watch_timeout_seconds: int = 300, on_change: Callable[[str, dict], None] | None = None) -> None:
+                 watch_timeout_seconds: int = 300) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
         self.watch_timeout_seconds = watch_timeout_seconds
-        self.on_change = on_change
         self._objects: dict[Key, dict] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.synced = threading.Event()
         self.missing = False  # the API server does not serve this resource (CRD not installed)
-        self.relists = 0
         self._thread: threading.Thread | None = None
         self._response = None
 
@@ -94,7 +91,6 @@ class Informer:
                 while not self._stop.is_set():
                     version = self._watch(version)
             except Gone:
-                self.relists += 1
                 log.info("watch expired; re-listing", resource=self.resource.qualified)
                 continue
             except KubeError as error:
@@ -172,8 +168,6 @@ class Informer:
                 current = self._objects.get(key)
                 if current is None or not _newer(current, obj):
                     self._objects[key] = obj
-        if self.on_change is not None:
-            self.on_change(kind, obj)
         return new_version
 
 

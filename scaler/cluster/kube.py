@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -163,10 +162,6 @@ class Kube:
     def request_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.requests)
-
-    def total_requests(self) -> int:
-        with self._lock:
-            return sum(self.requests.values())
 
     # Verbs, named as RBAC names them.
 

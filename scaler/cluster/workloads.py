@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from scaler.cluster.kube import Resource
 from scaler.decide.annotations import (
     KSERVE_STOP,
     LAST_REPLICAS,
@@ -22,7 +23,6 @@ from scaler.decide.annotations import (
 )
 from scaler.decide.kinds import KindName, parse_kind
 from scaler.decide.times import parse_time
-from scaler.cluster.kube import Resource
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
 

@@ -32,7 +32,15 @@ from pydantic_core import PydanticCustomError
 
 from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind, parse_kind
 from scaler.decide.selectors import Selector, SelectorError
-from scaler.decide.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
+from scaler.decide.windows import (
+    Mode,
+    Outside,
+    Schedule,
+    Window,
+    WindowError,
+    cron_trigger,
+    zone,
+)
 
 POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")

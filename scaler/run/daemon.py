@@ -28,16 +28,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scaler.cluster.kube import Kube, KubeError
-from scaler.run.leading import Leadership
-from scaler.run.observability import Health, Metrics, configure_logging, serve
+from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
-from scaler.signals.prometheus import Prometheus
-from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
 from scaler.decide.times import utc_now
-from scaler.run.settings import Settings
 from scaler.decide.windows import next_edge
+from scaler.run.leading import Leadership
+from scaler.run.observability import Health, Metrics, configure_logging, serve
+from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
+from scaler.run.settings import Settings
 
 log = structlog.get_logger("scaler")
 
@@ -64,12 +63,9 @@ class Daemon:
         self.policies = policies
         self.metrics = Metrics()
         self.health = Health(policies_loaded=True)
-        self.kube = Kube.from_environment(kubeconfig=settings.kubeconfig, pool_size=settings.concurrency + 8)
+        self.kube = settings.kube()
         self.metrics.count_requests(self.kube.request_counts)
-        self.prometheus = Prometheus(
-            settings.prometheus_url, timeout_seconds=settings.prometheus_timeout_seconds,
-            bearer_token_file=settings.prometheus_bearer_token_file, username=settings.prometheus_username,
-            password_file=settings.prometheus_password_file, ca_file=settings.prometheus_ca_file)
+        self.prometheus = settings.prometheus()
         self.view = WatchingView(self.kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
         self.leadership = Leadership(
             self.kube, enabled=settings.leader_election, name=settings.lease_name,

@@ -16,6 +16,16 @@ from datetime import datetime
 
 import structlog
 
+from scaler.cluster.informers import Informer
+from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
+from scaler.cluster.pausing import Pauser
+from scaler.cluster.workloads import (
+    DEFAULT_GPU_RESOURCES,
+    Workload,
+    WorkloadKind,
+    resolve_kind,
+)
+from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import PAUSE_CAUSE
 from scaler.decide.decisions import (
     POLICY_PAUSE_PREFIX,
@@ -27,19 +37,14 @@ from scaler.decide.decisions import (
     is_excluded,
     select_policy,
 )
+from scaler.decide.loading import PolicySet
+from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
 from scaler.decide.times import parse_time
-from scaler.cluster.informers import Informer
-from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
-from scaler.cluster.pausing import Pauser
-from scaler.cluster.writes import Outcome, Result
-from scaler.decide.policies import Policy
-from scaler.decide.loading import PolicySet
+from scaler.decide.windows import next_edge
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, queue_query
 from scaler.signals.results import Vector
-from scaler.decide.windows import next_edge
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
 
 log = structlog.get_logger("scaler")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
@@ -268,6 +273,9 @@ class Reconciler:
                 self.metrics.query_errors.labels(policy.name, signal).inc()
             log.warning("signal unknown: query failed", policy=policy.name, signal=signal, error=vector.error,
                         query=query.promql)
+        elif vector.unusable or vector.unmatched:
+            log.warning("signal series unusable", policy=policy.name, signal=signal, query=query.promql,
+                        not_a_number=vector.unusable, without_workload_labels=vector.unmatched)
         return vector
 
     # Evaluating

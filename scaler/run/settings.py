@@ -1,39 +1,116 @@
-"""The daemon's settings: environment variables with the SCALER_ prefix,
-overridden by command-line flags. One object, passed in explicitly."""
+"""Settings: environment variables with the SCALER_ prefix, overridden by
+command-line flags, passed in explicitly.
+
+One model per concern, so a setting means the same in every command that
+has it: `ClusterSettings` (pause, resume, status and all others),
+`PrometheusSettings`, `PlanSettings` (plan: both, plus the policies and their
+scope) and `Settings` (run: the plan's and the daemon's own)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-CommaList = Annotated[list[str], NoDecode]
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES
+from scaler.decide.decisions import DEFAULT_EXCLUDED_NAMESPACES
+
+if TYPE_CHECKING:
+    from scaler.cluster.kube import Kube
+    from scaler.signals.prometheus import Prometheus
 
 
-class Settings(BaseSettings):
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+#: "a,b" in the environment or a flag; a list in code.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+PathList = Annotated[list[Path], NoDecode, BeforeValidator(_split_commas)]
+
+
+class _Concern(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCALER_", extra="forbid", validate_default=True)
 
-    policies: Annotated[list[Path], NoDecode] = Field(
-        default_factory=lambda: [Path("/etc/scaler/policies")],
-        description="policy files or directories (comma-separated in the environment)")
+
+class ClusterSettings(_Concern):
+    """Reaching the cluster and what scaler may touch there: every command."""
+
+    kubeconfig: str | None = Field(None, description="default: in-cluster, else KUBECONFIG")
+    context: str | None = Field(None, description="kubeconfig context (default: its current one)")
+    excluded_namespaces: CommaList = Field(default_factory=lambda: list(DEFAULT_EXCLUDED_NAMESPACES),
+                                           description="never touched (the daemon's own namespace is added)")
+    own_namespace: str | None = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE"),
+                                      description="the daemon's namespace (POD_NAMESPACE)")
+    gpu_resources: CommaList = Field(default_factory=lambda: list(DEFAULT_GPU_RESOURCES),
+                                     description="extended resources counted as GPUs")
+    concurrency: int = Field(16, ge=1, le=256, description="writes in flight at once")
+
+    @property
+    def all_excluded_namespaces(self) -> set[str]:
+        return set(self.excluded_namespaces) | ({self.own_namespace} if self.own_namespace else set())
+
+    def kube(self) -> Kube:
+        from scaler.cluster.kube import (
+            Kube,  # the client library is slow to import; validate needs none
+        )
+
+        return Kube.from_environment(kubeconfig=self.kubeconfig, context=self.context,
+                                     pool_size=self.concurrency + 8)
+
+
+class PrometheusSettings(_Concern):
+    """Where the signals come from: plan and run."""
+
     prometheus_url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
     prometheus_bearer_token_file: Path | None = Field(None, description="file with a bearer token, re-read per query")
     prometheus_username: str | None = Field(None, description="basic auth user")
     prometheus_password_file: Path | None = Field(None, description="file with the basic auth password")
     prometheus_ca_file: Path | None = Field(None, description="CA bundle for a TLS Prometheus")
     prometheus_timeout_seconds: float = Field(10, gt=0, description="per query")
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def prometheus(self) -> Prometheus:
+        from scaler.signals.prometheus import Prometheus
+
+        return Prometheus(self.prometheus_url, timeout_seconds=self.prometheus_timeout_seconds,
+                          bearer_token_file=self.prometheus_bearer_token_file, username=self.prometheus_username,
+                          password_file=self.prometheus_password_file, ca_file=self.prometheus_ca_file)
+
+
+class PlanSettings(PrometheusSettings, ClusterSettings):
+    """The policies and their scope: what plan evaluates, and the daemon too."""
+
+    policies: PathList = Field(
+        default_factory=lambda: [Path("/etc/scaler/policies")],
+        description="policy files or directories (comma-separated in the environment)")
+    namespaces: CommaList = Field(default_factory=list, description="watch only these namespaces (default: all)")
+
+
+class Settings(PlanSettings):
+    """Everything `scaler run` reads: the plan's settings and the daemon's own."""
+
     evaluation_interval_seconds: float = Field(30, gt=0, description="full reconcile period")
     wake_check_interval_seconds: float = Field(5, gt=0, description="queue check period for paused workloads")
     policy_reload_interval_seconds: float = Field(5, gt=0, description="how often policy files are checked for changes")
-    namespaces: CommaList = Field(default_factory=list, description="watch only these namespaces (default: all)")
-    excluded_namespaces: CommaList = Field(default_factory=lambda: ["kube-system"],
-                                           description="never touched (the daemon's own namespace is added)")
-    own_namespace: str | None = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE"),
-                                      description="the daemon's namespace (POD_NAMESPACE)")
     dry_run: bool = Field(False, description="decide and report, never write")
     leader_election: bool = Field(False, description="only the Lease holder acts")
     lease_name: str = "scaler"
@@ -49,31 +126,6 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="metrics, /healthz and /readyz (0: any free port)")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    kubeconfig: str | None = Field(None, description="default: in-cluster, else KUBECONFIG")
-    gpu_resources: CommaList = Field(default_factory=lambda: ["nvidia.com/gpu"],
-                                     description="extended resources counted as GPUs")
-    concurrency: int = Field(16, ge=1, le=256, description="writes in flight at once")
-
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _split_paths(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [Path(p) for p in value.split(",") if p.strip()]
-        return value
-
-    @field_validator("namespaces", "excluded_namespaces", "gpu_resources", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
-
-    @field_validator("prometheus_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _lease_timings(self) -> Settings:
@@ -87,24 +139,21 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def all_excluded_namespaces(self) -> set[str]:
-        return set(self.excluded_namespaces) | ({self.own_namespace} if self.own_namespace else set())
-
-    @property
     def effective_lease_namespace(self) -> str:
         return self.lease_namespace or self.own_namespace or "default"
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 class SettingsError(Exception):
     """Invalid settings, phrased for the person starting the daemon."""
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, *, only: tuple[str, ...] | None = None) -> None:
-    """One flag per setting (--evaluation-interval-seconds ...); a flag left
-    out falls back to the SCALER_ variable, then the default."""
-    for name, info in Settings.model_fields.items():
-        if only is not None and name not in only:
-            continue
+def add_settings_arguments(parser: argparse.ArgumentParser, model: type[BaseSettings] = Settings) -> None:
+    """One flag per setting of `model` (--evaluation-interval-seconds ...); a
+    flag left out falls back to the SCALER_ variable, then the default."""
+    for name, info in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = (info.description or "") + f" [env SCALER_{name.upper()}]"
         if info.annotation is bool:
@@ -113,16 +162,18 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, only: tuple[str, 
             parser.add_argument(flag, dest=name, default=None, help=help_text)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name) for name in Settings.model_fields
+def settings_from(args: argparse.Namespace, model: type[SettingsT] = Settings) -> SettingsT:  # type: ignore[assignment]
+    """`model` from the flags in `args`, then SCALER_ variables, then
+    defaults; SettingsError names every invalid one by flag and variable."""
+    overrides = {name: getattr(args, name) for name in model.model_fields
                  if getattr(args, name, None) is not None}
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as error:
         problems = []
         for item in error.errors():
             field = ".".join(str(p) for p in item["loc"]) or "settings"
-            where = (f"--{field.replace('_', '-')} / SCALER_{field.upper()}" if field in Settings.model_fields
+            where = (f"--{field.replace('_', '-')} / SCALER_{field.upper()}" if field in model.model_fields
                      else field)
             problems.append(f"invalid setting {where}: {item['msg']} (got {item.get('input')!r})")
         raise SettingsError("\n".join(problems)) from None

@@ -12,9 +12,9 @@ import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
+import cluster as local_cluster
 from kubernetes import client
 
-import cluster as local_cluster
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
 from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
 

@@ -10,15 +10,15 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import cluster as local_cluster
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-import cluster as local_cluster
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
 from scaler.cluster.kube import Forbidden, Kube, Resource
 from scaler.cluster.workloads import DEPLOYMENT
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
 from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,12 +8,18 @@ import subprocess
 import sys
 import uuid
 
+import cluster as local_cluster
 import pytest
 from kubernetes import client
 
-import cluster as local_cluster
 from tests.conftest import ROOT
-from tests.helpers import eventually, gpu_deployment, instant_query, push_metric, ready_pods
+from tests.helpers import (
+    eventually,
+    gpu_deployment,
+    instant_query,
+    push_metric,
+    ready_pods,
+)
 
 
 def _scale(kube, namespace: str, name: str, replicas: int) -> None:

@@ -11,14 +11,28 @@ import time
 import yaml
 from kubernetes import client
 
-from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, KSERVE_STOP, LAST_REPLICAS, MANUAL_PAUSE, PAUSED_BY, PREFIX
 from scaler.cluster.batches import Selection, run_batch, select
 from scaler.cluster.kube import Kube
 from scaler.cluster.pausing import Pauser
-from scaler.cluster.writes import Outcome
-from scaler.decide.decisions import MANUAL
 from scaler.cluster.workloads import DEPLOYMENT
-from tests.helpers import apply_crd, eventually, gpu_deployment, ready_pods, run_scaler, simple_crd
+from scaler.cluster.writes import Outcome
+from scaler.decide.annotations import (
+    KEDA_PAUSED_REPLICAS,
+    KSERVE_STOP,
+    LAST_REPLICAS,
+    MANUAL_PAUSE,
+    PAUSED_BY,
+    PREFIX,
+)
+from scaler.decide.decisions import MANUAL
+from tests.helpers import (
+    apply_crd,
+    eventually,
+    gpu_deployment,
+    ready_pods,
+    run_scaler,
+    simple_crd,
+)
 
 
 def _ours(annotations: dict | None) -> dict:

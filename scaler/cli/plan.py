@@ -1,0 +1,51 @@
+"""`scaler plan`: what the daemon would do now, and why.
+
+Exit codes, for scripts and CI gates: 0 nothing would change, 2 changes are
+pending, 1 error (bad policies, unreachable cluster)."""
+
+from __future__ import annotations
+
+import sys
+
+from scaler.cli.output import console, print_json, table
+from scaler.cluster.kube import KubeError
+from scaler.run.planning import plan
+from scaler.run.settings import PlanSettings
+
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+
+
+def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = False) -> int:
+    try:
+        evaluations, errors = plan(settings)
+    except ValueError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_ERROR
+    except KubeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # kubeconfig problems come as several exception types
+        print(f"error: cannot reach the cluster: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    evaluations.sort(key=lambda e: (not e.decision.changes, e.workload.namespace, e.workload.name))
+    pending = [e for e in evaluations if e.decision.changes]
+    shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
+    if output == "json":
+        print_json({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors})
+    else:
+        screen = console()
+        if shown:
+            rows = []
+            for e in shown:
+                d = e.decision
+                replicas = f"{e.workload.replicas} -> {d.replicas}" if d.changes else str(e.workload.replicas)
+                rows.append((e.workload.namespace, e.workload.kind.name, e.workload.name, d.policy or "-",
+                             d.action.value, replicas, str(e.gpus) if e.gpus else "", d.reason))
+            screen.print(table(("NAMESPACE", "KIND", "NAME", "POLICY", "ACTION", "REPLICAS", "GPUS", "REASON"), rows))
+        freed = sum(e.gpus for e in pending if e.decision.replicas < e.workload.replicas)
+        claimed = sum(e.gpus for e in pending if e.decision.replicas > e.workload.replicas)
+        screen.print(f"{len(pending)} change(s) pending across {len(evaluations)} managed workload(s); "
+                     f"{freed} GPUs would be freed, {claimed} claimed")
+        for error in errors:
+            screen.print(f"warning: signal unknown (held): {error}")
+    return EXIT_PENDING if pending else EXIT_NO_CHANGES
