@@ -70,9 +70,10 @@ def child(args) -> int:
     """One size, measured in a process of its own (peak RSS is per process)."""
     from scaler.cluster.kube import Kube
     from scaler.cluster.pausing import Pauser
+    from scaler.cluster.views import WatchingView
     from scaler.decide.loading import load_policies
     from scaler.decide.times import utc_now
-    from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
+    from scaler.run.reconciling import Reconciler, kinds_of
     from scaler.signals.prometheus import Prometheus
 
     policies = load_policies([args.policies])

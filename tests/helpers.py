@@ -198,6 +198,25 @@ class DaemonProcess:
                 lines.append(record)
         return lines
 
+    def wait_log(self, event: str, where=lambda line: True, *, timeout_seconds: float = 30) -> list[dict]:
+        """The lines of `event` that satisfy `where`, once there is at least
+        one: a line is written after the write it reports, so a test that
+        has seen the write waits for the line instead of assuming it."""
+        return eventually(lambda: [line for line in self.logs(event) if where(line)],
+                          timeout_seconds=timeout_seconds)
+
+    def reconciles(self) -> float:
+        return self.metric("scaler_reconcile_duration_seconds_count", kind="full") or 0
+
+    def let_time_pass(self, seconds: float = 0, *, reconciles: int = 2, timeout_seconds: float = 60) -> None:
+        """For a test that asserts something did NOT happen: let `seconds`
+        pass (what the assertion is about, e.g. longer than an idle duration),
+        then wait until the daemon has finished `reconciles` more full
+        reconciles, so the absence is the daemon's decision, not a slow tick."""
+        time.sleep(seconds)
+        done = self.reconciles()
+        eventually(lambda: self.reconciles() >= done + reconciles, timeout_seconds=timeout_seconds)
+
     def stop(self, signum=None, timeout_seconds: float = 30) -> int:
         import signal as signals
 

@@ -30,12 +30,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.views import WatchingView
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.leading import Leadership
 from scaler.run.observability import Health, Metrics, configure_logging, serve
-from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
+from scaler.run.reconciling import Reconciler, kinds_of
 from scaler.run.settings import Settings
 
 log = structlog.get_logger("scaler")

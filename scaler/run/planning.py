@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.views import ListingView
 from scaler.decide.loading import check_policies
 from scaler.decide.times import utc_now
-from scaler.run.reconciling import Evaluation, ListingView, Reconciler
+from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
 
 

@@ -102,14 +102,14 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
     annotations = _annotations(kube, namespace, "chat")
     assert annotations[LAST_REPLICAS] == "2" and annotations[PAUSED_BY] == "policy/chat-idle"
-    paused_line = next(line for line in daemon.logs("decision") if line.get("action") == "pause")
+    paused_line = daemon.wait_log("decision", lambda line: line.get("action") == "pause")[0]
     assert paused_line["reason_code"] == "idle-timeout" and paused_line["replicas_before"] == 2
     assert "ScaledToZero" in [e.reason for e in _events(kube, namespace, "chat", "ScaledToZero")]
     # Paused, its pods' series vanish with them: that is not an unknown signal (no alert).
     group = (f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat"
              "/metric/vllm_num_requests_running")
     urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
-    time.sleep(4)  # scraped away, and two reconciles
+    daemon.let_time_pass(2)  # scraped away, and two reconciles after
     eventually(lambda: daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 0,
                timeout_seconds=15)
 
@@ -145,12 +145,12 @@ def test_unknown_metrics_never_scale_down_and_recover(kube, namespace, cluster, 
         _push(cluster, namespace, "vllm:num_requests_running", 0)  # idle, but nobody can see it
         eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
                    timeout_seconds=30)
-        time.sleep(8)  # longer than the idle duration
+        daemon.let_time_pass(8)  # longer than the idle duration
         assert _replicas(kube, namespace, "chat") == 2
         assert daemon.get("/readyz")[0] == 200
         assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
-        failures = [line for line in daemon.logs("signal unknown: query failed") if line.get("signal") == "idle"]
-        assert failures and "timed out" in failures[0]["error"] and "max_over_time" in failures[0]["query"]
+        failures = daemon.wait_log("signal unknown: query failed", lambda line: line.get("signal") == "idle")
+        assert "timed out" in failures[0]["error"] and "max_over_time" in failures[0]["query"]
     finally:
         os.kill(prometheus_pid, signal.SIGCONT)
     # Prometheus back: the idle workload is paused as usual.
@@ -240,7 +240,7 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
         """)
     eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1, timeout_seconds=30)
     assert daemon.metric("scaler_policy_files_valid") == 0
-    rejected = daemon.logs("policy file rejected; the last good policies stay in force")
+    rejected = daemon.wait_log("policy file rejected; the last good policies stay in force")
     assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
     assert daemon.metric("scaler_policies_loaded") == 1
     apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
@@ -327,7 +327,7 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
 
     apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 3}})
     eventually(lambda: "scaler.io/override-until" in _annotations(kube, namespace, "chat"), timeout_seconds=30)
-    time.sleep(5)  # two more reconciles: the keep-down window is still active
+    daemon.let_time_pass()  # two more reconciles: the keep-down window is still active
     annotations = _annotations(kube, namespace, "chat")
     assert _replicas(kube, namespace, "chat") == 3
     assert LAST_REPLICAS not in annotations
@@ -337,7 +337,7 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
     skipped = _events(kube, namespace, "chat", "ResumeSkipped")
     assert skipped and "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
-    assert any(line.get("reason_code") == "human-override" for line in daemon.logs("decision"))
+    assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override")
     assert daemon.stop() == 0
 
 
@@ -351,7 +351,7 @@ def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cl
                        timeout_seconds=30)
     assert would[0]["dry_run"] is True and would[0]["action"] == "pause" and would[0]["gpus"] == 6
     assert daemon.metric("scaler_actions_total", action="pause", result="dry_run") >= 1
-    time.sleep(3)
+    daemon.let_time_pass()
     assert _replicas(kube, namespace, "llm") == 3
     assert _ours(_annotations(kube, namespace, "llm")) == {}
     assert _events(kube, namespace, "llm", "ScaledToZero") == []
@@ -367,16 +367,16 @@ def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster
     daemon.wait_ready()
     eventually(lambda: daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1,
                timeout_seconds=30)
-    time.sleep(8)  # longer than the idle duration
+    daemon.let_time_pass(8)  # longer than the idle duration
     assert _replicas(kube, namespace, "chat") == 2
 
     # The series goes away altogether (the exporter died): still unknown, still up.
     group = f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat/metric/vllm_num_requests_running"
     urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
-    time.sleep(8)
+    daemon.let_time_pass(8)
     assert _replicas(kube, namespace, "chat") == 2
-    holds = [line for line in daemon.logs("decision") if line.get("reason_code") == "metrics-unknown"]
-    assert holds and "never scale down on missing data" in holds[0]["reason"]
+    holds = daemon.wait_log("decision", lambda line: line.get("reason_code") == "metrics-unknown")
+    assert "never scale down on missing data" in holds[0]["reason"]
     assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
     assert daemon.stop() == 0
 
@@ -394,10 +394,10 @@ def test_prometheus_down_then_back(kube, namespace, cluster, tmp_path, daemons):
     try:
         eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
                    timeout_seconds=30)
-        time.sleep(8)
+        daemon.let_time_pass(8)
         assert _replicas(kube, namespace, "chat") == 2
         assert daemon.get("/readyz")[0] == 200
-        failures = [line for line in daemon.logs("signal unknown: query failed") if line.get("signal") == "idle"]
+        failures = daemon.wait_log("signal unknown: query failed", lambda line: line.get("signal") == "idle")
         assert "unreachable" in failures[-1]["error"] and cluster.prometheus_url in failures[-1]["error"]
     finally:
         local_cluster.restart_component(cluster, "prometheus")

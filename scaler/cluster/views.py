@@ -1,0 +1,143 @@
+"""What an evaluation reads from the cluster: the workloads of some kinds and
+the labels of their namespaces, either listed once (`plan`) or kept current
+by list+watch caches (the daemon)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from scaler.cluster.informers import Informer
+from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+from scaler.cluster.writes import Result
+
+log = structlog.get_logger("scaler")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+
+
+class ClusterView:
+    """The workloads and namespace labels an evaluation reads."""
+
+    def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
+        raise NotImplementedError
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def took(self, result: Result, workload: Workload) -> None:
+        """Our own write landed: remember it before the watch says so."""
+
+
+class ListingView(ClusterView):
+    """LIST once per kind: for `scaler plan`, which evaluates one time."""
+
+    def __init__(self, kube: Kube, *, namespaces: Sequence[str] = (), gpu_resources=DEFAULT_GPU_RESOURCES) -> None:
+        self.kube = kube
+        self.namespaces = list(namespaces)
+        self.gpu_resources = tuple(gpu_resources)
+        self._namespace_labels: dict[str, dict[str, str]] | None = None
+
+    def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
+        found = []
+        for kind in kinds:
+            for namespace in self.namespaces or [None]:
+                try:
+                    items, _ = self.kube.list(kind.resource, namespace)
+                except NotFound:  # the kind's CRD is not installed: nothing of it to manage
+                    continue
+                found.extend(Workload(kind, obj, self.gpu_resources) for obj in items)
+        return found
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        if self._namespace_labels is None:
+            if self.namespaces:
+                self._namespace_labels = {}
+                for name in self.namespaces:
+                    obj = self.kube.get(NAMESPACES, None, name)
+                    self._namespace_labels[name] = obj["metadata"].get("labels") or {}
+            else:
+                items, _ = self.kube.list(NAMESPACES)
+                self._namespace_labels = {o["metadata"]["name"]: o["metadata"].get("labels") or {} for o in items}
+        return self._namespace_labels.get(namespace, {})
+
+
+class WatchingView(ClusterView):
+    """list+watch caches per kind (and namespace), started on first use."""
+
+    def __init__(self, kube: Kube, *, namespaces: Sequence[str] = (), gpu_resources=DEFAULT_GPU_RESOURCES) -> None:
+        self.kube = kube
+        self.namespaces = list(namespaces)
+        self.gpu_resources = tuple(gpu_resources)
+        self._informers: dict[tuple[str, str | None], Informer] = {}
+        self._lock = threading.Lock()
+        self._namespace_informers: list[Informer] = []
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+
+    def _informers_for(self, kind: WorkloadKind) -> list[Informer]:
+        created = []
+        with self._lock:
+            for namespace in self.namespaces or [None]:
+                key = (kind.resource.path(), namespace)
+                if key not in self._informers:
+                    self._informers[key] = Informer(self.kube, kind.resource, namespace=namespace).start()
+                created.append(self._informers[key])
+        return created
+
+    def start_namespaces(self) -> None:
+        """Namespace labels for namespace selectors: watched cluster-wide,
+        unless the daemon is restricted to a list of namespaces."""
+        if not self.namespaces:
+            self._namespace_informers.append(Informer(self.kube, NAMESPACES).start())
+
+    def wait_synced(self, kinds: Sequence[WorkloadKind], *, timeout_seconds: float) -> bool:
+        informers = [i for kind in kinds for i in self._informers_for(kind)] + self._namespace_informers
+        return all(i.synced.wait(timeout_seconds) for i in informers)
+
+    def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
+        found = []
+        for kind in kinds:
+            for informer in self._informers_for(kind):
+                found.extend(Workload(kind, obj, self.gpu_resources) for obj in informer.items())
+        return found
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        for informer in self._namespace_informers:
+            obj = informer.get("", namespace)
+            if obj is not None:
+                return obj["metadata"].get("labels") or {}
+        if not self.namespaces:
+            return {}
+        # Restricted to a list: no cluster-wide watch (nor the RBAC for one);
+        # GET each listed namespace, at most once a minute.
+        cached = self._labels.get(namespace)
+        if cached is None or time.monotonic() - cached[0] > 60:
+            try:
+                obj = self.kube.get(NAMESPACES, None, namespace)
+                cached = (time.monotonic(), obj["metadata"].get("labels") or {})
+            except KubeError as error:
+                if namespace not in self._labels:  # once per namespace, not every minute
+                    log.warning("namespace labels unreadable: namespace_selector will not match it",
+                                namespace=namespace, error=str(error))
+                cached = (time.monotonic(), {})
+            self._labels[namespace] = cached
+        return cached[1]
+
+    def took(self, result: Result, workload: Workload) -> None:
+        if result.written is None:
+            return
+        for informer in self._informers_for(workload.kind):
+            if informer.namespace in (None, workload.namespace):
+                informer.update(result.written)
+
+    def stop(self, *, timeout_seconds: float = 5) -> None:
+        """Stop every cache at once, then wait for them within one deadline."""
+        informers = [*self._informers.values(), *self._namespace_informers]
+        for informer in informers:
+            informer.request_stop()
+        deadline = time.monotonic() + timeout_seconds
+        for informer in informers:
+            informer.join(deadline - time.monotonic())
