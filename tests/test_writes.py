@@ -189,9 +189,61 @@ def test_scale_up(kind, before, wanted, patch, outcome):
         assert write.gpus == 2 * (wanted - before) and write.event == ("ScaledUp", "Normal")
 
 
-def test_guard_is_the_resource_version_read():
-    patch = writes.guarded({"spec": {"replicas": 0}}, obj(DEPLOYMENT, 3))
-    assert patch == {"spec": {"replicas": 0}, "metadata": {"resourceVersion": "41"}}
+GUARDS = [{"op": "test", "path": "/metadata/annotations/scaler.io~1" + key.split("/")[1], "value": None}
+          for key in sorted(writes.GUARDED_ANNOTATIONS)]
+
+
+def test_pause_as_json_patch_tests_the_count_and_the_record_then_writes_both():
+    current = obj(DEPLOYMENT, 3, {"team": "a"})
+    write = writes.pause(current, by="policy/p", reason="idle", cause="idle-timeout", now=NOW)
+    operations = writes.json_patch(write.patch, current)
+    tests = [op for op in operations if op["op"] == "test"]
+    assert {"op": "test", "path": "/spec/replicas", "value": 3} in tests
+    assert sorted(GUARDS, key=str) == sorted([op for op in tests if op["path"].startswith("/metadata")], key=str)
+    changes = [op for op in operations if op["op"] != "test"]
+    assert {"op": "add", "path": "/spec/replicas", "value": 0} in changes
+    assert {"op": "add", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": "3"} in changes
+    assert operations.index(tests[-1]) < operations.index(changes[0])  # every test before any change
+    assert all("team" not in op["path"] for op in operations)  # other annotations: not guarded, not written
+    assert not any(op["path"].endswith("override-until") and op["op"] == "remove" for op in operations)
+
+
+def test_resume_removes_only_the_annotations_that_are_there():
+    current = obj(DEPLOYMENT, 0, record(3))
+    write = writes.resume(current, by="policy/p", reason="window", fallback_replicas=1)
+    operations = writes.json_patch(write.patch, current)
+    removed = sorted(op["path"] for op in operations if op["op"] == "remove")
+    assert removed == sorted(f"/metadata/annotations/scaler.io~1{key.split('/')[1]}"
+                             for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE))
+    assert {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": "3"} in operations
+    assert {"op": "test", "path": "/spec/replicas", "value": 0} in operations
+
+
+def test_an_object_without_annotations_gets_the_map_whole():
+    current = obj(DEPLOYMENT, 2)
+    del current.obj["metadata"]["annotations"]
+    write = writes.pause(current, by="policy/p", reason="idle", cause="idle-timeout", now=NOW)
+    operations = writes.json_patch(write.patch, current)
+    assert {"op": "test", "path": "/metadata/annotations", "value": None} in operations
+    added = [op for op in operations if op["path"] == "/metadata/annotations" and op["op"] == "add"]
+    assert added[0]["value"] == {LAST_REPLICAS: "2", PAUSED_AT: STAMP, PAUSED_BY: "policy/p", PAUSE_REASON: "idle",
+                                 PAUSE_CAUSE: "idle-timeout"}
+
+
+def test_inferenceservice_guard_is_its_stop_annotation():
+    current = obj(INFERENCESERVICE, 1)
+    write = writes.pause(current, by="policy/p", reason="idle", cause="idle-timeout", now=NOW)
+    operations = writes.json_patch(write.patch, current)
+    assert {"op": "test", "path": "/metadata/annotations/serving.kserve.io~1stop", "value": None} in operations
+    assert {"op": "add", "path": "/metadata/annotations/serving.kserve.io~1stop", "value": "true"} in operations
+
+
+def test_custom_resource_guard_is_its_scale_path():
+    current = obj(VLLM, 2)
+    operations = writes.json_patch(writes.scale_up(current, replicas=4, by="p", reason="q").patch, current)
+    assert operations[0] == {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None}
+    assert {"op": "test", "path": "/spec/size", "value": 2} in operations
+    assert {"op": "add", "path": "/spec/size", "value": 4} in operations
 
 
 def test_event_names_the_object_and_the_reporter():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+#: Every write says who made it: `kubectl get -o yaml --show-managed-fields`
+#: and audit logs tell scaler's writes from a person's or a GitOps controller's.
+FIELD_MANAGER = "scaler"
 
 
 class KubeError(Exception):
@@ -56,7 +61,48 @@ class Unreachable(KubeError):
         return f"API server unreachable on {self.verb} {self.resource}: {self.detail}"
 
 
-_BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 403: Forbidden}
+class Invalid(KubeError):
+    """422: the API server refused the body (a failed JSON-patch `test`
+    guard, or a value it does not accept)."""
+
+    def _message(self) -> str:
+        return f"{self.verb} {self.resource} refused as invalid (422): {self.detail}"
+
+
+class Throttled(KubeError):
+    """429 after every retry the API server's Retry-After asked for."""
+
+    def _message(self) -> str:
+        return f"{self.verb} {self.resource}: still throttled (429) after retrying as asked"
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid,
+                                          429: Throttled}
+
+
+class RateLimit:
+    """Client-side QPS with a burst (a token bucket), as client-go's: a
+    thousand writes at a window edge must not arrive as one wall of requests.
+    `qps` 0 means no limit."""
+
+    def __init__(self, *, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.burst = max(burst, 1)
+        self._tokens = float(self.burst)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if self.qps <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1
+            delay = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if delay > 0:
+            time.sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -98,15 +144,21 @@ class Kube:
     """Raw JSON requests against one API server, counted (benchmarks and the
     daemon's metrics read `requests`)."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, default_namespace: str = "default") -> None:
+    #: 429s retried per request, each after the Retry-After the server sent (capped).
+    THROTTLE_RETRIES = 5
+    MAX_RETRY_AFTER_SECONDS = 10.0
+
+    def __init__(self, api_client: k8s.ApiClient, *, default_namespace: str = "default",
+                 rate_limit: RateLimit | None = None) -> None:
         self.api_client = api_client
         self.default_namespace = default_namespace
+        self.rate_limit = rate_limit or RateLimit(qps=0, burst=1)
         self._lock = threading.Lock()
         self.requests: dict[str, int] = {}
 
     @classmethod
     def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None,
-                         pool_size: int = 32) -> Kube:
+                         pool_size: int = 32, qps: float = 0, burst: int = 1) -> Kube:
         """In-cluster credentials when running in a pod and no kubeconfig is
         named, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         configuration = k8s.Configuration()
@@ -130,12 +182,30 @@ class Kube:
             except (k8s_config.ConfigException, StopIteration):
                 pass
         configuration.connection_pool_maxsize = pool_size
-        return cls(k8s.ApiClient(configuration), default_namespace=namespace)
+        return cls(k8s.ApiClient(configuration), default_namespace=namespace,
+                   rate_limit=RateLimit(qps=qps, burst=burst))
 
     def request(self, verb: str, method: str, path: str, *, resource_text: str,
                 query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str = "application/json", timeout_seconds: float = 30) -> dict:
-        self.count(verb)
+        """One request; a 429 is retried after the server's Retry-After
+        (bounded), every other failure raises a typed KubeError."""
+        for attempt in range(self.THROTTLE_RETRIES + 1):
+            self.rate_limit.wait()
+            self.count(verb)
+            status, data, retry_after = self._send(method, path, verb=verb, resource_text=resource_text,
+                                                   query=query, body=body, content_type=content_type,
+                                                   timeout_seconds=timeout_seconds)
+            if status != 429 or attempt == self.THROTTLE_RETRIES:
+                break
+            time.sleep(min(retry_after, self.MAX_RETRY_AFTER_SECONDS))
+        if not 200 <= status < 300:
+            kind = _BY_STATUS.get(status, KubeError)
+            raise kind(verb=verb, resource=resource_text, status=status, detail=_status_detail(data))
+        return json.loads(data) if data else {}
+
+    def _send(self, method: str, path: str, *, verb: str, resource_text: str, query, body, content_type: str,
+              timeout_seconds: float) -> tuple[int, bytes, float]:
         try:
             method_, url, headers, payload, _ = self.api_client.param_serialize(
                 method=method, resource_path=path,
@@ -150,10 +220,13 @@ class Kube:
             raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error.reason)) from None
         except (OSError, urllib3.exceptions.HTTPError) as error:
             raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error)) from None
-        if not 200 <= response.status < 300:
-            kind = _BY_STATUS.get(response.status, KubeError)
-            raise kind(verb=verb, resource=resource_text, status=response.status, detail=_status_reason(data))
-        return json.loads(data) if data else {}
+        retry_after = 1.0
+        if response.status == 429:
+            try:
+                retry_after = max(float(response.getheader("Retry-After") or 1), 0.0)
+            except ValueError:
+                pass
+        return response.status, data, retry_after
 
     def count(self, verb: str) -> None:
         with self._lock:
@@ -183,20 +256,24 @@ class Kube:
             if not token:
                 return items, page.get("metadata", {}).get("resourceVersion", "")
 
-    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict) -> dict:
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict | list) -> dict:
+        """A merge patch (a dict) or a JSON patch (a list of operations)."""
         return self.request("patch", "PATCH", resource.path(namespace, name),
-                            resource_text=describe(resource, namespace, name),
-                            body=patch, content_type=MERGE_PATCH)
+                            resource_text=describe(resource, namespace, name), query={"fieldManager": FIELD_MANAGER},
+                            body=patch, content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH)
 
     def create(self, resource: Resource, namespace: str | None, body: dict) -> dict:
-        return self.request("create", "POST", resource.path(namespace),
+        return self.request("create", "POST", resource.path(namespace), query={"fieldManager": FIELD_MANAGER},
                             resource_text=describe(resource, namespace), body=body)
 
 
-def _status_reason(data: bytes | None) -> str:
-    """The machine-readable reason of a Status body (NotFound, Conflict, ...)."""
+def _status_detail(data: bytes | None) -> str:
+    """A Status body's reason (NotFound, Invalid, ...) and, for people, its message."""
     try:
         status = json.loads(data or b"{}")
     except ValueError:
         return ""
-    return status.get("reason", "") if isinstance(status, dict) else ""
+    if not isinstance(status, dict):
+        return ""
+    reason, message = status.get("reason") or "", str(status.get("message") or "")[:300]
+    return f"{reason}: {message}" if reason and message else reason or message

@@ -1,9 +1,12 @@
 """Pause and resume with memory: the one place a `writes.Write` is applied.
 
-Each write is one guarded patch; a 409 means someone wrote in between, so the
-object is re-read and the write worked out again from what is there now.
-After the patch lands come its Event and the KEDA hand-over; their failures
-are warnings on the row, never a reason to undo the replica change.
+Each write is one JSON patch whose `test` operations guard what it must not
+overwrite (writes.json_patch). A failed guard (422) or a 409 means someone
+changed the replica count or scaler's record in between: the object is
+re-read and the write worked out again from what is there now. After the
+patch lands come the KEDA hand-over and the Event; their failures are
+warnings, never a reason to undo the replica change. Given an EventSink,
+Events are posted in the background, off the write's critical path.
 """
 
 from __future__ import annotations
@@ -13,15 +16,57 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from scaler.cluster import writes
-from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound
+from scaler.cluster.kube import Conflict, Invalid, Kube, KubeError, NotFound
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import EVENTS, SCALED_OBJECTS, Outcome, Result, Write
 from scaler.decide.decisions import MANUAL
 from scaler.decide.times import utc_now
+
+
+log = structlog.get_logger("scaler")
+
+
+class EventSink:
+    """Posts Events from a few background threads, so a batch of writes never
+    waits for its Events; `flush` waits for the ones still queued (shutdown)."""
+
+    def __init__(self, kube: Kube, *, workers: int = 4) -> None:
+        self.kube = kube
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def post(self, body: dict) -> None:
+        with self._idle:
+            self._pending += 1
+        self._pool.submit(self._post, body)
+
+    def _post(self, body: dict) -> None:
+        try:
+            self.kube.create(EVENTS, body["metadata"]["namespace"], body)
+        except KubeError as error:
+            involved = body["involvedObject"]
+            log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
+                        kind=involved["kind"], event_reason=body["reason"], error=str(error))
+        finally:
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def flush(self, *, timeout_seconds: float) -> int:
+        """Wait until every queued Event is posted; the number still pending."""
+        deadline = time.monotonic() + timeout_seconds
+        with self._idle:
+            while self._pending and (left := deadline - time.monotonic()) > 0:
+                self._idle.wait(left)
+            return self._pending
 
 
 @dataclass(frozen=True)
@@ -41,9 +86,10 @@ class Pauser:
     """Pause and resume single workloads; safe to share between threads."""
 
     def __init__(self, kube: Kube, *, retry: Retry = Retry(), component: str = "scaler",
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, events: EventSink | None = None) -> None:
         self.kube = kube
         self.retry = retry
+        self.events = events
         self.component = component
         self.instance = socket.gethostname()
         self.clock = clock
@@ -76,8 +122,8 @@ class Pauser:
 
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool) -> Result:
         """Work out the write from the object as last read, send it guarded,
-        and on a 409 re-read and work it out again (bounded)."""
-        current = workload
+        and when a guard fails re-read and work it out again (bounded)."""
+        current, refused = workload, None  # refused: (the operations, the 422 they got)
         for attempt in range(self.retry.attempts):
             write = write_for(current)
             result = Result.of(current, write)
@@ -86,10 +132,15 @@ class Pauser:
             if dry_run:
                 result.outcome = Outcome.WOULD_CHANGE
                 return result
+            operations = writes.json_patch(write.patch, current)
+            if refused is not None and refused[0] == operations:
+                # Re-read, nothing we test has changed, and it was refused: not a
+                # race but a value the API server does not accept.
+                raise refused[1]
             try:
-                written = self.kube.patch(current.kind.resource, current.namespace, current.name,
-                                          writes.guarded(write.patch, current))
-            except Conflict:
+                written = self.kube.patch(current.kind.resource, current.namespace, current.name, operations)
+            except (Conflict, Invalid) as error:
+                refused = (operations, error) if isinstance(error, Invalid) else None
                 self.retry.sleep(attempt)
                 current = self.read(current)
                 continue
@@ -109,6 +160,9 @@ class Pauser:
             result.warnings.append(f"KEDA ScaledObject not updated: {error}")
         if write.event:
             reason, kind = write.event
+            if self.events is not None:
+                self.events.post(self._event_body(workload, reason=reason, message=write.message, type_=kind))
+                return
             try:
                 self.event(workload, reason=reason, message=write.message, type_=kind)
             except KubeError as error:
@@ -130,7 +184,10 @@ class Pauser:
                 cached = self._keda_cache[workload.namespace] = (now, items)
         return writes.scaled_objects_for(workload, cached[1])
 
+    def _event_body(self, workload: Workload, *, reason: str, message: str, type_: str) -> dict:
+        return writes.event(workload, reason=reason, message=message, type_=type_, now=self.clock(),
+                            component=self.component, instance=self.instance)
+
     def event(self, workload: Workload, *, reason: str, message: str, type_: str = "Normal") -> None:
-        self.kube.create(EVENTS, workload.namespace, writes.event(
-            workload, reason=reason, message=message, type_=type_, now=self.clock(), component=self.component,
-            instance=self.instance))
+        self.kube.create(EVENTS, workload.namespace,
+                         self._event_body(workload, reason=reason, message=message, type_=type_))

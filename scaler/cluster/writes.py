@@ -197,9 +197,67 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write
                  event=("ScaledUp", "Normal"))
 
 
-def guarded(patch: dict, current: Workload) -> dict:
-    """The patch, refused by the API server (409) if the object changed since it was read."""
-    return merge(patch, {"metadata": {"resourceVersion": current.resource_version}})
+#: scaler's own annotations: every write tests them as read, so two writers
+#: (two daemons, the daemon and a person's `scaler resume`) never overwrite
+#: each other's record.
+GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL)
+
+
+def _pointer(path: tuple[str, ...]) -> str:
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def _dig(obj, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _leaves(patch: dict, path: tuple[str, ...] = ()):
+    for key, value in patch.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def json_patch(patch: dict, current: Workload) -> list[dict]:
+    """The merge patch `patch` as JSON-patch operations, after `test`s that
+    the fields it writes and scaler's annotations still hold what was read.
+
+    A concurrent change to the replica count or to scaler's record fails a
+    test (422: re-read and work the write out again); a change to anything
+    else (another annotation, a label, the image) does not, so unrelated
+    writers cause no conflict. A missing field is tested as null. An object
+    with no annotations at all is the one exception: the whole map is tested
+    absent and added, so anyone's first annotation on it in between costs one
+    re-read."""
+    obj = current.obj
+    annotations = _dig(obj, ("metadata", "annotations"))
+    guarded = {path for path, _ in _leaves(patch)}
+    if isinstance(annotations, dict):
+        guarded |= {("metadata", "annotations", key) for key in GUARDED_ANNOTATIONS}
+    else:
+        # No annotations at all: the map itself must still be absent, and is added whole.
+        guarded = {path for path in guarded if path[:2] != ("metadata", "annotations")}
+        guarded.add(("metadata", "annotations"))
+    tests = [{"op": "test", "path": _pointer(path), "value": _dig(obj, path)} for path in sorted(guarded)]
+    ops = []
+    new_annotations = {}
+    for path, value in _leaves(patch):
+        if path[:2] == ("metadata", "annotations") and not isinstance(annotations, dict):
+            if value is not None:
+                new_annotations[path[2]] = value
+        elif value is None:
+            if _dig(obj, path) is not None:
+                ops.append({"op": "remove", "path": _pointer(path)})
+        else:
+            ops.append({"op": "add", "path": _pointer(path), "value": value})
+    if new_annotations:
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": new_annotations})
+    return tests + ops
 
 
 def event(workload: Workload, *, reason: str, message: str, type_: str, now: datetime, component: str,
