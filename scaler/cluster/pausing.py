@@ -29,7 +29,6 @@ from scaler.cluster.writes import EVENTS, SCALED_OBJECTS, Outcome, Result, Write
 from scaler.decide.decisions import MANUAL
 from scaler.decide.times import utc_now
 
-
 log = structlog.get_logger("scaler")
 
 

@@ -1,15 +1,22 @@
 """`scaler run`: the long-running daemon.
 
 Jobs on one APScheduler (each with max_instances=1, coalesce and a real
-misfire grace):
-- reconcile: every evaluation interval, everything, level-triggered;
-- edge: one date job at the next window edge of any policy, so a window
-  opening or closing acts within about a second of it (the next regular
-  reconcile would heal a missed edge anyway);
+misfire grace), each independent of the others (no job waits for another):
+- reconcile: every evaluation interval, everything, level-triggered: first
+  what the schedules decide alone (written at once), then everything with
+  the signals, fetched under one deadline;
+- edge: one date job at the next window edge of any policy, schedules only,
+  no query at all, so a window opening or closing acts within about a second
+  of it even with Prometheus hung (the next reconcile would heal a missed
+  edge anyway);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
 - reload: re-reads the policy files when they change; a bad set is reported
   and the last good one stays in force.
+
+Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish,
+queued Events are posted, and only then is the Lease released, so a standby
+never acts on a workload this replica is still writing.
 """
 
 from __future__ import annotations
@@ -19,17 +26,23 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import structlog
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scaler.cluster.kube import KubeError
-from scaler.cluster.pausing import Pauser
+from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.views import WatchingView
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
 from scaler.decide.times import utc_now
@@ -74,14 +87,18 @@ class Daemon:
             lease_duration_seconds=settings.lease_duration_seconds,
             renew_deadline_seconds=settings.lease_renew_deadline_seconds,
             retry_period_seconds=settings.lease_retry_period_seconds, on_change=self._leadership_changed)
+        self.stopping = threading.Event()
+        self.events = EventSink(self.kube)
         self.reconciler = Reconciler(
-            prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube),
+            prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube, events=self.events),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
-            may_act=self.leadership.is_leading)
+            may_act=lambda: not self.stopping.is_set() and self.leadership.is_leading(),
+            concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
-        self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-        self.stopping = threading.Event()
+        self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self._running = 0  # jobs running now: shutdown waits for them
+        self._running_changed = threading.Condition()
         self._fingerprint = _fingerprint(settings.policies)
         self.server = None
         self._published: set[str] = set()
@@ -104,25 +121,37 @@ class Daemon:
         self.health.api_reachable = synced  # a reconcile that succeeds sets it too
         self.leadership.start()
         self.scheduler.start()
-        self.scheduler.add_job(self._reconcile, IntervalTrigger(seconds=s.evaluation_interval_seconds),
+        self.scheduler.add_job(self._job(self._reconcile), IntervalTrigger(seconds=s.evaluation_interval_seconds),
                                id="reconcile", next_run_time=datetime.now(timezone.utc))
-        self.scheduler.add_job(self._wake, IntervalTrigger(seconds=s.wake_check_interval_seconds), id="wake")
-        self.scheduler.add_job(self._reload, IntervalTrigger(seconds=s.policy_reload_interval_seconds), id="reload")
+        self.scheduler.add_job(self._job(self._wake), IntervalTrigger(seconds=s.wake_check_interval_seconds),
+                               id="wake")
+        self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
+                               id="reload")
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         self.stopping.wait()
         return self.shutdown()
 
     def shutdown(self, *, deadline_seconds: float = 25) -> int:
-        log.info("stopping: finishing the write in flight, then releasing the lease")
+        log.info("stopping: finishing the writes in flight, then releasing the lease")
         # A pod has 30 s between SIGTERM and SIGKILL. If a request hangs past
         # our deadline, say what was still running and exit non-zero ourselves.
         watchdog = threading.Timer(deadline_seconds, self._forced_exit)
         watchdog.daemon = True
         watchdog.start()
-        self.leadership.release()  # no new writes from here on
-        self.scheduler.shutdown(wait=True)  # waits for the running job to return
-        self.view.stop()
+        deadline = time.monotonic() + deadline_seconds - 2
+        self.stopping.set()  # may_act says no from here: no new write starts
+        # Not wait=True: APScheduler would hold its job-store lock while a
+        # running job schedules the next edge, which needs it (a deadlock).
+        self.scheduler.shutdown(wait=False)
+        with self._running_changed:
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._running_changed.wait(left)
+        unsent = self.events.flush(timeout_seconds=max(deadline - time.monotonic(), 0.1))
+        if unsent:
+            log.warning("events not posted before shutdown", events=unsent)
+        self.leadership.release()  # only now: a standby must not act on what we were writing
+        self.view.stop(timeout_seconds=max(min(deadline - time.monotonic(), 5), 0.1))
         if self.server is not None:
             self.server.shutdown()
         watchdog.cancel()
@@ -134,17 +163,35 @@ class Daemon:
         log.error("shutdown did not finish in time; exiting", threads=running)
         os._exit(1)
 
+    def _job(self, job: Callable[[], None]) -> Callable[[], None]:
+        """`job`, counted while it runs, so shutdown can wait for it."""
+        def run() -> None:
+            with self._running_changed:
+                if self.stopping.is_set():
+                    return
+                self._running += 1
+            try:
+                job()
+            finally:
+                with self._running_changed:
+                    self._running -= 1
+                    self._running_changed.notify_all()
+        return run
+
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading and self.scheduler.running:
             # A new leader acts now, not at the next interval.
             self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
 
-    def _job_event(self, event: JobExecutionEvent) -> None:
+    def _job_event(self, event: JobEvent) -> None:
         job = event.job_id if event.job_id in ("reconcile", "wake", "reload") else "edge"
         if event.code == EVENT_JOB_MISSED:
-            self.metrics.missed_runs.labels(job).inc()
-            log.warning("scheduled run missed", job=job)
+            self.metrics.missed_runs.labels(job, "late").inc()
+            log.warning("scheduled run missed", task=job, why="started too late")
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.metrics.missed_runs.labels(job, "busy").inc()
+            log.warning("scheduled run skipped", task=job, why="the previous run is still going")
         else:
             self.metrics.job_errors.labels(job).inc()
             log.error("scheduled job failed", job=job, error=repr(event.exception))
@@ -155,16 +202,16 @@ class Daemon:
         started = time.monotonic()
         now = utc_now()
         policies = self.policies
-        with self.reconciler.lock:
-            try:
-                evaluations = self.reconciler.evaluate(policies, now=now)
-                self.reconciler.act(evaluations, now=now)
-            except KubeError as error:
-                self.health.api_reachable = False
-                log.error("reconcile failed", error=str(error))
-                return
-            finally:
-                self.metrics.reconcile_seconds.labels("full").observe(time.monotonic() - started)
+        try:
+            self._act_on_schedules(policies, now)
+            evaluations = self.reconciler.evaluate(policies, now=now)
+            self.reconciler.act(evaluations, now=now)
+        except KubeError as error:
+            self.health.api_reachable = False
+            log.error("reconcile failed", error=str(error))
+            return
+        finally:
+            self.metrics.reconcile_seconds.labels("full").observe(time.monotonic() - started)
         self.health.api_reachable = True
         self.health.reconciled = True
         self.metrics.last_success.set(time.time())
@@ -174,23 +221,37 @@ class Daemon:
         self.metrics.gpus_paused.set(gpus)
         self._schedule_edge(now)
 
+    def _act_on_schedules(self, policies: PolicySet, now: datetime) -> None:
+        """What the windows decide alone, written before any signal is asked for."""
+        self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now)
+
+    def _edge(self) -> None:
+        started = time.monotonic()
+        now = utc_now()
+        try:
+            self._act_on_schedules(self.policies, now)
+        except KubeError as error:
+            log.error("window edge failed; the next reconcile retries", error=str(error))
+        finally:
+            self.metrics.reconcile_seconds.labels("edge").observe(time.monotonic() - started)
+        self._schedule_edge(now)
+
     def _wake(self) -> None:
         started = time.monotonic()
         now = utc_now()
-        with self.reconciler.lock:
-            evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
-            self.reconciler.act(evaluations, now=now)
+        evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
+        self.reconciler.act(evaluations, now=now)
         self.metrics.reconcile_seconds.labels("wake").observe(time.monotonic() - started)
 
     def _schedule_edge(self, now: datetime) -> None:
         edges = [edge for policy in self.policies if policy.schedule is not None
                  if (edge := next_edge(policy.schedule.compiled, now)) is not None]
-        if not edges:
+        if not edges or self.stopping.is_set():
             return
         # A hair after the edge, so the window's state has flipped when we look.
         when = min(edges) + timedelta(milliseconds=50)
-        self.scheduler.add_job(self._reconcile, DateTrigger(run_date=when), id="edge", replace_existing=True,
-                               misfire_grace_time=None)
+        self.scheduler.add_job(self._job(self._edge), DateTrigger(run_date=when), id="edge",
+                               replace_existing=True, misfire_grace_time=None)
 
     def _reload(self) -> None:
         fingerprint = _fingerprint(self.settings.policies)

@@ -59,16 +59,18 @@ class Metrics:
                                      "Policy reloads rejected (the last good set stays in force).", registry=r)
         self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["task"],
                                   registry=r)
-        self.missed_runs = Counter("scaler_scheduler_missed_runs_total", "Scheduled runs missed or coalesced.",
-                                   ["task"], registry=r)
+        self.missed_runs = Counter("scaler_scheduler_missed_runs_total",
+                                   "Scheduled runs that did not run: started too late, or skipped because "
+                                   "the previous run was still going.", ["task", "why"], registry=r)
         for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)
-        for kind in ("full", "wake"):
+        for kind in ("full", "edge", "wake"):
             self.reconcile_seconds.labels(kind)
         for job in ("reconcile", "wake", "edge", "reload"):
             self.job_errors.labels(job)
-            self.missed_runs.labels(job)
+            for why in ("late", "busy"):
+                self.missed_runs.labels(job, why)
 
     def count_requests(self, requests: Callable[[], dict[str, int]]) -> None:
         """Export the Kubernetes client's request counts at scrape time."""
@@ -160,22 +162,37 @@ class _LibraryFailures(logging.Handler):
             structlog.get_logger(record.name).warning("leader election: " + message[:500])
 
 
+#: Libraries whose INFO lines are noise in the daemon's log; their warnings stay.
+_QUIET_LIBRARIES = ("apscheduler", "kubernetes", "urllib3", "requests")
+
+
 def configure_logging(*, log_format: str = "auto", level: str = "info") -> None:
-    """structlog: JSON lines when not on a terminal (or asked), readable otherwise."""
+    """One stream, one line per record: structlog and every library's stdlib
+    logging (APScheduler, the kubernetes client, urllib3, Python warnings)
+    go through one handler, so lines never interleave and all are JSON when
+    not on a terminal (or asked)."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)
     election = logging.getLogger("leaderelection")
     election.setLevel(logging.INFO)
     election.propagate = False

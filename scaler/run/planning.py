@@ -22,6 +22,7 @@ def plan(settings: PlanSettings, *, now: datetime | None = None) -> tuple[list[E
     prometheus = settings.prometheus()
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
     reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
-                            excluded_namespaces=settings.all_excluded_namespaces, dry_run=True)
+                            excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
+                            signal_deadline_seconds=settings.signal_deadline_seconds)
     evaluations = reconciler.evaluate(policies, now=now or utc_now())
     return evaluations, sorted(set(reconciler.signal_errors))

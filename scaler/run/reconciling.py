@@ -1,16 +1,18 @@
-"""One evaluation of every policy against the cluster and Prometheus, and the
-writes it calls for. Shared by the daemon (`scaler run`) and `scaler plan`.
+"""Acting on an evaluation: the writes it calls for, applied concurrently.
 
-Level-triggered: each evaluation derives the desired state afresh from the
-policies, the workloads as they are, and the signals as they are, so a missed
-tick or a restart heals on the next one.
+A bounded number of writes is in flight at once (the `concurrency` setting),
+across every pass that runs (the full reconcile, a window edge, a wake
+check); a workload another pass is writing is left to it. `may_act` is asked
+before every write, so a lost lease or a shutdown stops new writes at once
+while the ones in flight finish. Each write logs its intent before the
+PATCH and its outcome after, so even a kill between the two leaves a trace.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import structlog
@@ -18,216 +20,82 @@ import structlog
 from scaler.cluster.kube import Conflict, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ClusterView
-from scaler.cluster.workloads import (
-    Workload,
-    WorkloadKind,
-    resolve_kind,
-)
 from scaler.cluster.writes import Outcome, Result
-from scaler.decide.annotations import PAUSE_CAUSE
-from scaler.decide.decisions import (
-    POLICY_PAUSE_PREFIX,
-    Action,
-    Code,
-    Decision,
-    Signals,
-    WorkloadState,
-    is_excluded,
-    select_policy,
-)
+from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
-from scaler.decide.policies import Policy
-from scaler.decide.precedence import decide
-from scaler.decide.times import parse_time
 from scaler.decide.windows import next_edge
+from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import idle_query, queue_query
-from scaler.signals.results import Vector
 
 log = structlog.get_logger("scaler")
 
-
-def kinds_of(policies: Iterable[Policy]) -> list[WorkloadKind]:
-    """Each kind the policies target, once, however each policy spelled it."""
-    kinds: dict[str, WorkloadKind] = {}
-    for policy in policies:
-        for name in policy.targets.kinds:
-            kind = resolve_kind(name)
-            kinds.setdefault(kind.key, kind)
-    return list(kinds.values())
+_LABELS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
+           Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
 
 
-@dataclass
-class Evaluation:
-    """One workload's decision in one evaluation."""
-
-    workload: Workload
-    state: WorkloadState
-    policy: Policy | None
-    decision: Decision
-
-    @property
-    def gpus(self) -> int:
-        """GPUs the decision frees (pause) or claims (resume, scale-up)."""
-        before, after = self.workload.replicas, self.decision.replicas
-        return self.workload.gpus_per_replica() * abs(after - before) if self.decision.changes else 0
-
-    def as_dict(self) -> dict:
-        d = self.decision
-        return {"kind": self.workload.kind.name, "namespace": self.workload.namespace,
-                "name": self.workload.name, "policy": d.policy, "action": d.action.value,
-                "reasonCode": str(d.reason_code), "reason": d.reason,
-                "replicas": self.workload.replicas, "desired": d.replicas, "gpus": self.gpus}
-
-
-class Reconciler:
-    """Evaluate, then act on what changed. `may_act` is asked before every
-    write (leadership can be lost half-way through a batch)."""
+class Reconciler(Evaluator):
+    """Evaluate, then act on what changed."""
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
-                 may_act: Callable[[], bool] = lambda: True) -> None:
-        self.prometheus = prometheus
-        self.view = view
+                 may_act: Callable[[], bool] = lambda: True, concurrency: int = 16,
+                 signal_deadline_seconds: float | None = None) -> None:
+        super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
+                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds)
         self.pauser = pauser
-        self.excluded_namespaces = frozenset(excluded_namespaces)
         self.dry_run = dry_run
-        self.metrics = metrics
         self.may_act = may_act
-        self.lock = threading.Lock()  # one evaluate+act at a time (full tick, edge, wake check)
-        self._scaled_up_at: dict[tuple[str, str, str], datetime] = {}
-        self._ready_seen: dict[tuple[str, str, str], datetime] = {}
+        self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
+        self._in_flight: set[tuple[str, str, str]] = set()
+        self._in_flight_lock = threading.Lock()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
-        #: Query errors of the last evaluation (for `scaler plan` to show).
-        self.signal_errors: list[str] = []
-
-    # Reading the world
-
-    def state_of(self, workload: Workload, now: datetime) -> WorkloadState:
-        key = workload.key
-        record = workload.record
-        ready_since = None
-        for condition in (workload.obj.get("status") or {}).get("conditions") or []:
-            if condition.get("type") in ("Available", "Ready") and condition.get("status") == "True":
-                ready_since = parse_time(condition.get("lastTransitionTime"))
-        if workload.ready_replicas > 0:
-            self._ready_seen.setdefault(key, now)
-            seen = self._ready_seen[key]
-            ready_since = max(ready_since, seen) if ready_since else seen
-        else:
-            self._ready_seen.pop(key, None)
-        return WorkloadState(
-            kind=workload.kind.key, namespace=workload.namespace, name=workload.name,
-            labels=workload.labels, annotations=workload.annotations, replicas=workload.replicas,
-            last_replicas=record.last_replicas if record else None,
-            paused_by=record.paused_by if record else None, manual_pause=workload.manual_pause,
-            ready_since=ready_since, last_scaled_up_at=self._scaled_up_at.get(key),
-            pause_cause=workload.annotations.get(PAUSE_CAUSE))
-
-    def _signals(self, policy: Policy, *, wake_only: bool) -> tuple[Vector | None, Vector | None]:
-        idle = queue = None
-        if policy.idle is not None and not wake_only:
-            idle = self._query(policy, "idle", idle_query(
-                policy.idle.query, duration_seconds=policy.idle.duration_seconds,
-                namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label))
-        if policy.wake is not None:
-            queue = self._query(policy, "queue", queue_query(
-                policy.wake.query, namespace_label=policy.wake.namespace_label,
-                workload_label=policy.wake.workload_label))
-        return idle, queue
-
-    def _query(self, policy: Policy, signal: str, query) -> Vector:
-        vector = self.prometheus.vector(query)
-        if self.metrics:
-            self.metrics.queries.labels(policy.name, signal).inc()
-        if vector.error is not None:
-            self.signal_errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
-            if self.metrics:
-                self.metrics.query_errors.labels(policy.name, signal).inc()
-            log.warning("signal unknown: query failed", policy=policy.name, signal=signal, error=vector.error,
-                        query=query.promql)
-        elif vector.unusable or vector.unmatched:
-            log.warning("signal series unusable", policy=policy.name, signal=signal, query=query.promql,
-                        not_a_number=vector.unusable, without_workload_labels=vector.unmatched)
-        return vector
-
-    # Evaluating
-
-    def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False) -> list[Evaluation]:
-        """Decide for every workload a policy targets. `wake_only` is the fast
-        path: only paused workloads of policies with a wake signal."""
-        self.signal_errors = []
-        candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
-        if not candidates:
-            return []
-        matched: list[tuple[Workload, WorkloadState, Policy]] = []
-        conflicts: list[Evaluation] = []
-        for workload in self.view.workloads(kinds_of(candidates)):
-            if wake_only and workload.replicas != 0:
-                continue
-            state = self.state_of(workload, now)
-            if is_excluded(state, excluded_namespaces=self.excluded_namespaces):
-                continue
-            chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
-            if chosen is None:
-                continue
-            if not isinstance(chosen, Policy):
-                conflicts.append(Evaluation(workload, state, None,
-                                            decide(policy=chosen, workload=state, signals=Signals(), now=now)))
-                continue
-            if wake_only and chosen.wake is None:
-                continue
-            matched.append((workload, state, chosen))
-        # One query per policy signal, only for policies that matched something.
-        signals: dict[str, tuple[Vector | None, Vector | None]] = {}
-        for _, _, policy in matched:
-            if policy.name not in signals:
-                signals[policy.name] = self._signals(policy, wake_only=wake_only)
-        evaluations = conflicts
-        unknown: dict[tuple[str, str], int] = {}
-        for workload, state, policy in matched:
-            idle_vector, queue_vector = signals[policy.name]
-            key = (workload.namespace, workload.name)
-            idle = idle_vector.get(key) if idle_vector is not None else None
-            queue = queue_vector.get(key) if queue_vector is not None else None
-            # At zero a workload's pods, and so its idle series, are gone: that is
-            # not an unknown signal (decide() ignores it too), or every paused
-            # workload would keep the metrics-unknown alert firing.
-            if idle_vector is not None and idle is None and workload.replicas > 0:
-                unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
-            if queue_vector is not None and queue is None:
-                unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            decision = decide(policy=policy, workload=state, signals=Signals(idle=idle, queue=queue), now=now)
-            evaluations.append(Evaluation(workload, state, policy, decision))
-        if self.metrics and not wake_only:
-            for policy in policies:
-                for signal in ("idle", "queue"):
-                    self.metrics.unknown.labels(policy.name, signal).set(unknown.get((policy.name, signal), 0))
-        return evaluations
-
-    # Acting
 
     def act(self, evaluations: Sequence[Evaluation], *, now: datetime) -> list[Result]:
-        results = []
+        """Count and log every decision; write the changes, concurrently."""
+        todo = []
         for evaluation in evaluations:
-            decision = evaluation.decision
             self._account(evaluation)
-            if decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None:
-                if self.dry_run or self.may_act():
-                    results.append(self._clear_override(evaluation, now=now))
-                continue
-            if not decision.changes:
-                continue
-            if not self.dry_run and not self.may_act():
-                log.info("not acting: not the leader", workload=evaluation.workload.ref)
-                break
-            result = self._apply(evaluation, now=now)
-            results.append(result)
-        return results
+            if evaluation.decision.changes or self._override_to_clear(evaluation):
+                todo.append(evaluation)
+        if not todo:
+            return []
+        refused = threading.Event()
+        results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
+        done = [result for result in results if result is not None]
+        if refused.is_set():
+            log.info("not acting: not the leader, or stopping", left=len(todo) - len(done))
+        return done
+
+    @staticmethod
+    def _override_to_clear(evaluation: Evaluation) -> bool:
+        return evaluation.decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None
+
+    def _write(self, evaluation: Evaluation, *, now: datetime, refused: threading.Event) -> Result | None:
+        if not self.dry_run and not self.may_act():
+            refused.set()
+            return None
+        key = evaluation.workload.key
+        with self._in_flight_lock:
+            if key in self._in_flight:
+                return None  # another pass is writing it; the next evaluation sees the outcome
+            self._in_flight.add(key)
+        try:
+            if self._override_to_clear(evaluation):
+                return self._clear_override(evaluation, now=now)
+            return self._apply(evaluation, now=now)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(key)
 
     def _apply(self, evaluation: Evaluation, *, now: datetime) -> Result:
         workload, decision = evaluation.workload, evaluation.decision
         by = POLICY_PAUSE_PREFIX + str(decision.policy)
+        fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
+                      policy=decision.policy, action=decision.action.value, reason=decision.reason,
+                      reason_code=str(decision.reason_code), replicas_before=workload.replicas,
+                      replicas_after=decision.replicas, gpus=evaluation.gpus, dry_run=self.dry_run)
+        if not self.dry_run:
+            log.info("writing", **fields)
         try:
             if decision.action is Action.PAUSE:
                 result = self.pauser.pause(workload, by=by, reason=decision.reason,
@@ -248,18 +116,13 @@ class Reconciler:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
             label = "conflict" if isinstance(error, Conflict) else "failed"
         else:
-            label = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
-                     Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}[result.outcome]
+            label = _LABELS[result.outcome]
         self.view.took(result, workload)
         if result.outcome is Outcome.CHANGED and decision.action in (Action.RESUME, Action.SCALE_UP):
             self._scaled_up_at[workload.key] = now
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
-        fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
-                      policy=decision.policy, action=decision.action.value, reason=decision.reason,
-                      reason_code=str(decision.reason_code), replicas_before=workload.replicas,
-                      replicas_after=decision.replicas, gpus=evaluation.gpus, dry_run=self.dry_run,
-                      result=result.outcome.value)
+        fields["result"] = result.outcome.value
         if result.outcome is Outcome.FAILED:
             log.error("decision", error=result.reason, **fields)
         else:

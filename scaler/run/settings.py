@@ -57,6 +57,8 @@ class ClusterSettings(_Concern):
     gpu_resources: CommaList = Field(default_factory=lambda: list(DEFAULT_GPU_RESOURCES),
                                      description="extended resources counted as GPUs")
     concurrency: int = Field(16, ge=1, le=256, description="writes in flight at once")
+    api_qps: float = Field(500, ge=0, description="API requests per second, sustained (0: no client-side limit)")
+    api_burst: int = Field(1000, ge=1, description="API requests allowed at once above api_qps")
 
     @property
     def all_excluded_namespaces(self) -> set[str]:
@@ -68,7 +70,7 @@ class ClusterSettings(_Concern):
         )
 
         return Kube.from_environment(kubeconfig=self.kubeconfig, context=self.context,
-                                     pool_size=self.concurrency + 8)
+                                     pool_size=self.concurrency + 8, qps=self.api_qps, burst=self.api_burst)
 
 
 class PrometheusSettings(_Concern):
@@ -80,6 +82,9 @@ class PrometheusSettings(_Concern):
     prometheus_password_file: Path | None = Field(None, description="file with the basic auth password")
     prometheus_ca_file: Path | None = Field(None, description="CA bundle for a TLS Prometheus")
     prometheus_timeout_seconds: float = Field(10, gt=0, description="per query")
+    signal_deadline_seconds: float | None = Field(
+        None, gt=0, description="how long one evaluation waits for all its queries; a later answer is unknown "
+                                "for that evaluation (default: the query timeout)")
 
     @field_validator("prometheus_url")
     @classmethod

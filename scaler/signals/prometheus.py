@@ -6,6 +6,7 @@ decision layer holds."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import requests
@@ -38,6 +39,7 @@ class Prometheus:
         self.url = url
         self.timeout_seconds = timeout_seconds
         self.queries = 0
+        self._count = threading.Lock()  # evaluations query from several threads
 
     def _headers(self) -> dict[str, str] | None:
         # Re-read on every query: projected service-account tokens rotate.
@@ -48,7 +50,8 @@ class Prometheus:
     def vector(self, query: SignalQuery) -> Vector:
         from prometheus_api_client import PrometheusApiClientException
 
-        self.queries += 1
+        with self._count:
+            self.queries += 1
         self.client.headers = self._headers()
         try:
             result = self.client.custom_query(query.promql)

@@ -1,0 +1,233 @@
+"""One evaluation of every policy against the cluster and Prometheus: a
+decision per managed workload. Shared by the daemon and `scaler plan`.
+
+Level-triggered: each evaluation derives the desired state afresh from the
+policies, the workloads as they are, and the signals as they are, so a missed
+tick or a restart heals on the next one.
+
+Signals are fetched concurrently, one query per policy signal, under one
+deadline per evaluation: a late answer is unknown for that evaluation (and
+unknown never scales down). A schedule evaluation fetches none at all, so a
+window edge never waits for Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from scaler.cluster.views import ClusterView
+from scaler.cluster.workloads import (
+    Workload,
+    WorkloadKind,
+    resolve_kind,
+)
+from scaler.decide.annotations import PAUSE_CAUSE
+from scaler.decide.decisions import (
+    Code,
+    Decision,
+    Signals,
+    WorkloadState,
+    is_excluded,
+    select_policy,
+)
+from scaler.decide.loading import PolicySet
+from scaler.decide.policies import Policy
+from scaler.decide.precedence import decide
+from scaler.decide.times import parse_time
+from scaler.signals.prometheus import Prometheus
+from scaler.signals.queries import SignalQuery, idle_query, queue_query
+from scaler.signals.results import Vector
+
+log = structlog.get_logger("scaler")
+
+
+def kinds_of(policies: Iterable[Policy]) -> list[WorkloadKind]:
+    """Each kind the policies target, once, however each policy spelled it."""
+    kinds: dict[str, WorkloadKind] = {}
+    for policy in policies:
+        for name in policy.targets.kinds:
+            kind = resolve_kind(name)
+            kinds.setdefault(kind.key, kind)
+    return list(kinds.values())
+
+
+@dataclass
+class Evaluation:
+    """One workload's decision in one evaluation."""
+
+    workload: Workload
+    state: WorkloadState
+    policy: Policy | None
+    decision: Decision
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the decision frees (pause) or claims (resume, scale-up)."""
+        before, after = self.workload.replicas, self.decision.replicas
+        return self.workload.gpus_per_replica() * abs(after - before) if self.decision.changes else 0
+
+    def as_dict(self) -> dict:
+        d = self.decision
+        return {"kind": self.workload.kind.name, "namespace": self.workload.namespace,
+                "name": self.workload.name, "policy": d.policy, "action": d.action.value,
+                "reasonCode": str(d.reason_code), "reason": d.reason,
+                "replicas": self.workload.replicas, "desired": d.replicas, "gpus": self.gpus}
+
+
+#: The rows a schedule decides without any signal: acted on at once, before
+#: (and whether or not) Prometheus answers.
+SCHEDULE_CODES = frozenset({Code.KEEP_DOWN_WINDOW, Code.KEEP_UP_WINDOW, Code.WINDOW_ENDED})
+
+Matched = tuple[Workload, WorkloadState, Policy]
+
+
+class Evaluator:
+    """Decides for every workload the policies target."""
+
+    def __init__(self, *, prometheus: Prometheus, view: ClusterView, excluded_namespaces: Iterable[str],
+                 metrics=None, signal_deadline_seconds: float | None = None, query_workers: int = 8) -> None:
+        self.prometheus = prometheus
+        self.view = view
+        self.excluded_namespaces = frozenset(excluded_namespaces)
+        self.metrics = metrics
+        self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
+        self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
+        self._scaled_up_at: dict[tuple[str, str, str], datetime] = {}
+        self._ready_seen: dict[tuple[str, str, str], datetime] = {}
+        #: Query errors of the last evaluation (for `scaler plan` to show).
+        self.signal_errors: list[str] = []
+
+    # Reading the world
+
+    def state_of(self, workload: Workload, now: datetime) -> WorkloadState:
+        key = workload.key
+        record = workload.record
+        ready_since = None
+        for condition in (workload.obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") in ("Available", "Ready") and condition.get("status") == "True":
+                ready_since = parse_time(condition.get("lastTransitionTime"))
+        if workload.ready_replicas > 0:
+            self._ready_seen.setdefault(key, now)
+            seen = self._ready_seen[key]
+            ready_since = max(ready_since, seen) if ready_since else seen
+        else:
+            self._ready_seen.pop(key, None)
+        return WorkloadState(
+            kind=workload.kind.key, namespace=workload.namespace, name=workload.name,
+            labels=workload.labels, annotations=workload.annotations, replicas=workload.replicas,
+            last_replicas=record.last_replicas if record else None,
+            paused_by=record.paused_by if record else None, manual_pause=workload.manual_pause,
+            ready_since=ready_since, last_scaled_up_at=self._scaled_up_at.get(key),
+            pause_cause=workload.annotations.get(PAUSE_CAUSE))
+
+    def _match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime,
+               wake_only: bool) -> tuple[list[Matched], list[Evaluation]]:
+        """(workload, state, policy) for each managed workload, and the conflicts."""
+        matched: list[Matched] = []
+        conflicts: list[Evaluation] = []
+        for workload in self.view.workloads(kinds_of(candidates)):
+            if wake_only and workload.replicas != 0:
+                continue
+            state = self.state_of(workload, now)
+            if is_excluded(state, excluded_namespaces=self.excluded_namespaces):
+                continue
+            chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
+            if chosen is None:
+                continue
+            if not isinstance(chosen, Policy):
+                conflicts.append(Evaluation(workload, state, None,
+                                            decide(policy=chosen, workload=state, signals=Signals(), now=now)))
+            elif not wake_only or chosen.wake is not None:
+                matched.append((workload, state, chosen))
+        return matched, conflicts
+
+    # Signals
+
+    def _queries_of(self, policy: Policy, *, wake_only: bool) -> list[tuple[str, SignalQuery]]:
+        queries = []
+        if policy.idle is not None and not wake_only:
+            queries.append(("idle", idle_query(
+                policy.idle.query, duration_seconds=policy.idle.duration_seconds,
+                namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)))
+        if policy.wake is not None:
+            queries.append(("queue", queue_query(
+                policy.wake.query, namespace_label=policy.wake.namespace_label,
+                workload_label=policy.wake.workload_label)))
+        return queries
+
+    def _fetch(self, policies: list[Policy], *, wake_only: bool) -> dict[tuple[str, str], Vector]:
+        """Every policy signal at once; what has not answered by the deadline is unknown."""
+        sent = {(policy.name, signal): (policy, query, self._queries.submit(self.prometheus.vector, query))
+                for policy in policies for signal, query in self._queries_of(policy, wake_only=wake_only)}
+        wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
+        vectors, errors = {}, []
+        for (name, signal), (policy, query, future) in sent.items():
+            if not future.done():
+                vector = Vector(error=f"Prometheus at {self.prometheus.url} timed out: no answer within the "
+                                      f"evaluation's {self.signal_deadline_seconds:g}s deadline")
+            elif future.exception() is not None:
+                vector = Vector(error=f"query failed: {type(future.exception()).__name__}: {future.exception()}")
+            else:
+                vector = future.result()
+            self._note(policy, signal, query, vector, errors)
+            vectors[(name, signal)] = vector
+        self.signal_errors = errors
+        return vectors
+
+    def _note(self, policy: Policy, signal: str, query: SignalQuery, vector: Vector, errors: list[str]) -> None:
+        """Count a query and say what was wrong with its answer, if anything."""
+        if self.metrics:
+            self.metrics.queries.labels(policy.name, signal).inc()
+        if vector.error is not None:
+            errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
+            if self.metrics:
+                self.metrics.query_errors.labels(policy.name, signal).inc()
+            log.warning("signal unknown: query failed", policy=policy.name, signal=signal, error=vector.error,
+                        query=query.promql)
+        elif vector.unusable or vector.unmatched:
+            log.warning("signal series unusable", policy=policy.name, signal=signal, query=query.promql,
+                        not_a_number=vector.unusable, without_workload_labels=vector.unmatched)
+
+    # Evaluating
+
+    def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False,
+                 with_signals: bool = True) -> list[Evaluation]:
+        """Decide for every workload a policy targets. `wake_only` is the fast
+        path: only paused workloads of policies with a wake signal.
+        `with_signals=False` decides with every signal unknown and keeps only
+        what a schedule decides alone (SCHEDULE_CODES)."""
+        candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
+        if not candidates:
+            return []
+        matched, conflicts = self._match(policies, candidates, now=now, wake_only=wake_only)
+        if not with_signals:
+            schedule = [Evaluation(w, s, p, decide(policy=p, workload=s, signals=Signals(), now=now))
+                        for w, s, p in matched]
+            return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
+        used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
+        vectors = self._fetch(list(used.values()), wake_only=wake_only)
+        evaluations, unknown = conflicts, {}
+        for workload, state, policy in matched:
+            key = (workload.namespace, workload.name)
+            idle_vector, queue_vector = vectors.get((policy.name, "idle")), vectors.get((policy.name, "queue"))
+            idle = idle_vector.get(key) if idle_vector is not None else None
+            queue = queue_vector.get(key) if queue_vector is not None else None
+            # At zero a workload's pods, and so its idle series, are gone: that is
+            # not an unknown signal (decide() ignores it too), or every paused
+            # workload would keep the metrics-unknown alert firing.
+            if idle_vector is not None and idle is None and workload.replicas > 0:
+                unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
+            if queue_vector is not None and queue is None:
+                unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
+            decision = decide(policy=policy, workload=state, signals=Signals(idle=idle, queue=queue), now=now)
+            evaluations.append(Evaluation(workload, state, policy, decision))
+        if self.metrics and not wake_only:
+            for policy in policies:
+                for signal in ("idle", "queue"):
+                    self.metrics.unknown.labels(policy.name, signal).set(unknown.get((policy.name, signal), 0))
+        return evaluations
