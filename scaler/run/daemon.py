@@ -129,7 +129,10 @@ class Daemon:
                                id="reload")
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
-        self.stopping.wait()
+        # In slices: a signal delivered to a worker thread runs its Python
+        # handler only when the main thread next wakes.
+        while not self.stopping.wait(0.2):
+            pass
         return self.shutdown()
 
     def shutdown(self, *, deadline_seconds: float = 25) -> int:

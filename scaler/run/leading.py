@@ -19,25 +19,31 @@ from kubernetes import client as k8s
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-from scaler.cluster.kube import Conflict, Kube, KubeError, NotFound, Resource
+from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
 
 log = structlog.get_logger("scaler.run.leading")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 
 
 class _Election(leaderelection.LeaderElection):
-    def __init__(self, config, on_renewed: Callable[[], None]) -> None:
+    """The client's election, stopped for good once `leadership` stops: its
+    loop would otherwise re-acquire the Lease we just handed back."""
+
+    def __init__(self, config, leadership: Leadership) -> None:
         super().__init__(config)
-        self._on_renewed = on_renewed
+        self._leadership = leadership
 
     def try_acquire_or_renew(self):
-        try:
-            succeeded = super().try_acquire_or_renew()
-        except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
-            log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
-            return False
+        with self._leadership.lease_lock:
+            if self._leadership.stopping.is_set():
+                return False
+            try:
+                succeeded = super().try_acquire_or_renew()
+            except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
+                log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
+                return False
         if succeeded:
-            self._on_renewed()
+            self._leadership.renewed()
         return succeeded
 
 
@@ -56,7 +62,9 @@ class Leadership:
         self.on_change = on_change
         self._leading = False
         self._last_renewal = 0.0
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
+        #: Held by a renewal and by the release, so neither sees the Lease half-written by the other.
+        self.lease_lock = threading.Lock()
 
     def start(self) -> None:
         if not self.enabled:
@@ -66,9 +74,9 @@ class Leadership:
 
     def is_leading(self) -> bool:
         if not self.enabled:
-            return not self._stopping.is_set()
+            return not self.stopping.is_set()
         fresh = time.monotonic() - self._last_renewal < self.renew_deadline_seconds
-        return self._leading and fresh and not self._stopping.is_set()
+        return self._leading and fresh and not self.stopping.is_set()
 
     def _set(self, leading: bool) -> None:
         if leading != self._leading:
@@ -77,40 +85,39 @@ class Leadership:
                      lease=f"{self.namespace}/{self.name}")
             self.on_change(leading)
 
-    def _renewed(self) -> None:
+    def renewed(self) -> None:
         self._last_renewal = time.monotonic()
 
     def _campaign(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             lock = LeaseLock(self.name, self.namespace, self.identity)
             lock.api_instance = k8s.CoordinationV1Api(self.kube.api_client)
             config = electionconfig.Config(
                 lock, lease_duration=self.lease_duration_seconds, renew_deadline=self.renew_deadline_seconds,
                 retry_period=self.retry_period_seconds,
                 onstarted_leading=lambda: self._set(True), onstopped_leading=lambda: self._set(False))
-            _Election(config, self._renewed).run()
+            _Election(config, self).run()
             self._set(False)
 
     def release(self) -> None:
         """Stop acting, and hand the Lease back if we hold it, so a standby
-        takes over at once instead of after the lease duration."""
-        self._stopping.set()
+        takes over at once instead of after the lease duration. After this no
+        renewal touches the Lease again."""
+        self.stopping.set()
         if not self.enabled:
             return
-        was_leading = self._leading
         self._set(False)
-        if not was_leading:
-            return
-        try:
-            lease = self.kube.get(LEASES, self.namespace, self.name)
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            self.kube.patch(LEASES, self.namespace, self.name, {
-                "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-                "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})
-            log.info("lease released", lease=f"{self.namespace}/{self.name}")
-        except (Conflict, NotFound):
-            pass
-        except KubeError as error:
-            log.warning("could not release the lease", error=str(error))
+        with self.lease_lock:  # a renewal in flight finishes first; none starts after
+            try:
+                lease = self.kube.get(LEASES, self.namespace, self.name)
+                if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return
+                now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                self.kube.patch(LEASES, self.namespace, self.name, {
+                    "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                    "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})
+                log.info("lease released", lease=f"{self.namespace}/{self.name}")
+            except NotFound:
+                pass
+            except KubeError as error:  # a 409 too: nobody else may write it while we hold it
+                log.warning("could not release the lease", lease=f"{self.namespace}/{self.name}", error=str(error))
