@@ -1,11 +1,15 @@
 """Batch pause and resume of 1,000 Deployments on the local cluster: wall
 time and API requests each way (target: <= 10 s each way on 2 cores).
 
+With --writers N, the same batch runs twice more while N other writers keep
+patching an unrelated annotation on the same objects (another controller at
+work): it must finish within 2x its time without them, with exact counts.
+
 It runs the same code `scaler pause -l ...` and `scaler resume -l ...` run
 (select, then run_batch with Pauser), in this process so requests can be
 counted, and then the CLI itself once each way for the end-to-end time.
 
-    python benchmarks/batch.py [--deployments 1000] [--concurrency 16]
+    python benchmarks/batch.py [--deployments 1000] [--concurrency 16] [--writers 4]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -51,6 +56,44 @@ def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) ->
     return elapsed, requests, changed
 
 
+def with_writers(kube: Kube, namespace: str, writers: int, run):
+    """run() while `writers` threads patch an unrelated annotation on every
+    object, round and round; what run() returns, and the writers' PATCHes."""
+    items, _ = kube.list(DEPLOYMENT.resource, namespace, label_selector="bench=batch")
+    names = [item["metadata"]["name"] for item in items]
+    stop, done = threading.Event(), []
+
+    def write(offset: int) -> None:
+        count = 0
+        while not stop.is_set():
+            name = names[(offset + count) % len(names)]
+            kube.patch(DEPLOYMENT.resource, namespace, name,
+                       {"metadata": {"annotations": {"example.com/touched": str(count)}}})
+            count += 1
+        done.append(count)
+
+    threads = [threading.Thread(target=write, args=(i * len(names) // writers,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    try:
+        return run(), done
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def check_counts(kube: Kube, namespace: str, paused: bool) -> None:
+    items, _ = kube.list(DEPLOYMENT.resource, namespace, label_selector="bench=batch")
+    for item in items:
+        expected = int(item["metadata"]["name"][2:]) % 7 + 1
+        replicas, annotations = item["spec"]["replicas"], item["metadata"].get("annotations") or {}
+        if paused:
+            assert replicas == 0 and annotations["scaler.io/last-replicas"] == str(expected), item["metadata"]
+        else:
+            assert replicas == expected and "scaler.io/last-replicas" not in annotations, item["metadata"]
+
+
 def settle(kube: Kube, namespace: str, timeout_seconds: float = 120) -> None:
     """Wait until the Deployment controller has seen every object: measuring
     while it still writes their status would time our 409 retries against a
@@ -68,6 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--writers", type=int, default=0, help="other writers racing the batch (0: none)")
     args = parser.parse_args()
 
     cluster, owned = start_cluster("bench-batch")
@@ -86,6 +130,17 @@ def main() -> int:
             total = sum(requests.values())
             print(f"{operation:6s} {changed} changed in {elapsed:.2f}s ({changed / elapsed:.0f}/s), "
                   f"{total} API requests ({', '.join(f'{v} {k}' for k, v in sorted(requests.items()))})")
+
+        if args.writers:
+            writer_kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=args.writers + 2)
+            for operation in ("pause", "resume"):
+                (elapsed, requests, changed), writes = with_writers(
+                    writer_kube, namespace, args.writers,
+                    lambda: timed_batch(kube, namespace, operation, args.concurrency))
+                check_counts(kube, namespace, paused=operation == "pause")
+                print(f"{operation:6s} with {args.writers} writers: {changed} changed in {elapsed:.2f}s, "
+                      f"{requests.get('patch', 0)} PATCHes for {changed} objects, {sum(writes)} PATCHes by the "
+                      "writers meanwhile; counts exact")
 
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
         for operation in ("pause", "resume"):

@@ -1,0 +1,161 @@
+"""A keep-down window opening over 1,000 and 3,000 Deployments: time from the
+window edge until every one is written, with `scaler run` as users run it.
+
+For each size: a fresh namespace of N Deployments (created with spec.paused,
+so the controller makes no pods and the 2 cores measure scaler, the API
+server and etcd), a policy whose keep-down window opens at the next whole
+minute, and the daemon started before it with a 300 s interval, so only the
+edge job can act on time. Read from the daemon's own JSON log and /metrics:
+edge -> last write, edge -> last Event, PATCHes and Event POSTs per object,
+the daemon's CPU seconds and peak RSS, and lines on stderr that are not JSON.
+Targets: 1,000 written within 2 s of the edge; 1 API request per object on
+the critical path; no non-JSON line.
+
+    python benchmarks/edge.py [--sizes 1000,3000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
+
+from scaler.cluster.kube import Kube, Resource
+
+
+def policy(namespace: str, opens: datetime) -> str:
+    closes = opens + timedelta(minutes=30)
+    return textwrap.dedent(f"""\
+        policies:
+          - name: bench-nights
+            targets: {{namespaces: [{namespace}], selector: bench=edge}}
+            schedule:
+              timezone: UTC
+              windows:
+                - {{name: night, mode: down, start: "{opens.minute} {opens.hour} * * *",
+                   end: "{closes.minute} {closes.hour} * * *"}}
+        """)
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("scaler_kube_requests_total{"):
+            verb = line.split('verb="', 1)[1].split('"', 1)[0]
+            values[verb] = float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and peak RSS in MiB of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
+    return cpu, int(hwm.split()[1]) // 1024
+
+
+def run_size(cluster, kube: Kube, size: int, concurrency: int) -> dict:
+    namespace = f"bench-edge-{size}-{uuid.uuid4().hex[:5]}"
+    create_namespace(kube, namespace)
+    create_deployments(kube, namespace, [deployment(f"d-{i:05d}", replicas=i % 3 + 1, labels={"bench": "edge"})
+                                         for i in range(size)])
+    opens = (datetime.now(timezone.utc) + timedelta(seconds=40)).replace(second=0, microsecond=0) \
+        + timedelta(minutes=1)
+    work = Path(tempfile.mkdtemp(prefix="scaler-edge-"))
+    (work / "policies.yaml").write_text(policy(namespace, opens))
+    port = free_port()
+    stderr = open(work / "daemon.log", "wb")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "scaler", "run", "--policies", str(work / "policies.yaml"),
+         "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", str(port),
+         "--log-format", "json", "--evaluation-interval-seconds", "300", "--concurrency", str(concurrency)],
+        stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=ROOT)
+    try:
+        wait_for(lambda: ready(port), 120)
+        before, cpu_before = scrape(port), proc_stats(daemon.pid)[0]
+        wait_for(lambda: datetime.now(timezone.utc) >= opens, 120)
+        wait_for(lambda: written(work / "daemon.log") >= size, 300)
+        events_before_flush = time.monotonic()
+        wait_for(lambda: scrape(port).get("create", 0) - before.get("create", 0) >= size, 120)
+        events_seconds = time.monotonic() - events_before_flush
+        after = scrape(port)
+        cpu_after, peak_rss = proc_stats(daemon.pid)
+    finally:
+        daemon.terminate()
+        code = daemon.wait(30)
+        stderr.close()
+    lines = (work / "daemon.log").read_text().splitlines()
+    changed = [json.loads(line) for line in lines if '"result": "changed"' in line]
+    last = max(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")) for r in changed)
+    items, _ = kube.list(Resource("apps", "v1", "deployments"), namespace)
+    kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+    return {
+        "size": size, "edge_to_all_written_seconds": round((last - opens).total_seconds(), 2),
+        "patches_per_object": round((after.get("patch", 0) - before.get("patch", 0)) / size, 3),
+        "event_posts_per_object": round((after.get("create", 0) - before.get("create", 0)) / size, 3),
+        "events_done_after_writes_seconds": round(events_seconds, 2),
+        "cpu_seconds": round(cpu_after - cpu_before, 1), "peak_rss_mib": peak_rss,
+        "all_at_zero": all(item["spec"]["replicas"] == 0 for item in items),
+        "non_json_lines": sum(1 for line in lines if not line.startswith("{")), "exit_code": code,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def written(log: Path) -> int:
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if '"result": "changed"' in line)
+
+
+def wait_for(condition, timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_seconds}s")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,3000")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    cluster, own = start_cluster("bench-edge")
+    try:
+        kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=32)
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(json.dumps(run_size(cluster, kube, size, args.concurrency)), flush=True)
+    finally:
+        if own:
+            local_cluster.down(cluster.state_dir)
+
+
+if __name__ == "__main__":
+    main()
