@@ -66,8 +66,9 @@ def make_workloads(rng: random.Random, count: int, now: datetime) -> list[tuple[
             namespace=rng.choice(NAMESPACES), name=f"w{index}", labels=labels, replicas=replicas,
             last_replicas=rng.choice([None, 2, 3]) if replicas == 0 else None,
             paused_by=rng.choice([None, "policy/policy-1"]) if replicas == 0 else None,
-            ready_since=now - timedelta(minutes=rng.randint(0, 120)) if replicas else None,
-            last_scaled_up_at=now - timedelta(minutes=rng.randint(0, 600)),
+            ready_replicas=replicas,
+            started_at=now - timedelta(minutes=rng.randint(60, 600)),
+            ready_at=now - timedelta(minutes=rng.randint(0, 59)) if replicas else None,
         )
         signals = Signals(idle=rng.choice([None, 0.0, 3.0, 40.0, 90.0]), queue=rng.choice([None, 0.0, 0.0, 3.0, 30.0]))
         namespace_labels = {"tier": "gpu"} if NAMESPACES.index(state.namespace) % 2 else {}

@@ -65,7 +65,15 @@ ON_UNKNOWN_RESUME = make_policy(on_unknown="resume")
 NO_MAX = make_policy(max_replicas=None)
 MIN_TWO = make_policy(min_replicas=2)
 ACTIVATION_TWO = make_policy(wake={**WAKE, "activation_threshold": 2})
-IDLE_ONLY = make_policy(schedule=None, wake=None, startup_grace=None, scale_down_delay=None)
+IDLE_ONLY = make_policy(schedule=None, wake=None, startup_grace="0s", scale_down_delay="0s")
+DEFAULTS = make_policy(schedule=None, wake=None, startup_grace=None, scale_down_delay=None)
+DELAY_HOUR = make_policy(scale_down_delay="1h")
+PREWARM_90S = make_policy(prewarm="90s")
+PREWARM_AUTO = make_policy(prewarm="auto", prewarm_max="2m")
+OUTSIDE_DOWN_PREWARM = make_policy(prewarm="90s", schedule={"timezone": "Europe/Berlin", "outside": "down",
+                                                             "windows": [{"name": "business-hours", "mode": "up",
+                                                                          "when": "Mon-Fri 08:00-20:00"}]})
+TUESDAY_EARLY = at("2024-06-04 07:59")  # a minute before business hours
 WINDOWS_ONLY = make_policy(idle=None, wake=None)
 GRACE_HOUR = make_policy(schedule=None, wake=None, startup_grace="1h", scale_down_delay=None)
 BOTH_WINDOWS_AT_ONCE = make_policy(schedule={"timezone": "Europe/Berlin", "windows": [
@@ -84,7 +92,8 @@ AUCKLAND_NIGHT_DOWN = make_policy(schedule={"timezone": "Pacific/Auckland", "win
 
 
 def running(replicas=2, **fields) -> dict:
-    return {"replicas": replicas, **fields}
+    """Running with every replica Ready, unless `ready_replicas` says otherwise."""
+    return {"replicas": replicas, "ready_replicas": replicas, **fields}
 
 
 def paused(last=3, by="policy/llm", **fields) -> dict:
@@ -114,8 +123,12 @@ TABLE = [
                  (Action.HOLD, 0, Code.KEEP_DOWN_WINDOW), "staying at 0", id="keep-down-window-at-zero-holds"),
     pytest.param(POLICY, running(3), Signals(), SUNDAY_MAINTENANCE,
                  (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="keep-down-window-with-metrics-unknown"),
-    pytest.param(POLICY, running(3, ready_since=ago(1, SUNDAY_MAINTENANCE)), BUSY, SUNDAY_MAINTENANCE,
-                 (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="keep-down-window-ignores-startup-grace"),
+    pytest.param(POLICY, running(3, started_at=ago(2, SUNDAY_MAINTENANCE), ready_at=ago(1, SUNDAY_MAINTENANCE)),
+                 BUSY, SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active",
+                 id="keep-down-window-ignores-startup-grace"),
+    pytest.param(POLICY, running(3, ready_replicas=0, started_at=ago(1, SUNDAY_MAINTENANCE)), QUIET,
+                 SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active",
+                 id="keep-down-window-pauses-a-loading-workload"),
     pytest.param(BOTH_WINDOWS_AT_ONCE, running(2), BUSY, at("2024-06-04 12:30"),
                  (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "'lunch'", id="keep-down-beats-keep-up-window"),
     # 3. wake and scale up by queue
@@ -185,11 +198,14 @@ TABLE = [
     pytest.param(OUTSIDE_DOWN, running(2), Signals(idle=0, queue=1), TUESDAY_NIGHT,
                  (Action.HOLD, 2, Code.BUSY), "but queue 1 > activation threshold 0: staying up",
                  id="outside-down-waits-for-queue-demand"),
-    pytest.param(OUTSIDE_DOWN, running(2, ready_since=ago(3)), QUIET, TUESDAY_NIGHT,
+    pytest.param(OUTSIDE_DOWN, running(2, started_at=ago(5), ready_at=ago(3)), QUIET, TUESDAY_NIGHT,
                  (Action.HOLD, 2, Code.STARTUP_GRACE), "startup grace 10m leaves 7m",
                  id="outside-down-waits-for-startup-grace"),
-    pytest.param(OUTSIDE_DOWN, running(2, last_scaled_up_at=ago(5)), QUIET, TUESDAY_NIGHT,
-                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scale_down_delay 15m leaves 10m",
+    pytest.param(OUTSIDE_DOWN, running(2, ready_replicas=1, started_at=ago(1)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTING), "1 of 2 replicas Ready, loading for 1m",
+                 id="outside-down-waits-while-loading"),
+    pytest.param(OUTSIDE_DOWN, running(2, started_at=ago(12), ready_at=ago(11)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scale_down_delay 15m leaves 3m",
                  id="outside-down-waits-for-scale-down-delay"),
     pytest.param(OUTSIDE_DOWN, paused(), QUIET, TUESDAY_DAY,
                  (Action.RESUME, 3, Code.KEEP_UP_WINDOW), "resuming to 3", id="outside-down-policy-resumes-in-window"),
@@ -242,23 +258,65 @@ TABLE = [
     pytest.param(POLICY, running(2), Signals(idle=5, queue=0), TUESDAY_NIGHT,
                  (Action.HOLD, 2, Code.BUSY), "max 5 over the last 30m, not below threshold 5",
                  id="idle-at-threshold-is-busy"),
-    pytest.param(POLICY, running(2, ready_since=ago(4)), QUIET, TUESDAY_NIGHT,
+    pytest.param(POLICY, running(2, started_at=ago(6), ready_at=ago(4)), QUIET, TUESDAY_NIGHT,
                  (Action.HOLD, 2, Code.STARTUP_GRACE),
-                 "would pause, but the newest pod has been Ready for only 4m: startup grace 10m leaves 6m",
-                 id="idle-in-startup-grace"),
-    pytest.param(POLICY, running(2, ready_since=ago(10)), QUIET, TUESDAY_NIGHT,
+                 "starting: all 2 replicas Ready for 4m: startup grace 10m leaves 6m", id="idle-in-startup-grace"),
+    pytest.param(POLICY, running(2, started_at=ago(40), ready_at=ago(35)), QUIET, TUESDAY_NIGHT,
                  (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-startup-grace-over"),
-    pytest.param(POLICY, running(2, last_scaled_up_at=ago(5)), QUIET, TUESDAY_NIGHT,
-                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scaled up 5m ago: scale_down_delay 15m leaves 10m",
+    pytest.param(POLICY, running(2, started_at=ago(3)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "startup grace 10m leaves 10m",
+                 id="startup-grace-begins-when-all-are-seen-ready"),
+    pytest.param(POLICY, running(2, ready_replicas=0, started_at=ago(3)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTING), "starting: 0 of 2 replicas Ready, loading for 3m",
+                 id="starting-while-the-model-loads"),
+    pytest.param(POLICY, running(2, ready_replicas=1), Signals(), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTING), "1 of 2 replicas Ready, loading;",
+                 id="starting-without-a-recorded-start"),
+    pytest.param(POLICY, running(2, ready_replicas=0, started_at=ago(31)), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="starting-gives-up-after-max-startup"),
+    pytest.param(POLICY, running(2, ready_replicas=0, started_at=ago(1)), Signals(idle=0, queue=20), TUESDAY_NIGHT,
+                 (Action.SCALE_UP, 5, Code.QUEUE_SCALE_UP), "2 -> 5", id="starting-still-scales-up-for-a-queue"),
+    pytest.param(DEFAULTS, running(2, started_at=ago(2), ready_at=ago(0.5)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "startup grace 1m leaves 30s",
+                 id="starting-defaults-protect-a-fresh-wake"),
+    pytest.param(POLICY, running(2, started_at=ago(25), ready_at=ago(20)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.IDLE_SINCE_READY), "Ready for only 20m: the idle window counts from Ready, "
+                 "10m to go", id="idle-window-counts-from-ready"),
+    pytest.param(POLICY, running(2, started_at=ago(25), ready_at=ago(26)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "leaves 10m", id="idle-old-ready-before-the-new-start"),
+    pytest.param(DELAY_HOUR, running(2, started_at=ago(45), ready_at=ago(44)), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.SCALE_DOWN_DELAY), "scaled up 45m ago: scale_down_delay 1h leaves 15m",
                  id="idle-in-scale-down-delay"),
-    pytest.param(POLICY, running(2, last_scaled_up_at=ago(15)), QUIET, TUESDAY_NIGHT,
+    pytest.param(DELAY_HOUR, running(2, started_at=ago(61), ready_at=ago(60)), QUIET, TUESDAY_NIGHT,
                  (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-scale-down-delay-over"),
-    pytest.param(GRACE_HOUR, running(2, ready_since=at("2024-10-27 02:50")),  # 02:50 CEST = 00:50Z
-                 QUIET, at("2024-10-27 02:30").replace(fold=1),  # 02:30 CET = 01:30Z, 40 real minutes later
-                 (Action.HOLD, 2, Code.STARTUP_GRACE), "Ready for only 40m: startup grace 1h leaves 20m",
+    pytest.param(GRACE_HOUR, running(2, started_at=at("2024-10-27 02:40"), ready_at=at("2024-10-27 02:50")),
+                 QUIET, at("2024-10-27 02:30").replace(fold=1),  # 02:50 CEST = 00:50Z; 02:30 CET = 01:30Z
+                 (Action.HOLD, 2, Code.STARTUP_GRACE), "Ready for 40m: startup grace 1h leaves 20m",
                  id="startup-grace-counts-real-time-across-fall-back"),
-    pytest.param(IDLE_ONLY, running(2, ready_since=ago(1), last_scaled_up_at=ago(1)), QUIET, TUESDAY_NIGHT,
-                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-without-grace-or-delay-configured"),
+    pytest.param(IDLE_ONLY, running(2), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="idle-without-a-recorded-start"),
+    # 4a. pre-warm: resume ahead of a keep-up window by the warm-up
+    pytest.param(PREWARM_90S, paused(), QUIET, TUESDAY_EARLY,
+                 (Action.RESUME, 3, Code.PREWARM), "pre-warm: keep-up window 'business-hours' (Mon-Fri 08:00-20:00 "
+                 "Europe/Berlin) opens within 1m30s (prewarm): resuming to 3", id="prewarm-resumes-ahead"),
+    pytest.param(PREWARM_90S, paused(), QUIET, at("2024-06-04 07:58"),
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue", id="prewarm-not-yet"),
+    pytest.param(PREWARM_AUTO, paused(warm_ups=(40.0, 75.0)), QUIET, at("2024-06-04 07:58:50"),
+                 (Action.RESUME, 3, Code.PREWARM), "(measured warm-up)", id="prewarm-auto-takes-the-slowest"),
+    pytest.param(PREWARM_AUTO, paused(warm_ups=(40.0, 75.0)), QUIET, at("2024-06-04 07:58:40"),
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting", id="prewarm-auto-not-yet"),
+    pytest.param(PREWARM_AUTO, paused(warm_ups=(600.0,)), QUIET, at("2024-06-04 07:58:30"),
+                 (Action.RESUME, 3, Code.PREWARM), "within 2m", id="prewarm-auto-capped-at-prewarm-max"),
+    pytest.param(PREWARM_AUTO, paused(warm_ups=(600.0,)), QUIET, at("2024-06-04 07:55"),
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting", id="prewarm-auto-cap-keeps-it-down-until-then"),
+    pytest.param(PREWARM_AUTO, paused(), QUIET, TUESDAY_EARLY,
+                 (Action.HOLD, 0, Code.AT_ZERO), "waiting", id="prewarm-auto-without-a-measured-warm-up"),
+    pytest.param(PREWARM_90S, paused(), QUIET, at("2024-06-09 02:59"),
+                 (Action.HOLD, 0, Code.KEEP_DOWN_WINDOW), "maintenance", id="prewarm-never-beats-keep-down"),
+    pytest.param(OUTSIDE_DOWN_PREWARM, running(2), QUIET, TUESDAY_EARLY,
+                 (Action.HOLD, 2, Code.PREWARM), "no scale-down", id="prewarm-keeps-outside-down-from-pausing"),
+    pytest.param(PREWARM_90S, paused(by="manual", manual_pause=True), QUIET, TUESDAY_EARLY,
+                 (Action.HOLD, 0, Code.MANUAL_PAUSE), "manual", id="prewarm-never-wakes-a-manual-pause"),
     # 9. nothing applies
     pytest.param(WINDOWS_ONLY, running(2), QUIET, SATURDAY_NOON,
                  (Action.HOLD, 2, Code.NO_RULE), "no rule applies", id="hold"),
@@ -379,7 +437,8 @@ SELECTION = [
     pytest.param("Deployment", "other", {"app": "x"}, {"env": "dev"}, None, id="no-match"),
     pytest.param("InferenceService", "llm", {"app": "chat"}, {}, None, id="kind-not-targeted"),
     pytest.param("StatefulSet", "batch", {}, {}, "batch", id="statefulset"),
-    pytest.param("jobqueues.batch.example.com/v1", "batch", {}, {}, "batch", id="custom-resource-kind"),
+    # A workload's kind is the kind's identity (any version): plural.group for a custom resource.
+    pytest.param("jobqueues.batch.example.com", "batch", {}, {}, "batch", id="custom-resource-kind"),
     pytest.param("StatefulSet", "batch", {"tier": "gpu"}, {}, Conflict(("batch", "batch-too"), 10),
                  id="equal-top-priority-conflict"),
 ])
@@ -438,7 +497,8 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
     assert len(rows) >= 12
     for row in rows:
         cells = row.strip("|").split("|")
-        assert Code(cells[-2].strip().strip("`"))  # a real reason code
+        codes = re.findall(r"`([^`]+)`", cells[-2])
+        assert codes and all(Code(code) for code in codes)  # real reason codes
         for pattern in re.findall(r"`([^`]+)`", cells[-1]):
             assert fnmatch.filter(ids, pattern), f"{pattern} in README.md matches no test"
     documented = set(re.findall(r"`([a-z-]+)`", doc + (root / "docs" / "policies.md").read_text()))

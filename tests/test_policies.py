@@ -31,7 +31,9 @@ def test_defaults():
     assert policy.targets.kinds == ("Deployment", "StatefulSet")
     assert policy.targets.namespaces is None and policy.targets.namespace_selector is None
     assert policy.min_replicas == 1 and policy.max_replicas is None
-    assert policy.scale_down_delay_seconds == 0 and policy.startup_grace_seconds == 0
+    # A freshly woken model is protected by default (docs/policies.md says why these numbers).
+    assert policy.scale_down_delay_seconds == 300 and policy.startup_grace_seconds == 60
+    assert policy.max_startup_seconds == 1800 and policy.prewarm is None and policy.prewarm_max_seconds == 900
     assert policy.on_unknown is OnUnknown.HOLD
     assert policy.idle.duration_seconds == 300
     assert policy.idle.workload_label == "workload" and policy.idle.namespace_label == "namespace"

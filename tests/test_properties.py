@@ -53,6 +53,7 @@ def policies(draw):
                         "activation_threshold": draw(st.floats(0, 10))}
     spec["startup_grace"] = draw(st.integers(0, 3600))
     spec["scale_down_delay"] = draw(st.integers(0, 3600))
+    spec["prewarm"] = draw(st.sampled_from([None, "auto", 60, 900]))
     return Policy.model_validate(spec)
 
 
@@ -73,8 +74,10 @@ def workloads(draw, now):
         last_replicas=draw(st.none() | st.integers(1, 30)),
         paused_by=paused_by,
         manual_pause=draw(st.booleans()) if paused_by == "manual" else False,
-        ready_since=draw(recent(now)),
-        last_scaled_up_at=draw(recent(now)),
+        ready_replicas=draw(st.integers(0, replicas)),
+        started_at=draw(recent(now)),
+        ready_at=draw(recent(now)),
+        warm_ups=tuple(draw(st.lists(st.floats(1, 3600), max_size=5))),
     )
 
 

@@ -68,7 +68,7 @@ CASES = [
     pytest.param(GOOD + "    idel:\n      query: up\n",
                  "{file}:7: idel: unknown key 'idel'; did you mean 'idle'? (allowed: name, priority, description, "
                  "targets, schedule, idle, wake, min_replicas, max_replicas, scale_down_delay, startup_grace, "
-                 "on_unknown)", id="unknown-key"),
+                 "max_startup, prewarm, prewarm_max, on_unknown)", id="unknown-key"),
     pytest.param(GOOD + "    targets:\n      namespace: [llm]\n",
                  "{file}:8: targets.namespace: unknown key 'namespace'; did you mean 'namespaces'? (allowed: "
                  "namespaces, namespace_selector, selector, kinds, exclude_namespaces)", id="unknown-nested-key"),

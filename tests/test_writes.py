@@ -28,6 +28,9 @@ from scaler.decide.annotations import (
     PAUSE_REASON,
     PAUSED_AT,
     PAUSED_BY,
+    READY_AT,
+    STARTED_AT,
+    WARM_UPS,
 )
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
@@ -64,6 +67,9 @@ SCALE_TO = {
     INFERENCESERVICE: lambda n: {"metadata": {"annotations": {KSERVE_STOP: "true" if n == 0 else None}}},
 }
 KINDS = [pytest.param(kind, id=kind.name.split(".")[0]) for kind in SCALE_TO]
+
+
+STARTING = {"metadata": {"annotations": {STARTED_AT: STAMP, READY_AT: None}}}
 
 
 def merged(*parts):
@@ -123,9 +129,9 @@ def test_pausing_what_is_at_zero_sends_nothing(annotations, by, says):
 def test_resume_restores_the_recorded_count_and_removes_every_scaler_annotation(kind):
     last = 1 if kind is INFERENCESERVICE else 3
     current = obj(kind, 0, {**record(last), "team": "a", "scaler.io/exclude": "false"})
-    write = writes.resume(current, by="policy/nightly", reason="window", fallback_replicas=1)
+    write = writes.resume(current, by="policy/nightly", reason="window", fallback_replicas=1, now=NOW)
     cleared = {key: None for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE)}
-    assert write.patch == merged({"metadata": {"annotations": cleared}}, SCALE_TO[kind](last))
+    assert write.patch == merged({"metadata": {"annotations": cleared}}, STARTING, SCALE_TO[kind](last))
     assert (write.outcome, write.before, write.after, write.gpus) == (Outcome.CHANGED, 0, last, 2 * last)
     assert write.event == ("Resumed", "Normal")
 
@@ -141,7 +147,7 @@ def test_resume_restores_the_recorded_count_and_removes_every_scaler_annotation(
 ])
 def test_resume_size(annotations, fallback, wanted, target, source):
     by = "manual" if MANUAL_PAUSE in annotations else "policy/nightly"
-    write = writes.resume(obj(DEPLOYMENT, 0, annotations), by=by, reason="r", fallback_replicas=fallback,
+    write = writes.resume(obj(DEPLOYMENT, 0, annotations), by=by, reason="r", fallback_replicas=fallback, now=NOW,
                           wanted=wanted)
     assert write.patch["spec"] == {"replicas": target}
     assert f"({source}" in write.message
@@ -149,14 +155,14 @@ def test_resume_size(annotations, fallback, wanted, target, source):
 
 def test_a_policy_never_resumes_a_manual_pause():
     write = writes.resume(obj(DEPLOYMENT, 0, {MANUAL_PAUSE: "true", **record(by="manual")}), by="policy/p",
-                          reason="window", fallback_replicas=1)
+                          reason="window", fallback_replicas=1, now=NOW)
     assert write.patch is None and write.outcome is Outcome.SKIPPED
     assert "only a manual resume" in write.message
 
 
 @pytest.mark.parametrize("replicas", [0, 2])
 def test_resume_leaves_what_scaler_did_not_pause(replicas):
-    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1)
+    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1, now=NOW)
     assert write.patch is None and write.outcome is Outcome.UNCHANGED
     assert write.message.startswith("not paused:")
 
@@ -164,7 +170,7 @@ def test_resume_leaves_what_scaler_did_not_pause(replicas):
 def test_someone_resized_it_while_paused_the_record_goes_and_override_until_is_set():
     until = datetime(2026, 3, 30, 7, 0, tzinfo=timezone.utc)
     write = writes.resume(obj(DEPLOYMENT, 5, record(3)), by="policy/nightly", reason="human override",
-                          fallback_replicas=1, override_until=until)
+                          fallback_replicas=1, override_until=until, now=NOW)
     annotations = write.patch["metadata"]["annotations"]
     assert annotations[OVERRIDE_UNTIL] == "2026-03-30T07:00:00Z"
     assert annotations[LAST_REPLICAS] is None
@@ -183,8 +189,8 @@ def test_someone_resized_it_while_paused_the_record_goes_and_override_until_is_s
     pytest.param(INFERENCESERVICE, 1, 3, None, Outcome.UNCHANGED, id="inferenceservice-not-sized"),
 ])
 def test_scale_up(kind, before, wanted, patch, outcome):
-    write = writes.scale_up(obj(kind, before), replicas=wanted, by="policy/q", reason="queue 9")
-    assert (write.patch, write.outcome) == (patch, outcome)
+    write = writes.scale_up(obj(kind, before), replicas=wanted, by="policy/q", reason="queue 9", now=NOW)
+    assert (write.patch, write.outcome) == (merged(STARTING, patch) if patch else None, outcome)
     if patch:
         assert write.gpus == 2 * (wanted - before) and write.event == ("ScaledUp", "Normal")
 
@@ -210,7 +216,7 @@ def test_pause_as_json_patch_tests_the_count_and_the_record_then_writes_both():
 
 def test_resume_removes_only_the_annotations_that_are_there():
     current = obj(DEPLOYMENT, 0, record(3))
-    write = writes.resume(current, by="policy/p", reason="window", fallback_replicas=1)
+    write = writes.resume(current, by="policy/p", reason="window", fallback_replicas=1, now=NOW)
     operations = writes.json_patch(write.patch, current)
     removed = sorted(op["path"] for op in operations if op["op"] == "remove")
     assert removed == sorted(f"/metadata/annotations/scaler.io~1{key.split('/')[1]}"
@@ -240,7 +246,7 @@ def test_inferenceservice_guard_is_its_stop_annotation():
 
 def test_custom_resource_guard_is_its_scale_path():
     current = obj(VLLM, 2)
-    operations = writes.json_patch(writes.scale_up(current, replicas=4, by="p", reason="q").patch, current)
+    operations = writes.json_patch(writes.scale_up(current, replicas=4, by="p", reason="q", now=NOW).patch, current)
     assert operations[0] == {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None}
     assert {"op": "test", "path": "/spec/size", "value": 2} in operations
     assert {"op": "add", "path": "/spec/size", "value": 4} in operations
@@ -280,3 +286,30 @@ def scaled_object(name, target, kind=None, paused=None):
 def test_keda_side_effect(kind, items, paused, expected):
     targets = writes.scaled_objects_for(obj(kind, 1), items)
     assert writes.keda_hand_over(targets, paused=paused) == expected
+
+
+def test_a_start_is_recorded_with_the_resume_and_ready_ends_it_with_the_warm_up():
+    current = obj(DEPLOYMENT, 0, record(3))
+    resumed = writes.resume(current, by="policy/p", reason="queue", fallback_replicas=1, now=NOW)
+    assert resumed.patch["metadata"]["annotations"][STARTED_AT] == STAMP
+    assert resumed.patch["metadata"]["annotations"][READY_AT] is None
+    loaded = obj(DEPLOYMENT, 3, {STARTED_AT: STAMP, WARM_UPS: "50,61,x,-3,nan"})
+    ready = writes.record_ready(loaded, now=NOW.replace(minute=31, second=14))
+    assert ready.patch == {"metadata": {"annotations": {READY_AT: "2026-03-29T01:31:14Z", WARM_UPS: "50,61,74"}}}
+    assert ready.event == ("Ready", "Normal") and ready.message.startswith("Ready 74s after its start")
+
+
+def test_warm_ups_keep_the_last_five():
+    loaded = obj(DEPLOYMENT, 1, {STARTED_AT: STAMP, WARM_UPS: "1,2,3,4,5"})
+    ready = writes.record_ready(loaded, now=NOW.replace(second=9))
+    assert ready.patch["metadata"]["annotations"][WARM_UPS] == "2,3,4,5,9"
+
+
+def test_ready_without_a_recorded_start_has_no_warm_up():
+    ready = writes.record_ready(obj(DEPLOYMENT, 2), now=NOW)
+    assert ready.patch == {"metadata": {"annotations": {READY_AT: STAMP}}}
+
+
+def test_someone_elses_start_is_recorded():
+    started = writes.record_start(obj(DEPLOYMENT, 2, {READY_AT: "2026-03-28T00:00:00Z"}), now=NOW)
+    assert started.patch == STARTING and started.event is None

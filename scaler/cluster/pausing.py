@@ -112,12 +112,13 @@ class Pauser:
         """See `writes.resume`."""
         return self.apply(workload, lambda current: writes.resume(
             current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
-            override_until=override_until), dry_run=dry_run)
+            override_until=override_until, now=self.clock()), dry_run=dry_run)
 
     def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False) -> Result:
         """See `writes.scale_up`."""
         return self.apply(workload, lambda current: writes.scale_up(current, replicas=replicas, by=by,
-                                                                     reason=reason), dry_run=dry_run)
+                                                                     reason=reason, now=self.clock()),
+                          dry_run=dry_run)
 
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool) -> Result:
         """Work out the write from the object as last read, send it guarded,

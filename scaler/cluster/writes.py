@@ -27,9 +27,12 @@ from scaler.decide.annotations import (
     PAUSE_STATE,
     PAUSED_AT,
     PAUSED_BY,
+    READY_AT,
+    STARTED_AT,
+    WARM_UPS,
 )
 from scaler.decide.decisions import MANUAL
-from scaler.decide.times import rfc3339
+from scaler.decide.times import parse_time, rfc3339
 
 EVENTS = Resource("", "v1", "events")
 SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")
@@ -140,8 +143,13 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
                  event=("ScaledToZero", "Normal"))
 
 
-def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, wanted: int | None = None,
-           override_until: datetime | None = None) -> Write:
+def _starting(now: datetime) -> dict:
+    """A new start: when it began, and no Ready time yet."""
+    return _annotations({STARTED_AT: rfc3339(now), READY_AT: None})
+
+
+def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, now: datetime,
+           wanted: int | None = None, override_until: datetime | None = None) -> Write:
     """Restore the recorded count and remove scaler's annotations. A policy
     (`by` != "manual") never resumes a manual pause. `wanted`, when given, is
     the size to wake to instead (a queue asking for more). `override_until`:
@@ -176,12 +184,13 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, w
     else:
         target, source = fallback_replicas, f"no recorded count, used the minimum {fallback_replicas}"
     gpus = current.gpus(target)
-    return Write(merge(_annotations(clear), current.kind.scale_patch(current.obj, target)), Outcome.CHANGED,
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, target)),
+                 Outcome.CHANGED,
                  0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed",
                  event=("Resumed", "Normal"))
 
 
-def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write:
+def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: datetime) -> Write:
     """Grow a running workload (never shrink it: that is a pause's job)."""
     before = current.replicas
     if not current.kind.sizable:
@@ -192,9 +201,47 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write
                else f"already at {before} replicas (wanted {replicas})")
         return Write(None, Outcome.UNCHANGED, before, before, 0, why)
     gpus = current.gpus(replicas - before)
-    return Write(current.kind.scale_patch(current.obj, replicas), Outcome.CHANGED, before, replicas, gpus,
+    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas)), Outcome.CHANGED,
+                 before, replicas, gpus,
                  f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
                  event=("ScaledUp", "Normal"))
+
+
+#: Warm-ups kept on the object for `prewarm: auto` and `scaler status`.
+WARM_UPS_KEPT = 5
+
+
+def record_start(current: Workload, *, now: datetime) -> Write:
+    """Someone else scaled it up (or a pod restarted): it is loading, from now."""
+    return Write(_starting(now), Outcome.CHANGED, current.replicas, current.replicas, 0,
+                 "loading: start recorded")
+
+
+def record_ready(current: Workload, *, now: datetime) -> Write:
+    """Every replica is Ready: when, and how long the warm-up took."""
+    started = parse_time(current.annotations.get(STARTED_AT))
+    seconds = max(now.timestamp() - started.timestamp(), 0.0) if started else None
+    values: dict = {READY_AT: rfc3339(now)}
+    message = f"all {current.replicas} replicas Ready"
+    if seconds is not None:
+        kept = [*warm_ups(current.annotations), seconds][-WARM_UPS_KEPT:]
+        values[WARM_UPS] = ",".join(f"{value:.0f}" for value in kept)
+        message = f"Ready {seconds:.0f}s after its start: {message}"
+    return Write(_annotations(values), Outcome.CHANGED, current.replicas, current.replicas, 0, message,
+                 event=("Ready", "Normal"))
+
+
+def warm_ups(annotations: dict) -> list[float]:
+    """The recorded warm-ups, seconds, oldest first (unreadable entries dropped)."""
+    values = []
+    for text in (annotations.get(WARM_UPS) or "").split(","):
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if value == value and 0 <= value < 86400:  # not NaN, under a day
+            values.append(value)
+    return values
 
 
 #: scaler's own annotations: every write tests them as read, so two writers

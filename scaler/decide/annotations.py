@@ -22,6 +22,13 @@ MANUAL_PAUSE = PREFIX + "paused"
 OVERRIDE_UNTIL = PREFIX + "override-until"
 #: "true" on a workload: scaler never touches it.
 EXCLUDE = PREFIX + "exclude"
+#: When the workload's current start began (RFC 3339): written with a resume or
+#: scale-up, or when scaler first sees it loading after someone else scaled it.
+STARTED_AT = PREFIX + "started-at"
+#: When every desired replica was first seen Ready after STARTED_AT.
+READY_AT = PREFIX + "ready-at"
+#: The last few measured warm-ups (start to all Ready), seconds, oldest first.
+WARM_UPS = PREFIX + "warm-up-seconds"
 
 #: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
 PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE)

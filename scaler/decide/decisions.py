@@ -42,6 +42,8 @@ class Code(StrEnum):
     QUEUE_WAKE = "queue-wake"
     QUEUE_SCALE_UP = "queue-scale-up"
     KEEP_UP_WINDOW = "keep-up-window"
+    PREWARM = "prewarm"
+    STARTING = "starting"
     OUTSIDE_DOWN = "outside-down"
     WINDOW_ENDED = "keep-down-window-ended"
     HUMAN_OVERRIDE = "human-override"
@@ -51,6 +53,7 @@ class Code(StrEnum):
     STARTUP_GRACE = "startup-grace"
     SCALE_DOWN_DELAY = "scale-down-delay"
     IDLE_TIMEOUT = "idle-timeout"
+    IDLE_SINCE_READY = "idle-window-since-ready"
     NO_RULE = "no-rule"
 
 
@@ -71,10 +74,14 @@ class WorkloadState:
     paused_by: str | None = None
     #: The durable manual-pause annotation is set.
     manual_pause: bool = False
-    #: When the newest pod became Ready.
-    ready_since: datetime | None = None
-    #: When the workload was last scaled up or resumed.
-    last_scaled_up_at: datetime | None = None
+    #: Replicas Ready now.
+    ready_replicas: int = 0
+    #: When its current start began (scaler.io/started-at), if recorded.
+    started_at: datetime | None = None
+    #: When all its replicas were first Ready after that start (scaler.io/ready-at).
+    ready_at: datetime | None = None
+    #: Recent warm-ups, start to all Ready, in seconds (scaler.io/warm-up-seconds).
+    warm_ups: tuple[float, ...] = ()
     #: The reason code of the rule that paused it (scaler.io/pause-cause), if recorded.
     pause_cause: str | None = None
 
@@ -86,6 +93,14 @@ class WorkloadState:
     @property
     def ref(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def loaded_at(self) -> datetime | None:
+        """When its current start finished (all Ready), or None while loading
+        or if no start was ever recorded."""
+        if self.ready_at is None or (self.started_at is not None and self.ready_at < self.started_at):
+            return None
+        return self.ready_at
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,19 @@ Query = Annotated[str, AfterValidator(_check_query)]
 Finite = Annotated[float, AfterValidator(_check_finite)]
 
 
+def _check_prewarm(value: Any) -> Any:
+    if value is None or value == "auto":
+        return value
+    return _positive(parse_duration(value))
+
+
+#: 'auto', or seconds.
+Prewarm = Annotated[str | float, BeforeValidator(_check_prewarm), WithJsonSchema({
+    "anyOf": [{"const": "auto"}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|d|h|m|s)\s*)+$"},
+              {"type": "number", "exclusiveMinimum": 0}],
+    "description": "'auto' (the measured warm-up) or a duration such as 90s or 5m."})]
+
+
 class OnUnknown(str, Enum):
     """What a policy does while a signal it uses is unknown."""
 
@@ -354,11 +367,22 @@ class Policy(_Model):
                                                              "queue only wakes (to the recorded size or "
                                                              "min_replicas).")
     scale_down_delay_seconds: Duration = Field(
-        0.0, alias="scale_down_delay",
-        description="No idle scale-down within this long after the workload was last scaled up or resumed.")
+        300.0, alias="scale_down_delay",
+        description="No idle (or outside: down) scale-down within this long after the workload was last "
+                    "scaled up or resumed (recorded on the object: restarts keep it).")
     startup_grace_seconds: Duration = Field(
-        0.0, alias="startup_grace",
-        description="No idle scale-down while the newest pod has been Ready for less than this.")
+        60.0, alias="startup_grace",
+        description="A workload is starting until all its replicas are Ready and then for this long: no idle "
+                    "or outside: down scale-down meanwhile.")
+    max_startup_seconds: PositiveDuration = Field(
+        1800.0, alias="max_startup",
+        description="A workload still not Ready this long after its start is treated as started (a crash "
+                    "loop must not hold its GPUs forever).")
+    prewarm: Prewarm | None = Field(
+        None, description="Resume ahead of a keep-up window's start so it is Ready when the window opens: "
+                          "'auto' (the workload's measured warm-up) or a duration.")
+    prewarm_max_seconds: PositiveDuration = Field(
+        900.0, alias="prewarm_max", description="The longest lead 'auto' pre-warm takes.")
     on_unknown: OnUnknown = Field(
         OnUnknown.HOLD, description="While a signal this policy uses is unknown: hold changes nothing; "
                                     "resume wakes workloads scaler paused. Neither ever scales down.")

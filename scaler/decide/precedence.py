@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from scaler.decide.annotations import OVERRIDE_UNTIL
@@ -109,19 +109,26 @@ class Facts:
         target = max(base, at_least)
         return self.decision(Action.RESUME, target, reason(target, source), code)
 
+    @cached_property
+    def prewarm_lead(self) -> float | None:
+        """How far ahead of a keep-up window to resume: the policy's duration,
+        or for 'auto' the slowest of the recent warm-ups (capped at
+        prewarm_max); None without pre-warm or before a warm-up was measured."""
+        prewarm = self.policy.prewarm
+        if prewarm is None or self.policy.schedule is None:
+            return None
+        if prewarm != "auto":
+            return float(prewarm)
+        if not self.workload.warm_ups:
+            return None
+        return min(max(self.workload.warm_ups), self.policy.prewarm_max_seconds)
+
     def waiting(self, would: str) -> Decision | None:
-        """Hold during startup grace or the scale-down delay, saying how long is left."""
+        """Hold during the scale-down delay, saying how long is left."""
         policy, workload, now = self.policy, self.workload, self.now
-        grace = policy.startup_grace_seconds
-        if grace > 0 and workload.ready_since is not None:
-            ready_for = max(seconds_between(workload.ready_since, now), 0)
-            if ready_for < grace:
-                return self.hold(f"{would}, but the newest pod has been Ready for only "
-                                 f"{human_duration(ready_for)}: startup grace {human_duration(grace)} "
-                                 f"leaves {human_duration(grace - ready_for)}", Code.STARTUP_GRACE)
         delay = policy.scale_down_delay_seconds
-        if delay > 0 and workload.last_scaled_up_at is not None:
-            since = max(seconds_between(workload.last_scaled_up_at, now), 0)
+        if delay > 0 and workload.started_at is not None:
+            since = max(seconds_between(workload.started_at, now), 0)
             if since < delay:
                 return self.hold(f"{would}, but it was scaled up {human_duration(since)} ago: "
                                  f"scale_down_delay {human_duration(delay)} leaves {human_duration(delay - since)}",
@@ -206,6 +213,48 @@ def keep_up_window(f: Facts) -> Decision | None:
     return f.hold(f"{active}: no idle scale-down", Code.KEEP_UP_WINDOW)
 
 
+def prewarm(f: Facts) -> Decision | None:
+    """4a. A keep-up window opens within the warm-up: resume now, so it is Ready when it opens."""
+    lead = f.prewarm_lead
+    if lead is None or f.windows.keep_up is not None:
+        return None
+    assert f.policy.schedule is not None
+    window = f.policy.schedule.compiled.state_at(f.now + timedelta(seconds=lead)).keep_up
+    if window is None:
+        return None
+    ahead = (f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "
+             f"({'measured warm-up' if f.policy.prewarm == 'auto' else 'prewarm'})")
+    if f.current == 0 and f.workload.paused_by_policy:
+        return f.resume(lambda target, source: f"{ahead}: resuming to {target} ({source})", Code.PREWARM)
+    if f.current == 0:
+        return f.hold(f"{ahead}, but scaler did not pause this workload: staying at 0", Code.PREWARM)
+    return f.hold(f"{ahead}: no scale-down", Code.PREWARM)
+
+
+def starting(f: Facts) -> Decision | None:
+    """4b. Loading its model, or Ready for less than startup_grace: never idle."""
+    workload, now, policy = f.workload, f.now, f.policy
+    if f.current == 0:
+        return None
+    started = workload.started_at
+    since = max(seconds_between(started, now), 0) if started is not None else None
+    if workload.ready_replicas < f.current:
+        if since is not None and since >= policy.max_startup_seconds:
+            return None  # not Ready after max_startup: broken, not loading
+        loading = f"loading for {human_duration(since)}" if since is not None else "loading"
+        return f.hold(f"starting: {workload.ready_replicas} of {f.current} replicas Ready, {loading}; "
+                      "no idle scale-down while a model loads", Code.STARTING)
+    grace = policy.startup_grace_seconds
+    loaded = workload.loaded_at
+    if grace <= 0 or (loaded is None and started is None):
+        return None
+    ready_for = max(seconds_between(loaded, now), 0) if loaded is not None else 0.0
+    if ready_for >= grace:
+        return None
+    return f.hold(f"starting: all {f.current} replicas Ready for {human_duration(ready_for)}: startup grace "
+                  f"{human_duration(grace)} leaves {human_duration(grace - ready_for)}", Code.STARTUP_GRACE)
+
+
 def outside_down(f: Facts) -> Decision | None:
     """5. Outside every keep-up window with `outside: down`: pause unless busy."""
     if not f.windows.outside_down:
@@ -278,6 +327,11 @@ def idle_timeout(f: Facts) -> Decision | None:
     if value >= idle.threshold:
         return f.hold(f"busy: idle signal {over}, not below threshold {idle.threshold:g}", Code.BUSY)
     idle_text = f"idle: signal {over}, below threshold {idle.threshold:g}"
+    loaded = f.workload.loaded_at
+    if loaded is not None and (up := max(seconds_between(loaded, f.now), 0)) < idle.duration_seconds:
+        # The window reaches back before it was Ready: time at zero or loading is not idleness.
+        return f.hold(f"{idle_text}, but it has been Ready for only {human_duration(up)}: the idle window "
+                      f"counts from Ready, {human_duration(idle.duration_seconds - up)} to go", Code.IDLE_SINCE_READY)
     return f.waiting(f"{idle_text}; would pause") or \
         f.decision(Action.PAUSE, 0, f"{idle_text}: pausing {f.current} replicas", Code.IDLE_TIMEOUT)
 
@@ -295,6 +349,8 @@ RULES: tuple[Rule, ...] = (
     queue_wake,
     queue_scale_up,
     keep_up_window,
+    prewarm,
+    starting,
     outside_down,
     keep_down_window_ended,
     unknown_signal,

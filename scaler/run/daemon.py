@@ -44,6 +44,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.views import WatchingView
+from scaler.cluster.writes import warm_ups
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
@@ -209,6 +210,7 @@ class Daemon:
             self._act_on_schedules(policies, now)
             evaluations = self.reconciler.evaluate(policies, now=now)
             self.reconciler.act(evaluations, now=now)
+            self.reconciler.track_starts(policies, now=now)
         except KubeError as error:
             self.health.api_reachable = False
             log.error("reconcile failed", error=str(error))
@@ -244,17 +246,41 @@ class Daemon:
         now = utc_now()
         evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
         self.reconciler.act(evaluations, now=now)
+        self.reconciler.track_starts(self.policies, now=now)  # cold starts measured to a wake check
         self.metrics.reconcile_seconds.labels("wake").observe(time.monotonic() - started)
 
     def _schedule_edge(self, now: datetime) -> None:
         edges = [edge for policy in self.policies if policy.schedule is not None
                  if (edge := next_edge(policy.schedule.compiled, now)) is not None]
+        edges += self._prewarm_edges(now)
         if not edges or self.stopping.is_set():
             return
         # A hair after the edge, so the window's state has flipped when we look.
         when = min(edges) + timedelta(milliseconds=50)
         self.scheduler.add_job(self._job(self._edge), DateTrigger(run_date=when), id="edge",
                                replace_existing=True, misfire_grace_time=None)
+
+    def _prewarm_edges(self, now: datetime) -> list[datetime]:
+        """When a pre-warm lead reaches a keep-up window: the window's next
+        edge seen from now + lead, minus the lead, for each lead in use."""
+        leads: dict[str, set[float]] = {}
+        for policy in self.policies:
+            if policy.prewarm is not None and policy.schedule is not None:
+                leads[policy.name] = {float(policy.prewarm)} if policy.prewarm != "auto" else set()
+        auto = [p for p in self.policies if p.name in leads and p.prewarm == "auto"]
+        if auto:  # each workload's own measured warm-up
+            for workload in self.view.workloads(kinds_of(auto)):
+                policy = self.reconciler.managed_by(self.policies, workload)
+                if policy is not None and policy.name in leads and (measured := warm_ups(workload.annotations)):
+                    leads[policy.name].add(round(min(max(measured), policy.prewarm_max_seconds)))
+        edges = []
+        for policy in self.policies:
+            for lead in sorted(leads.get(policy.name, ()))[:50]:
+                ahead = timedelta(seconds=lead)
+                edge = next_edge(policy.schedule.compiled, now + ahead)
+                if edge is not None:
+                    edges.append(edge - ahead)
+        return [edge for edge in edges if edge > now]
 
     def _reload(self) -> None:
         fingerprint = _fingerprint(self.settings.policies)

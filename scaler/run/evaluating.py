@@ -26,7 +26,8 @@ from scaler.cluster.workloads import (
     WorkloadKind,
     resolve_kind,
 )
-from scaler.decide.annotations import PAUSE_CAUSE
+from scaler.cluster.writes import warm_ups
+from scaler.decide.annotations import PAUSE_CAUSE, READY_AT, STARTED_AT
 from scaler.decide.decisions import (
     Code,
     Decision,
@@ -81,7 +82,7 @@ class Evaluation:
 
 #: The rows a schedule decides without any signal: acted on at once, before
 #: (and whether or not) Prometheus answers.
-SCHEDULE_CODES = frozenset({Code.KEEP_DOWN_WINDOW, Code.KEEP_UP_WINDOW, Code.WINDOW_ENDED})
+SCHEDULE_CODES = frozenset({Code.KEEP_DOWN_WINDOW, Code.KEEP_UP_WINDOW, Code.PREWARM, Code.WINDOW_ENDED})
 
 Matched = tuple[Workload, WorkloadState, Policy]
 
@@ -97,33 +98,31 @@ class Evaluator:
         self.metrics = metrics
         self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
         self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
-        self._scaled_up_at: dict[tuple[str, str, str], datetime] = {}
-        self._ready_seen: dict[tuple[str, str, str], datetime] = {}
         #: Query errors of the last evaluation (for `scaler plan` to show).
         self.signal_errors: list[str] = []
 
     # Reading the world
 
-    def state_of(self, workload: Workload, now: datetime) -> WorkloadState:
-        key = workload.key
-        record = workload.record
-        ready_since = None
-        for condition in (workload.obj.get("status") or {}).get("conditions") or []:
-            if condition.get("type") in ("Available", "Ready") and condition.get("status") == "True":
-                ready_since = parse_time(condition.get("lastTransitionTime"))
-        if workload.ready_replicas > 0:
-            self._ready_seen.setdefault(key, now)
-            seen = self._ready_seen[key]
-            ready_since = max(ready_since, seen) if ready_since else seen
-        else:
-            self._ready_seen.pop(key, None)
+    @staticmethod
+    def state_of(workload: Workload) -> WorkloadState:
+        """What a decision needs, read from the object alone (its annotations
+        carry the times a start needs, so restarts and failovers keep them)."""
+        record, annotations = workload.record, workload.annotations
         return WorkloadState(
             kind=workload.kind.key, namespace=workload.namespace, name=workload.name,
-            labels=workload.labels, annotations=workload.annotations, replicas=workload.replicas,
-            last_replicas=record.last_replicas if record else None,
+            labels=workload.labels, annotations=annotations, replicas=workload.replicas,
+            ready_replicas=workload.ready_replicas, last_replicas=record.last_replicas if record else None,
             paused_by=record.paused_by if record else None, manual_pause=workload.manual_pause,
-            ready_since=ready_since, last_scaled_up_at=self._scaled_up_at.get(key),
-            pause_cause=workload.annotations.get(PAUSE_CAUSE))
+            pause_cause=annotations.get(PAUSE_CAUSE), started_at=parse_time(annotations.get(STARTED_AT)),
+            ready_at=parse_time(annotations.get(READY_AT)), warm_ups=tuple(warm_ups(annotations)))
+
+    def managed_by(self, policies: PolicySet, workload: Workload) -> Policy | None:
+        """The one policy managing `workload`, or None (excluded, unmatched, conflict)."""
+        state = self.state_of(workload)
+        if is_excluded(state, excluded_namespaces=self.excluded_namespaces):
+            return None
+        chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
+        return chosen if isinstance(chosen, Policy) else None
 
     def _match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime,
                wake_only: bool) -> tuple[list[Matched], list[Evaluation]]:
@@ -133,7 +132,7 @@ class Evaluator:
         for workload in self.view.workloads(kinds_of(candidates)):
             if wake_only and workload.replicas != 0:
                 continue
-            state = self.state_of(workload, now)
+            state = self.state_of(workload)
             if is_excluded(state, excluded_namespaces=self.excluded_namespaces):
                 continue
             chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))

@@ -38,6 +38,10 @@ class Metrics:
         self.reconcile_seconds = Histogram("scaler_reconcile_duration_seconds", "Wall time of one reconcile.",
                                            ["kind"], registry=r,
                                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.wake_to_ready = Histogram(
+            "scaler_wake_to_ready_seconds", "Cold starts: from a start (a resume, a scale-up, or someone else's "
+            "scale-up first seen loading) to its first Ready replica (phase=first) and to all Ready (phase=all).",
+            ["policy", "phase"], registry=r, buckets=(1, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800))
         self.last_success = Gauge("scaler_last_successful_reconcile_timestamp_seconds",
                                   "Unix time the last full reconcile completed.", registry=r)
         self.paused = Gauge("scaler_paused_workloads", "Workloads paused, by who paused them.",

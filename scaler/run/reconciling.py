@@ -17,17 +17,41 @@ from datetime import datetime
 
 import structlog
 
+from scaler.cluster import writes
 from scaler.cluster.kube import Conflict, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ClusterView
+from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
+from scaler.decide.annotations import READY_AT, STARTED_AT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
+from scaler.decide.times import parse_time
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
 
 log = structlog.get_logger("scaler")
+
+
+def open_start(workload: Workload) -> datetime | None:
+    """The start recorded on `workload` that has not yet ended in all Ready."""
+    started = parse_time(workload.annotations.get(STARTED_AT))
+    ready = parse_time(workload.annotations.get(READY_AT))
+    return started if started is not None and (ready is None or ready < started) else None
+
+
+def bookkeeping(workload: Workload):
+    """The write that records where `workload` is in a start, if one is due."""
+    if workload.replicas == 0:
+        return None
+    loading = workload.ready_replicas < workload.replicas
+    start = open_start(workload)
+    if loading and start is None:
+        return writes.record_start
+    if not loading and start is not None:
+        return writes.record_ready
+    return None
 
 _LABELS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
            Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
@@ -49,6 +73,8 @@ class Reconciler(Evaluator):
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
+        #: When a replica of a start was first seen Ready, by (workload, start).
+        self._first_ready: dict[tuple[tuple[str, str, str], datetime], datetime] = {}
 
     def act(self, evaluations: Sequence[Evaluation], *, now: datetime) -> list[Result]:
         """Count and log every decision; write the changes, concurrently."""
@@ -118,8 +144,6 @@ class Reconciler(Evaluator):
         else:
             label = _LABELS[result.outcome]
         self.view.took(result, workload)
-        if result.outcome is Outcome.CHANGED and decision.action in (Action.RESUME, Action.SCALE_UP):
-            self._scaled_up_at[workload.key] = now
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
         fields["result"] = result.outcome.value
@@ -164,6 +188,57 @@ class Reconciler(Evaluator):
             log.info("decision", namespace=w.namespace, workload=w.name, kind=w.kind.name, policy=decision.policy,
                      action=decision.action.value, reason=decision.reason, reason_code=str(decision.reason_code),
                      replicas_before=w.replicas, replicas_after=decision.replicas, dry_run=self.dry_run)
+
+    # Starts and warm-ups
+
+    def track_starts(self, policies: PolicySet, *, now: datetime) -> list[Result]:
+        """Record on each managed object what the `starting` rule reads: a
+        start someone else made (a pod not Ready, no open start recorded) and
+        the moment all replicas are Ready (with the warm-up, a `Ready` Event
+        and scaler_wake_to_ready_seconds). Writes only on those changes."""
+        if self.dry_run:
+            return []
+        todo = []
+        for workload in self.view.workloads(kinds_of(policies)):
+            start = open_start(workload)
+            if workload.replicas > 0 and start is not None and workload.ready_replicas > 0:
+                self._first_ready.setdefault((workload.key, start), now)
+            write_for = bookkeeping(workload)
+            if write_for is not None and (policy := self.managed_by(policies, workload)) is not None:
+                todo.append((workload, write_for, policy.name))
+        if not todo:
+            return []
+        results = self._writers.map(lambda item: self._track(*item, now=now), todo)
+        return [result for result in results if result is not None]
+
+    def _track(self, workload: Workload, write_for, policy: str, *, now: datetime) -> Result | None:
+        if not self.may_act():
+            return None
+        with self._in_flight_lock:
+            if workload.key in self._in_flight:
+                return None
+            self._in_flight.add(workload.key)
+        try:
+            result = self.pauser.apply(workload, lambda current: write_for(current, now=now), dry_run=False)
+        except KubeError as error:
+            log.warning("start not recorded", namespace=workload.namespace, workload=workload.name, error=str(error))
+            return None
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(workload.key)
+        self.view.took(result, workload)
+        start = open_start(workload)
+        if write_for is writes.record_ready and start is not None:
+            self._observe_warm_up(workload, policy, start, now)
+        log.info("start" if write_for is writes.record_start else "ready", namespace=workload.namespace,
+                 workload=workload.name, kind=workload.kind.name, policy=policy, note=result.reason)
+        return result
+
+    def _observe_warm_up(self, workload: Workload, policy: str, start: datetime, now: datetime) -> None:
+        first = self._first_ready.pop((workload.key, start), now)
+        if self.metrics:
+            self.metrics.wake_to_ready.labels(policy, "first").observe(max(first.timestamp() - start.timestamp(), 0))
+            self.metrics.wake_to_ready.labels(policy, "all").observe(max(now.timestamp() - start.timestamp(), 0))
 
     def paused_totals(self, policies: PolicySet) -> tuple[dict[str, int], int]:
         """Paused workloads by who paused them, and the GPUs they would hold."""
