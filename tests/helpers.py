@@ -10,9 +10,14 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+#: The local cluster's kwok makes a pod Ready this long after it runs (a model loading).
+MODEL_LOAD_TIME = "local.scaler.io/model-load-time"
 
-def gpu_deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | None = None) -> client.V1Deployment:
+
+def gpu_deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | None = None,
+                   load_seconds: float | None = None) -> client.V1Deployment:
     pod_labels = {"app": name, **(labels or {})}
+    pod_annotations = {MODEL_LOAD_TIME: f"{load_seconds:g}s"} if load_seconds else None
     resources = client.V1ResourceRequirements(
         requests={"nvidia.com/gpu": str(gpus)}, limits={"nvidia.com/gpu": str(gpus)}
     ) if gpus else None
@@ -22,7 +27,7 @@ def gpu_deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | No
             replicas=replicas,
             selector=client.V1LabelSelector(match_labels={"app": name}),
             template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=pod_labels),
+                metadata=client.V1ObjectMeta(labels=pod_labels, annotations=pod_annotations),
                 spec=client.V1PodSpec(containers=[client.V1Container(
                     name="server", image="vllm/vllm-openai:fake", resources=resources)]),
             ),

@@ -503,3 +503,14 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
             assert fnmatch.filter(ids, pattern), f"{pattern} in README.md matches no test"
     documented = set(re.findall(r"`([a-z-]+)`", doc + (root / "docs" / "policies.md").read_text()))
     assert {code.value for code in Code} <= documented
+
+
+def test_next_prewarm_is_the_next_keep_up_opening_minus_the_lead():
+    from scaler.decide.precedence import next_prewarm
+
+    when, lead = next_prewarm(PREWARM_90S, (), TUESDAY_NIGHT)
+    assert (when, lead) == (at("2024-06-05 07:58:30"), 90.0)
+    when, lead = next_prewarm(PREWARM_AUTO, (30.0, 70.0), at("2024-06-07 21:00"))  # Friday night
+    assert (when, lead) == (at("2024-06-10 07:58:50"), 70.0)  # Monday: the weekend has no opening
+    assert next_prewarm(PREWARM_AUTO, (), TUESDAY_NIGHT) is None
+    assert next_prewarm(POLICY, (30.0,), TUESDAY_NIGHT) is None

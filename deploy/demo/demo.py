@@ -1,8 +1,9 @@
 """The scaler demo: a few fake GPU inference services on the local cluster,
 simulated traffic, the real daemon, and what it did, told as it happens.
 
-Time is compressed: windows are a minute apart and "idle" means 20 seconds,
-so the scenario takes about four minutes. The policies are the examples in
+Time is compressed: windows are a minute apart, "idle" means 20 seconds and
+models load in 3-20 seconds (kwok holds each pod Running but not Ready that
+long), so the scenario takes about four minutes. The policies are the examples in
 policies/ with those durations shortened (see policies_for below).
 
 Everything in the summary is measured on the cluster while the scenario runs:
@@ -34,6 +35,7 @@ import cluster as local_cluster  # noqa: E402
 
 from scaler.cluster.kube import Kube, Resource  # noqa: E402
 from scaler.cluster.workloads import DEPLOYMENT, Workload  # noqa: E402
+from scaler.decide.policies import parse_duration  # noqa: E402
 
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
@@ -49,6 +51,8 @@ class Service:
     gpus_per_replica: int
     per_replica_per_second: float  # requests (or jobs) one replica finishes a second
     arrivals: list[tuple[float, float, float]]  # (from t, to t, arrivals per second), t relative to the edge
+    load_seconds: float = 0.0  # model loading: Running this long before Ready
+    paused_by: str | None = None  # created paused by this policy
     pending: float = 0.0
     running: float = 0.0
 
@@ -61,17 +65,26 @@ def services() -> list[Service]:
         # Office chat: busy until the business-hours window closes at t=0,
         # then a late burst of requests at t=30..45.
         Service("chat", replicas=2, gpus_per_replica=2, per_replica_per_second=3,
-                arrivals=[(-999, 0, 4.0), (30, 45, 3.0)]),
+                arrivals=[(-999, 0, 4.0), (30, 45, 3.0)], load_seconds=15),
         # A code assistant: quiet from t=-5, busy again at t=70..85.
         Service("code-assist", replicas=1, gpus_per_replica=4, per_replica_per_second=4,
-                arrivals=[(-999, -5, 2.0), (70, 85, 2.5)]),
+                arrivals=[(-999, -5, 2.0), (70, 85, 2.5)], load_seconds=10),
         # Embedding batch workers: a backlog of jobs lands at t=10.
         Service("embed-workers", replicas=1, gpus_per_replica=1, per_replica_per_second=6,
-                arrivals=[(10, 12, 120.0)]),
+                arrivals=[(10, 12, 120.0)], load_seconds=3),
+        # A summarizer kept down outside its morning window, which opens at
+        # t=60; pre-warmed so its 20 s model load is done when it opens.
+        Service("summarize", replicas=2, gpus_per_replica=1, per_replica_per_second=2,
+                arrivals=[(60, 999, 1.0)], load_seconds=20, paused_by="summarize-mornings"),
     ]
 
 
-def policies_for(namespace: str, *, window_start: datetime, window_end: datetime) -> str:
+#: The demo's compressed protection after a wake (the defaults are 1m and 5m).
+STARTUP_GRACE, SCALE_DOWN_DELAY = "5s", "20s"
+PREWARM_OPENS_AFTER_EDGE = timedelta(minutes=1)
+
+
+def policies_for(namespace: str, *, window_start: datetime, window_end: datetime, mornings: datetime) -> str:
     """policies/business-hours.yaml, vllm-idle.yaml and batch-workers.yaml,
     with the namespace, the window and the durations fitted to the demo."""
     def cron(moment: datetime) -> str:
@@ -91,30 +104,52 @@ def policies_for(namespace: str, *, window_start: datetime, window_end: datetime
             idle: {{query: '{running}', threshold: 0.5, duration: 10s}}
             wake: {{query: '{pending}', target_per_replica: 8}}
             max_replicas: 4
+            startup_grace: {STARTUP_GRACE}
+            scale_down_delay: {SCALE_DOWN_DELAY}
           - name: code-assist-idle
             description: Paused after 20 s without a running request; woken by the gateway queue.
             targets: {{namespaces: [{namespace}], selector: app=code-assist}}
             idle: {{query: '{running}', threshold: 0.5, duration: 20s}}
             wake: {{query: '{pending}', target_per_replica: 8}}
             max_replicas: 2
+            startup_grace: {STARTUP_GRACE}
+            scale_down_delay: {SCALE_DOWN_DELAY}
           - name: embed-queue
             description: Workers sized by the job queue, zero when it has been empty for 15 s.
             targets: {{namespaces: [{namespace}], selector: app=embed-workers}}
             idle: {{query: '{pending} + {running}', threshold: 1, duration: 15s}}
             wake: {{query: '{pending}', target_per_replica: 50}}
             max_replicas: 3
+            startup_grace: {STARTUP_GRACE}
+            scale_down_delay: {SCALE_DOWN_DELAY}
+          - name: summarize-mornings
+            description: Kept down outside its window, pre-warmed so the model is loaded when it opens.
+            targets: {{namespaces: [{namespace}], selector: app=summarize}}
+            schedule:
+              timezone: UTC
+              windows:
+                - {{name: mornings, mode: up, start: "{cron(mornings)}", end: "{cron(mornings + timedelta(hours=1))}"}}
+              outside: down
+            prewarm: 20s
         """)
 
 
 def deployment_body(service: Service) -> dict:
     gpus = str(service.gpus_per_replica)
+    annotations = {}
+    if service.paused_by:  # as scaler leaves a workload it paused
+        annotations = {"scaler.io/last-replicas": str(service.replicas), "scaler.io/paused-by":
+                       f"policy/{service.paused_by}", "scaler.io/pause-cause": "outside-down",
+                       "scaler.io/paused-at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": service.name, "labels": {"app": service.name}},
+        "metadata": {"name": service.name, "labels": {"app": service.name}, "annotations": annotations},
         "spec": {
-            "replicas": service.replicas,
+            "replicas": 0 if service.paused_by else service.replicas,
             "selector": {"matchLabels": {"app": service.name}},
-            "template": {"metadata": {"labels": {"app": service.name}}, "spec": {"containers": [{
+            "template": {"metadata": {"labels": {"app": service.name},
+                                      "annotations": {"local.scaler.io/model-load-time": f"{service.load_seconds:g}s"}},
+                         "spec": {"containers": [{
                 "name": "vllm", "image": "vllm/vllm-openai:demo",
                 "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}}]}},
         },
@@ -139,6 +174,7 @@ class History:
     samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (t, GPUs held per service)
     events: list[dict] = field(default_factory=list)
     freed: list[tuple[str, int]] = field(default_factory=list)  # (service, GPUs) at each drop to zero
+    all_ready_at: dict[str, float] = field(default_factory=dict)  # t each service had every replica Ready
 
 
 class Demo:
@@ -173,11 +209,11 @@ class Demo:
         self.say(f"namespace {self.namespace}: " + ", ".join(
             f"{s.name} ({s.replicas} x {s.gpus_per_replica} GPU)" for s in self.services))
         deadline = time.monotonic() + 120
-        while not all(self.ready(s) == s.replicas for s in self.services):
+        while not all(self.ready(s) == (0 if s.paused_by else s.replicas) for s in self.services):
             if time.monotonic() > deadline:
                 raise SystemExit("demo: the services did not become Ready within 120 s")
             time.sleep(0.5)
-        held = sum(s.replicas * s.gpus_per_replica for s in self.services)
+        held = sum(s.replicas * s.gpus_per_replica for s in self.services if not s.paused_by)
         self.say(f"all pods Running on the fake GPU nodes: {held} GPUs in use")
         # Cron windows have minute edges: the business-hours window ends at the
         # first minute boundary at least lead_seconds away, which leaves the
@@ -187,7 +223,8 @@ class Demo:
         self.edge = edge
         directory = Path(tempfile.mkdtemp(prefix="scaler-demo-"))
         (directory / "demo.yaml").write_text(policies_for(
-            self.namespace, window_start=edge - timedelta(hours=1), window_end=edge))
+            self.namespace, window_start=edge - timedelta(hours=1), window_end=edge,
+            mornings=edge + PREWARM_OPENS_AFTER_EDGE))
         return directory
 
     def ready(self, service: Service) -> int:
@@ -204,7 +241,8 @@ class Demo:
             dt, last = now - last, now
             t = self.t()
             pods, _ = self.kube.list(PODS, self.namespace)
-            held = {s.name: 0 for s in self.services}
+            held = {s.name: 0 for s in self.services}  # GPUs of Running pods, loading or not
+            serving = {s.name: 0 for s in self.services}  # Ready pods: only they serve
             for pod in pods:
                 status, meta = pod.get("status") or {}, pod["metadata"]
                 if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
@@ -213,20 +251,26 @@ class Demo:
                 if app in held:
                     held[app] += sum(int((c.get("resources") or {}).get("requests", {}).get("nvidia.com/gpu", 0))
                                      for c in pod["spec"]["containers"])
+                    serving[app] += any(c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in status.get("conditions") or [])
             for service in self.services:
-                ready = held[service.name] // service.gpus_per_replica
+                ready = serving[service.name]
+                replicas_now = self.kube.get(DEPLOYMENT.resource, self.namespace, service.name)["spec"]["replicas"]
+                if ready and ready >= replicas_now and service.name not in self.history.all_ready_at:
+                    self.history.all_ready_at[service.name] = round(t, 1)
                 service.pending += service.arrival_rate(t) * dt
                 capacity = ready * service.per_replica_per_second * dt
                 served = min(service.pending, capacity)
                 service.pending -= served
                 service.running = served / dt if dt > 0 and ready else 0.0
                 push(self.cluster.pushgateway_url, self.namespace, service)
-                replicas = self.kube.get(DEPLOYMENT.resource, self.namespace, service.name)["spec"]["replicas"]
+                replicas = replicas_now
                 if previous.get(service.name, replicas) > 0 and replicas == 0:
                     workload = Workload(DEPLOYMENT, self.kube.get(DEPLOYMENT.resource, self.namespace, service.name))
                     self.history.freed.append((service.name, workload.gpus(previous[service.name])))
                 previous[service.name] = replicas
             if t >= 0:
+                # Without scaler every service would run at its full size all along.
                 baseline = sum(s.replicas * s.gpus_per_replica for s in self.services)
                 self.history.gpu_seconds_used += sum(held.values()) * dt
                 self.history.gpu_seconds_baseline += baseline * dt
@@ -242,7 +286,8 @@ class Demo:
         for event in sorted(fresh, key=lambda e: e["metadata"]["creationTimestamp"]):
             self.seen_events.add(event["metadata"]["uid"])
             self.history.events.append({"reason": event["reason"], "workload": event["involvedObject"]["name"],
-                                        "message": event["message"]})
+                                        "message": event["message"],
+                                        "time": event.get("lastTimestamp") or event["metadata"]["creationTimestamp"]})
             self.say(f"{event['involvedObject']['name']}: {event['reason']}: {event['message']}")
 
     def phases(self, until: float) -> None:
@@ -250,8 +295,10 @@ class Demo:
         notes = [(-5, "code-assist traffic stops (it will count as idle after 20 s)"),
                  (0, "business hours end: chat goes down once its requests finish (outside: down)"),
                  (10, "a backlog of 240 embedding jobs lands in the queue"),
-                 (30, "late chat requests arrive at the gateway while chat is at zero"),
+                 (30, "late chat requests arrive at the gateway while chat is at zero (its model loads in 15 s)"),
+                 (40, "summarize's window opens at t=60 and its model loads in 20 s: scaler pre-warms it now"),
                  (45, "chat requests stop"),
+                 (60, "summarize's morning window opens: its requests start"),
                  (70, "code-assist traffic is back"),
                  (85, "code-assist traffic stops again")]
         for at, note in notes:
@@ -271,7 +318,13 @@ class Demo:
         for event in h.events:
             by_reason[event["reason"]] = by_reason.get(event["reason"], 0) + 1
         saved = h.gpu_seconds_baseline - h.gpu_seconds_used
+        prewarmed = h.all_ready_at.get("summarize")
         return {
+            "cold_starts": [(e["workload"], e["message"].split("s after", 1)[0].removeprefix("Ready "))
+                            for e in h.events if e["reason"] == "Ready"],
+            "flaps": flaps(h.events, within_seconds=parse_duration(SCALE_DOWN_DELAY)),
+            "prewarm": {"service": "summarize", "window_opens_t": PREWARM_OPENS_AFTER_EDGE.total_seconds(),
+                        "all_ready_t": prewarmed},
             "namespace": self.namespace,
             "scenario_seconds": round(h.seconds, 1),
             "actions": by_reason,
@@ -284,6 +337,20 @@ class Demo:
         }
 
 
+def flaps(events: list[dict], *, within_seconds: float) -> int:
+    """A flap: a ScaledToZero of a workload less than `within_seconds` (the
+    protection after a wake) after its Resumed."""
+    resumed: dict[str, datetime] = {}
+    count = 0
+    for event in sorted(events, key=lambda e: e["time"]):
+        at = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+        if event["reason"] == "Resumed":
+            resumed[event["workload"]] = at
+        elif event["reason"] == "ScaledToZero" and event["workload"] in resumed:
+            count += (at - resumed.pop(event["workload"])).total_seconds() < within_seconds
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/demo/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get(
@@ -294,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true",
                         help="the short scenario (CI): window close, batch backlog, chat woken and paused again")
     args = parser.parse_args(argv)
-    until, lead = (55, 45) if args.short else (110, 60)
+    until, lead = (70, 45) if args.short else (110, 60)
 
     already_running = local_cluster.Cluster.load(args.state_dir.resolve()) is not None
     print("Starting the local GPU cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes, "
@@ -334,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  GPU-hours:       {summary['gpu_hours_used']:.4f} used of {summary['gpu_hours_baseline']:.4f} had "
           f"every service kept at its starting size over {summary['scenario_seconds']:.0f} s")
     print(f"  GPU-hours saved: {summary['gpu_hours_saved']:.4f} ({summary['saved_percent']:.1f}%)")
+    starts = ", ".join(f"{name} {seconds}s" for name, seconds in summary["cold_starts"]) or "none"
+    print(f"  cold starts:     {starts} (resume or scale-up to all Ready, from scaler's Ready Events)")
+    warm = summary["prewarm"]
+    if warm["all_ready_t"] is not None:
+        print(f"  pre-warm:        summarize all Ready at t{warm['all_ready_t']:+.1f}s; its window opened at "
+              f"t+{warm['window_opens_t']:.0f}s")
+    print(f"  flaps:           {summary['flaps']} (a ScaledToZero within {SCALE_DOWN_DELAY} of a Resumed)")
     if summary["scenario_seconds"]:
         hourly = summary["gpu_hours_saved"] * 3600 / summary["scenario_seconds"]
         print(f"                   at this rate, {hourly:.2f} GPU-hours saved per hour of wall time")

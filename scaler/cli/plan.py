@@ -9,15 +9,17 @@ import sys
 
 from scaler.cli.output import console, print_json, table
 from scaler.cluster.kube import KubeError
-from scaler.run.planning import plan
+from scaler.decide.times import utc_now
+from scaler.run.planning import plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
 
 
 def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = False) -> int:
+    now = utc_now()
     try:
-        evaluations, errors = plan(settings)
+        evaluations, errors = plan(settings, now=now)
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return EXIT_ERROR
@@ -30,8 +32,10 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     evaluations.sort(key=lambda e: (not e.decision.changes, e.workload.namespace, e.workload.name))
     pending = [e for e in evaluations if e.decision.changes]
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
+    prewarms = upcoming_prewarms(evaluations, now=now)
     if output == "json":
-        print_json({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors})
+        print_json({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
+                    "prewarms": prewarms})
     else:
         screen = console()
         if shown:
@@ -46,6 +50,10 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
         claimed = sum(e.gpus for e in pending if e.decision.replicas > e.workload.replicas)
         screen.print(f"{len(pending)} change(s) pending across {len(evaluations)} managed workload(s); "
                      f"{freed} GPUs would be freed, {claimed} claimed")
+        for row in prewarms:
+            screen.print(f"pre-warm: {row['namespace']}/{row['name']} resumes at {row['resumeAt']}, "
+                         f"{row['leadSeconds']}s ({row['lead']}) before its keep-up window opens at "
+                         f"{row['windowOpensAt']}")
         for error in errors:
             screen.print(f"warning: signal unknown (held): {error}")
     return EXIT_PENDING if pending else EXIT_NO_CHANGES

@@ -29,6 +29,8 @@ STARTED_AT = PREFIX + "started-at"
 READY_AT = PREFIX + "ready-at"
 #: The last few measured warm-ups (start to all Ready), seconds, oldest first.
 WARM_UPS = PREFIX + "warm-up-seconds"
+#: The start bookkeeping above: kept across pauses and resumes (not pause state).
+START_TIMES = (STARTED_AT, READY_AT, WARM_UPS)
 
 #: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
 PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE)

@@ -32,7 +32,7 @@ from scaler.decide.decisions import (
 )
 from scaler.decide.policies import OnUnknown, Policy
 from scaler.decide.times import human_duration, parse_time, seconds_between
-from scaler.decide.windows import ScheduleState
+from scaler.decide.windows import ScheduleState, next_edge
 
 _NO_WINDOWS = ScheduleState()
 
@@ -111,17 +111,7 @@ class Facts:
 
     @cached_property
     def prewarm_lead(self) -> float | None:
-        """How far ahead of a keep-up window to resume: the policy's duration,
-        or for 'auto' the slowest of the recent warm-ups (capped at
-        prewarm_max); None without pre-warm or before a warm-up was measured."""
-        prewarm = self.policy.prewarm
-        if prewarm is None or self.policy.schedule is None:
-            return None
-        if prewarm != "auto":
-            return float(prewarm)
-        if not self.workload.warm_ups:
-            return None
-        return min(max(self.workload.warm_ups), self.policy.prewarm_max_seconds)
+        return prewarm_lead(self.policy, self.workload.warm_ups)
 
     def waiting(self, would: str) -> Decision | None:
         """Hold during the scale-down delay, saying how long is left."""
@@ -148,6 +138,35 @@ class Facts:
 
 
 Rule = Callable[[Facts], "Decision | None"]
+
+
+def prewarm_lead(policy: Policy, warm_ups: tuple[float, ...]) -> float | None:
+    """How far ahead of a keep-up window to resume: the policy's duration, or
+    for 'auto' the slowest of the recent warm-ups (capped at prewarm_max);
+    None without pre-warm or before a first warm-up was measured."""
+    if policy.prewarm is None or policy.schedule is None:
+        return None
+    if policy.prewarm != "auto":
+        return float(policy.prewarm)
+    return min(max(warm_ups), policy.prewarm_max_seconds) if warm_ups else None
+
+
+def next_prewarm(policy: Policy, warm_ups: tuple[float, ...], now: datetime) -> tuple[datetime, float] | None:
+    """(when, lead) of the next pre-warm: a keep-up window opening at
+    when + lead, seen from now; None without one in the schedule's horizon."""
+    lead = prewarm_lead(policy, warm_ups)
+    if lead is None:
+        return None
+    assert policy.schedule is not None
+    schedule, ahead = policy.schedule.compiled, timedelta(seconds=lead)
+    edge = now + ahead
+    for _ in range(8):  # a few edges: the next opening of a keep-up window
+        edge = next_edge(schedule, edge)
+        if edge is None:
+            return None
+        if schedule.state_at(edge).keep_up is not None:
+            return edge - ahead, lead
+    return None
 
 
 def manual_pause(f: Facts) -> Decision | None:

@@ -46,6 +46,7 @@ from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import warm_ups
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
+from scaler.decide.precedence import next_prewarm
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.leading import Leadership
@@ -261,26 +262,18 @@ class Daemon:
                                replace_existing=True, misfire_grace_time=None)
 
     def _prewarm_edges(self, now: datetime) -> list[datetime]:
-        """When a pre-warm lead reaches a keep-up window: the window's next
-        edge seen from now + lead, minus the lead, for each lead in use."""
-        leads: dict[str, set[float]] = {}
-        for policy in self.policies:
-            if policy.prewarm is not None and policy.schedule is not None:
-                leads[policy.name] = {float(policy.prewarm)} if policy.prewarm != "auto" else set()
-        auto = [p for p in self.policies if p.name in leads and p.prewarm == "auto"]
-        if auto:  # each workload's own measured warm-up
+        """When a pre-warm lead reaches a keep-up window, for each lead in use
+        (one per policy, or each workload's own measured warm-up for 'auto')."""
+        prewarming = [policy for policy in self.policies if policy.prewarm is not None and policy.schedule]
+        leads = {(policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
+        auto = [policy for policy in prewarming if policy.prewarm == "auto"]
+        if auto:
             for workload in self.view.workloads(kinds_of(auto)):
                 policy = self.reconciler.managed_by(self.policies, workload)
-                if policy is not None and policy.name in leads and (measured := warm_ups(workload.annotations)):
-                    leads[policy.name].add(round(min(max(measured), policy.prewarm_max_seconds)))
-        edges = []
-        for policy in self.policies:
-            for lead in sorted(leads.get(policy.name, ()))[:50]:
-                ahead = timedelta(seconds=lead)
-                edge = next_edge(policy.schedule.compiled, now + ahead)
-                if edge is not None:
-                    edges.append(edge - ahead)
-        return [edge for edge in edges if edge > now]
+                if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
+                    leads.setdefault((policy.name, (round(max(measured)),)), policy)
+        upcoming = (next_prewarm(policy, warm, now) for (_, warm), policy in leads.items())
+        return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def _reload(self) -> None:
         fingerprint = _fingerprint(self.settings.policies)

@@ -3,18 +3,19 @@ Writes nothing; the command line prints it."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.loading import check_policies
-from scaler.decide.times import utc_now
+from scaler.decide.precedence import next_prewarm
+from scaler.decide.times import rfc3339
 from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
 
 
-def plan(settings: PlanSettings, *, now: datetime | None = None) -> tuple[list[Evaluation], list[str]]:
-    """Evaluations for every managed workload, and the signal errors seen."""
+def plan(settings: PlanSettings, *, now: datetime) -> tuple[list[Evaluation], list[str]]:
+    """Evaluations for every managed workload at `now`, and the signal errors seen."""
     policies, problems = check_policies(settings.policies)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
@@ -24,5 +25,24 @@ def plan(settings: PlanSettings, *, now: datetime | None = None) -> tuple[list[E
     reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
                             excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
                             signal_deadline_seconds=settings.signal_deadline_seconds)
-    evaluations = reconciler.evaluate(policies, now=now or utc_now())
+    evaluations = reconciler.evaluate(policies, now=now)
     return evaluations, sorted(set(reconciler.signal_errors))
+
+
+def upcoming_prewarms(evaluations: list[Evaluation], *, now: datetime) -> list[dict]:
+    """Each managed workload's next pre-warm: when it resumes, its lead, and
+    when the keep-up window it prepares for opens."""
+    found = []
+    for evaluation in evaluations:
+        policy = evaluation.policy
+        if policy is None or policy.prewarm is None:
+            continue
+        upcoming = next_prewarm(policy, evaluation.state.warm_ups, now)
+        if upcoming is None:
+            continue
+        when, lead = upcoming
+        found.append({"namespace": evaluation.workload.namespace, "kind": evaluation.workload.kind.name,
+                      "name": evaluation.workload.name, "policy": policy.name, "resumeAt": rfc3339(when),
+                      "leadSeconds": round(lead), "windowOpensAt": rfc3339(when + timedelta(seconds=lead)),
+                      "lead": "measured warm-up" if policy.prewarm == "auto" else "prewarm"})
+    return sorted(found, key=lambda row: (row["resumeAt"], row["namespace"], row["name"]))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import cluster as local_cluster
 from kubernetes import client
 
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
@@ -36,7 +36,8 @@ def _annotations(kube, namespace, name) -> dict:
 
 
 def _ours(annotations: dict) -> dict:
-    return {k: v for k, v in annotations.items() if k.startswith(PREFIX)}
+    """scaler's pause state: its annotations but the start times a resume records."""
+    return {k: v for k, v in annotations.items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _events(kube, namespace, name, reason) -> list:

@@ -36,5 +36,14 @@ def test_short_demo_runs_and_its_summary_matches_the_cluster(cluster, kube, tmp_
         assert any(e.involved_object.name == "embed-workers" and "idle" in e.message for e in events)
         assert summary["gpu_hours_saved"] > 0
         assert "GPU-hours saved:" in result.stdout and "t+" in result.stdout
+        # Cold starts are part of the story: measured, never flapping, and the
+        # pre-warmed summarizer Ready when its window opens.
+        assert summary["flaps"] == 0 and "flaps:           0" in result.stdout
+        assert {name for name, _ in summary["cold_starts"]} >= {"chat", "summarize"}
+        assert all(float(seconds) >= 3 for _, seconds in summary["cold_starts"])
+        warm = summary["prewarm"]
+        assert warm["all_ready_t"] is not None and abs(warm["all_ready_t"] - warm["window_opens_t"]) <= 5, warm
+        assert any(e.reason == "Resumed" and "pre-warm" in e.message for e in events
+                   if e.involved_object.name == "summarize")
     finally:
         client.CoreV1Api(kube).delete_namespace(namespace)

@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from scaler.cluster.kube import Forbidden, Kube, Resource
 from scaler.cluster.workloads import DEPLOYMENT
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +169,9 @@ def _deployment(kube, namespace: str, name: str) -> client.V1Deployment:
 
 
 def _ours(deployment: client.V1Deployment) -> dict:
-    return {k: v for k, v in (deployment.metadata.annotations or {}).items() if k.startswith(PREFIX)}
+    """scaler's pause state: its annotations but the start times a resume records."""
+    return {k: v for k, v in (deployment.metadata.annotations or {}).items()
+            if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _denials(daemon: DaemonProcess) -> list[str]:

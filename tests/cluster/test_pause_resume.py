@@ -23,6 +23,7 @@ from scaler.decide.annotations import (
     MANUAL_PAUSE,
     PAUSED_BY,
     PREFIX,
+    START_TIMES,
 )
 from scaler.decide.decisions import MANUAL
 from tests.helpers import (
@@ -36,7 +37,8 @@ from tests.helpers import (
 
 
 def _ours(annotations: dict | None) -> dict:
-    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX)}
+    """scaler's pause state: its annotations but the start times a resume records."""
+    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _deployment(kube, namespace, name) -> client.V1Deployment:
