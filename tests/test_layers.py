@@ -77,3 +77,20 @@ def test_functions_and_modules_stay_readable():
                 if lines > MAX_FUNCTION_LINES:
                     too_long.append(f"{where}:{node.lineno} {node.name}(): {lines} lines")
     assert too_long == []
+
+
+def test_the_readme_layout_names_every_module():
+    """README's layout is the tree: every module of scaler/ is in it, and
+    nothing it names is missing from the tree."""
+    import re
+
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    tree = layout.split("```", 2)[1]
+    named, folder = set(), None
+    for line in tree.splitlines():
+        if match := re.match(r"^  (\w+)/", line):
+            folder = match[1]
+        elif match := re.match(r"^    (\w+\.py)", line):
+            named.add(f"{folder}/{match[1]}")
+    modules = {f"{p.parent.name}/{p.name}" for p in (ROOT / "scaler").glob("*/*.py") if p.name != "__init__.py"}
+    assert named == modules
