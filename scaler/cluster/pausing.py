@@ -15,8 +15,9 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,17 +35,37 @@ log = structlog.get_logger("scaler")
 
 class EventSink:
     """Posts Events from a few background threads, so a batch of writes never
-    waits for its Events; `flush` waits for the ones still queued (shutdown)."""
+    waits for its Events; while a batch is `holding`, its Events wait until
+    the batch is written, so the writes have the API server to themselves.
+    `flush` waits for every Event still queued (shutdown)."""
 
     def __init__(self, kube: Kube, *, workers: int = 4) -> None:
         self.kube = kube
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
         self._pending = 0
+        self._holds = 0
+        self._held: list[dict] = []
         self._idle = threading.Condition()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        with self._idle:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._holds -= 1
+                released, self._held = (self._held, []) if self._holds == 0 else ([], self._held)
+            for body in released:
+                self._pool.submit(self._post, body)
 
     def post(self, body: dict) -> None:
         with self._idle:
             self._pending += 1
+            if self._holds:
+                self._held.append(body)
+                return
         self._pool.submit(self._post, body)
 
     def _post(self, body: dict) -> None:

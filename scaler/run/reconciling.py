@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime
 
 import structlog
@@ -86,8 +87,9 @@ class Reconciler(Evaluator):
         if not todo:
             return []
         refused = threading.Event()
-        results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
-        done = [result for result in results if result is not None]
+        with self.pauser.events.holding() if self.pauser.events else nullcontext():
+            results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
+            done = [result for result in results if result is not None]
         if refused.is_set():
             log.info("not acting: not the leader, or stopping", left=len(todo) - len(done))
         return done
