@@ -237,3 +237,16 @@ class DaemonProcess:
             self.process.wait(timeout=10)
         if self.process:
             self._log.close()
+
+
+def election(namespace: str, *, lease_seconds: int = 6) -> tuple[str, ...]:
+    """Flags for daemons electing a leader on a Lease in `namespace`, with a
+    short lease so a failover fits in a test."""
+    return ("--leader-election", "--lease-name", f"scaler-{namespace}", "--lease-namespace", namespace,
+            "--lease-duration-seconds", str(lease_seconds), "--lease-renew-deadline-seconds",
+            str(lease_seconds - 2), "--lease-retry-period-seconds", "1")
+
+
+def lease_holder(kube, namespace: str) -> str | None:
+    lease = client.CoordinationV1Api(kube).read_namespaced_lease(f"scaler-{namespace}", namespace)
+    return lease.spec.holder_identity or None

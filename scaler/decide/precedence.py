@@ -134,6 +134,14 @@ class Facts:
         target = max(base, at_least)
         return self.decision(Action.RESUME, target, reason(target, source), code)
 
+    def keep_up(self, window: str, code: Code, *, running: str) -> Decision:
+        """A keep-up window, open or about to: resume what scaler paused, hold the rest."""
+        if self.current == 0 and self.workload.paused_by_policy:
+            return self.resume(lambda target, source: f"{window}: resuming to {target} ({source})", code)
+        if self.current == 0:
+            return self.hold(f"{window}, but scaler did not pause this workload: staying at 0", code)
+        return self.hold(f"{window}: {running}", code)
+
     def waiting(self, would: str) -> Decision | None:
         """Hold during the scale-down delay, saying how long is left."""
         policy, workload, now = self.policy, self.workload, self.now
@@ -245,12 +253,8 @@ def keep_up_window(f: Facts) -> Decision | None:
     window = f.windows.keep_up
     if window is None:
         return None
-    active = f"keep-up window {window.description} is active"
-    if f.current == 0 and f.workload.paused_by_policy:
-        return f.resume(lambda target, source: f"{active}: resuming to {target} ({source})", Code.KEEP_UP_WINDOW)
-    if f.current == 0:
-        return f.hold(f"{active}, but scaler did not pause this workload: staying at 0", Code.KEEP_UP_WINDOW)
-    return f.hold(f"{active}: no idle scale-down", Code.KEEP_UP_WINDOW)
+    return f.keep_up(f"keep-up window {window.description} is active", Code.KEEP_UP_WINDOW,
+                     running="no idle scale-down")
 
 
 def prewarm(f: Facts) -> Decision | None:
@@ -262,13 +266,9 @@ def prewarm(f: Facts) -> Decision | None:
     window = f.policy.schedule.compiled.state_at(f.now + timedelta(seconds=lead)).keep_up
     if window is None:
         return None
-    ahead = (f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "
-             f"({'measured warm-up' if f.policy.prewarm == 'auto' else 'prewarm'})")
-    if f.current == 0 and f.workload.paused_by_policy:
-        return f.resume(lambda target, source: f"{ahead}: resuming to {target} ({source})", Code.PREWARM)
-    if f.current == 0:
-        return f.hold(f"{ahead}, but scaler did not pause this workload: staying at 0", Code.PREWARM)
-    return f.hold(f"{ahead}: no scale-down", Code.PREWARM)
+    return f.keep_up(f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "
+                     f"({'measured warm-up' if f.policy.prewarm == 'auto' else 'prewarm'})", Code.PREWARM,
+                     running="no scale-down")
 
 
 def starting(f: Facts) -> Decision | None:

@@ -24,7 +24,8 @@ from scaler.decide.annotations import (
 from scaler.decide.times import parse_time
 from scaler.decide.windows import zone
 from tests.cluster.test_daemon import _events, _push, _replicas, _write
-from tests.helpers import eventually, gpu_deployment, run_scaler
+from tests.helpers import election as elect
+from tests.helpers import eventually, gpu_deployment, lease_holder, run_scaler
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
         "--policy-reload-interval-seconds", "1")
@@ -174,17 +175,14 @@ def test_a_leader_lost_mid_load_the_standby_keeps_protecting(kube, namespace, cl
         startup_grace: 8s
         scale_down_delay: 0s
         """))
-    election = ("--leader-election", "--lease-name", f"scaler-{namespace}", "--lease-namespace", namespace,
-                "--lease-duration-seconds", "6", "--lease-renew-deadline-seconds", "4",
-                "--lease-retry-period-seconds", "1")
+    election = elect(namespace)
     one = daemons(policies, *FAST, *election, "--identity", "one", name="one")
     two = daemons(policies, *FAST, *election, "--identity", "two", name="two")
     one.wait_ready()
     two.wait_ready()
 
     def leader() -> str | None:
-        return client.CoordinationV1Api(kube).read_namespaced_lease(
-            f"scaler-{namespace}", namespace).spec.holder_identity or None
+        return lease_holder(kube, namespace)
     holder = eventually(leader, timeout_seconds=30)
     _wake_mid_load(kube, namespace, cluster, load_seconds=30)
     leading, standby = (one, two) if holder == "one" else (two, one)

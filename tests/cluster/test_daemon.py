@@ -16,7 +16,14 @@ import cluster as local_cluster
 from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
-from tests.helpers import eventually, gpu_deployment, push_metric, run_scaler
+from tests.helpers import election as elect
+from tests.helpers import (
+    eventually,
+    gpu_deployment,
+    lease_holder,
+    push_metric,
+    run_scaler,
+)
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
         "--policy-reload-interval-seconds", "1")
@@ -255,17 +262,14 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
 def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    election = ("--leader-election", "--lease-name", f"scaler-{namespace}", "--lease-namespace", namespace,
-                "--lease-duration-seconds", "6", "--lease-renew-deadline-seconds", "4",
-                "--lease-retry-period-seconds", "1")
+    election = elect(namespace)
     one = daemons(policies, *FAST, *election, "--identity", "one", name="one")
     two = daemons(policies, *FAST, *election, "--identity", "two", name="two")
     one.wait_ready()
     two.wait_ready()
 
     def leader() -> str | None:
-        lease = client.CoordinationV1Api(kube).read_namespaced_lease(f"scaler-{namespace}", namespace)
-        return lease.spec.holder_identity or None
+        return lease_holder(kube, namespace)
     holder = eventually(leader, timeout_seconds=30)
     leading, standby = (one, two) if holder == "one" else (two, one)
     eventually(lambda: leading.metric("scaler_leader") == 1, timeout_seconds=15)
