@@ -35,6 +35,17 @@ from scaler.decide.selectors import Selector, SelectorError
 from scaler.decide.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
 
 POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+#: Prometheus label names, as PromQL's `by (...)` accepts them.
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: A namespace name: an RFC 1123 DNS label.
+NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Replica counts are int32 in the Kubernetes API; more is an HTTP 422 on every write.
+MAX_REPLICAS = 2**31 - 1
+#: Longest duration a setting may have: a year (an idle window longer than
+#: Prometheus keeps data can never be complete anyway).
+MAX_DURATION_SECONDS = 366 * 86400.0
+#: Smallest queue length one replica may serve; smaller sizes every queue at the replica cap.
+MIN_TARGET_PER_REPLICA = 0.001
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -65,6 +76,9 @@ def parse_duration(value: Any) -> float:
         raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
     if not math.isfinite(seconds) or seconds < 0:
         raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
+    if seconds > MAX_DURATION_SECONDS:
+        raise _invalid(f"{value!r} is longer than a year ({MAX_DURATION_SECONDS:.0f}s), the longest duration "
+                       "scaler accepts")
     return seconds
 
 
@@ -115,7 +129,24 @@ def _check_finite(value: float) -> float:
     return value
 
 
+def _check_label_name(text: str) -> str:
+    if not LABEL_NAME.match(text):
+        raise _invalid(f"{text!r} is not a Prometheus label name: letters, digits and '_', not starting with "
+                       "a digit (label_replace can copy a label to a valid name)")
+    return text
+
+
+def _check_namespaces(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    for name in names or ():
+        if not NAMESPACE_NAME.match(name):
+            raise _invalid(f"{name!r} is not a namespace name: 1-63 lowercase letters, digits and '-', "
+                           "starting and ending with a letter or digit")
+    return names
+
+
 Query = Annotated[str, AfterValidator(_check_query)]
+LabelName = Annotated[str, AfterValidator(_check_label_name)]
+Namespaces = Annotated[tuple[str, ...], AfterValidator(_check_namespaces)]
 Finite = Annotated[float, AfterValidator(_check_finite)]
 
 
@@ -136,7 +167,7 @@ class _Model(BaseModel):
 class Targets(_Model):
     """Which workloads a policy manages. All given conditions must hold."""
 
-    namespaces: tuple[str, ...] | None = Field(
+    namespaces: Namespaces | None = Field(
         None, description="Only these namespaces. Give this or namespace_selector, or neither for all.")
     namespace_selector: Annotated[str | None, AfterValidator(_check_selector)] = Field(
         None, description="Only namespaces whose labels match this kubectl label selector.")
@@ -145,7 +176,7 @@ class Targets(_Model):
     kinds: tuple[Kind, ...] = Field(
         DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService (or kubectl's names for them), "
                                    "or <plural>.<group>/<version> for a custom resource with a /scale subresource.")
-    exclude_namespaces: tuple[str, ...] = Field((), description="Never these namespaces.")
+    exclude_namespaces: Namespaces = Field((), description="Never these namespaces.")
 
     @field_validator("namespace_selector")
     @classmethod
@@ -303,8 +334,9 @@ class ScheduleConfig(_Model):
 
 class _Signal(_Model):
     query: Query = Field(description="PromQL instant query, one series per workload.")
-    workload_label: str = Field("workload", description="Label of each result series naming the workload.")
-    namespace_label: str = Field("namespace", description="Label of each result series naming its namespace.")
+    workload_label: LabelName = Field("workload", description="Label of each result series naming the workload.")
+    namespace_label: LabelName = Field("namespace",
+                                       description="Label of each result series naming its namespace.")
 
 
 class IdleSignal(_Signal):
@@ -321,7 +353,8 @@ class WakeSignal(_Signal):
     """A queue that still exists while the workload is at zero (a router's or
     gateway's metric; a pod's own metrics vanish with the pod)."""
 
-    target_per_replica: Finite = Field(gt=0, description="Queue length one replica is meant to serve.")
+    target_per_replica: Finite = Field(ge=MIN_TARGET_PER_REPLICA,
+                                       description="Queue length one replica is meant to serve (at least 0.001).")
     activation_threshold: Finite = Field(0.0, ge=0, description="Wake from zero when the queue is above this.")
 
 
@@ -334,15 +367,16 @@ class Policy(_Model):
     conflict and the workload is left alone."""
 
     name: str = Field(description="Unique across all policy files; lowercase letters, digits, '-' and '.'.")
-    priority: int = Field(0, description="Higher wins when several policies match one workload.")
+    priority: int = Field(0, ge=-MAX_REPLICAS - 1, le=MAX_REPLICAS,
+                          description="Higher wins when several policies match one workload.")
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
     schedule: ScheduleConfig | None = None
     idle: IdleSignal | None = None
     wake: WakeSignal | None = None
-    min_replicas: int = Field(1, ge=1, description="Smallest non-zero size: floor for a wake, and the size "
+    min_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Smallest non-zero size: floor for a wake, and the size "
                                                    "a resume uses when nothing was recorded.")
-    max_replicas: int | None = Field(None, ge=1, description="Cap for queue-driven scale-up. Without it the "
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="Cap for queue-driven scale-up. Without it the "
                                                              "queue only wakes (to the recorded size or "
                                                              "min_replicas).")
     scale_down_delay_seconds: Duration = Field(

@@ -37,6 +37,9 @@ from scaler.decide.windows import ScheduleState
 _NO_WINDOWS = ScheduleState()
 
 
+_MAX_INT32 = 2**31 - 1
+
+
 def known(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -78,7 +81,8 @@ class Facts:
         if wake is None or not known(queue):
             return None
         assert queue is not None
-        needed = math.ceil(queue / wake.target_per_replica)
+        ratio = queue / wake.target_per_replica  # may be inf for a huge queue: never ceil() that
+        needed = math.ceil(ratio) if ratio < _MAX_INT32 else _MAX_INT32
         policy = self.policy
         cap = policy.max_replicas if policy.max_replicas is not None else policy.min_replicas
         cap_text = "max_replicas" if policy.max_replicas is not None else "min_replicas (no max_replicas)"
