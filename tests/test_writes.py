@@ -222,3 +222,21 @@ def scaled_object(name, target, kind=None, paused=None):
 def test_keda_side_effect(kind, items, paused, expected):
     targets = writes.scaled_objects_for(obj(kind, 1), items)
     assert writes.keda_hand_over(targets, paused=paused) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_leaves_no_record(kind):
+    """Rule 3a at zero without a record: on the branch point (575e6f6) the
+    write layer answered 'not paused' and sent nothing, so `plan` showed
+    'resume 0 -> 3' forever and the daemon logged it every wake tick."""
+    write = writes.resume(obj(kind, 0, {PAUSE_CAUSE: "idle-timeout", "team": "a"}), by="policy/q",
+                          reason="queue 10 > activation threshold 0", fallback_replicas=1, wanted=3)
+    assert write.outcome is Outcome.CHANGED and (write.before, write.after) == (0, 3)
+    assert write.patch == merged({"metadata": {"annotations": {PAUSE_CAUSE: None}}}, SCALE_TO[kind](3))
+    assert write.event == ("Resumed", "Normal")
+    assert "not paused by scaler" in write.message
+
+
+def test_a_manual_resume_still_leaves_a_zero_scaler_did_not_pause():
+    write = writes.resume(obj(DEPLOYMENT, 0, {}), by="manual", reason="r", fallback_replicas=1, wanted=3)
+    assert write.patch is None and write.message.startswith("not paused:")
