@@ -17,7 +17,8 @@ from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.writes import Outcome
 from scaler.decide.decisions import MANUAL
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, KINDS, resolve_kind
+from scaler.cluster.discovery import KindError, KindResolver
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, KINDS
 from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind
 
 
@@ -65,7 +66,8 @@ def _fail(message: str) -> int:
 def _connect(args) -> tuple[Kube, Selection]:
     kube = Kube.from_environment(kubeconfig=args.kubeconfig, context=args.context,
                                  pool_size=max(getattr(args, "concurrency", 16), 4))
-    kinds = [resolve_kind(text) for text in (args.kinds or DEFAULT_KINDS)]
+    resolve = KindResolver(kube)  # a custom resource is sized where its CRD's /scale says
+    kinds = [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
     namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
     selection = Selection(kinds=kinds, names=tuple(getattr(args, "names", ()) or ()), namespace=namespace,
                           label_selector=args.selector,
@@ -86,7 +88,7 @@ def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, Selection, list, 
             selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
                                   label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
         workloads, problems = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
-    except (UnknownKind, KubeError) as error:
+    except (UnknownKind, KubeError, KindError) as error:
         raise _Stop(str(error)) from None
     except Exception as error:  # kubeconfig problems come as several exception types
         raise _Stop(f"cannot reach the cluster: {error}") from None
