@@ -39,18 +39,28 @@ from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, queue_query
 from scaler.signals.results import Vector
 from scaler.decide.windows import next_edge
+from scaler.cluster.discovery import KindError
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind, resolve_kind
+from scaler.run.isolating import isolated, report_failures
 
 log = structlog.get_logger("scaler")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 
 
-def kinds_of(policies: Iterable[Policy]) -> list[WorkloadKind]:
-    """Each kind the policies target, once, however each policy spelled it."""
+def kinds_of(policies: Iterable[Policy], resolve: Callable[[str], WorkloadKind] = resolve_kind,
+             errors: dict[str, str] | None = None) -> list[WorkloadKind]:
+    """Each kind the policies target, once, however each policy spelled it.
+    A kind that cannot be resolved (a CRD without /scale) is left out and
+    recorded in `errors` against each policy naming it."""
     kinds: dict[str, WorkloadKind] = {}
     for policy in policies:
         for name in policy.targets.kinds:
-            kind = resolve_kind(name)
+            try:
+                kind = resolve(name)
+            except (KindError, KubeError) as error:
+                if errors is not None:
+                    errors.setdefault(policy.name, str(error))
+                continue
             kinds.setdefault(kind.key, kind)
     return list(kinds.values())
 
@@ -208,7 +218,8 @@ class Reconciler:
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
-                 may_act: Callable[[], bool] = lambda: True) -> None:
+                 may_act: Callable[[], bool] = lambda: True,
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind) -> None:
         self.prometheus = prometheus
         self.view = view
         self.pauser = pauser
@@ -222,6 +233,9 @@ class Reconciler:
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
         #: Query errors of the last evaluation (for `scaler plan` to show).
         self.signal_errors: list[str] = []
+        self.resolve = resolve
+        #: Policies that failed at run time in the last evaluation, and why: skipped, the others go on.
+        self.policy_errors: dict[str, str] = {}
 
     # Reading the world
 
@@ -276,12 +290,13 @@ class Reconciler:
         """Decide for every workload a policy targets. `wake_only` is the fast
         path: only paused workloads of policies with a wake signal."""
         self.signal_errors = []
+        errors: dict[str, str] = {}
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
         if not candidates:
             return []
         matched: list[tuple[Workload, WorkloadState, Policy]] = []
         conflicts: list[Evaluation] = []
-        for workload in self.view.workloads(kinds_of(candidates)):
+        for workload in self.view.workloads(kinds_of(candidates, self.resolve, errors)):
             if wake_only and workload.replicas != 0:
                 continue
             state = self.state_of(workload, now)
@@ -300,11 +315,13 @@ class Reconciler:
         # One query per policy signal, only for policies that matched something.
         signals: dict[str, tuple[Vector | None, Vector | None]] = {}
         for _, _, policy in matched:
-            if policy.name not in signals:
-                signals[policy.name] = self._signals(policy, wake_only=wake_only)
+            if policy.name not in signals and policy.name not in errors:
+                signals[policy.name] = isolated(errors, policy, lambda: self._signals(policy, wake_only=wake_only))
         evaluations = conflicts
         unknown: dict[tuple[str, str], int] = {}
         for workload, state, policy in matched:
+            if policy.name in errors:
+                continue
             idle_vector, queue_vector = signals[policy.name]
             key = (workload.namespace, workload.name)
             idle = idle_vector.get(key) if idle_vector is not None else None
@@ -316,8 +333,12 @@ class Reconciler:
                 unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            decision = decide(policy=policy, workload=state, signals=Signals(idle=idle, queue=queue), now=now)
-            evaluations.append(Evaluation(workload, state, policy, decision))
+            decision = isolated(errors, policy, lambda: decide(policy=policy, workload=state,
+                                                               signals=Signals(idle=idle, queue=queue), now=now))
+            if decision is not None:
+                evaluations.append(Evaluation(workload, state, policy, decision))
+        self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
+                                             policies=policies, metrics=self.metrics)
         if self.metrics and not wake_only:
             for policy in policies:
                 for signal in ("idle", "queue"):
@@ -425,7 +446,7 @@ class Reconciler:
         """Paused workloads by who paused them, and the GPUs they would hold."""
         by: dict[str, int] = {}
         gpus = 0
-        for workload in self.view.workloads(kinds_of(policies) or []):
+        for workload in self.view.workloads(kinds_of(policies, self.resolve, {}) or []):
             record = workload.record
             if workload.replicas != 0 or (record is None and not workload.manual_pause):
                 continue
