@@ -34,6 +34,7 @@ from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.cluster.pausing import Pauser
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
 from scaler.signals.prometheus import Prometheus
+from scaler.cluster.discovery import KindResolver
 from scaler.run.reconciling import Reconciler, WatchingView, kinds_of
 from scaler.decide.times import utc_now
 from scaler.run.settings import Settings
@@ -63,7 +64,7 @@ class Daemon:
         self.settings = settings
         self.policies = policies
         self.metrics = Metrics()
-        self.health = Health(policies_loaded=True)
+        self.health = Health(policies_loaded=True, details={"policyFilesValid": True, "failingPolicies": {}})
         self.kube = Kube.from_environment(kubeconfig=settings.kubeconfig, pool_size=settings.concurrency + 8)
         self.metrics.count_requests(self.kube.request_counts)
         self.prometheus = Prometheus(
@@ -80,7 +81,7 @@ class Daemon:
         self.reconciler = Reconciler(
             prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
-            may_act=self.leadership.is_leading)
+            may_act=self.leadership.is_leading, resolve=KindResolver(self.kube))
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
@@ -161,6 +162,7 @@ class Daemon:
         with self.reconciler.lock:
             try:
                 evaluations = self.reconciler.evaluate(policies, now=now)
+                self.health.details["failingPolicies"] = dict(self.reconciler.policy_errors)
                 self.reconciler.act(evaluations, now=now)
             except KubeError as error:
                 self.health.api_reachable = False
@@ -204,12 +206,14 @@ class Daemon:
         if problems:
             self.metrics.reload_errors.inc()
             self.metrics.policy_files_valid.set(0)
+            self.health.details.update(policyFilesValid=False, policyProblems=[str(p) for p in problems[:20]])
             for problem in problems:
                 log.error("policy file rejected; the last good policies stay in force", problem=str(problem),
                           file=problem.file, line=problem.line, field=problem.field)
             return
         self.policies = policies
         self.metrics.policy_files_valid.set(1)
+        self.health.details.update(policyFilesValid=True, policyProblems=[])
         self._publish_policies()
         log.info("policies reloaded", policies=len(policies), names=[p.name for p in policies])
         self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
