@@ -10,19 +10,23 @@ import json
 import sys
 from datetime import datetime
 
+from scaler.cluster.discovery import KindResolver
 from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.decide.loading import check_policies
 from scaler.signals.prometheus import Prometheus
 from scaler.run.reconciling import Evaluation, ListingView, Reconciler
 from scaler.decide.times import utc_now
+from scaler.run.observability import configure_logging
 from scaler.run.settings import Settings
 
-EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2  # 1 also when a policy failed (its row says why)
 
 
-def plan(settings: Settings, *, now: datetime | None = None) -> tuple[list[Evaluation], list[str]]:
-    """Evaluations for every managed workload, and the signal errors seen."""
+def plan(settings: Settings, *, now: datetime | None = None) -> tuple[list[Evaluation], list[str], list[dict]]:
+    """Evaluations for every managed workload, the signal errors seen, and the
+    policies that failed (each {"policy", "source", "error"}: skipped, the
+    others were evaluated)."""
     policies, problems = check_policies(settings.policies)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
@@ -33,14 +37,19 @@ def plan(settings: Settings, *, now: datetime | None = None) -> tuple[list[Evalu
         password_file=settings.prometheus_password_file, ca_file=settings.prometheus_ca_file)
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
     reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
-                            excluded_namespaces=settings.all_excluded_namespaces, dry_run=True)
+                            excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
+                            resolve=KindResolver(kube))
     evaluations = reconciler.evaluate(policies, now=now or utc_now())
-    return evaluations, sorted(set(reconciler.signal_errors))
+    failures = [{"policy": name, "source": policies.sources.get(name), "error": error}
+                for name, error in sorted(reconciler.policy_errors.items())]
+    return evaluations, sorted(set(reconciler.signal_errors)), failures
 
 
 def run_plan(settings: Settings, *, output: str = "table", show_all: bool = False) -> int:
+    # Log lines (a failed query, say) go to stderr, so `-o json` prints only JSON on stdout.
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
     try:
-        evaluations, errors = plan(settings)
+        evaluations, errors, failures = plan(settings)
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return EXIT_ERROR
@@ -55,14 +64,14 @@ def run_plan(settings: Settings, *, output: str = "table", show_all: bool = Fals
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
     if output == "json":
         json.dump({"pending": len(pending), "evaluations": [e.as_dict() for e in shown],
-                   "signalErrors": errors}, sys.stdout, indent=2)
+                   "signalErrors": errors, "policyErrors": failures}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         from rich.console import Console
         from rich.table import Table
 
         console = Console(width=220 if not sys.stdout.isatty() else None, highlight=False)
-        if shown:
+        if shown or failures:
             table = Table(box=None, pad_edge=False, show_edge=False)
             for column in ("NAMESPACE", "KIND", "NAME", "POLICY", "ACTION", "REPLICAS", "GPUS", "REASON"):
                 table.add_column(column, overflow="fold")
@@ -71,6 +80,10 @@ def run_plan(settings: Settings, *, output: str = "table", show_all: bool = Fals
                 replicas = f"{e.workload.replicas} -> {d.replicas}" if d.changes else str(e.workload.replicas)
                 table.add_row(e.workload.namespace, e.workload.kind.name, e.workload.name, d.policy or "-",
                               d.action.value, replicas, str(e.gpus) if e.gpus else "", d.reason)
+            for failure in failures:
+                table.add_row("-", "-", "-", failure["policy"], "failed", "", "",
+                              f"{failure['source'] or 'policy'}: {failure['error']}; skipped, the others were "
+                              "evaluated")
             console.print(table)
         freed = sum(e.gpus for e in pending if e.decision.replicas < e.workload.replicas)
         claimed = sum(e.gpus for e in pending if e.decision.replicas > e.workload.replicas)
@@ -78,4 +91,6 @@ def run_plan(settings: Settings, *, output: str = "table", show_all: bool = Fals
                       f"{freed} GPUs would be freed, {claimed} claimed")
         for error in errors:
             console.print(f"warning: signal unknown (held): {error}")
+    if failures:
+        return EXIT_ERROR
     return EXIT_PENDING if pending else EXIT_NO_CHANGES
