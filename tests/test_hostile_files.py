@@ -35,6 +35,7 @@ def write_bytes(tmp_path: Path, data: bytes, name: str = "p.yaml") -> Path:
 @pytest.mark.parametrize(("data", "line", "fragment"), [
     pytest.param(b"policies:\n  - name: a\x00\n", 2, "control character U+0000", id="nul"),
     pytest.param(b"policies:\n\n  - name: \x1b[31ma\n", 3, "control character U+001B", id="escape"),
+    pytest.param(b"policies:\r\r  - name: a\x01\n", 3, "control character U+0001", id="line-counted-as-yaml-does"),
     pytest.param(b"policies: &p [*p]\n", 1, "recursive alias", id="recursive-alias-list"),
     pytest.param(b"x: &m {a: *m}\npolicies: []\n", 1, "recursive alias", id="recursive-alias-mapping"),
     pytest.param(b"policies: " + b"[" * 5000 + b"]" * 5000 + b"\n", 1, "nest more than 64 deep",

@@ -49,6 +49,8 @@ policies:
                  "priority: ", id="priority-not-an-int"),
     pytest.param("    priority: 99999999999999999999\n    idle: {query: up, threshold: 1, duration: 5m}\n", 3,
                  "priority: Input should be less than or equal to 2147483647", id="priority-beyond-int32"),
+    pytest.param("    schedule: {timezone: Pacific, windows: [{mode: up, when: daily 08:00-20:00}]}\n", 3,
+                 "schedule.timezone: unknown time zone 'Pacific'", id="zone-database-directory"),
     pytest.param("    targets: {namespaces: [LLM_Team]}\n    idle: {query: up, threshold: 1, duration: 5m}\n", 3,
                  "targets.namespaces: 'LLM_Team' is not a namespace name", id="bad-namespace"),
     pytest.param("    targets: {exclude_namespaces: ['']}\n    idle: {query: up, threshold: 1, duration: 5m}\n", 3,

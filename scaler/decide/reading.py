@@ -32,6 +32,8 @@ MAX_NODES = 100_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 #: libyaml when PyYAML was built with it (ten times faster on big files).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: What YAML counts as a line break, so our line numbers agree with the parser's.
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 
@@ -85,7 +87,7 @@ def check_text(text: str, file: str) -> Problem | None:
                                        "(split it)")
     bad = _CONTROL.search(text)
     if bad is not None:
-        line = text.count("\n", 0, bad.start()) + 1
+        line = len(_LINE_BREAK.findall(text, 0, bad.start())) + 1
         return Problem(file, line, "", f"control character U+{ord(bad.group()):04X} is not allowed in a "
                                        "policy file (only tab, newline and carriage return)")
     return None

@@ -31,7 +31,7 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone `name`, or WindowError."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # "Pacific" is a directory: OSError
         raise WindowError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC)") \
             from None
 
