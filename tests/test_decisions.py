@@ -379,7 +379,7 @@ SELECTION = [
     pytest.param("Deployment", "other", {"app": "x"}, {"env": "dev"}, None, id="no-match"),
     pytest.param("InferenceService", "llm", {"app": "chat"}, {}, None, id="kind-not-targeted"),
     pytest.param("StatefulSet", "batch", {}, {}, "batch", id="statefulset"),
-    pytest.param("jobqueues.batch.example.com/v1", "batch", {}, {}, "batch", id="custom-resource-kind"),
+    pytest.param("jobqueues.batch.example.com", "batch", {}, {}, "batch", id="custom-resource-kind"),  # its key
     pytest.param("StatefulSet", "batch", {"tier": "gpu"}, {}, Conflict(("batch", "batch-too"), 10),
                  id="equal-top-priority-conflict"),
 ])
