@@ -8,8 +8,6 @@ file:line, is `loading`'s job.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -19,136 +17,32 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind, parse_kind
-from scaler.decide.selectors import Selector, SelectorError
+from scaler.decide.fields import (
+    MAX_REPLICAS,
+    MIN_TARGET_PER_REPLICA,
+    POLICY_NAME,
+    Duration,
+    Finite,
+    Kind,
+    LabelName,
+    Namespaces,
+    PositiveDuration,
+    Query,
+    check_selector,
+    invalid,
+    parse_duration,  # noqa: F401 - part of this module's interface (tests, docs)
+)
+from scaler.decide.kinds import DEFAULT_KINDS, parse_kind
+from scaler.decide.selectors import Selector
 from scaler.decide.windows import Mode, Outside, Schedule, Window, WindowError, cron_trigger, zone
-
-POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
-#: Prometheus label names, as PromQL's `by (...)` accepts them.
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-#: A namespace name: an RFC 1123 DNS label.
-NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-#: Replica counts are int32 in the Kubernetes API; more is an HTTP 422 on every write.
-MAX_REPLICAS = 2**31 - 1
-#: Longest duration a setting may have: a year (an idle window longer than
-#: Prometheus keeps data can never be complete anyway).
-MAX_DURATION_SECONDS = 366 * 86400.0
-#: Smallest queue length one replica may serve; smaller sizes every queue at the replica cap.
-MIN_TARGET_PER_REPLICA = 0.001
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    # The message goes through the context so braces in user text stay literal.
-    return PydanticCustomError("scaler", "{message}", {"message": message})
-
-
-# ---------------------------------------------------------------- field types
-
-
-def parse_duration(value: Any) -> float:
-    """'90s', '30m', '1h30m', '1.5h', '2d', '250ms' or a number of seconds."""
-    if isinstance(value, bool):
-        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text.startswith("-"):
-            raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
-        parts = _DURATION.findall(text)
-        if not text or "".join(number + unit for number, unit in parts) != text:
-            raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m, 2d)")
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    else:
-        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
-    if seconds > MAX_DURATION_SECONDS:
-        raise _invalid(f"{value!r} is longer than a year ({MAX_DURATION_SECONDS:.0f}s), the longest duration "
-                       "scaler accepts")
-    return seconds
-
-
-def _positive(seconds: float) -> float:
-    if seconds <= 0:
-        raise _invalid("must be longer than 0 (e.g. 90s, 30m, 1h30m)")
-    return seconds
-
-
-_DURATION_SCHEMA = WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|d|h|m|s)\s*)+$"},
-              {"type": "number", "minimum": 0}],
-    "description": "A duration such as 90s, 30m, 1h30m or 2d, or a number of seconds.",
-})
-Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _DURATION_SCHEMA]
-
-
-def _check_kind(text: str) -> str:
-    """Any spelling kinds.parse_kind accepts, stored as its canonical name."""
-    try:
-        return parse_kind(text).name
-    except UnknownKind as error:
-        raise _invalid(str(error)) from None
-
-
-Kind = Annotated[str, AfterValidator(_check_kind)]
-
-
-def _check_selector(text: str | None) -> str | None:
-    if text is not None:
-        try:
-            Selector.parse(text)
-        except SelectorError as error:
-            raise _invalid(str(error)) from None
-    return text
-
-
-def _check_query(text: str) -> str:
-    if not text.strip():
-        raise _invalid("the PromQL query is empty")
-    return text
-
-
-def _check_finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise _invalid(f"{value} is not a finite number")
-    return value
-
-
-def _check_label_name(text: str) -> str:
-    if not LABEL_NAME.match(text):
-        raise _invalid(f"{text!r} is not a Prometheus label name: letters, digits and '_', not starting with "
-                       "a digit (label_replace can copy a label to a valid name)")
-    return text
-
-
-def _check_namespaces(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    for name in names or ():
-        if not NAMESPACE_NAME.match(name):
-            raise _invalid(f"{name!r} is not a namespace name: 1-63 lowercase letters, digits and '-', "
-                           "starting and ending with a letter or digit")
-    return names
-
-
-Query = Annotated[str, AfterValidator(_check_query)]
-LabelName = Annotated[str, AfterValidator(_check_label_name)]
-Namespaces = Annotated[tuple[str, ...], AfterValidator(_check_namespaces)]
-Finite = Annotated[float, AfterValidator(_check_finite)]
-
 
 class OnUnknown(str, Enum):
     """What a policy does while a signal it uses is unknown."""
@@ -169,9 +63,9 @@ class Targets(_Model):
 
     namespaces: Namespaces | None = Field(
         None, description="Only these namespaces. Give this or namespace_selector, or neither for all.")
-    namespace_selector: Annotated[str | None, AfterValidator(_check_selector)] = Field(
+    namespace_selector: Annotated[str | None, AfterValidator(check_selector)] = Field(
         None, description="Only namespaces whose labels match this kubectl label selector.")
-    selector: Annotated[str, AfterValidator(_check_selector)] = Field(
+    selector: Annotated[str, AfterValidator(check_selector)] = Field(
         "", description="kubectl label selector on the workload's labels, e.g. 'app in (chat,embed),!canary'.")
     kinds: tuple[Kind, ...] = Field(
         DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService (or kubectl's names for them), "
@@ -182,14 +76,14 @@ class Targets(_Model):
     @classmethod
     def _one_namespace_filter(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("namespaces") is not None:
-            raise _invalid("give either namespaces or namespace_selector, not both")
+            raise invalid("give either namespaces or namespace_selector, not both")
         return value
 
     @field_validator("kinds")
     @classmethod
     def _some_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
-            raise _invalid("kinds is empty; leave it out for Deployment and StatefulSet")
+            raise invalid("kinds is empty; leave it out for Deployment and StatefulSet")
         return value
 
     def model_post_init(self, context: Any) -> None:
@@ -240,7 +134,7 @@ def _check_cron(expression: str | None) -> str | None:
         try:
             cron_trigger(expression)
         except WindowError as error:
-            raise _invalid(str(error)) from None
+            raise invalid(str(error)) from None
     return expression
 
 
@@ -266,11 +160,11 @@ class WindowConfig(_Model):
         if value is None:
             return value
         if info.data.get("start") is not None or info.data.get("end") is not None:
-            raise _invalid("give either start and end, or when, not both")
+            raise invalid("give either start and end, or when, not both")
         try:
             Window.from_when(value, name="check", mode=Mode.UP, tz=zone("UTC"))
         except WindowError as error:
-            raise _invalid(str(error)) from None
+            raise invalid(str(error)) from None
         return value
 
     @model_validator(mode="after")
@@ -278,12 +172,12 @@ class WindowConfig(_Model):
         if self.when is None:
             if self.start is None or self.end is None:
                 missing = "start" if self.start is None else "end"
-                raise _invalid(f"missing {missing}: a window needs start and end (cron), or when "
+                raise invalid(f"missing {missing}: a window needs start and end (cron), or when "
                                "(e.g. 'Mon-Fri 08:00-20:00')")
             try:
                 Window(name="check", mode=self.mode, start=self.start, end=self.end, tz=zone("UTC"))
             except WindowError as error:
-                raise _invalid(str(error)) from None
+                raise invalid(str(error)) from None
         return self
 
     def compile(self, *, index: int, tz: Any) -> Window:
@@ -297,7 +191,7 @@ def _check_zone(name: str) -> str:
     try:
         zone(name)
     except WindowError as error:
-        raise _invalid(str(error)) from None
+        raise invalid(str(error)) from None
     return name
 
 
@@ -315,7 +209,7 @@ class ScheduleConfig(_Model):
     @classmethod
     def _some_windows(cls, value: tuple[WindowConfig, ...]) -> tuple[WindowConfig, ...]:
         if not value:
-            raise _invalid("windows is empty; give at least one window or leave schedule out")
+            raise invalid("windows is empty; give at least one window or leave schedule out")
         return value
 
     def model_post_init(self, context: Any) -> None:
@@ -393,7 +287,7 @@ class Policy(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         if not POLICY_NAME.match(value):
-            raise _invalid(f"{value!r} is not a policy name: use 1-63 lowercase letters, digits, '-' and '.', "
+            raise invalid(f"{value!r} is not a policy name: use 1-63 lowercase letters, digits, '-' and '.', "
                            "starting and ending with a letter or digit")
         return value
 
@@ -402,13 +296,13 @@ class Policy(_Model):
     def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
         minimum = info.data.get("min_replicas")
         if value is not None and minimum is not None and value < minimum:
-            raise _invalid(f"max_replicas ({value}) is below min_replicas ({minimum})")
+            raise invalid(f"max_replicas ({value}) is below min_replicas ({minimum})")
         return value
 
     @model_validator(mode="after")
     def _has_a_rule(self) -> Policy:
         if self.schedule is None and self.idle is None and self.wake is None:
-            raise _invalid("the policy has no rule: give at least one of schedule, idle or wake")
+            raise invalid("the policy has no rule: give at least one of schedule, idle or wake")
         return self
 
 
