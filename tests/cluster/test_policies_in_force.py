@@ -116,6 +116,11 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace
     group = "noscale.scaler.test"
     apply_crd(kube, simple_crd(group=group, kind="Plain", plural="plains", version="v1", scale=False))
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
+    sized = "sized.scaler.test"
+    apply_crd(kube, _sized_crd(sized))
+    objects = client.CustomObjectsApi(kube)
+    objects.create_namespaced_custom_object(sized, "v1", namespace, "sizedservers", {
+        "apiVersion": f"{sized}/v1", "kind": "SizedServer", "metadata": {"name": "big"}, "spec": {"size": 3}})
     directory = tmp_path / "policies"
     directory.mkdir()
     _write(directory / "a-plain.yaml", f"""
@@ -129,13 +134,18 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace
     _write(directory / "b-chat.yaml", f"""
         policies:
           - name: chat-nights
-            targets: {{namespaces: [{namespace}]}}
+            targets: {{namespaces: [{namespace}], kinds: [Deployment, sizedservers.{sized}/v1]}}
             schedule:
               timezone: UTC
               windows: [{{mode: down, when: "daily 00:00-24:00"}}]
         """)
     daemon = daemons(directory, *FAST)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 0, timeout_seconds=60)
+    # The daemon, too, sizes a custom resource where its CRD's /scale says.
+    eventually(lambda: objects.get_namespaced_custom_object(sized, "v1", namespace, "sizedservers", "big")["spec"]
+               == {"size": 0}, timeout_seconds=30)
+    big = objects.get_namespaced_custom_object(sized, "v1", namespace, "sizedservers", "big")
+    assert big["metadata"]["annotations"][LAST_REPLICAS] == "3"
     eventually(lambda: daemon.metric("scaler_policy_failing", policy="plain-nights") == 1, timeout_seconds=30)
     assert daemon.metric("scaler_policy_failing", policy="chat-nights") == 0
     status, body = daemon.get("/readyz")
