@@ -30,7 +30,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import ROOT, create_deployments, create_namespace, deployment, local_cluster, start_cluster
+from common import (
+    ROOT,
+    create_deployments,
+    create_namespace,
+    deployment,
+    local_cluster,
+    start_cluster,
+)
 
 from scaler.cluster.kube import Kube, Resource
 

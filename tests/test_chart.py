@@ -145,12 +145,24 @@ def test_restricted_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(h
     assert env_of(docs)["SCALER_NAMESPACES"] == "team-a,team-b"
 
 
-def test_extra_scalable_resources_add_get_list_watch_patch(helm):
+def test_extra_scalable_resources_add_get_list_watch_patch_and_their_crds(helm):
+    """And a GET of each one's own CRD, by name: a custom resource is scaled
+    where its /scale subresource says (specReplicasPath)."""
     docs = render(helm, "--set", "extraScalableResources[0].apiGroup=serving.example.com",
                   "--set", "extraScalableResources[0].resources={vllmservers}")
     assert grants(only(docs, "ClusterRole")) - WORKLOAD_GRANTS - {("", "namespaces", "list"),
                                                                   ("", "namespaces", "watch")} == {
-        ("serving.example.com", "vllmservers", verb) for verb in ("get", "list", "watch", "patch")}
+        ("serving.example.com", "vllmservers", verb) for verb in ("get", "list", "watch", "patch")} | {
+        ("apiextensions.k8s.io", "customresourcedefinitions[vllmservers.serving.example.com]", "get")}
+
+
+def test_restricted_mode_reads_the_extra_crds_and_nothing_else_cluster_wide(helm):
+    docs = render(helm, "--set", "watchNamespaces={team-a}",
+                  "--set", "extraScalableResources[0].apiGroup=serving.example.com",
+                  "--set", "extraScalableResources[0].resources={vllmservers}")
+    assert grants(only(docs, "ClusterRole")) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions[vllmservers.serving.example.com]", "get")}
+    assert only(docs, "ClusterRoleBinding")["roleRef"]["name"] == "scaler-crds"
 
 
 def test_pod_runs_unprivileged_with_probes_and_limits(helm):

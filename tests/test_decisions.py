@@ -506,7 +506,7 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
 
 
 def test_next_prewarm_is_the_next_keep_up_opening_minus_the_lead():
-    from scaler.decide.precedence import next_prewarm
+    from scaler.decide.facts import next_prewarm
 
     when, lead = next_prewarm(PREWARM_90S, (), TUESDAY_NIGHT)
     assert (when, lead) == (at("2024-06-05 07:58:30"), 90.0)

@@ -56,7 +56,7 @@ CASES = [
           - name: x
             idle: {query: up, threshold: 1
             duration: 5m
-        """, "{file}:4: invalid YAML: while parsing a flow mapping, expected ',' or '}}', but got ':'",
+        """, "{file}:4: invalid YAML: while parsing a flow mapping, did not find expected ',' or '}}'",
         id="yaml-syntax"),
     pytest.param("", "{file}:1: empty file: expected a mapping: 'policies:' with a list of policies, or one policy",
                  id="empty-file"),
@@ -146,7 +146,7 @@ CASES = [
                  "{file}:9: targets.namespace_selector: give either namespaces or namespace_selector, not both",
                  id="namespaces-and-namespace-selector"),
     pytest.param(GOOD + "    wake: {query: q, target_per_replica: 0}\n",
-                 "{file}:7: wake.target_per_replica: Input should be greater than 0", id="zero-target-per-replica"),
+                 "{file}:7: wake.target_per_replica: Input should be greater than or equal to 0.001", id="zero-target-per-replica"),
     pytest.param(GOOD + "    on_unknown: panic\n", "{file}:7: on_unknown: Input should be 'hold' or 'resume'",
                  id="bad-on-unknown"),
     pytest.param("policies:\n  - name: lonely\n", "{file}:2: the policy has no rule: give at least one of schedule, "
@@ -161,7 +161,8 @@ CASES = [
     pytest.param(GOOD + "  - name: good\n    wake: {query: q, target_per_replica: 1}\n",
                  "{file}:7: name: duplicate policy name 'good' (first defined at {file}:2)",
                  id="duplicate-name-in-one-file"),
-    pytest.param(GOOD + "extra: 1\n", "{file}:7: extra: unknown key 'extra' next to 'policies' (allowed: policies)",
+    pytest.param(GOOD + "extra: 1\n", "{file}:7: extra: unknown key 'extra' next to 'policies' (allowed: "
+                                       "policies, and keys starting with 'x-' to hold anchors for merge keys)",
                  id="unknown-top-level-key"),
 ]
 

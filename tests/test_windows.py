@@ -7,13 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from scaler.decide.compact import WeeklySpans, week_spans
 from scaler.decide.windows import (
     Mode,
     Outside,
     Schedule,
     Window,
     WindowError,
-    compile_when,
     cron_trigger,
     next_edge,
     standard_day_of_week,
@@ -112,20 +112,42 @@ def test_start_equal_to_end_is_rejected_even_when_spelled_differently():
 # ---------------------------------------------------------------- compact form
 
 
-@pytest.mark.parametrize(("text", "start", "end"), [
-    pytest.param("Mon-Fri 08:00-20:00", "0 8 * * mon,tue,wed,thu,fri", "0 20 * * mon,tue,wed,thu,fri",
-                 id="business-hours"),
-    pytest.param("Mon-Fri 22:00-06:00", "0 22 * * mon,tue,wed,thu,fri", "0 6 * * tue,wed,thu,fri,sat",
+DAY = 24 * 60
+WEEK = 7 * DAY
+
+
+def at(day: int, hour: int, minute: int = 0) -> int:
+    """Minutes after Monday 00:00 (day 0 = Monday)."""
+    return day * DAY + hour * 60 + minute
+
+
+@pytest.mark.parametrize(("text", "spans"), [
+    pytest.param("Mon-Fri 08:00-20:00", [(at(day, 8), at(day, 20)) for day in range(5)], id="business-hours"),
+    pytest.param("Mon-Fri 22:00-06:00", [(at(day, 22), at(day + 1, 6)) for day in range(5)],
                  id="across-midnight-ends-next-day"),
-    pytest.param("Sat,Sun 00:00-24:00", "0 0 * * sun,sat", "0 0 * * sun,mon", id="whole-days"),
-    pytest.param("daily 09:15-17:30", "15 9 * * *", "30 17 * * *", id="daily"),
-    pytest.param("Fri 18:00-Mon 07:00", "0 18 * * fri", "0 7 * * mon", id="weekend"),
-    pytest.param("Fri-Mon 10:00-11:00", "0 10 * * sun,mon,fri,sat", "0 11 * * sun,mon,fri,sat",
+    pytest.param("Sat,Sun 00:00-24:00", [(at(5, 0), at(7, 0))], id="whole-days-are-one-span"),
+    pytest.param("Mon-Fri 00:00-24:00", [(at(0, 0), at(5, 0))], id="whole-weekdays-are-one-span"),
+    pytest.param("daily 09:15-17:30", [(at(day, 9, 15), at(day, 17, 30)) for day in range(7)], id="daily"),
+    pytest.param("Fri 18:00-Mon 07:00", [(at(4, 18), at(7, 7))], id="weekend"),
+    pytest.param("Sun 18:00-Sun 24:00", [(at(6, 18), at(7, 0))], id="to-the-end-of-sunday"),
+    pytest.param("Fri-Mon 10:00-11:00", [(at(day, 10), at(day, 11)) for day in (0, 4, 5, 6)],
                  id="range-over-weekend"),
-    pytest.param("sat, sunday 10:00-11:00", "0 10 * * sun,sat", "0 11 * * sun,sat", id="case-and-full-names"),
+    pytest.param("sat, sunday 10:00-11:00", [(at(5, 10), at(5, 11)), (at(6, 10), at(6, 11))],
+                 id="case-and-full-names"),
 ])
-def test_compile_when(text, start, end):
-    assert compile_when(text) == (start, end)
+def test_compact_spans(text, spans):
+    assert WeeklySpans.parse(text, UTC).spans == tuple(spans)
+
+
+def test_every_day_all_day_is_always_open():
+    window = when("daily 00:00-24:00")
+    assert WeeklySpans.parse("daily 00:00-24:00", UTC).spans is None
+    assert window.active_at(z("2024-03-31 01:30")) and window.active_at(z("2024-10-27 01:30"))
+    assert window.next_edge(z("2024-06-03 12:00")) is None
+
+
+def test_spans_are_written_before_they_are_merged():
+    assert week_spans("Sat,Sun 00:00-24:00") == [(at(5, 0), at(6, 0)), (at(6, 0), at(7, 0))]
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
@@ -137,7 +159,7 @@ def test_compile_when(text, start, end):
 ])
 def test_bad_when(text, fragment):
     with pytest.raises(WindowError) as raised:
-        compile_when(text)
+        WeeklySpans.parse(text, UTC)
     assert fragment in str(raised.value)
 
 

@@ -313,3 +313,23 @@ def test_ready_without_a_recorded_start_has_no_warm_up():
 def test_someone_elses_start_is_recorded():
     started = writes.record_start(obj(DEPLOYMENT, 2, {READY_AT: "2026-03-28T00:00:00Z"}), now=NOW)
     assert started.patch == STARTING and started.event is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_leaves_no_record(kind):
+    """Rule 3a at zero without a record: on the branch point (575e6f6) the
+    write layer answered 'not paused' and sent nothing, so `plan` showed
+    'resume 0 -> 3' forever and the daemon logged it every wake tick."""
+    write = writes.resume(obj(kind, 0, {PAUSE_CAUSE: "idle-timeout", "team": "a"}), by="policy/q",
+                          reason="queue 10 > activation threshold 0", fallback_replicas=1, wanted=3,
+                          now=NOW)
+    assert write.outcome is Outcome.CHANGED and (write.before, write.after) == (0, 3)
+    assert write.patch == merged({"metadata": {"annotations": {PAUSE_CAUSE: None}}}, STARTING, SCALE_TO[kind](3))
+    assert write.event == ("Resumed", "Normal")
+    assert "not paused by scaler" in write.message
+
+
+def test_a_manual_resume_still_leaves_a_zero_scaler_did_not_pause():
+    write = writes.resume(obj(DEPLOYMENT, 0, {}), by="manual", reason="r", fallback_replicas=1, wanted=3,
+                          now=NOW)
+    assert write.patch is None and write.message.startswith("not paused:")

@@ -19,9 +19,10 @@ from scaler.cluster.batches import (
     sort_results,
     wait_ready,
 )
+from scaler.cluster.discovery import KindError, KindResolver
 from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import Pauser
-from scaler.cluster.workloads import KINDS, resolve_kind
+from scaler.cluster.workloads import KINDS
 from scaler.cluster.writes import Outcome
 from scaler.decide.decisions import MANUAL
 from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind
@@ -72,8 +73,9 @@ def _fail(message: str) -> int:
 
 def _connect(args) -> tuple[Kube, Selection, ClusterSettings]:
     settings = settings_from(args, ClusterSettings)
-    kinds = [resolve_kind(text) for text in (args.kinds or DEFAULT_KINDS)]
     kube = settings.kube()
+    resolve = KindResolver(kube)  # a custom resource is sized where its CRD's /scale says
+    kinds = [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
     namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
     selection = Selection(kinds=kinds, names=tuple(getattr(args, "names", ()) or ()), namespace=namespace,
                           label_selector=args.selector, gpu_resources=tuple(settings.gpu_resources))
@@ -93,7 +95,7 @@ def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, ClusterSettings, 
             selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
                                   label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
         workloads, problems = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
-    except (UnknownKind, KubeError, SettingsError) as error:
+    except (UnknownKind, KubeError, KindError, SettingsError) as error:
         raise _Stop(str(error)) from None
     except Exception as error:  # kubeconfig problems come as several exception types
         raise _Stop(f"cannot reach the cluster: {error}") from None

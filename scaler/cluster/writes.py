@@ -160,6 +160,8 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
     if current.manual_pause and by != MANUAL:
         return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
                      "paused manually; only a manual resume (scaler resume) wakes it")
+    if record is None and not current.manual_pause and replicas == 0 and wanted and by != MANUAL:
+        return _wake(current, by=by, reason=reason, replicas=wanted, now=now)
     if record is None and not current.manual_pause:
         # Only what scaler paused is scaler's to resume: a workload someone
         # scaled to zero themselves stays there, even in a resume -A.
@@ -188,6 +190,21 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
                  Outcome.CHANGED,
                  0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed",
                  event=("Resumed", "Normal"))
+
+
+def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: datetime) -> Write:
+    """A queue wakes a workload at zero that scaler did not pause (rule 3a).
+    There is no count to restore and no pause to undo, so it leaves no
+    record: running without scaler's annotations, the workload is like any
+    other, and a later idle pause records its size as usual. Leftover
+    override or cause annotations go in the same patch; the start is
+    recorded, as for any wake."""
+    clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    gpus = current.gpus(replicas)
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
+                 Outcome.CHANGED, 0, replicas, gpus,
+                 f"woken to {replicas} replicas by {by} (it was at 0, not paused by scaler): {reason}; "
+                 f"{gpus} GPUs claimed", event=("Resumed", "Normal"))
 
 
 def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: datetime) -> Write:

@@ -15,25 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from scaler.decide.policies import Policy
+from scaler.decide.reading import (
+    MAX_FILE_BYTES,
+    Document,
+    Problem,
+    field_path,
+    read_documents,
+)
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the policy files. str() is
-    `file:line: field.path: message`, the format editors jump to."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+__all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "check_policies", "load_policies"]
 
 
 class PolicyError(Exception):
@@ -64,76 +57,6 @@ class PolicySet:
 
 
 _SHAPE_HELP = "expected a mapping: 'policies:' with a list of policies, or one policy"
-
-
-class _Document:
-    """One YAML document: its data and the line of every key and item."""
-
-    def __init__(self, data: Any, lines: dict[tuple, int]) -> None:
-        self.data = data
-        self.lines = lines
-
-    def line(self, path: tuple) -> int | None:
-        for end in range(len(path), -1, -1):
-            line = self.lines.get(path[:end])
-            if line is not None:
-                return line
-        return None
-
-
-def _read_documents(text: str, file: str, problems: list[Problem]) -> list[_Document]:
-    loader = yaml.SafeLoader(text)
-    documents: list[_Document] = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            lines: dict[tuple, int] = {}
-            _record_lines(loader, node, (), lines, file, problems)
-            documents.append(_Document(loader.construct_document(node), lines))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        detail = ", ".join(part for part in (error.context, error.problem) if part)
-        problems.append(Problem(file, mark.line + 1 if mark else None, "", f"invalid YAML: {detail}"))
-        return []
-    except yaml.YAMLError as error:
-        problems.append(Problem(file, None, "", f"invalid YAML: {error}"))
-        return []
-    finally:
-        loader.dispose()
-    return documents
-
-
-def _record_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dict[tuple, int],
-                  file: str, problems: list[Problem]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set = set()
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
-                else key_node.start_mark.line
-            if key == "<<":
-                continue
-            if key in seen:
-                problems.append(Problem(file, key_node.start_mark.line + 1, _field_path(_in_policy(path + (key,))),
-                                        "duplicate key: YAML would silently keep only the last one"))
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(loader, value_node, path + (key,), lines, file, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(loader, item, path + (index,), lines, file, problems)
-
-
-def _in_policy(path: tuple) -> tuple:
-    """A document path relative to its policy: ('policies', 0, 'idle') -> ('idle',)."""
-    return path[2:] if len(path) >= 2 and path[0] == "policies" and isinstance(path[1], int) else path
-
-
-def _field_path(loc: Iterable) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -172,26 +95,27 @@ def _message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _validate_policy(data: Any, *, file: str, document: _Document, base: tuple,
+def _validate_policy(data: Any, *, file: str, document: Document, base: tuple,
                      problems: list[Problem]) -> Policy | None:
     try:
         return Policy.model_validate(data)
     except ValidationError as error:
         for detail in error.errors():
             loc = tuple(detail["loc"])
-            problems.append(Problem(file, document.line(base + loc), _field_path(loc), _message(detail)))
+            problems.append(Problem(file, document.line(base + loc), field_path(loc), _message(detail)))
     return None
 
 
-def _policies_in(document: _Document) -> tuple[list[tuple[Any, tuple]], list[tuple[str, tuple]]]:
+def _policies_in(document: Document) -> tuple[list[tuple[Any, tuple]], list[tuple[str, tuple]]]:
     """(policy data, path) pairs in a document, and shape problems as (message, path)."""
     data = document.data
     if not isinstance(data, dict):
         return [], [(_SHAPE_HELP, ())]
     if "policies" not in data:
         return [(data, ())], []
-    shape = [(f"unknown key {key!r} next to 'policies' (allowed: policies)", (key,))
-             for key in data if key != "policies"]
+    shape = [(f"unknown key {key!r} next to 'policies' (allowed: policies, and keys starting with 'x-' "
+              "to hold anchors for merge keys)", (key,))
+             for key in data if key != "policies" and not (isinstance(key, str) and key.startswith("x-"))]
     items = data["policies"]
     if not isinstance(items, list):
         return [], shape + [("expected a list of policies", ("policies",))]
@@ -216,6 +140,25 @@ def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
     return files
 
 
+def _read_text(path: Path, file: str, problems: list[Problem]) -> str | None:
+    """The file's text, read no further than the size limit."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            problems.append(Problem(file, None, "", f"the file is larger than {MAX_FILE_BYTES} bytes, the limit "
+                                                    "for a policy file (split it)"))
+            return None
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        problems.append(Problem(file, line, "", f"not UTF-8 text: byte 0x{data[error.start]:02x} at column {column}"))
+    except OSError as error:
+        problems.append(Problem(file, None, "", f"cannot read: {error.strerror or error}"))
+    return None
+
+
 def check_policies(paths: Iterable[str | Path]) -> tuple[PolicySet, list[Problem]]:
     """Every policy that validated, and every problem found (all of them,
     not just the first)."""
@@ -225,17 +168,15 @@ def check_policies(paths: Iterable[str | Path]) -> tuple[PolicySet, list[Problem
     sources: dict[str, str] = {}
     for path in files:
         file = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(Problem(file, None, "", f"cannot read: {error}"))
+        text = _read_text(path, file, problems)
+        if text is None:
             continue
-        documents = [document for document in _read_documents(text, file, problems) if document.data is not None]
+        documents = [document for document in read_documents(text, file, problems) if document.data is not None]
         if not documents and not any(problem.file == file for problem in problems):
             problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
         for document in documents:
             items, shape = _policies_in(document)
-            problems.extend(Problem(file, document.line(path_), _field_path(path_), message)
+            problems.extend(Problem(file, document.line(path_), field_path(path_), message)
                             for message, path_ in shape)
             for data, base in items:
                 line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)

@@ -8,8 +8,6 @@ file:line, is `loading`'s job.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -19,19 +17,32 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind, parse_kind
-from scaler.decide.selectors import Selector, SelectorError
+from scaler.decide.fields import (
+    MAX_REPLICAS,
+    MIN_TARGET_PER_REPLICA,
+    POLICY_NAME,
+    Duration,
+    Finite,
+    Kind,
+    LabelName,
+    Namespaces,
+    PositiveDuration,
+    Prewarm,
+    Query,
+    check_selector,
+    invalid,
+    parse_duration,  # noqa: F401 - part of this module's interface (tests, docs)
+)
+from scaler.decide.kinds import DEFAULT_KINDS, parse_kind
+from scaler.decide.selectors import Selector
 from scaler.decide.windows import (
     Mode,
     Outside,
@@ -41,103 +52,6 @@ from scaler.decide.windows import (
     cron_trigger,
     zone,
 )
-
-POLICY_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    # The message goes through the context so braces in user text stay literal.
-    return PydanticCustomError("scaler", "{message}", {"message": message})
-
-
-# ---------------------------------------------------------------- field types
-
-
-def parse_duration(value: Any) -> float:
-    """'90s', '30m', '1h30m', '1.5h', '2d', '250ms' or a number of seconds."""
-    if isinstance(value, bool):
-        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text.startswith("-"):
-            raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
-        parts = _DURATION.findall(text)
-        if not text or "".join(number + unit for number, unit in parts) != text:
-            raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m, 2d)")
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-    else:
-        raise _invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise _invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
-    return seconds
-
-
-def _positive(seconds: float) -> float:
-    if seconds <= 0:
-        raise _invalid("must be longer than 0 (e.g. 90s, 30m, 1h30m)")
-    return seconds
-
-
-_DURATION_SCHEMA = WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|d|h|m|s)\s*)+$"},
-              {"type": "number", "minimum": 0}],
-    "description": "A duration such as 90s, 30m, 1h30m or 2d, or a number of seconds.",
-})
-Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _DURATION_SCHEMA]
-
-
-def _check_kind(text: str) -> str:
-    """Any spelling kinds.parse_kind accepts, stored as its canonical name."""
-    try:
-        return parse_kind(text).name
-    except UnknownKind as error:
-        raise _invalid(str(error)) from None
-
-
-Kind = Annotated[str, AfterValidator(_check_kind)]
-
-
-def _check_selector(text: str | None) -> str | None:
-    if text is not None:
-        try:
-            Selector.parse(text)
-        except SelectorError as error:
-            raise _invalid(str(error)) from None
-    return text
-
-
-def _check_query(text: str) -> str:
-    if not text.strip():
-        raise _invalid("the PromQL query is empty")
-    return text
-
-
-def _check_finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise _invalid(f"{value} is not a finite number")
-    return value
-
-
-Query = Annotated[str, AfterValidator(_check_query)]
-Finite = Annotated[float, AfterValidator(_check_finite)]
-
-
-def _check_prewarm(value: Any) -> Any:
-    if value is None or value == "auto":
-        return value
-    return _positive(parse_duration(value))
-
-
-#: 'auto', or seconds.
-Prewarm = Annotated[str | float, BeforeValidator(_check_prewarm), WithJsonSchema({
-    "anyOf": [{"const": "auto"}, {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|d|h|m|s)\s*)+$"},
-              {"type": "number", "exclusiveMinimum": 0}],
-    "description": "'auto' (the measured warm-up) or a duration such as 90s or 5m."})]
 
 
 class OnUnknown(str, Enum):
@@ -157,29 +71,29 @@ class _Model(BaseModel):
 class Targets(_Model):
     """Which workloads a policy manages. All given conditions must hold."""
 
-    namespaces: tuple[str, ...] | None = Field(
+    namespaces: Namespaces | None = Field(
         None, description="Only these namespaces. Give this or namespace_selector, or neither for all.")
-    namespace_selector: Annotated[str | None, AfterValidator(_check_selector)] = Field(
+    namespace_selector: Annotated[str | None, AfterValidator(check_selector)] = Field(
         None, description="Only namespaces whose labels match this kubectl label selector.")
-    selector: Annotated[str, AfterValidator(_check_selector)] = Field(
+    selector: Annotated[str, AfterValidator(check_selector)] = Field(
         "", description="kubectl label selector on the workload's labels, e.g. 'app in (chat,embed),!canary'.")
     kinds: tuple[Kind, ...] = Field(
         DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService (or kubectl's names for them), "
                                    "or <plural>.<group>/<version> for a custom resource with a /scale subresource.")
-    exclude_namespaces: tuple[str, ...] = Field((), description="Never these namespaces.")
+    exclude_namespaces: Namespaces = Field((), description="Never these namespaces.")
 
     @field_validator("namespace_selector")
     @classmethod
     def _one_namespace_filter(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("namespaces") is not None:
-            raise _invalid("give either namespaces or namespace_selector, not both")
+            raise invalid("give either namespaces or namespace_selector, not both")
         return value
 
     @field_validator("kinds")
     @classmethod
     def _some_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
-            raise _invalid("kinds is empty; leave it out for Deployment and StatefulSet")
+            raise invalid("kinds is empty; leave it out for Deployment and StatefulSet")
         return value
 
     def model_post_init(self, context: Any) -> None:
@@ -230,7 +144,7 @@ def _check_cron(expression: str | None) -> str | None:
         try:
             cron_trigger(expression)
         except WindowError as error:
-            raise _invalid(str(error)) from None
+            raise invalid(str(error)) from None
     return expression
 
 
@@ -256,11 +170,11 @@ class WindowConfig(_Model):
         if value is None:
             return value
         if info.data.get("start") is not None or info.data.get("end") is not None:
-            raise _invalid("give either start and end, or when, not both")
+            raise invalid("give either start and end, or when, not both")
         try:
             Window.from_when(value, name="check", mode=Mode.UP, tz=zone("UTC"))
         except WindowError as error:
-            raise _invalid(str(error)) from None
+            raise invalid(str(error)) from None
         return value
 
     @model_validator(mode="after")
@@ -268,12 +182,12 @@ class WindowConfig(_Model):
         if self.when is None:
             if self.start is None or self.end is None:
                 missing = "start" if self.start is None else "end"
-                raise _invalid(f"missing {missing}: a window needs start and end (cron), or when "
+                raise invalid(f"missing {missing}: a window needs start and end (cron), or when "
                                "(e.g. 'Mon-Fri 08:00-20:00')")
             try:
                 Window(name="check", mode=self.mode, start=self.start, end=self.end, tz=zone("UTC"))
             except WindowError as error:
-                raise _invalid(str(error)) from None
+                raise invalid(str(error)) from None
         return self
 
     def compile(self, *, index: int, tz: Any) -> Window:
@@ -287,7 +201,7 @@ def _check_zone(name: str) -> str:
     try:
         zone(name)
     except WindowError as error:
-        raise _invalid(str(error)) from None
+        raise invalid(str(error)) from None
     return name
 
 
@@ -305,7 +219,7 @@ class ScheduleConfig(_Model):
     @classmethod
     def _some_windows(cls, value: tuple[WindowConfig, ...]) -> tuple[WindowConfig, ...]:
         if not value:
-            raise _invalid("windows is empty; give at least one window or leave schedule out")
+            raise invalid("windows is empty; give at least one window or leave schedule out")
         return value
 
     def model_post_init(self, context: Any) -> None:
@@ -324,8 +238,9 @@ class ScheduleConfig(_Model):
 
 class _Signal(_Model):
     query: Query = Field(description="PromQL instant query, one series per workload.")
-    workload_label: str = Field("workload", description="Label of each result series naming the workload.")
-    namespace_label: str = Field("namespace", description="Label of each result series naming its namespace.")
+    workload_label: LabelName = Field("workload", description="Label of each result series naming the workload.")
+    namespace_label: LabelName = Field("namespace",
+                                       description="Label of each result series naming its namespace.")
 
 
 class IdleSignal(_Signal):
@@ -342,7 +257,8 @@ class WakeSignal(_Signal):
     """A queue that still exists while the workload is at zero (a router's or
     gateway's metric; a pod's own metrics vanish with the pod)."""
 
-    target_per_replica: Finite = Field(gt=0, description="Queue length one replica is meant to serve.")
+    target_per_replica: Finite = Field(ge=MIN_TARGET_PER_REPLICA,
+                                       description="Queue length one replica is meant to serve (at least 0.001).")
     activation_threshold: Finite = Field(0.0, ge=0, description="Wake from zero when the queue is above this.")
 
 
@@ -355,15 +271,16 @@ class Policy(_Model):
     conflict and the workload is left alone."""
 
     name: str = Field(description="Unique across all policy files; lowercase letters, digits, '-' and '.'.")
-    priority: int = Field(0, description="Higher wins when several policies match one workload.")
+    priority: int = Field(0, ge=-MAX_REPLICAS - 1, le=MAX_REPLICAS,
+                          description="Higher wins when several policies match one workload.")
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
     schedule: ScheduleConfig | None = None
     idle: IdleSignal | None = None
     wake: WakeSignal | None = None
-    min_replicas: int = Field(1, ge=1, description="Smallest non-zero size: floor for a wake, and the size "
+    min_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Smallest non-zero size: floor for a wake, and the size "
                                                    "a resume uses when nothing was recorded.")
-    max_replicas: int | None = Field(None, ge=1, description="Cap for queue-driven scale-up. Without it the "
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="Cap for queue-driven scale-up. Without it the "
                                                              "queue only wakes (to the recorded size or "
                                                              "min_replicas).")
     scale_down_delay_seconds: Duration = Field(
@@ -391,7 +308,7 @@ class Policy(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         if not POLICY_NAME.match(value):
-            raise _invalid(f"{value!r} is not a policy name: use 1-63 lowercase letters, digits, '-' and '.', "
+            raise invalid(f"{value!r} is not a policy name: use 1-63 lowercase letters, digits, '-' and '.', "
                            "starting and ending with a letter or digit")
         return value
 
@@ -400,13 +317,13 @@ class Policy(_Model):
     def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
         minimum = info.data.get("min_replicas")
         if value is not None and minimum is not None and value < minimum:
-            raise _invalid(f"max_replicas ({value}) is below min_replicas ({minimum})")
+            raise invalid(f"max_replicas ({value}) is below min_replicas ({minimum})")
         return value
 
     @model_validator(mode="after")
     def _has_a_rule(self) -> Policy:
         if self.schedule is None and self.idle is None and self.wake is None:
-            raise _invalid("the policy has no rule: give at least one of schedule, idle or wake")
+            raise invalid("the policy has no rule: give at least one of schedule, idle or wake")
         return self
 
 

@@ -14,11 +14,8 @@ metrics are unavailable, because it does not depend on them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from scaler.decide.annotations import OVERRIDE_UNTIL
 from scaler.decide.decisions import (
@@ -30,172 +27,11 @@ from scaler.decide.decisions import (
     Signals,
     WorkloadState,
 )
-from scaler.decide.policies import OnUnknown, Policy, WakeSignal
+from scaler.decide.facts import Facts, known
+from scaler.decide.policies import OnUnknown, Policy
 from scaler.decide.times import human_duration, parse_time, seconds_between
-from scaler.decide.windows import ScheduleState, next_edge
-
-_NO_WINDOWS = ScheduleState()
-
-
-def known(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Demand:
-    """What a known queue asks for."""
-
-    queue: float
-    #: ceil(queue / target_per_replica)
-    needed: int
-    #: the most the policy allows: max_replicas, else min_replicas
-    cap: int
-    wake: WakeSignal
-    capped_by_max: bool
-
-    @property
-    def wanted(self) -> int:
-        return min(self.needed, self.cap)
-
-    @property
-    def active(self) -> str | None:
-        """'queue 3 > activation threshold 0' while it wants the workload up, else None."""
-        if self.queue > self.wake.activation_threshold:
-            return f"queue {self.queue:g} > activation threshold {self.wake.activation_threshold:g}"
-        return None
-
-    @property
-    def sizing(self) -> str:
-        """How `wanted` was worked out, for the reason."""
-        text = f"ceil({self.queue:g}/{self.wake.target_per_replica:g}) = {self.needed}"
-        if self.needed > self.cap:
-            what = "max_replicas" if self.capped_by_max else "min_replicas (no max_replicas)"
-            text += f", capped at {what} {self.cap}"
-        return text
-
-
-_UNSET: Any = object()
-
-
-class Facts:
-    """Everything the rows read, for one decision; what only some rows need
-    is worked out on first use (plain slots: this runs 10,000 times a tick)."""
-
-    __slots__ = ("policy", "workload", "signals", "now", "current", "_windows", "_demand", "_lead")
-
-    def __init__(self, policy: Policy, workload: WorkloadState, signals: Signals, now: datetime) -> None:
-        self.policy, self.workload, self.signals, self.now = policy, workload, signals, now
-        self.current = workload.replicas
-        self._windows = self._demand = self._lead = _UNSET
-
-    @property
-    def windows(self) -> ScheduleState:
-        if self._windows is _UNSET:
-            schedule = self.policy.schedule
-            self._windows = schedule.compiled.state_at(self.now) if schedule is not None else _NO_WINDOWS
-        return self._windows
-
-    @property
-    def demand(self) -> Demand | None:
-        if self._demand is _UNSET:
-            wake, queue, policy = self.policy.wake, self.signals.queue, self.policy
-            if wake is None or queue is None or not math.isfinite(queue):
-                self._demand = None
-            else:
-                cap = policy.max_replicas if policy.max_replicas is not None else policy.min_replicas
-                self._demand = Demand(queue, math.ceil(queue / wake.target_per_replica), cap, wake,
-                                      policy.max_replicas is not None)
-        return self._demand
-
-    @property
-    def demanded(self) -> str | None:
-        return self.demand.active if self.demand is not None else None
-
-    @property
-    def prewarm_lead(self) -> float | None:
-        if self._lead is _UNSET:
-            self._lead = prewarm_lead(self.policy, self.workload.warm_ups)
-        return self._lead
-
-    def decision(self, action: Action, replicas: int, reason: str, code: Code) -> Decision:
-        return Decision(action, replicas, reason, code, self.policy.name)
-
-    def hold(self, reason: str, code: Code) -> Decision:
-        return Decision(Action.HOLD, self.current, reason, code, self.policy.name)
-
-    def resume(self, reason: Callable[[int, str], str], code: Code, *, at_least: int = 0) -> Decision:
-        """Back to the recorded size (or min_replicas), and at least
-        `at_least`; `reason(target, where the size came from)`."""
-        last = self.workload.last_replicas
-        if last is not None and last > 0:
-            base, source = last, f"{last} recorded at pause"
-        else:
-            base, source = self.policy.min_replicas, f"min_replicas {self.policy.min_replicas}, nothing recorded"
-        target = max(base, at_least)
-        return self.decision(Action.RESUME, target, reason(target, source), code)
-
-    def keep_up(self, window: str, code: Code, *, running: str) -> Decision:
-        """A keep-up window, open or about to: resume what scaler paused, hold the rest."""
-        if self.current == 0 and self.workload.paused_by_policy:
-            return self.resume(lambda target, source: f"{window}: resuming to {target} ({source})", code)
-        if self.current == 0:
-            return self.hold(f"{window}, but scaler did not pause this workload: staying at 0", code)
-        return self.hold(f"{window}: {running}", code)
-
-    def waiting(self, would: str) -> Decision | None:
-        """Hold during the scale-down delay, saying how long is left."""
-        policy, workload, now = self.policy, self.workload, self.now
-        delay = policy.scale_down_delay_seconds
-        if delay > 0 and workload.started_at is not None:
-            since = max(seconds_between(workload.started_at, now), 0)
-            if since < delay:
-                return self.hold(f"{would}, but it was scaled up {human_duration(since)} ago: "
-                                 f"scale_down_delay {human_duration(delay)} leaves {human_duration(delay - since)}",
-                                 Code.SCALE_DOWN_DELAY)
-        return None
-
-    def unknown_signals(self) -> list[str]:
-        """The signals this decision depends on that are unknown. The idle
-        signal only matters for a running workload: at zero its pods, and so
-        often its series, are gone, and that is no reason to hold or resume."""
-        unknown = []
-        if self.policy.idle is not None and self.current > 0 and not known(self.signals.idle):
-            unknown.append("idle signal")
-        if self.policy.wake is not None and not known(self.signals.queue):
-            unknown.append("queue signal")
-        return unknown
-
 
 Rule = Callable[[Facts], "Decision | None"]
-
-
-def prewarm_lead(policy: Policy, warm_ups: tuple[float, ...]) -> float | None:
-    """How far ahead of a keep-up window to resume: the policy's duration, or
-    for 'auto' the slowest of the recent warm-ups (capped at prewarm_max);
-    None without pre-warm or before a first warm-up was measured."""
-    if policy.prewarm is None or policy.schedule is None:
-        return None
-    if policy.prewarm != "auto":
-        return float(policy.prewarm)
-    return min(max(warm_ups), policy.prewarm_max_seconds) if warm_ups else None
-
-
-def next_prewarm(policy: Policy, warm_ups: tuple[float, ...], now: datetime) -> tuple[datetime, float] | None:
-    """(when, lead) of the next pre-warm: a keep-up window opening at
-    when + lead, seen from now; None without one in the schedule's horizon."""
-    lead = prewarm_lead(policy, warm_ups)
-    if lead is None:
-        return None
-    assert policy.schedule is not None
-    schedule, ahead = policy.schedule.compiled, timedelta(seconds=lead)
-    edge = now + ahead
-    for _ in range(8):  # a few edges: the next opening of a keep-up window
-        edge = next_edge(schedule, edge)
-        if edge is None:
-            return None
-        if schedule.state_at(edge).keep_up is not None:
-            return edge - ahead, lead
-    return None
 
 
 def manual_pause(f: Facts) -> Decision | None:

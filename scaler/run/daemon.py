@@ -41,12 +41,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from scaler.cluster.discovery import KindResolver
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import warm_ups
+from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
-from scaler.decide.precedence import next_prewarm
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.leading import Leadership
@@ -78,7 +79,7 @@ class Daemon:
         self.settings = settings
         self.policies = policies
         self.metrics = Metrics()
-        self.health = Health(policies_loaded=True)
+        self.health = Health(policies_loaded=True, details={"policyFilesValid": True, "failingPolicies": {}})
         self.kube = settings.kube()
         self.metrics.count_requests(self.kube.request_counts)
         self.prometheus = settings.prometheus()
@@ -95,7 +96,8 @@ class Daemon:
             prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube, events=self.events),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
             may_act=lambda: not self.stopping.is_set() and self.leadership.is_leading(),
-            concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds)
+            concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
+            resolve=KindResolver(self.kube))
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
@@ -117,7 +119,7 @@ class Daemon:
         self.metrics.policy_files_valid.set(1)  # it would not have started otherwise
         self._publish_policies()
         self.view.start_namespaces()
-        synced = self.view.wait_synced(kinds_of(self.policies), timeout_seconds=60)
+        synced = self.view.wait_synced(kinds_of(self.policies, self.reconciler.resolve, {}), timeout_seconds=60)
         if not synced:
             log.warning("caches not synced after 60s; continuing, the API server may be unreachable")
         self.health.api_reachable = synced  # a reconcile that succeeds sets it too
@@ -210,6 +212,7 @@ class Daemon:
         try:
             self._act_on_schedules(policies, now)
             evaluations = self.reconciler.evaluate(policies, now=now)
+            self.health.details["failingPolicies"] = dict(self.reconciler.policy_errors)
             self.reconciler.act(evaluations, now=now)
             self.reconciler.track_starts(policies, now=now)
         except KubeError as error:
@@ -268,7 +271,7 @@ class Daemon:
         leads = {(policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
         auto = [policy for policy in prewarming if policy.prewarm == "auto"]
         if auto:
-            for workload in self.view.workloads(kinds_of(auto)):
+            for workload in self.view.workloads(kinds_of(auto, self.reconciler.resolve, {})):
                 policy = self.reconciler.managed_by(self.policies, workload)
                 if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
                     leads.setdefault((policy.name, (round(max(measured)),)), policy)
@@ -284,12 +287,14 @@ class Daemon:
         if problems:
             self.metrics.reload_errors.inc()
             self.metrics.policy_files_valid.set(0)
+            self.health.details.update(policyFilesValid=False, policyProblems=[str(p) for p in problems[:20]])
             for problem in problems:
                 log.error("policy file rejected; the last good policies stay in force", problem=str(problem),
                           file=problem.file, line=problem.line, field=problem.field)
             return
         self.policies = policies
         self.metrics.policy_files_valid.set(1)
+        self.health.details.update(policyFilesValid=True, policyProblems=[])
         self._publish_policies()
         log.info("policies reloaded", policies=len(policies), names=[p.name for p in policies])
         self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))

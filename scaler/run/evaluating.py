@@ -13,13 +13,15 @@ window edge never waits for Prometheus.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
+from scaler.cluster.discovery import KindError
+from scaler.cluster.kube import KubeError
 from scaler.cluster.views import ClusterView
 from scaler.cluster.workloads import (
     Workload,
@@ -40,6 +42,7 @@ from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
 from scaler.decide.times import parse_time
+from scaler.run.isolating import isolated, report_failures
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import SignalQuery, idle_query, queue_query
 from scaler.signals.results import Vector
@@ -47,12 +50,20 @@ from scaler.signals.results import Vector
 log = structlog.get_logger("scaler")
 
 
-def kinds_of(policies: Iterable[Policy]) -> list[WorkloadKind]:
-    """Each kind the policies target, once, however each policy spelled it."""
+def kinds_of(policies: Iterable[Policy], resolve: Callable[[str], WorkloadKind] = resolve_kind,
+             errors: dict[str, str] | None = None) -> list[WorkloadKind]:
+    """Each kind the policies target, once, however each policy spelled it.
+    A kind that cannot be resolved (a CRD without /scale) is left out and
+    recorded in `errors` against each policy naming it."""
     kinds: dict[str, WorkloadKind] = {}
     for policy in policies:
         for name in policy.targets.kinds:
-            kind = resolve_kind(name)
+            try:
+                kind = resolve(name)
+            except (KindError, KubeError) as error:
+                if errors is not None:
+                    errors.setdefault(policy.name, str(error))
+                continue
             kinds.setdefault(kind.key, kind)
     return list(kinds.values())
 
@@ -91,15 +102,19 @@ class Evaluator:
     """Decides for every workload the policies target."""
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, excluded_namespaces: Iterable[str],
-                 metrics=None, signal_deadline_seconds: float | None = None, query_workers: int = 8) -> None:
+                 metrics=None, signal_deadline_seconds: float | None = None, query_workers: int = 8,
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind) -> None:
         self.prometheus = prometheus
         self.view = view
         self.excluded_namespaces = frozenset(excluded_namespaces)
         self.metrics = metrics
         self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
         self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
+        self.resolve = resolve
         #: Query errors of the last evaluation (for `scaler plan` to show).
         self.signal_errors: list[str] = []
+        #: Policies that failed at run time in the last full evaluation, and why: skipped, the others go on.
+        self.policy_errors: dict[str, str] = {}
 
     # Reading the world
 
@@ -124,12 +139,12 @@ class Evaluator:
         chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
         return chosen if isinstance(chosen, Policy) else None
 
-    def _match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime,
-               wake_only: bool) -> tuple[list[Matched], list[Evaluation]]:
+    def _match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,
+               errors: dict[str, str]) -> tuple[list[Matched], list[Evaluation]]:
         """(workload, state, policy) for each managed workload, and the conflicts."""
         matched: list[Matched] = []
         conflicts: list[Evaluation] = []
-        for workload in self.view.workloads(kinds_of(candidates)):
+        for workload in self.view.workloads(kinds_of(candidates, self.resolve, errors)):
             if wake_only and workload.replicas != 0:
                 continue
             state = self.state_of(workload)
@@ -141,7 +156,7 @@ class Evaluator:
             if not isinstance(chosen, Policy):
                 conflicts.append(Evaluation(workload, state, None,
                                             decide(policy=chosen, workload=state, signals=Signals(), now=now)))
-            elif not wake_only or chosen.wake is not None:
+            elif (not wake_only or chosen.wake is not None) and chosen.name not in errors:
                 matched.append((workload, state, chosen))
         return matched, conflicts
 
@@ -159,10 +174,13 @@ class Evaluator:
                 workload_label=policy.wake.workload_label)))
         return queries
 
-    def _fetch(self, policies: list[Policy], *, wake_only: bool) -> dict[tuple[str, str], Vector]:
+    def _fetch(self, policies: list[Policy], *, wake_only: bool,
+               errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
         """Every policy signal at once; what has not answered by the deadline is unknown."""
+        queries = {policy.name: isolated(errors, policy, lambda: self._queries_of(policy, wake_only=wake_only))
+                   for policy in policies}
         sent = {(policy.name, signal): (policy, query, self._queries.submit(self.prometheus.vector, query))
-                for policy in policies for signal, query in self._queries_of(policy, wake_only=wake_only)}
+                for policy in policies for signal, query in queries[policy.name] or ()}
         wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
         vectors, errors = {}, []
         for (name, signal), (policy, query, future) in sent.items():
@@ -203,15 +221,27 @@ class Evaluator:
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
         if not candidates:
             return []
-        matched, conflicts = self._match(policies, candidates, now=now, wake_only=wake_only)
+        errors: dict[str, str] = {}
+        matched, conflicts = self._match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
         if not with_signals:
-            schedule = [Evaluation(w, s, p, decide(policy=p, workload=s, signals=Signals(), now=now))
-                        for w, s, p in matched]
+            schedule = [Evaluation(w, s, p, d) for w, s, p in matched
+                        if (d := isolated(errors, p, lambda: decide(policy=p, workload=s, signals=Signals(),
+                                                                     now=now))) is not None]
             return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
-        vectors = self._fetch(list(used.values()), wake_only=wake_only)
-        evaluations, unknown = conflicts, {}
+        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors)
+        evaluations = self._decide_all(matched, vectors, errors, now=now, wake_only=wake_only, policies=policies)
+        if not wake_only:  # only a full evaluation speaks for every policy: no flapping between passes
+            self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
+                                                 policies=policies, metrics=self.metrics)
+        return conflicts + evaluations
+
+    def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
+                    *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:
+        evaluations, unknown = [], {}
         for workload, state, policy in matched:
+            if policy.name in errors:
+                continue
             key = (workload.namespace, workload.name)
             idle_vector, queue_vector = vectors.get((policy.name, "idle")), vectors.get((policy.name, "queue"))
             idle = idle_vector.get(key) if idle_vector is not None else None
@@ -223,8 +253,11 @@ class Evaluator:
                 unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            decision = decide(policy=policy, workload=state, signals=Signals(idle=idle, queue=queue), now=now)
-            evaluations.append(Evaluation(workload, state, policy, decision))
+            signals = Signals(idle=idle, queue=queue)
+            decision = isolated(errors, policy, lambda: decide(policy=policy, workload=state, signals=signals,
+                                                               now=now))
+            if decision is not None:
+                evaluations.append(Evaluation(workload, state, policy, decision))
         if self.metrics and not wake_only:
             for policy in policies:
                 for signal in ("idle", "queue"):

@@ -59,6 +59,9 @@ class Metrics:
         self.policy_files_valid = Gauge("scaler_policy_files_valid",
                                         "1 while the policy files on disk are valid; 0 while they are rejected "
                                         "(the last good set stays in force).", registry=r)
+        self.policy_failing = Gauge("scaler_policy_failing",
+                                    "1 while a policy fails at run time (it is skipped; the others act).",
+                                    ["policy"], registry=r)
         self.reload_errors = Counter("scaler_policy_reload_errors_total",
                                      "Policy reloads rejected (the last good set stays in force).", registry=r)
         self.job_errors = Counter("scaler_scheduler_job_errors_total", "Scheduled jobs that raised.", ["task"],
@@ -81,6 +84,10 @@ class Metrics:
         self.registry.register(_RequestCollector(requests))
 
     def forget_policy(self, name: str) -> None:
+        try:
+            self.policy_failing.remove(name)
+        except KeyError:
+            pass
         for signal in SIGNALS:
             for family in (self.query_errors, self.unknown, self.queries):
                 try:
@@ -89,6 +96,7 @@ class Metrics:
                     pass
 
     def touch_policy(self, name: str) -> None:
+        self.policy_failing.labels(name)
         for signal in SIGNALS:
             self.query_errors.labels(name, signal)
             self.unknown.labels(name, signal)

@@ -5,28 +5,32 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from scaler.cluster.discovery import KindResolver
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
+from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import check_policies
-from scaler.decide.precedence import next_prewarm
 from scaler.decide.times import rfc3339
 from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
 
 
-def plan(settings: PlanSettings, *, now: datetime) -> tuple[list[Evaluation], list[str]]:
-    """Evaluations for every managed workload at `now`, and the signal errors seen."""
+def plan(settings: PlanSettings, *, now: datetime) -> tuple[list[Evaluation], list[str], list[dict]]:
+    """Evaluations for every managed workload at `now`, the signal errors
+    seen, and the policies that failed (each {"policy", "source", "error"}:
+    skipped, the others were evaluated)."""
     policies, problems = check_policies(settings.policies)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()
-    prometheus = settings.prometheus()
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
-    reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
+    reconciler = Reconciler(prometheus=settings.prometheus(), view=view, pauser=Pauser(kube),
                             excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
-                            signal_deadline_seconds=settings.signal_deadline_seconds)
+                            signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube))
     evaluations = reconciler.evaluate(policies, now=now)
-    return evaluations, sorted(set(reconciler.signal_errors))
+    failures = [{"policy": name, "source": policies.sources.get(name), "error": error}
+                for name, error in sorted(reconciler.policy_errors.items())]
+    return evaluations, sorted(set(reconciler.signal_errors)), failures
 
 
 def upcoming_prewarms(evaluations: list[Evaluation], *, now: datetime) -> list[dict]:

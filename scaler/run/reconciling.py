@@ -22,7 +22,7 @@ from scaler.cluster import writes
 from scaler.cluster.kube import Conflict, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ClusterView
-from scaler.cluster.workloads import Workload
+from scaler.cluster.workloads import Workload, WorkloadKind, resolve_kind
 from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import READY_AT, STARTED_AT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
@@ -64,9 +64,10 @@ class Reconciler(Evaluator):
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
                  may_act: Callable[[], bool] = lambda: True, concurrency: int = 16,
-                 signal_deadline_seconds: float | None = None) -> None:
+                 signal_deadline_seconds: float | None = None,
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind) -> None:
         super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
-                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds)
+                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve)
         self.pauser = pauser
         self.dry_run = dry_run
         self.may_act = may_act
@@ -201,7 +202,7 @@ class Reconciler(Evaluator):
         if self.dry_run:
             return []
         todo = []
-        for workload in self.view.workloads(kinds_of(policies)):
+        for workload in self.view.workloads(kinds_of(policies, self.resolve, {})):
             start = open_start(workload)
             if workload.replicas > 0 and start is not None and workload.ready_replicas > 0:
                 self._first_ready.setdefault((workload.key, start), now)
@@ -246,7 +247,7 @@ class Reconciler(Evaluator):
         """Paused workloads by who paused them, and the GPUs they would hold."""
         by: dict[str, int] = {}
         gpus = 0
-        for workload in self.view.workloads(kinds_of(policies) or []):
+        for workload in self.view.workloads(kinds_of(policies, self.resolve, {})):
             record = workload.record
             if workload.replicas != 0 or (record is None and not workload.manual_pause):
                 continue

@@ -73,6 +73,7 @@ namespace NAME).
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 {{- if .cluster }}
+{{- include "scaler.crdRule" .root }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
@@ -80,6 +81,29 @@ namespace NAME).
 - apiGroups: [""]
   resources: ["namespaces"]
   resourceNames: [{{ .namespace | quote }}]
+  verbs: ["get"]
+{{- end }}
+{{- end -}}
+
+
+{{- /* Reading the CRD of each extra scalable resource, to scale it where its
+/scale subresource says (specReplicasPath): get, by name, nothing else. */}}
+{{- define "scaler.crdNames" -}}
+{{- $names := list }}
+{{- range .Values.extraScalableResources }}
+{{- $group := .apiGroup }}
+{{- range .resources }}
+{{- $names = append $names (printf "%s.%s" . $group) }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end -}}
+
+{{- define "scaler.crdRule" -}}
+{{- if .Values.extraScalableResources }}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: {{ include "scaler.crdNames" . }}
   verbs: ["get"]
 {{- end }}
 {{- end -}}
