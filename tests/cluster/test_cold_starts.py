@@ -196,7 +196,7 @@ def test_a_leader_lost_mid_load_the_standby_keeps_protecting(kube, namespace, cl
 
 
 def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, cluster, tmp_path, daemons):
-    load = 45
+    load = 60
     apps = client.AppsV1Api(kube)
     for name, labels in (("warm", {"tier": "warm"}), ("cold", {"tier": "cold"})):
         apps.create_namespaced_deployment(namespace, _paused(name, policy=name, last=2, load_seconds=load,

@@ -9,7 +9,7 @@ import textwrap
 
 from kubernetes import client
 
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import (
     apply_crd,
     eventually,
@@ -33,7 +33,8 @@ def _deployment(kube, namespace, name) -> client.V1Deployment:
 
 
 def _ours(annotations: dict | None) -> dict:
-    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX)}
+    """scaler's pause state: its annotations but the start times a wake records."""
+    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _push(cluster, namespace, name, value, workload="chat"):
