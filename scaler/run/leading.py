@@ -26,16 +26,26 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases")
 
 
 class _Election(leaderelection.LeaderElection):
-    def __init__(self, config, on_renewed: Callable[[], None]) -> None:
+    def __init__(self, config, on_renewed: Callable[[], None], *, stopping: threading.Event,
+                 lease_lock: threading.Lock) -> None:
         super().__init__(config)
         self._on_renewed = on_renewed
+        self._stopping = stopping
+        self._lease_lock = lease_lock
 
     def try_acquire_or_renew(self):
-        try:
-            succeeded = super().try_acquire_or_renew()
-        except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
-            log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
-            return False
+        # Never touch the Lease once release() has begun: the client renews by
+        # taking a Lease with no holder, so a renewal after the hand-back would
+        # take it back for a process about to exit, and the standby would wait
+        # out the lease duration.
+        with self._lease_lock:
+            if self._stopping.is_set():
+                return False
+            try:
+                succeeded = super().try_acquire_or_renew()
+            except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
+                log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
+                return False
         if succeeded:
             self._on_renewed()
         return succeeded
@@ -57,6 +67,7 @@ class Leadership:
         self._leading = False
         self._last_renewal = 0.0
         self._stopping = threading.Event()
+        self._lease_lock = threading.Lock()  # one of renewal and release at a time
 
     def start(self) -> None:
         if not self.enabled:
@@ -88,7 +99,7 @@ class Leadership:
                 lock, lease_duration=self.lease_duration_seconds, renew_deadline=self.renew_deadline_seconds,
                 retry_period=self.retry_period_seconds,
                 onstarted_leading=lambda: self._set(True), onstopped_leading=lambda: self._set(False))
-            _Election(config, self._renewed).run()
+            _Election(config, self._renewed, stopping=self._stopping, lease_lock=self._lease_lock).run()
             self._set(False)
 
     def release(self) -> None:
@@ -101,16 +112,17 @@ class Leadership:
         self._set(False)
         if not was_leading:
             return
-        try:
-            lease = self.kube.get(LEASES, self.namespace, self.name)
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            self.kube.patch(LEASES, self.namespace, self.name, {
-                "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-                "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})
-            log.info("lease released", lease=f"{self.namespace}/{self.name}")
-        except (Conflict, NotFound):
-            pass
-        except KubeError as error:
-            log.warning("could not release the lease", error=str(error))
+        with self._lease_lock:  # after a renewal in flight; none after this
+            try:
+                lease = self.kube.get(LEASES, self.namespace, self.name)
+                if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return
+                now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                self.kube.patch(LEASES, self.namespace, self.name, {
+                    "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                    "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})
+                log.info("lease released", lease=f"{self.namespace}/{self.name}")
+            except (Conflict, NotFound):
+                pass
+            except KubeError as error:
+                log.warning("could not release the lease", error=str(error))
