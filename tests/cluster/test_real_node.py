@@ -29,7 +29,9 @@ import node as real_node
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.helpers import eventually, gpu_deployment
 
-pytestmark = pytest.mark.real_node
+# The first test also waits for the node, and on a fresh machine for the image
+# build (about 3 minutes).
+pytestmark = [pytest.mark.real_node, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "scaler"
