@@ -562,13 +562,13 @@ def add_real_node(cluster: Cluster, *, timeout_seconds: float = 180) -> None:
         real_node.kubelet_config(node_dir, port=kubelet_port, ca=pki / "ca.crt", cgroup_root=cgroup_root))
     pause = real_node.pause_archive(bin_dir / "pause", node_dir / "pause.tar")
     try:
-        real_node._make_cgroup_root(cgroup_root)
+        real_node.make_cgroup_root(cgroup_root)
         _start(cluster, "node-namespaces", ["unshare", "--net", "--mount", "--propagation", "private",
                                             "sleep", "infinity"])
         holder = cluster.pids["node-namespaces"]
-        own = real_node._namespace_of(os.getpid(), "net")
+        own = real_node.namespace_of(os.getpid(), "net")
         deadline = time.monotonic() + 10
-        while real_node._namespace_of(holder, "net") in (own, None):
+        while real_node.namespace_of(holder, "net") in (own, None):
             if time.monotonic() > deadline:
                 raise ClusterError("the node's namespaces did not appear")
             time.sleep(0.05)
@@ -671,28 +671,28 @@ def stop_real_node(cluster: Cluster, *, keep_logs: bool = False) -> None:
     holder = cluster.pids.get("node-namespaces")
     if not cluster.node and holder is None:
         return
-    mount_ns = real_node._namespace_of(holder, "mnt") if holder and _pid_alive(holder) else None
+    mount_ns = real_node.namespace_of(holder, "mnt") if holder and _pid_alive(holder) else None
     cgroup_root = cluster.node.get("cgroup_root") or real_node.cgroup_name(cluster.state_dir)
     for name in ("kubelet", "containerd"):
         if name in cluster.pids and _pid_alive(cluster.pids[name]):
-            real_node._kill(cluster.pids[name])
+            real_node.kill(cluster.pids[name])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        inside = set(real_node._processes_in(mount_ns, "mnt")) if mount_ns else set()
+        inside = set(real_node.processes_in(mount_ns, "mnt")) if mount_ns else set()
         inside.discard(holder)
-        inside |= real_node._cgroup_pids(cgroup_root)
+        inside |= real_node.cgroup_pids(cgroup_root)
         inside = {pid for pid in inside if _pid_alive(pid)}
         if not inside:
             break
         for pid in inside:
-            real_node._kill(pid)
+            real_node.kill(pid)
         for name, pid in cluster.pids.items():
             _reap(pid)
         time.sleep(0.1)
     node_pids = {name: pid for name, pid in cluster.pids.items()
                  if name.startswith("node-") or name in ("kubelet", "containerd")}
     _stop_processes(Cluster(cluster.state_dir, ports=cluster.ports, pids=node_pids))
-    left = real_node._remove_cgroup_root(cgroup_root)
+    left = real_node.remove_cgroup_root(cgroup_root)
     if left:
         _log(f"could not remove cgroups: {', '.join(left)}")
     for name in node_pids:

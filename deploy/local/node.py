@@ -104,7 +104,7 @@ def _hierarchies() -> list[Path]:
     return found
 
 
-def _make_cgroup_root(name: str) -> None:
+def make_cgroup_root(name: str) -> None:
     for hierarchy in _hierarchies():
         path = hierarchy / name
         path.mkdir(exist_ok=True)
@@ -114,7 +114,7 @@ def _make_cgroup_root(name: str) -> None:
                     (path / knob).write_text((hierarchy / knob).read_text())
 
 
-def _cgroup_pids(name: str) -> set[int]:
+def cgroup_pids(name: str) -> set[int]:
     pids: set[int] = set()
     for hierarchy in _hierarchies():
         root = hierarchy / name
@@ -128,7 +128,7 @@ def _cgroup_pids(name: str) -> set[int]:
     return pids
 
 
-def _remove_cgroup_root(name: str, *, timeout_seconds: float = 20) -> list[str]:
+def remove_cgroup_root(name: str, *, timeout_seconds: float = 20) -> list[str]:
     """rmdir the tree bottom up in every hierarchy; return what is left."""
     deadline = time.monotonic() + timeout_seconds
     while True:
@@ -146,29 +146,29 @@ def _remove_cgroup_root(name: str, *, timeout_seconds: float = 20) -> list[str]:
                     left.append(str(path))
         if not left or time.monotonic() > deadline:
             return left
-        for pid in _cgroup_pids(name):
-            _kill(pid)
+        for pid in cgroup_pids(name):
+            kill(pid)
         time.sleep(0.2)
 
 
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _namespace_of(pid: int, kind: str) -> str | None:
+def namespace_of(pid: int, kind: str) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
 
 
-def _processes_in(namespace: str, kind: str) -> list[int]:
+def processes_in(namespace: str, kind: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _namespace_of(int(entry), kind) == namespace:
+        if entry.isdigit() and namespace_of(int(entry), kind) == namespace:
             found.append(int(entry))
     return found
 
@@ -324,7 +324,7 @@ def namespace_setup_script(node: Path) -> str:
         f"ip addr add {NODE_IP}/32 dev lo",
         f"ip addr add {SERVICE_IP}/32 dev lo",
     ]
-    for i, target in enumerate(PRIVATE_DIRS):
+    for target in PRIVATE_DIRS:
         source = node / "private" / target.strip("/").replace("/", "-")
         lines.append(f"mkdir -p {source} && mount --bind {source} {target}")
     for key in KUBELET_SYSCTLS:

@@ -177,6 +177,16 @@ def _events(kube, namespace: str, name: str, reason: str) -> int:
     return sum(e.count or 1 for e in events.items if e.reason == reason)
 
 
+def _recorded(kube, namespace: str, name: str, reason: str, count: int) -> None:
+    """The Event follows the write that it reports: wait (bounded) for the
+    count to reach exactly this, and fail if it is ever more."""
+    def exactly():
+        seen = _events(kube, namespace, name, reason)
+        assert seen <= count, f"{reason} on {name} recorded {seen} times, expected {count}"
+        return seen == count
+    eventually(exactly, timeout_seconds=10)
+
+
 def _timed(check, *, timeout_seconds: float) -> float:
     started = time.monotonic()
     eventually(check, timeout_seconds=timeout_seconds, interval_seconds=0.2)
@@ -223,7 +233,7 @@ def test_helm_install_wait_runs_two_ready_pods_that_pause_a_gpu_workload(release
     annotations = apps.read_namespaced_deployment("llm", release.workloads).metadata.annotations
     assert annotations[LAST_REPLICAS] == "3" and annotations[PAUSED_BY] == "policy/nights"
     assert release.holder() in {p.metadata.name for p in pods}
-    eventually(lambda: _events(kube, release.workloads, "llm", "ScaledToZero") == 1, timeout_seconds=10)
+    _recorded(kube, release.workloads, "llm", "ScaledToZero", 1)
     print(f"\nhelm install --wait: {installed_seconds:.1f}s; paused {paused_seconds:.1f}s later")
 
 
@@ -250,7 +260,7 @@ def test_pod_runs_as_non_root_on_a_read_only_root_filesystem(release):
 def test_a_policy_edit_in_the_configmap_reaches_the_pods_and_is_applied(release, kube):
     release.set_policies("up")
     seconds = _timed(lambda: _replicas(kube, release.workloads, "llm") == 3, timeout_seconds=POLICY_EDIT_BOUND_SECONDS)
-    assert _events(kube, release.workloads, "llm", "Resumed") == 1
+    _recorded(kube, release.workloads, "llm", "Resumed", 1)
     # The file in the pod is the new version, swapped in by the kubelet.
     shown = release.kubectl("exec", "-n", release.namespace, release.holder(), "--",
                             "cat", "/etc/scaler/policies/nights.yaml")
@@ -286,9 +296,9 @@ def test_deleting_the_leader_pod_hands_over_to_the_standby_with_no_double_action
                                                                         labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, release.workloads, "fresh") == 0, timeout_seconds=30)
     eventually(lambda: _two_ready(release), timeout_seconds=60)
-    assert _events(kube, release.workloads, "llm", "ScaledToZero") == 2  # the first pause, and this one
-    assert _events(kube, release.workloads, "llm", "Resumed") == 1
-    assert _events(kube, release.workloads, "fresh", "ScaledToZero") == 1
+    _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)  # the first pause, and this one
+    _recorded(kube, release.workloads, "llm", "Resumed", 1)
+    _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
     print(f"\nleader pod deleted -> standby holds the Lease: {', '.join(f'{t:.1f}s' for t in took)} "
           f"(bound {FAILOVER_BOUND_SECONDS}s)")
 
@@ -308,9 +318,9 @@ def test_helm_upgrade_rolls_over_with_no_double_action(release, kube):
     apps.create_namespaced_deployment(release.workloads, gpu_deployment("after-upgrade", replicas=1, gpus=1,
                                                                         labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, release.workloads, "after-upgrade") == 0, timeout_seconds=30)
-    assert _events(kube, release.workloads, "llm", "ScaledToZero") == 2
-    assert _events(kube, release.workloads, "fresh", "ScaledToZero") == 1
-    assert _events(kube, release.workloads, "after-upgrade", "ScaledToZero") == 1
+    _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)
+    _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
+    _recorded(kube, release.workloads, "after-upgrade", "ScaledToZero", 1)
     print(f"\nhelm upgrade --wait: {rolled:.1f}s")
 
 
