@@ -318,9 +318,15 @@ class InCluster:
             raise SystemExit(f"demo: helm install failed:\n{result.stderr}")
 
     def uninstall(self, log_path: Path) -> None:
+        # Stop acting when the scenario ends, as the local daemon does on
+        # SIGTERM: scale to zero first (helm's hook does too, but only after
+        # its Job's pod has started), so the summary counts no late action.
         logs = self._run("kubectl", "logs", "-n", self.namespace, "-l", "app.kubernetes.io/name=scaler",
                          "--prefix", "--tail=-1")
         log_path.write_text(logs.stdout)
+        self._run("kubectl", "scale", "-n", self.namespace, "deployment/scaler", "--replicas=0")
+        self._run("kubectl", "wait", "-n", self.namespace, "--for=delete", "pod",
+                  "-l", "app.kubernetes.io/name=scaler", "--timeout=60s")
         self._run("helm", "uninstall", "scaler", "-n", self.namespace, "--wait", "--timeout", "120s")
         self._run("kubectl", "delete", "namespace", self.namespace, "--wait=false")
 
