@@ -18,6 +18,8 @@ from enum import Enum
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
+    HOLD_FROM,
+    HOLD_UNTIL,
     KEDA_PAUSED_REPLICAS,
     LAST_REPLICAS,
     MANUAL_PAUSE,
@@ -27,6 +29,7 @@ from scaler.decide.annotations import (
     PAUSE_STATE,
     PAUSED_AT,
     PAUSED_BY,
+    REVERT_STATE,
 )
 from scaler.decide.decisions import MANUAL
 from scaler.decide.times import rfc3339
@@ -132,6 +135,8 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
         PAUSE_CAUSE: MANUAL if manual else cause,
         OVERRIDE_UNTIL: None,  # a new pause ends an earlier hands-off period
     }
+    # ... and a person's hold-up that has run out
+    values.update({key: None for key in (HOLD_UNTIL, HOLD_FROM) if key in current.annotations})
     if manual:
         values[MANUAL_PAUSE] = "true"
     gpus = current.gpus(replicas)
@@ -141,14 +146,17 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
 
 
 def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, wanted: int | None = None,
-           override_until: datetime | None = None) -> Write:
+           override_until: datetime | None = None, hold: dict[str, str] | None = None) -> Write:
     """Restore the recorded count and remove scaler's annotations. A policy
     (`by` != "manual") never resumes a manual pause. `wanted`, when given, is
     the size to wake to instead (a queue asking for more). `override_until`:
     if someone resized it while paused, leave it alone until then (written in
-    the same patch that clears the record)."""
+    the same patch that clears the record). `hold`: a person's hold-up
+    annotations (`scaler resume --for`), written with the resume, or alone on
+    a workload that is already running."""
     replicas, record = current.replicas, current.record
     clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    hold = hold or {}
     if current.manual_pause and by != MANUAL:
         return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
                      "paused manually; only a manual resume (scaler resume) wakes it")
@@ -157,6 +165,10 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, w
         # scaled to zero themselves stays there, even in a resume -A.
         state = (f"running at {replicas} replicas" if replicas
                  else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
+        if hold and replicas and any(current.annotations.get(k) != v for k, v in hold.items()):
+            return Write(_annotations(hold), Outcome.CHANGED, replicas, replicas, 0,
+                         f"not paused ({state}); held up until {hold[HOLD_UNTIL]} by {by}: {reason}",
+                         event=("HeldUp", "Normal"))
         return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
     if replicas > 0:
         recorded = record.last_replicas if record else None
@@ -166,6 +178,9 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, w
         if override_until is not None:
             clear[OVERRIDE_UNTIL] = rfc3339(override_until)
             message += f"; {by} leaves it alone until {rfc3339(override_until)}"
+        if hold:
+            clear.update(hold)
+            message += f"; held up until {hold[HOLD_UNTIL]}"
         return Write(_annotations(clear) if clear else None, Outcome.SKIPPED, replicas, replicas, 0, message,
                      event=("ResumeSkipped", "Normal"))
     if wanted is not None:
@@ -176,9 +191,30 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, w
     else:
         target, source = fallback_replicas, f"no recorded count, used the minimum {fallback_replicas}"
     gpus = current.gpus(target)
+    # The pause held until a resume: no GitOps controller is fighting it (any more).
+    clear.update({key: None for key in REVERT_STATE if key in current.annotations})
+    clear.update(hold)
+    held = f"; held up until {hold[HOLD_UNTIL]}" if hold else ""
     return Write(merge(_annotations(clear), current.kind.scale_patch(current.obj, target)), Outcome.CHANGED,
-                 0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed",
-                 event=("Resumed", "Normal"))
+                 0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed"
+                 + held, event=("Resumed", "Normal"))
+
+
+def reverted(current: Workload, *, manager: str, record: dict[str, str], first: bool) -> Write:
+    """A GitOps controller set the replicas back after our pause: drop the
+    pause record and write the revert's (who, how many in a row, the
+    back-off) in one patch. Only the first revert in a row gets an Event:
+    scaler reports it once, then backs off quietly."""
+    replicas = current.replicas
+    if replicas == 0 or current.record is None:
+        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, "no revert to record")
+    clear: dict = {key: None for key in PAUSE_STATE if key in current.annotations}
+    clear.update(record)
+    message = (f"pause reverted by {manager}: replicas set back to {replicas}; not pausing again before "
+               f"{record.get('scaler.io/backoff-until')} (revert {record.get('scaler.io/reverts')} in a row); "
+               "add ignoreDifferences for /spec/replicas in the GitOps tool")
+    return Write(_annotations(clear), Outcome.SKIPPED, replicas, replicas, 0, message,
+                 event=("PauseReverted", "Warning") if first else None)
 
 
 def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write:
@@ -200,7 +236,7 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str) -> Write
 #: scaler's own annotations: every write tests them as read, so two writers
 #: (two daemons, the daemon and a person's `scaler resume`) never overwrite
 #: each other's record.
-GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL)
+GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL, HOLD_UNTIL, *REVERT_STATE)
 
 
 def _pointer(path: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ Pure: no I/O, no clock; the instant is an argument.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from scaler.decide.annotations import BACKOFF_UNTIL, HOLD_FROM, HOLD_UNTIL, REVERTED_BY, REVERTS
@@ -29,6 +30,17 @@ DEFAULT_BACKOFF_MAX_SECONDS = 86400.0
 #: `--until next-window` on a policy with no schedule (no window edge): hold this long.
 NEXT_WINDOW = "next-window"
 ADVICE = "add ignoreDifferences for /spec/replicas"
+
+
+@dataclass(frozen=True)
+class HandsOff:
+    """How long scaler keeps its hands off after someone set the replicas back."""
+
+    gitops_managers: tuple[str, ...] = DEFAULT_GITOPS_MANAGERS
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS
+    #: a person's edit on a policy without a schedule
+    person_seconds: float = DEFAULT_HANDS_OFF_SECONDS
 
 
 def is_gitops(manager: str | None, managers: Iterable[str] = DEFAULT_GITOPS_MANAGERS) -> bool:
