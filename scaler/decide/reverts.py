@@ -12,6 +12,7 @@ Pure: no I/O, no clock; the instant is an argument.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,3 +109,41 @@ def replicas_writer(obj: Mapping, replicas_path: tuple[str, ...] = ("spec", "rep
         if node is not None:
             owners.append((entry.get("manager") != "scaler", entry.get("time") or "", entry.get("manager")))
     return max(owners)[2] if owners else None
+
+
+class HoldError(ValueError):
+    """`--for` / `--until` text that names no time; the message says what would."""
+
+
+def hold_annotations(*, for_text: str | None = None, until_text: str | None = None,
+                     now: datetime) -> dict[str, str]:
+    """The annotations of `scaler resume --for 2h` or `--until next-window |
+    RFC 3339 | HH:MM` (the next such wall-clock time in `now`'s zone, so pass
+    a local `now`)."""
+    from scaler.decide.policies import parse_duration
+
+    start = {HOLD_FROM: rfc3339(now)}
+    if for_text is not None:
+        try:
+            seconds = parse_duration(for_text)
+        except ValueError:
+            raise HoldError(f"--for {for_text!r} is not a duration (write e.g. 90m, 2h, 1h30m, 1d)") from None
+        if seconds <= 0:
+            raise HoldError(f"--for {for_text!r} must be longer than 0")
+        return {HOLD_UNTIL: rfc3339(now + timedelta(seconds=seconds)), **start}
+    text = (until_text or "").strip()
+    if text == NEXT_WINDOW:
+        return {HOLD_UNTIL: NEXT_WINDOW, **start}
+    clock = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+    if clock:
+        until = now.replace(hour=int(clock[1]), minute=int(clock[2]), second=0, microsecond=0)
+        if until <= now:
+            until += timedelta(days=1)
+        return {HOLD_UNTIL: rfc3339(until), **start}
+    until = parse_time(text)
+    if until is None:
+        raise HoldError(f"--until {text!r} is not a time: write next-window, HH:MM (local time) or RFC 3339 "
+                        "with a zone (2026-05-01T18:00:00Z)")
+    if until <= now:
+        raise HoldError(f"--until {text!r} is in the past")
+    return {HOLD_UNTIL: rfc3339(until), **start}
