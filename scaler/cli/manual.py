@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from scaler.cli.output import DOCUMENTS, OUTPUTS, console, print_document, print_names, render_results, table
-from scaler.cli.scoping import EXIT_ERROR, EXIT_OK, Stop, require_scope, scope
+from scaler.cli.scoping import EXIT_ERROR, EXIT_OK, Stop, check_arguments, require_scope, scope
 from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
@@ -118,6 +118,7 @@ def _report(results, *, args, verb: str) -> int:
 
 def run_pause(args) -> int:
     try:
+        check_arguments(args)
         require_scope(args, verb="pause")
         selected = scope(args)
     except Stop as error:
@@ -143,6 +144,7 @@ def _hold(args) -> dict[str, str] | None:
 def run_resume(args) -> int:
     try:
         hold = _hold(args)
+        check_arguments(args)
         require_scope(args, verb="resume")
         selected = scope(args)
     except Stop as error:

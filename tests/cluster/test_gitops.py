@@ -121,55 +121,13 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     assert (f"reverted by argocd-controller ({len(reverts)} times in a row); add ignoreDifferences for "
             "/spec/replicas") in status.stdout
 
-
-def test_a_person_resizing_a_paused_workload_without_a_schedule_gets_a_bounded_hands_off(
-        kube, namespace, cluster, tmp_path, daemons):
-    apps = client.AppsV1Api(kube)
-    apps.create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
-    _push(cluster, namespace, "vllm:num_requests_running", 0)
-    daemon = daemons(_idle_policy(tmp_path, namespace), *FAST, "--hands-off-seconds", "20")
-    eventually(lambda: _deployment(kube, namespace).spec.replicas == 0, timeout_seconds=60)
-    apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 3}}, field_manager="kubectl")
-    line = daemon.wait_log("human override")[0]
-    assert line["changed_by"] == "kubectl"
-    assert OVERRIDE_UNTIL in _deployment(kube, namespace).metadata.annotations
-    daemon.let_time_pass(8)  # longer than the idle duration (6 s): no pause while hands off
-    assert _deployment(kube, namespace).spec.replicas == 3
-    assert REVERTED_BY not in (_deployment(kube, namespace).metadata.annotations or {})  # a person is no revert
-    # After the bounded hands-off time the policy applies again.
-    eventually(lambda: _deployment(kube, namespace).spec.replicas == 0, timeout_seconds=60)
-
-
-def test_the_daemon_honours_resume_for_and_then_the_policy_applies_again(kube, namespace, cluster, tmp_path,
-                                                                         daemons):
-    apps = client.AppsV1Api(kube)
-    for name in ("chat", "other"):
-        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=2, gpus=1,
-                                                                     labels={"tier": "gpu"}))
-    policies = tmp_path / "policies.yaml"
-    policies.write_text(textwrap.dedent(f"""
-        policies:
-          - name: nights
-            targets: {{namespaces: [{namespace}], selector: tier=gpu}}
-            schedule:
-              timezone: UTC
-              windows:
-                - {{name: a, mode: down, start: "0 0 * * *", end: "0 12 * * *"}}
-                - {{name: b, mode: down, start: "0 12 * * *", end: "0 0 * * *"}}
-        """))
-    held = run_scaler("resume", "chat", "-n", namespace, "--for", "25s", kubeconfig=cluster.kubeconfig)
-    assert held.returncode == 0, held.stderr
-    plan = run_scaler("plan", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url, "--all",
-                      kubeconfig=cluster.kubeconfig)
-    assert plan.returncode == 3, plan.stderr
-    chat = next(line for line in plan.stdout.splitlines() if " chat " in line)
-    assert "held-up" not in chat and "woken by hand until" in chat and "hold" in chat
-
-    daemon = daemons(policies, *FAST)
-    eventually(lambda: _deployment(kube, namespace, "other").spec.replicas == 0, timeout_seconds=60)
-    daemon.let_time_pass()  # the keep-down window is active all day: only the hold keeps chat up
-    assert _deployment(kube, namespace, "chat").spec.replicas == 2
-    # The hold runs out: the policy applies again.
-    eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 0, timeout_seconds=60)
-    assert daemon.wait_log("decision", lambda line: line.get("workload") == "chat"
-                           and line.get("reason_code") == "held-up")
+    # A restart keeps the back-off: with Argo stopped, the new daemon pauses it (idle) only once
+    # backoff-until has passed, not at once.
+    assert daemon.stop() == 0
+    until = datetime.fromisoformat(annotations[BACKOFF_UNTIL].replace("Z", "+00:00")).timestamp()
+    restarted = daemons(_idle_policy(tmp_path, namespace), *FAST, *BACKOFF, name="restarted")
+    restarted.wait_ready()
+    eventually(lambda: _deployment(kube, namespace).spec.replicas == 0, timeout_seconds=180)
+    assert time.time() >= until
+    paused_at = _writes(restarted)[0][0]
+    assert paused_at >= until - 1, (paused_at, until)  # whole seconds on the annotation
