@@ -308,7 +308,7 @@ def test_plan_shows_pending_changes_and_exit_codes(kube, namespace, cluster, tmp
     client.AppsV1Api(kube).create_namespaced_deployment(
         namespace, gpu_deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}))
     pending = _plan(cluster, policies)
-    assert pending.returncode == 2, pending.stderr
+    assert pending.returncode == 3, pending.stderr
     row = next(line for line in pending.stdout.splitlines() if " llm " in f" {line} ")
     assert "nights" in row and "pause" in row and "3 -> 0" in row and " 6 " in f" {row} "
     assert "1 change(s) pending" in pending.stdout and "6 GPUs would be freed" in pending.stdout

@@ -19,13 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
+import cluster as local_cluster
+import node as real_node
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-import cluster as local_cluster
-import node as real_node
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.helpers import eventually, gpu_deployment
 
