@@ -29,8 +29,10 @@ def _helm(helm: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60)
 
 
-def render(helm: str, *args: str) -> list[dict]:
-    result = _helm(helm, "template", "scaler", str(CHART), "--namespace", "scaler", *args)
+def render(helm: str, *args: str, hooks: bool = False) -> list[dict]:
+    """What `helm install` creates; with hooks, also what runs at uninstall."""
+    result = _helm(helm, "template", "scaler", str(CHART), "--namespace", "scaler", *args,
+                   *(() if hooks else ("--no-hooks",)))
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -232,3 +234,35 @@ def test_plain_manifests_and_example_policies_are_in_sync_with_the_chart(helm):
     result = subprocess.run([str(ROOT / "deploy" / "render"), "--check"], capture_output=True, text=True,
                             timeout=120, env={**os.environ, "HELM": helm})
     assert result.returncode == 0, result.stderr
+
+
+def test_uninstall_hook_stops_the_daemon_before_its_rbac_goes_with_only_what_it_needs(helm):
+    """tests/cluster/test_real_node.py shows it working on real pods."""
+    docs = [d for d in render(helm, hooks=True) if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Job", "Role", "RoleBinding", "ServiceAccount"]
+    for doc in docs:
+        annotations = doc["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+        # Its RBAC and script exist before its Job starts.
+        assert int(annotations["helm.sh/hook-weight"]) == (0 if doc["kind"] == "Job" else -1)
+    assert grants(only(docs, "Role")) == {("apps", "deployments/scale[scaler]", "patch"), ("", "pods", "list"),
+                                          ("coordination.k8s.io", "leases[scaler]", "delete")}
+    job = only(docs, "Job")["spec"]["template"]
+    daemon = only(render(helm), "Deployment")["spec"]
+    assert job["spec"]["serviceAccountName"] == "scaler-uninstall"
+    assert job["spec"]["containers"][0]["image"] == daemon["template"]["spec"]["containers"][0]["image"]
+    assert job["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert job["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Its pod is not one of the daemon's, and it waits for exactly those.
+    selector = daemon["selector"]["matchLabels"]
+    assert not selector.items() <= job["metadata"]["labels"].items()
+    env = {e["name"]: e["value"] for e in job["spec"]["containers"][0]["env"]}
+    assert env["SELECTOR"] == ",".join(f"{k}={v}" for k, v in selector.items())
+    assert env["LEASE"] == "scaler" and env["DEPLOYMENT"] == "scaler"
+    assert "uninstall.py" in only(docs, "ConfigMap")["data"]
+
+
+def test_no_uninstall_hook_without_leader_election(helm):
+    docs = render(helm, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false", hooks=True)
+    assert not [d for d in docs if d["kind"] == "Job"]

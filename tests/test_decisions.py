@@ -389,6 +389,37 @@ TABLE = [
     pytest.param(POLICY, running(3, annotations={"scaler.io/override-until": "2024-06-09T00:30:00Z"}), QUIET,
                  SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active",
                  id="human-override-expired"),
+    # 1c. a GitOps controller reverted scaler's pause: back off, whatever else applies
+    pytest.param(POLICY, running(2, annotations={
+                     "scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "2",
+                     "scaler.io/backoff-until": "2024-06-09T01:30:00Z"}), QUIET, SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 2, Code.GITOPS_BACKOFF), "pause reverted by argocd-controller (2 times in a row); "
+                 "backing off: no pause before 2024-06-09 01:30 UTC; add ignoreDifferences for /spec/replicas",
+                 id="gitops-backoff-beats-keep-down-window"),
+    pytest.param(IDLE_ONLY, running(2, annotations={
+                     "scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "1",
+                     "scaler.io/backoff-until": "2024-06-04T20:00:00Z"}), QUIET, TUESDAY_NIGHT,
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing 2", id="gitops-backoff-over-pauses-again"),
+    pytest.param(POLICY, paused(annotations={"scaler.io/backoff-until": "2024-06-05T20:00:00Z"}),
+                 Signals(idle=0, queue=4), TUESDAY_NIGHT, (Action.RESUME, 3, Code.QUEUE_WAKE), "waking to 3",
+                 id="gitops-backoff-never-blocks-a-wake"),
+    # 1d. a person woke it until a time (scaler resume --for/--until): no pause until then
+    pytest.param(POLICY, running(2, annotations={"scaler.io/hold-up-until": "2024-06-09T03:00:00Z"}), QUIET,
+                 SUNDAY_MAINTENANCE, (Action.HOLD, 2, Code.HELD_UP), "woken by hand until 2024-06-09 03:00 UTC",
+                 id="held-up-beats-keep-down-window"),
+    pytest.param(POLICY, running(2, annotations={"scaler.io/hold-up-until": "2024-06-09T03:00:00Z"}),
+                 Signals(idle=0, queue=20), SUNDAY_MAINTENANCE, (Action.SCALE_UP, 5, Code.QUEUE_SCALE_UP),
+                 "needs more replicas", id="held-up-still-scales-up-for-a-queue"),
+    pytest.param(POLICY, running(2, annotations={"scaler.io/hold-up-until": "2024-06-09T00:59:00Z"}), QUIET,
+                 SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active", id="held-up-expired"),
+    pytest.param(POLICY, running(2, annotations={"scaler.io/hold-up-until": "next-window",
+                                                 "scaler.io/hold-up-from": "2024-06-04T21:00:00Z"}), QUIET,
+                 TUESDAY_NIGHT, (Action.HOLD, 2, Code.HELD_UP), "until 2024-06-05 06:00 UTC",
+                 id="held-up-until-next-window-edge"),
+    pytest.param(IDLE_ONLY, running(2, annotations={"scaler.io/hold-up-until": "next-window",
+                                                    "scaler.io/hold-up-from": "2024-06-04T20:30:00Z"}), QUIET,
+                 TUESDAY_NIGHT, (Action.HOLD, 2, Code.HELD_UP), "until 2024-06-04 21:30 UTC",
+                 id="held-up-next-window-without-schedule-is-an-hour"),
 ]
 
 
@@ -492,7 +523,7 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
     doc = readme.split("## How it decides", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in doc.splitlines() if re.match(r"\| (\d+[ab]?|–) \|", line)]
+    rows = [line for line in doc.splitlines() if re.match(r"\| (\d+[a-d]?|–) \|", line)]
     ids = [param.id for param in TABLE] + [name for name in globals() if name.startswith("test_")]
     assert len(rows) >= 12
     for row in rows:

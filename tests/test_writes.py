@@ -247,7 +247,7 @@ def test_inferenceservice_guard_is_its_stop_annotation():
 def test_custom_resource_guard_is_its_scale_path():
     current = obj(VLLM, 2)
     operations = writes.json_patch(writes.scale_up(current, replicas=4, by="p", reason="q", now=NOW).patch, current)
-    assert operations[0] == {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None}
+    assert {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None} in operations
     assert {"op": "test", "path": "/spec/size", "value": 2} in operations
     assert {"op": "add", "path": "/spec/size", "value": 4} in operations
 
@@ -333,3 +333,33 @@ def test_a_manual_resume_still_leaves_a_zero_scaler_did_not_pause():
     write = writes.resume(obj(DEPLOYMENT, 0, {}), by="manual", reason="r", fallback_replicas=1, wanted=3,
                           now=NOW)
     assert write.patch is None and write.message.startswith("not paused:")
+
+
+def test_a_revert_drops_the_record_writes_the_back_off_and_reports_only_the_first():
+    current = obj(DEPLOYMENT, 2, {LAST_REPLICAS: "2", "scaler.io/paused-by": "policy/p", "scaler.io/paused-at": "x"})
+    record = {"scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "1",
+              "scaler.io/backoff-until": "2026-03-29T01:35:00Z"}
+    first = writes.reverted(current, manager="argocd-controller", record=record, first=True)
+    assert first.patch == {"metadata": {"annotations": {LAST_REPLICAS: None, "scaler.io/paused-by": None,
+                                                        "scaler.io/paused-at": None, **record}}}
+    assert first.event == ("PauseReverted", "Warning") and "reverted by argocd-controller" in first.message
+    assert writes.reverted(current, manager="argocd-controller", record=record, first=False).event is None
+    assert writes.reverted(obj(DEPLOYMENT, 0, {LAST_REPLICAS: "2"}), manager="a", record=record,
+                           first=True).patch is None
+
+
+def test_resume_with_a_hold_writes_it_and_a_real_resume_clears_the_revert_state():
+    hold = {"scaler.io/hold-up-until": "2026-03-29T03:30:00Z", "scaler.io/hold-up-from": "2026-03-29T01:30:00Z"}
+    paused = obj(DEPLOYMENT, 0, {LAST_REPLICAS: "3", "scaler.io/paused-by": "manual", "scaler.io/reverts": "2"})
+    write = writes.resume(paused, by="manual", reason="r", fallback_replicas=1, hold=hold,
+                           now=NOW)
+    assert write.patch["metadata"]["annotations"] == {LAST_REPLICAS: None, "scaler.io/paused-by": None,
+                                                      "scaler.io/reverts": None, **hold, STARTED_AT: STAMP,
+                                                      READY_AT: None}
+    assert write.after == 3 and "held up until 2026-03-29T03:30:00Z" in write.message
+    running = writes.resume(obj(DEPLOYMENT, 2), by="manual", reason="r", fallback_replicas=1, hold=hold,
+                           now=NOW)
+    assert (running.patch, running.outcome) == ({"metadata": {"annotations": hold}}, writes.Outcome.CHANGED)
+    held = obj(DEPLOYMENT, 2, hold)
+    assert writes.resume(held, by="manual", reason="r", fallback_replicas=1, hold=hold,
+                           now=NOW).patch is None

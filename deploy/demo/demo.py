@@ -9,6 +9,11 @@ policies/ with those durations shortened (see policies_for below).
 Everything in the summary is measured on the cluster while the scenario runs:
 actions are the Events scaler recorded; GPUs are the nvidia.com/gpu requests
 of the pods that were Running, sampled every second.
+
+With --in-cluster the daemon runs as users run it: the Helm chart installed
+with the image built from deploy/Dockerfile, two pods with leader election on
+the cluster's real node (deploy/local/up --real-node). The first run builds
+the image (about 2.5 minutes); later runs take the cached one.
 """
 
 from __future__ import annotations
@@ -351,6 +356,48 @@ def flaps(events: list[dict], *, within_seconds: float) -> int:
     return count
 
 
+class InCluster:
+    """The daemon installed with the chart, on the cluster's real node."""
+
+    def __init__(self, cluster, *, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.bin_dir = local_cluster.binaries()
+
+    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.bin_dir / tool), "--kubeconfig", str(self.cluster.kubeconfig), *args],
+                              capture_output=True, text=True, timeout=300)
+
+    def install(self, policy_file: Path) -> None:
+        node = self.cluster.node
+        repository, tag = node["image"].rsplit(":", 1)
+        result = self._run(
+            "helm", "install", "scaler", str(ROOT / "deploy" / "helm" / "scaler"), "-n", self.namespace,
+            "--create-namespace", "--wait", "--timeout", "180s",
+            "--set", "dryRun=false", "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+            "--set", "image.pullPolicy=Never", "--set", f"prometheus.url={node['prometheus_url']}",
+            "--set", "evaluationIntervalSeconds=5",
+            "--set", "extraEnv[0].name=SCALER_WAKE_CHECK_INTERVAL_SECONDS", "--set-string", "extraEnv[0].value=1",
+            "--set-string", f"nodeSelector.{local_cluster.real_node.LABEL.replace('.', chr(92) + '.')}=true",
+            "--set", f"tolerations[0].key={local_cluster.real_node.LABEL}",
+            "--set", "tolerations[0].operator=Exists", "--set", "tolerations[0].effect=NoSchedule",
+            "--set-file", f"policies.demo\\.yaml={policy_file}")
+        if result.returncode != 0:
+            raise SystemExit(f"demo: helm install failed:\n{result.stderr}")
+
+    def uninstall(self, log_path: Path) -> None:
+        # Stop acting when the scenario ends, as the local daemon does on
+        # SIGTERM: scale to zero first (helm's hook does too, but only after
+        # its Job's pod has started), so the summary counts no late action.
+        logs = self._run("kubectl", "logs", "-n", self.namespace, "-l", "app.kubernetes.io/name=scaler",
+                         "--prefix", "--tail=-1")
+        log_path.write_text(logs.stdout)
+        self._run("kubectl", "scale", "-n", self.namespace, "deployment/scaler", "--replicas=0")
+        self._run("kubectl", "wait", "-n", self.namespace, "--for=delete", "pod",
+                  "-l", "app.kubernetes.io/name=scaler", "--timeout=60s")
+        self._run("helm", "uninstall", "scaler", "-n", self.namespace, "--wait", "--timeout", "120s")
+        self._run("kubectl", "delete", "namespace", self.namespace, "--wait=false")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/demo/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get(
@@ -360,13 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     parser.add_argument("--short", action="store_true",
                         help="the short scenario (CI): window close, batch backlog, chat woken and paused again")
+    parser.add_argument("--in-cluster", action="store_true",
+                        help="run the daemon in the cluster: helm install of the chart with the image built "
+                             "from deploy/Dockerfile, on a real node")
     args = parser.parse_args(argv)
     until, lead = (70, 45) if args.short else (110, 60)
 
     already_running = local_cluster.Cluster.load(args.state_dir.resolve()) is not None
     print("Starting the local GPU cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes, "
           "Prometheus, Pushgateway)...", flush=True)
-    cluster = local_cluster.up(args.state_dir)
+    if args.in_cluster:
+        print("...and one real node (containerd, kubelet) with the image built from deploy/Dockerfile...", flush=True)
+    cluster = local_cluster.up(args.state_dir, with_real_node=args.in_cluster)
     namespace = f"scaler-demo-{int(time.time()) % 100000}"
     demo = Demo(cluster, namespace=namespace)
     daemon = None
@@ -375,20 +427,28 @@ def main(argv: list[str] | None = None) -> int:
         policies = demo.setup(lead_seconds=lead)
         demo.say(f"policies: {policies / 'demo.yaml'} (the examples in policies/, durations shortened)")
         demo.say(f"business hours end at {demo.edge:%H:%M:%S} UTC; scaler's log: {log_path}")
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        with open(log_path, "ab") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "scaler", "run", "--policies", str(policies),
-                 "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
-                 "--evaluation-interval-seconds", "5", "--wake-check-interval-seconds", "1",
-                 "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        demo.say("scaler run started (dry run off, evaluation every 5 s, wake check every 1 s)")
+        if args.in_cluster:
+            daemon = InCluster(cluster, namespace=f"{namespace}-scaler")
+            daemon.install(policies / "demo.yaml")
+            demo.say(f"helm install: scaler in namespace {daemon.namespace}, 2 pods Ready on the real node "
+                     f"(dry run off, evaluation every 5 s, wake check every 1 s)")
+        else:
+            env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+            with open(log_path, "ab") as log:
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "scaler", "run", "--policies", str(policies),
+                     "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
+                     "--evaluation-interval-seconds", "5", "--wake-check-interval-seconds", "1",
+                     "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            demo.say("scaler run started (dry run off, evaluation every 5 s, wake check every 1 s)")
         simulator = threading.Thread(target=demo.simulate, daemon=True)
         simulator.start()
         demo.phases(until)
     finally:
         demo.stop.set()
-        if daemon is not None:
+        if isinstance(daemon, InCluster):
+            daemon.uninstall(log_path)
+        elif daemon is not None:
             daemon.terminate()
             daemon.wait(30)
     demo.narrate_events()

@@ -1,5 +1,7 @@
 """The local GPU cluster: etcd, kube-apiserver, controller-manager, scheduler,
-kwok with fake GPU nodes, Prometheus and a Pushgateway, all on 127.0.0.1.
+kwok with fake GPU nodes, Prometheus and a Pushgateway, all on 127.0.0.1;
+optionally one real node (containerd, runc, kubelet: node.py) with the scaler
+image built from deploy/Dockerfile loaded into it.
 
 Standard library only, so it runs on a fresh machine before anything is
 installed. `up` and `down` beside this file are its command-line entry points,
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import node as real_node  # noqa: E402
 CACHE_DIR = Path(os.environ.get("SCALER_CACHE_DIR", Path.home() / ".cache" / "scaler"))
 DEFAULT_STATE_DIR = CACHE_DIR / "cluster"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -47,6 +51,8 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
+    # The real node, when there is one: image, in-cluster URLs, cgroup root.
+    node: dict = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
@@ -71,10 +77,13 @@ class Cluster:
             "SCALER_PUSHGATEWAY_URL": self.pushgateway_url,
             "SCALER_CLUSTER_STATE_DIR": self.state_dir,
         }
+        if self.node:
+            lines["SCALER_IMAGE"] = self.node["image"]
+            lines["SCALER_NODE_PROMETHEUS_URL"] = self.node["prometheus_url"]
         return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in lines.items())
 
     def save(self) -> None:
-        record = {"ports": self.ports, "pids": self.pids, "commands": self.commands}
+        record = {"ports": self.ports, "pids": self.pids, "commands": self.commands, "node": self.node}
         (self.state_dir / "components.json").write_text(json.dumps(record, indent=2))
 
     @classmethod
@@ -84,7 +93,7 @@ class Cluster:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return cls(state_dir=state_dir, ports=record["ports"], pids=record["pids"],
-                   commands=record.get("commands", {}))
+                   commands=record.get("commands", {}), node=record.get("node", {}))
 
     def alive(self) -> list[str]:
         return [name for name, pid in self.pids.items() if _pid_alive(pid)]
@@ -147,7 +156,10 @@ def _make_certificates(pki: Path) -> None:
     _openssl("req", "-x509", "-new", "-key", "ca.key", "-days", "30", "-subj",
              "/CN=scaler-local-ca", "-out", "ca.crt", cwd=pki)
     (pki / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
+        # In-cluster clients dial the kubernetes Service (the first address of
+        # the service CIDR) by IP and by name.
+        f"subjectAltName=IP:127.0.0.1,IP:{real_node.SERVICE_IP},DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
         "extendedKeyUsage=serverAuth\n"
     )
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
@@ -290,14 +302,20 @@ def _prometheus_config(cluster: Cluster) -> Path:
     return config
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: int = 8) -> Cluster:
-    """Start the cluster, or return the one already running in state_dir."""
+def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: int = 8,
+       with_real_node: bool = False) -> Cluster:
+    """Start the cluster, or return the one already running in state_dir
+    (adding the real node to it if asked and missing)."""
     state_dir = state_dir.resolve()
     existing = Cluster.load(state_dir)
     if existing is not None:
         running = existing.alive()
         if running and len(running) == len(existing.pids):
             _log(f"already running in {state_dir}")
+            if with_real_node and not existing.node:
+                add_real_node(existing)
+            elif with_real_node:
+                refresh_image(existing)
             return existing
         _log(f"found a partial cluster in {state_dir} ({', '.join(running) or 'nothing'} running); restarting it")
         down(state_dir)
@@ -338,7 +356,11 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: in
             "--tls-cert-file", str(pki / "apiserver.crt"),
             "--tls-private-key-file", str(pki / "apiserver.key"),
             "--client-ca-file", str(pki / "ca.crt"),
-            "--authorization-mode", "RBAC",
+            # Node: what a kubelet (group system:nodes) may do, for the real node.
+            "--authorization-mode", "Node,RBAC",
+            "--kubelet-client-certificate", str(pki / "admin.crt"),
+            "--kubelet-client-key", str(pki / "admin.key"),
+            "--kubelet-preferred-address-types", "Hostname,InternalIP",
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-account-key-file", str(pki / "sa.pub"),
             "--service-account-signing-key-file", str(pki / "sa.key"),
@@ -420,6 +442,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: in
         raise
     (state_dir / "bin").unlink(missing_ok=True)
     (state_dir / "bin").symlink_to(bin_dir)
+    if with_real_node:
+        add_real_node(cluster)
     return cluster
 
 
@@ -486,10 +510,205 @@ def restart_component(cluster: Cluster, name: str) -> None:
     _wait(cluster, name, f"http://127.0.0.1:{cluster.ports[name]}{READY_PATHS[name]}")
 
 
+def build_image() -> tuple[Path, str]:
+    """deploy/local/image: the scaler image archive (built or cached) and its reference."""
+    result = subprocess.run([str(HERE / "image")], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"deploy/local/image failed with exit code {result.returncode}")
+    archive, reference = result.stdout.strip().splitlines()[-2:]
+    return Path(archive), reference
+
+
+def _ctr(cluster: Cluster, *args: str) -> str:
+    sock = cluster.state_dir / "node" / "containerd" / "containerd.sock"
+    result = subprocess.run(["ctr", "--address", str(sock), "--namespace", "k8s.io", *args],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def add_real_node(cluster: Cluster, *, timeout_seconds: float = 180) -> None:
+    """Start the real node (see node.py) and load the scaler image into it."""
+    missing = real_node.missing_programs()
+    if missing:
+        raise ClusterError(f"the real node needs: {' '.join(missing)}; run deploy/local/install --real-node")
+    node_dir = cluster.state_dir / "node"
+    for private in real_node.PRIVATE_DIRS:
+        if str(node_dir).startswith(private + "/"):
+            raise ClusterError(f"the state directory must not be under {private}: the node hides it")
+    started = time.monotonic()
+    bin_dir = binaries()
+    archive, image = build_image()
+    pki = cluster.state_dir / "pki"
+    for sub in ("containerd", "cni", "cni-ipam", "kubelet", "pod-logs", "relay", "sysctl", "private"):
+        (node_dir / sub).mkdir(parents=True, exist_ok=True)
+    for key, value in real_node.KUBELET_SYSCTLS.items():
+        (node_dir / "sysctl" / key.replace("/", ".")).write_text(value + "\n")
+    cgroup_root = real_node.cgroup_name(cluster.state_dir)
+    kubelet_port = _free_port()
+    cluster.ports["kubelet"] = kubelet_port
+    cluster.node = {
+        "image": image, "cgroup_root": cgroup_root, "name": real_node.NODE_NAME,
+        "prometheus_url": f"http://{real_node.NODE_IP}:{real_node.PROMETHEUS_PORT}",
+        "pushgateway_url": f"http://{real_node.NODE_IP}:{real_node.PUSHGATEWAY_PORT}",
+    }
+    cluster.save()
+    (node_dir / "containerd.toml").write_text(real_node.containerd_config(node_dir))
+    (node_dir / "cni" / "10-pods.conflist").write_text(real_node.cni_config(node_dir))
+    real_node.node_credentials(pki)
+    (node_dir / "kubelet.kubeconfig").write_text(real_node.kubelet_kubeconfig(pki))
+    (node_dir / "kubelet.json").write_text(
+        real_node.kubelet_config(node_dir, port=kubelet_port, ca=pki / "ca.crt", cgroup_root=cgroup_root))
+    pause = real_node.pause_archive(bin_dir / "pause", node_dir / "pause.tar")
+    try:
+        real_node.make_cgroup_root(cgroup_root)
+        _start(cluster, "node-namespaces", ["unshare", "--net", "--mount", "--propagation", "private",
+                                            "sleep", "infinity"])
+        holder = cluster.pids["node-namespaces"]
+        own = real_node.namespace_of(os.getpid(), "net")
+        deadline = time.monotonic() + 10
+        while real_node.namespace_of(holder, "net") in (own, None):
+            if time.monotonic() > deadline:
+                raise ClusterError("the node's namespaces did not appear")
+            time.sleep(0.05)
+        enter = real_node.nsenter(holder)
+        setup = subprocess.run([*enter, "sh", "-c", real_node.namespace_setup_script(node_dir)],
+                               capture_output=True, text=True, check=False)
+        if setup.returncode != 0:
+            raise ClusterError(f"setting up the node's namespaces failed: {setup.stderr.strip()}")
+
+        relay = node_dir / "relay"
+        # Into the node: the API server at the kubernetes Service address,
+        # Prometheus and the Pushgateway at the node's address.
+        for name, listen, port in (
+                ("apiserver", f"{real_node.SERVICE_IP}:443", cluster.ports["apiserver"]),
+                ("prometheus", f"{real_node.NODE_IP}:{real_node.PROMETHEUS_PORT}", cluster.ports["prometheus"]),
+                ("pushgateway", f"{real_node.NODE_IP}:{real_node.PUSHGATEWAY_PORT}", cluster.ports["pushgateway"])):
+            sock = relay / f"{name}.sock"
+            _start(cluster, f"node-relay-{name}-host", [
+                "socat", f"UNIX-LISTEN:{sock},fork,mode=600,unlink-early", f"TCP:127.0.0.1:{port}"])
+            address, listen_port = listen.split(":")
+            _start(cluster, f"node-relay-{name}", [
+                *enter, "socat", f"TCP-LISTEN:{listen_port},bind={address},fork,reuseaddr",
+                f"UNIX-CONNECT:{sock}"])
+        # Out of the node: the kubelet's port, for the API server (logs, exec).
+        sock = relay / "kubelet.sock"
+        _start(cluster, "node-relay-kubelet", [
+            *enter, "socat", f"UNIX-LISTEN:{sock},fork,mode=600,unlink-early", f"TCP:127.0.0.1:{kubelet_port}"])
+        _start(cluster, "node-relay-kubelet-host", [
+            "socat", f"TCP-LISTEN:{kubelet_port},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{sock}"])
+
+        _start(cluster, "containerd", [*enter, "containerd", "--config", str(node_dir / "containerd.toml")])
+        deadline = time.monotonic() + 30
+        while True:
+            if not _pid_alive(cluster.pids["containerd"]):
+                raise ClusterError(f"containerd exited during start-up:\n{_tail(cluster, 'containerd')}")
+            try:
+                _ctr(cluster, "version")
+                break
+            except ClusterError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"containerd not answering after 30s:\n{_tail(cluster, 'containerd')}")
+                time.sleep(0.2)
+        for loaded in (pause, archive):
+            _ctr(cluster, "images", "import", str(loaded))
+
+        _start(cluster, "kubelet", [
+            *enter, str(bin_dir / "kubelet"),
+            "--config", str(node_dir / "kubelet.json"),
+            "--kubeconfig", str(node_dir / "kubelet.kubeconfig"),
+            "--hostname-override", real_node.NODE_NAME, "--node-ip", real_node.NODE_IP,
+            "--root-dir", str(node_dir / "kubelet"), "--cert-dir", str(node_dir / "kubelet" / "pki"),
+            "--node-labels", f"{real_node.LABEL}=true",
+        ])
+        _wait_node_ready(cluster, bin_dir, timeout_seconds=timeout_seconds)
+    except BaseException:
+        _log(f"real node start failed; removing it (logs kept in {cluster.state_dir / 'logs'})")
+        stop_real_node(cluster, keep_logs=True)
+        raise
+    _log(f"real node {real_node.NODE_NAME} ready in {time.monotonic() - started:.1f}s with {image}")
+
+
+def refresh_image(cluster: Cluster) -> str:
+    """Build the image if the sources changed since the node loaded it, load
+    the new one into the node, and return its reference."""
+    archive, image = build_image()
+    if image != cluster.node["image"]:
+        _ctr(cluster, "images", "import", str(archive))
+        cluster.node["image"] = image
+        cluster.save()
+        _log(f"loaded {image} into the real node")
+    return image
+
+
+def _wait_node_ready(cluster: Cluster, bin_dir: Path, *, timeout_seconds: float) -> None:
+    """Ready, and none of the not-ready/uninitialized taints left (ours stays)."""
+    deadline = time.monotonic() + timeout_seconds
+    state = "not registered"
+    while time.monotonic() < deadline:
+        if not _pid_alive(cluster.pids["kubelet"]):
+            raise ClusterError(f"the kubelet exited during start-up:\n{_tail(cluster, 'kubelet')}")
+        try:
+            node = json.loads(_kubectl(bin_dir, cluster, "get", "node", real_node.NODE_NAME, "-o", "json"))
+        except ClusterError:
+            time.sleep(0.5)
+            continue
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+        taints = [t["key"] for t in node["spec"].get("taints", []) if t["key"] != real_node.LABEL]
+        if ready and not taints:
+            return
+        state = f"ready={ready}, taints={taints}"
+        time.sleep(0.5)
+    raise ClusterError(f"real node not ready after {timeout_seconds:.0f}s ({state}); kubelet log:\n"
+                       f"{_tail(cluster, 'kubelet')}")
+
+
+def stop_real_node(cluster: Cluster, *, keep_logs: bool = False) -> None:
+    """Stop everything the real node runs (kubelet, containerd, its shims and
+    every container, the relays), remove its cgroups and its namespaces. The
+    node directory goes with the state directory."""
+    holder = cluster.pids.get("node-namespaces")
+    if not cluster.node and holder is None:
+        return
+    mount_ns = real_node.namespace_of(holder, "mnt") if holder and _pid_alive(holder) else None
+    cgroup_root = cluster.node.get("cgroup_root") or real_node.cgroup_name(cluster.state_dir)
+    for name in ("kubelet", "containerd"):
+        if name in cluster.pids and _pid_alive(cluster.pids[name]):
+            real_node.kill(cluster.pids[name])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        inside = set(real_node.processes_in(mount_ns, "mnt")) if mount_ns else set()
+        inside.discard(holder)
+        inside |= real_node.cgroup_pids(cgroup_root)
+        inside = {pid for pid in inside if _pid_alive(pid)}
+        if not inside:
+            break
+        for pid in inside:
+            real_node.kill(pid)
+        for name, pid in cluster.pids.items():
+            _reap(pid)
+        time.sleep(0.1)
+    node_pids = {name: pid for name, pid in cluster.pids.items()
+                 if name.startswith("node-") or name in ("kubelet", "containerd")}
+    _stop_processes(Cluster(cluster.state_dir, ports=cluster.ports, pids=node_pids))
+    left = real_node.remove_cgroup_root(cgroup_root)
+    if left:
+        _log(f"could not remove cgroups: {', '.join(left)}")
+    for name in node_pids:
+        cluster.pids.pop(name, None)
+    cluster.ports.pop("kubelet", None)
+    cluster.node = {}
+    if cluster.state_dir.exists():
+        cluster.save()
+        shutil.rmtree(cluster.state_dir / "node", ignore_errors=True)
+
+
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
     state_dir = state_dir.resolve()
     cluster = Cluster.load(state_dir)
     if cluster is not None:
+        stop_real_node(cluster)
         _stop_processes(cluster)
     if state_dir.exists():
         shutil.rmtree(state_dir)
@@ -501,9 +720,14 @@ def main_up(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("SCALER_CLUSTER_STATE_DIR", DEFAULT_STATE_DIR)))
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("SCALER_GPU_NODES", 4)))
     parser.add_argument("--gpus-per-node", type=int, default=int(os.environ.get("SCALER_GPUS_PER_NODE", 8)))
+    parser.add_argument("--real-node", action="store_true",
+                        default=os.environ.get("SCALER_REAL_NODE", "") not in ("", "0", "false"),
+                        help="also start one real node (containerd, runc, kubelet) with the scaler image "
+                             "built from deploy/Dockerfile loaded into it (SCALER_REAL_NODE=1)")
     args = parser.parse_args(argv)
     try:
-        cluster = up(args.state_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+        cluster = up(args.state_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                     with_real_node=args.real_node)
     except (ClusterError, subprocess.CalledProcessError) as error:
         print(f"deploy/local/up: {error}", file=sys.stderr)
         return 1

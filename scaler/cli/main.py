@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from scaler import __version__
 from scaler.cli import manual
+from scaler.cli.output import OUTPUTS
 from scaler.decide.loading import check_policies
 from scaler.decide.policies import json_schema
 from scaler.run.settings import (
@@ -77,7 +78,7 @@ def _with_settings(run: Callable[..., int], *, model=Settings, **options) -> int
     try:
         settings = settings_from(options.pop("args"), model)
     except SettingsError as error:
-        print(error, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return run(settings, **options)
 
@@ -91,13 +92,14 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, PlanSettings)
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     parser.add_argument("--all", dest="show_all", action="store_true",
                         help="also list managed workloads that would not change, with the reason")
 
 
 def run_plan_command(args: argparse.Namespace) -> int:
-    """Exit 0: nothing would change; 2: changes pending; 1: error."""
+    """Exit 0: nothing would change; 3: changes pending; 4: some signals
+    unknown (the evaluation is incomplete); 1: error; 2: usage."""
     from scaler.cli.plan import run_plan
 
     return _with_settings(run_plan, model=PlanSettings, args=args, output=args.output, show_all=args.show_all)
@@ -113,7 +115,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("status", "what is paused, by whom, since when, and the GPUs it holds back",
             manual.add_status_arguments, manual.run_status),
     Command("run", "run the daemon: evaluate policies on a schedule and act", _run_arguments, run_daemon),
-    Command("plan", "evaluate the policies once and show what the daemon would do (exit 2: changes pending)",
+    Command("plan", "evaluate the policies once and show what the daemon would do (exit 3: changes pending, "
+                    "4: some signals unknown)",
             _plan_arguments, run_plan_command),
 )
 
@@ -131,9 +134,18 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes (README "Exit codes"): 0 success, 1 error, 2 usage error,
+    and for `plan` 3 changes pending, 4 some signals unknown."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a usage error exits 2 here, as argparse does
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - never a traceback: name the cause in one line
+        print(f"error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return 1

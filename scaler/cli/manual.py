@@ -11,35 +11,50 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from scaler.cli.output import OUTPUTS, console, print_json, render_results, table
-from scaler.cluster.batches import (
-    Selection,
-    run_batch,
-    select,
-    sort_results,
-    wait_ready,
+from scaler.cli.output import (
+    DOCUMENTS,
+    OUTPUTS,
+    console,
+    print_document,
+    print_names,
+    render_results,
+    table,
 )
-from scaler.cluster.discovery import KindError, KindResolver
-from scaler.cluster.kube import Kube, KubeError
+from scaler.cli.scoping import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Stop,
+    check_arguments,
+    require_scope,
+    scope,
+)
+from scaler.cluster.batches import run_batch, sort_results, wait_ready
+from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
-from scaler.cluster.workloads import KINDS
+from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
+from scaler.decide.annotations import HOLD_UNTIL, OVERRIDE_UNTIL
 from scaler.decide.decisions import MANUAL
-from scaler.decide.kinds import DEFAULT_KINDS, UnknownKind
-from scaler.run.settings import (
-    ClusterSettings,
-    SettingsError,
-    add_settings_arguments,
-    settings_from,
+from scaler.decide.reverts import (
+    ADVICE,
+    HoldError,
+    backoff_until,
+    hold_annotations,
+    hold_until,
+    replicas_writer,
+    reverted_by,
+    reverts_of,
 )
+from scaler.decide.times import parse_time
+from scaler.run.settings import ClusterSettings, add_settings_arguments
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = True) -> None:
     if names:
-        parser.add_argument("names", nargs="*", metavar="NAME", help="workloads by name (default: all selected)")
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+        parser.add_argument("names", nargs="*", metavar="NAME", help="workloads by name")
+    scope_ = parser.add_mutually_exclusive_group()
+    scope_.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    scope_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     parser.add_argument("-l", "--selector", help="label selector, kubectl syntax (app=llm,tier!=dev)")
     parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
                         help="Deployment, StatefulSet, InferenceService, or plural.group/version of a "
@@ -50,56 +65,55 @@ def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = Tr
 
 def add_pause_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser)
+    parser.add_argument("--all", action="store_true",
+                        help="every workload selected by -n/-A (required without NAME or -l, as kubectl scale)")
     parser.add_argument("--reason", default="", help="why, recorded on the object and in its Event")
-    parser.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    parser.add_argument("--dry-run", action="store_true", help="show the whole selection and what would change, "
+                                                               "write nothing")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
 
 
 def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
     add_pause_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="wait until the restored pods are Ready")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds --wait waits (default 300)")
-    parser.add_argument("--min-replicas", type=int, default=1,
+    parser.add_argument("--timeout", type=_positive_seconds, default=300,
+                        help="seconds --wait waits (default 300)")
+    parser.add_argument("--min-replicas", type=_positive_int, default=1,
                         help="replicas to resume to when no count was recorded (default 1)")
+    hold = parser.add_mutually_exclusive_group()
+    hold.add_argument("--for", dest="hold_for", metavar="DURATION",
+                      help="keep it up this long (2h, 90m), then the policy applies again")
+    hold.add_argument("--until", dest="hold_until", metavar="TIME",
+                      help="keep it up until next-window (the policy's next window edge), HH:MM (local time) "
+                           "or an RFC 3339 time, then the policy applies again")
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser, names=False)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
-def _connect(args) -> tuple[Kube, Selection, ClusterSettings]:
-    settings = settings_from(args, ClusterSettings)
-    kube = settings.kube()
-    resolve = KindResolver(kube)  # a custom resource is sized where its CRD's /scale says
-    kinds = [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
-    namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
-    selection = Selection(kinds=kinds, names=tuple(getattr(args, "names", ()) or ()), namespace=namespace,
-                          label_selector=args.selector, gpu_resources=tuple(settings.gpu_resources))
-    return kube, selection, settings
-
-
-class _Stop(Exception):
-    """A problem that ends the command before any object is touched."""
-
-
-def _selected(args, *, all_kinds: bool = False) -> tuple[Kube, ClusterSettings, list, list]:
-    """Connect and select; `all_kinds` (status) looks at every registered
-    kind whose API exists, unless --kind narrows it."""
-    try:
-        kube, selection, settings = _connect(args)
-        if all_kinds and not args.kinds:
-            selection = Selection(kinds=list(KINDS.values()), namespace=selection.namespace,
-                                  label_selector=selection.label_selector, gpu_resources=selection.gpu_resources)
-        workloads, problems = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
-    except (UnknownKind, KubeError, KindError, SettingsError) as error:
-        raise _Stop(str(error)) from None
-    except Exception as error:  # kubeconfig problems come as several exception types
-        raise _Stop(f"cannot reach the cluster: {error}") from None
-    return kube, settings, workloads, problems
+def _fail(error: Stop) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return error.code
 
 
 def _user() -> str:
@@ -114,95 +128,154 @@ def _report(results, *, args, verb: str) -> int:
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     for r in failed:
         print(f"failed: {r.kind}/{r.namespace}/{r.name}: {r.reason}", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def run_pause(args) -> int:
     try:
-        kube, settings, workloads, problems = _selected(args)
-    except _Stop as error:
-        return _fail(str(error))
+        check_arguments(args)
+        require_scope(args, verb="pause")
+        selected = scope(args)
+    except Stop as error:
+        return _fail(error)
     reason = args.reason or f"paused manually by {_user()}"
-    pauser = Pauser(kube)
+    pauser = Pauser(selected.kube)
     results = run_batch(
-        workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
-        concurrency=settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
-    return _report(sort_results(results + problems), args=args, verb="pause")
+        selected.workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
+        concurrency=selected.settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
+    return _report(sort_results(results + selected.rows), args=args, verb="pause")
+
+
+def _hold(args) -> dict[str, str] | None:
+    if args.hold_for is None and args.hold_until is None:
+        return None
+    try:
+        return hold_annotations(for_text=args.hold_for, until_text=args.hold_until,
+                                now=datetime.now(timezone.utc).astimezone())
+    except HoldError as error:
+        raise Stop(str(error), code=2) from None
 
 
 def run_resume(args) -> int:
     try:
-        kube, settings, workloads, problems = _selected(args)
-    except _Stop as error:
-        return _fail(str(error))
+        hold = _hold(args)
+        check_arguments(args)
+        require_scope(args, verb="resume")
+        selected = scope(args)
+    except Stop as error:
+        return _fail(error)
     reason = args.reason or f"resumed manually by {_user()}"
-    pauser = Pauser(kube)
+    pauser = Pauser(selected.kube)
     started: dict[tuple[str, str, str], float] = {}
 
     def resume(workload):
         begun = time.monotonic()
         result = pauser.resume(workload, by=MANUAL, reason=reason, fallback_replicas=args.min_replicas,
-                               dry_run=args.dry_run)
+                               hold=hold, dry_run=args.dry_run)
         started[(workload.kind.name, workload.namespace, workload.name)] = begun
         return result
 
-    results = run_batch(workloads, resume, concurrency=settings.concurrency,
+    workloads = selected.workloads
+    results = run_batch(workloads, resume, concurrency=selected.settings.concurrency,
                         progress=sys.stderr.isatty(), label="resuming")
     if args.wait and not args.dry_run:
         by_key = {(w.kind.name, w.namespace, w.name): w for w in workloads}
         pairs = [(by_key[(r.kind, r.namespace, r.name)], r, started[(r.kind, r.namespace, r.name)])
-                 for r in results if r.outcome is Outcome.CHANGED and r.replicas_after]
+                 for r in results if r.outcome is Outcome.CHANGED and r.replicas_after and r.replicas_before == 0]
         try:
-            wait_ready(kube, pairs, timeout_seconds=args.timeout)
+            wait_ready(selected.kube, pairs, timeout_seconds=args.timeout)
         except KubeError as error:
-            return _fail(f"while waiting for readiness: {error}")
-    return _report(sort_results(results + problems), args=args, verb="resume")
+            return _fail(Stop(f"while waiting for readiness: {error}"))
+    return _report(sort_results(results + selected.rows), args=args, verb="resume")
+
+
+def _notes(w: Workload, now: datetime) -> dict:
+    """What is true on the object beyond its size: who set it back, holds, back-offs."""
+    a, record = w.annotations, w.record
+    hold, backoff, override = hold_until(a), backoff_until(a), parse_time(a.get(OVERRIDE_UNTIL))
+    writer = replicas_writer(w.obj, getattr(w.kind, "replicas_path", ("spec", "replicas")))
+    notes = []
+    if w.replicas > 0 and record is not None:
+        notes.append(f"set to {w.replicas} by {writer or 'someone'} after the pause (record left)")
+    if reverted_by(a):
+        count = reverts_of(a)
+        notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); {ADVICE}"
+                     + (f"; no pause before {backoff:%Y-%m-%d %H:%M %Z}" if backoff and backoff > now else ""))
+    if hold and hold > now:
+        notes.append("held up until the policy's next window edge" if a.get(HOLD_UNTIL) == "next-window"
+                     else f"held up until {hold:%Y-%m-%d %H:%M %Z}")
+    if override and override > now:
+        notes.append(f"hands off until {override:%Y-%m-%d %H:%M %Z} (changed by hand)")
+    return {"changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
+            "backoffUntil": a.get("scaler.io/backoff-until"), "holdUntil": a.get(HOLD_UNTIL),
+            "overrideUntil": a.get(OVERRIDE_UNTIL), "notes": notes}
+
+
+def _status_row(w: Workload, now: datetime) -> dict | None:
+    """One workload as the cluster has it now, or None if scaler left nothing on it."""
+    record = w.record
+    extra = _notes(w, now)
+    if record is None and not w.manual_pause and not extra["notes"] and not extra["revertedBy"]:
+        return None
+    paused = w.replicas == 0 and (record is not None or w.manual_pause)
+    since = record.paused_at_datetime() if record and paused else None
+    recorded = record.last_replicas if record else None
+    return {
+        "namespace": w.namespace, "kind": w.kind.name, "name": w.name,
+        "state": "paused" if paused else ("running" if w.replicas else "at 0 (not paused by scaler)"),
+        "replicas": w.replicas, "recorded": recorded,
+        "pausedBy": ((record.paused_by if record else None) or MANUAL) if paused else None,
+        "manual": w.manual_pause, "pausedAt": record.paused_at if record else None,
+        "pausedForSeconds": int((now - since).total_seconds()) if since else None,
+        "resumeTo": recorded if paused else None,
+        "gpus": w.gpus(recorded or 0) if paused else 0,
+        "reason": record.reason if record else None, **extra,
+    }
 
 
 def run_status(args) -> int:
-    """What is paused, by whom, since when, what a resume restores, and the
-    GPUs it holds back."""
+    """What is true on the cluster now: replicas, the recorded size, who
+    paused it, who set it back, holds and back-offs, and the GPUs held back."""
     try:
-        _, _, workloads, problems = _selected(args, all_kinds=True)
-    except _Stop as error:
-        return _fail(str(error))
+        selected = scope(args, all_kinds=True)
+    except Stop as error:
+        return _fail(error)
     now = datetime.now(timezone.utc)
-    rows = []
-    for w in sorted(workloads, key=lambda w: (w.namespace, w.kind.name, w.name)):
-        record = w.record
-        if record is None and not w.manual_pause:
-            continue
-        since = record.paused_at_datetime() if record else None
-        resume_to = record.last_replicas if record and record.last_replicas else None
-        rows.append({
-            "namespace": w.namespace, "kind": w.kind.name, "name": w.name,
-            "replicas": w.replicas,
-            "pausedBy": (record.paused_by if record else None) or MANUAL,
-            "manual": w.manual_pause,
-            "pausedAt": record.paused_at if record else None,
-            "pausedForSeconds": int((now - since).total_seconds()) if since else None,
-            "resumeTo": resume_to,
-            "gpus": w.gpus(resume_to or 0),
-            "reason": record.reason if record else None,
-            "humanOverride": w.replicas > 0,
-        })
-    if args.output == "json":
-        print_json({"paused": rows, "gpusPaused": sum(r["gpus"] for r in rows)})
+    rows = [row for w in sorted(selected.workloads, key=lambda w: (w.namespace, w.kind.name, w.name))
+            if (row := _status_row(w, now)) is not None]
+    paused = [r for r in rows if r["state"] == "paused"]
+    gpus = sum(r["gpus"] for r in paused)
+    problems = [r for r in selected.rows if r.outcome is Outcome.FAILED]
+    if args.output in DOCUMENTS:
+        print_document({"workloads": rows, "paused": paused, "gpusPaused": gpus}, args.output)
+    elif args.output == "name":
+        print_names((r["kind"], r["name"]) for r in rows)
     else:
-        lines = []
-        for r in rows:
-            note = f" (now at {r['replicas']}: changed by hand)" if r["humanOverride"] else ""
-            lines.append((r["namespace"], r["kind"], r["name"], r["pausedBy"] + (" (durable)" if r["manual"] else ""),
-                          _ago(r["pausedForSeconds"]), str(r["resumeTo"] or "-"), str(r["gpus"]),
-                          (r["reason"] or "") + note))
-        screen = console()
-        if rows:
-            screen.print(table(("NAMESPACE", "KIND", "NAME", "PAUSED BY", "SINCE", "RESUME TO", "GPUS", "REASON"),
-                               lines))
-        screen.print(f"{len(rows)} paused; {sum(r['gpus'] for r in rows)} GPUs paused")
+        _status_table(rows, wide=args.output == "wide")
+        others = len(rows) - len(paused)
+        console().print(f"{len(paused)} paused; {gpus} GPUs paused"
+                        + (f"; {others} running with scaler state" if others else ""))
     for problem in problems:
         print(f"failed: {problem.reason}", file=sys.stderr)
-    return 1 if problems else 0
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def _status_table(rows: list[dict], *, wide: bool) -> None:
+    if not rows:
+        return
+    columns = ["NAMESPACE", "KIND", "NAME", "STATE", "REPLICAS", "RECORDED", "PAUSED BY", "SINCE", "GPUS", "NOTE"]
+    if wide:
+        columns += ["REPLICAS SET BY", "PAUSED AT", "HOLD UNTIL", "BACKOFF UNTIL"]
+    lines = []
+    for r in rows:
+        by = (r["pausedBy"] + (" (durable)" if r["manual"] else "")) if r["pausedBy"] else "-"
+        note = "; ".join(([r["reason"]] if r["reason"] and r["state"] == "paused" else []) + r["notes"])
+        line = [r["namespace"], r["kind"], r["name"], r["state"], str(r["replicas"]), str(r["recorded"] or "-"),
+                by, _ago(r["pausedForSeconds"]), str(r["gpus"]), note]
+        if wide:
+            line += [r["changedBy"] or "-", r["pausedAt"] or "-", r["holdUntil"] or "-", r["backoffUntil"] or "-"]
+        lines.append(line)
+    console().print(table(columns, lines))
 
 
 def _ago(seconds: int | None) -> str:

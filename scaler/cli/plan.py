@@ -1,68 +1,86 @@
 """`scaler plan`: what the daemon would do now, and why.
 
-Exit codes, for scripts and CI gates: 0 nothing would change, 2 changes are
-pending, 1 error (bad policies, unreachable cluster, a policy that failed:
-its row says why)."""
+Exit codes, for scripts and CI gates, distinct from argparse's usage error
+(2): 0 nothing would change, 3 changes are pending, 4 some signals were
+unknown, 1 error (bad policies, unreachable cluster, a policy that failed at
+run time: its row says why).
+
+4 wins over 3: with a signal unknown, the daemon holds what depends on it,
+so the pending list may be short of what it will do once Prometheus answers;
+a CI gate must not read an incomplete evaluation as a complete one. The
+pending changes are still listed."""
 
 from __future__ import annotations
 
 import sys
 
-from scaler.cli.output import console, print_json, table
-from scaler.cluster.kube import KubeError
+from scaler.cli.output import DOCUMENTS, console, print_document, print_names, table
+from scaler.cluster.kube import KubeconfigError, KubeError
 from scaler.decide.times import utc_now
 from scaler.run.observability import configure_logging
-from scaler.run.planning import plan, upcoming_prewarms
+from scaler.run.planning import Evaluation, plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
 
-EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 3, 4
 
 
 def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = False) -> int:
-    # Log lines (a failed query, say) go to stderr, so `-o json` prints only JSON on stdout.
+    # Log lines (a failed query, say) go to stderr, so `-o json` prints only the document on stdout.
     configure_logging(log_format="auto", level="warning")
     now = utc_now()
     try:
         evaluations, errors, failures = plan(settings, now=now)
     except ValueError as error:
         print(str(error), file=sys.stderr)
+        print("error: the policies are invalid (one line per problem above)", file=sys.stderr)
         return EXIT_ERROR
-    except KubeError as error:
+    except (KubeError, KubeconfigError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as error:  # kubeconfig problems come as several exception types
-        print(f"error: cannot reach the cluster: {error}", file=sys.stderr)
         return EXIT_ERROR
     evaluations.sort(key=lambda e: (not e.decision.changes, e.workload.namespace, e.workload.name))
     pending = [e for e in evaluations if e.decision.changes]
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
     prewarms = upcoming_prewarms(evaluations, now=now)
-    if output == "json":
-        print_json({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
-                    "policyErrors": failures, "prewarms": prewarms})
+    if output in DOCUMENTS:
+        print_document({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
+                        "policyErrors": failures, "prewarms": prewarms}, output)
+    elif output == "name":
+        print_names((e.workload.kind.name, e.workload.name) for e in pending)
     else:
-        screen = console()
-        if shown or failures:
-            rows = []
-            for e in shown:
-                d = e.decision
-                replicas = f"{e.workload.replicas} -> {d.replicas}" if d.changes else str(e.workload.replicas)
-                rows.append((e.workload.namespace, e.workload.kind.name, e.workload.name, d.policy or "-",
-                             d.action.value, replicas, str(e.gpus) if e.gpus else "", d.reason))
-            rows += [("-", "-", "-", failure["policy"], "failed", "", "",
-                      f"{failure['source'] or 'policy'}: {failure['error']}; skipped, the others were evaluated")
-                     for failure in failures]
-            screen.print(table(("NAMESPACE", "KIND", "NAME", "POLICY", "ACTION", "REPLICAS", "GPUS", "REASON"), rows))
-        freed = sum(e.gpus for e in pending if e.decision.replicas < e.workload.replicas)
-        claimed = sum(e.gpus for e in pending if e.decision.replicas > e.workload.replicas)
-        screen.print(f"{len(pending)} change(s) pending across {len(evaluations)} managed workload(s); "
-                     f"{freed} GPUs would be freed, {claimed} claimed")
-        for row in prewarms:
-            screen.print(f"pre-warm: {row['namespace']}/{row['name']} resumes at {row['resumeAt']}, "
-                         f"{row['leadSeconds']}s ({row['lead']}) before its keep-up window opens at "
-                         f"{row['windowOpensAt']}")
-        for error in errors:
-            screen.print(f"warning: signal unknown (held): {error}")
+        _print_table(shown, pending, evaluations, failures=failures, prewarms=prewarms, errors=errors,
+                     wide=output == "wide")
     if failures:
         return EXIT_ERROR
+    if errors:
+        print(f"unknown: {len(errors)} signal(s) could not be evaluated; what depends on them is held "
+              "(exit 4)", file=sys.stderr)
+        return EXIT_UNKNOWN
     return EXIT_PENDING if pending else EXIT_NO_CHANGES
+
+
+def _print_table(shown: list[Evaluation], pending: list[Evaluation], evaluations: list[Evaluation], *,
+                 failures: list[dict], prewarms: list[dict], errors: list[str], wide: bool) -> None:
+    screen = console()
+    if shown or failures:
+        rows = []
+        for e in shown:
+            d = e.decision
+            replicas = f"{e.workload.replicas} -> {d.replicas}" if d.changes else str(e.workload.replicas)
+            rows.append((e.workload.namespace, e.workload.kind.name, e.workload.name, d.policy or "-",
+                         d.action.value, replicas, str(e.gpus) if e.gpus else "",
+                         *((str(d.reason_code),) if wide else ()), d.reason))
+        rows += [("-", "-", "-", failure["policy"], "failed", "", "", *(("policy-failed",) if wide else ()),
+                  f"{failure['source'] or 'policy'}: {failure['error']}; skipped, the others were evaluated")
+                 for failure in failures]
+        screen.print(table(("NAMESPACE", "KIND", "NAME", "POLICY", "ACTION", "REPLICAS", "GPUS",
+                            *(("REASON CODE",) if wide else ()), "REASON"), rows))
+    freed = sum(e.gpus for e in pending if e.decision.replicas < e.workload.replicas)
+    claimed = sum(e.gpus for e in pending if e.decision.replicas > e.workload.replicas)
+    screen.print(f"{len(pending)} change(s) pending across {len(evaluations)} managed workload(s); "
+                 f"{freed} GPUs would be freed, {claimed} claimed")
+    for row in prewarms:
+        screen.print(f"pre-warm: {row['namespace']}/{row['name']} resumes at {row['resumeAt']}, "
+                     f"{row['leadSeconds']}s ({row['lead']}) before its keep-up window opens at "
+                     f"{row['windowOpensAt']}")
+    for error in errors:
+        screen.print(f"warning: signal unknown (held): {error}")

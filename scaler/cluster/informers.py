@@ -172,9 +172,17 @@ class Informer:
 
 
 def _slim(obj: dict) -> dict:
-    """managedFields is often most of an object and nothing here reads it;
-    at ten thousand workloads it is most of the daemon's memory."""
-    obj.get("metadata", {}).pop("managedFields", None)
+    """managedFields is often most of an object, and at ten thousand
+    workloads most of the daemon's memory. Only who wrote the replica count
+    is read (reverts.replicas_writer: a GitOps controller or a person): keep
+    the entries owning spec.replicas, reduced to that one field."""
+    meta = obj.get("metadata", {})
+    entries = meta.pop("managedFields", None) or []
+    kept = [{"manager": entry.get("manager"), "operation": entry.get("operation"), "time": entry.get("time"),
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+            for entry in entries if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})]
+    if kept:
+        meta["managedFields"] = kept
     return obj
 
 

@@ -9,12 +9,14 @@ Errors are mapped by HTTP status, never by message text.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -57,8 +59,74 @@ class Forbidden(KubeError):
 
 
 class Unreachable(KubeError):
+    """`detail` starts with the server's URL."""
+
     def _message(self) -> str:
-        return f"API server unreachable on {self.verb} {self.resource}: {self.detail}"
+        return f"cannot reach the API server at {self.detail} (on {self.verb} {self.resource})"
+
+
+class KubeconfigError(Exception):
+    """No usable kubeconfig: the message names the file and what is wrong with it."""
+
+
+def kubeconfig_paths(kubeconfig: str | None) -> list[str]:
+    """The files a kubeconfig is read from, as kubectl reads them."""
+    if kubeconfig:
+        return [kubeconfig]
+    listed = [path for path in os.environ.get("KUBECONFIG", "").split(os.pathsep) if path]
+    return listed or [os.path.expanduser("~/.kube/config")]
+
+
+def _read_kubeconfig(path: str) -> dict | None:
+    """One kubeconfig file as a mapping, None if it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise KubeconfigError(f"kubeconfig {path} is unreadable: {getattr(error, 'strerror', None) or error}") \
+            from None
+    if not text.strip():
+        raise KubeconfigError(f"kubeconfig {path} is empty")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise KubeconfigError(f"kubeconfig {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict) or not any(key in data for key in ("clusters", "contexts", "users")):
+        raise KubeconfigError(f"kubeconfig {path} is not a kubeconfig (no clusters, contexts or users in it)")
+    return data
+
+
+def check_kubeconfig(kubeconfig: str | None, context: str | None) -> None:
+    """Raise KubeconfigError naming what is wrong before the client library
+    would raise one of its several exception types with less to say."""
+    paths = kubeconfig_paths(kubeconfig)
+    found = {path: data for path in paths if (data := _read_kubeconfig(path)) is not None}
+    if not found:
+        hint = "" if kubeconfig else " (set KUBECONFIG or pass --kubeconfig)"
+        raise KubeconfigError(f"kubeconfig {os.pathsep.join(paths)} does not exist{hint}")
+    names = [c.get("name") for data in found.values() for c in data.get("contexts") or [] if isinstance(c, dict)]
+    current = context or next((d.get("current-context") for d in found.values() if d.get("current-context")), None)
+    where = ", ".join(found)
+    if current is None:
+        raise KubeconfigError(f"kubeconfig {where} has no current context: pass --context "
+                              f"(one of: {', '.join(map(str, names)) or 'none defined'}) or run kubectl config "
+                              "use-context")
+    if current not in names:
+        raise KubeconfigError(f"context {current!r} is not defined in kubeconfig {where} "
+                              f"(contexts: {', '.join(map(str, names)) or 'none'})")
+
+
+def _why(error: BaseException) -> str:
+    """The innermost cause of a connection failure, without urllib3's wrapping."""
+    reason = getattr(error, "reason", None)
+    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
+        reason = reason.reason
+    text = str(reason if isinstance(reason, BaseException) else error)
+    return text.split(": ", 1)[-1] if "Failed to establish" in text else text
 
 
 class Invalid(KubeError):
@@ -151,6 +219,7 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient, *, default_namespace: str = "default",
                  rate_limit: RateLimit | None = None) -> None:
         self.api_client = api_client
+        self.server = api_client.configuration.host
         self.default_namespace = default_namespace
         self.rate_limit = rate_limit or RateLimit(qps=0, burst=1)
         self._lock = threading.Lock()
@@ -171,8 +240,13 @@ class Kube:
             else:
                 raise k8s_config.ConfigException("kubeconfig requested")
         except (k8s_config.ConfigException, OSError):
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                        client_configuration=configuration)
+            check_kubeconfig(kubeconfig, context)
+            try:
+                k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                            client_configuration=configuration)
+            except Exception as error:  # the library raises several types for one kind of problem
+                raise KubeconfigError(f"kubeconfig {os.pathsep.join(kubeconfig_paths(kubeconfig))}: "
+                                      f"{error}") from None
             try:
                 _, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
                 if context:
@@ -217,9 +291,11 @@ class Kube:
                                                 _request_timeout=timeout_seconds)
             data = response.read()
         except ApiException as error:  # TLS failures come as status 0
-            raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error.reason)) from None
+            raise Unreachable(verb=verb, resource=resource_text, status=None,
+                              detail=f"{self.server}: {error.reason}") from None
         except (OSError, urllib3.exceptions.HTTPError) as error:
-            raise Unreachable(verb=verb, resource=resource_text, status=None, detail=str(error)) from None
+            raise Unreachable(verb=verb, resource=resource_text, status=None,
+                              detail=f"{self.server}: {_why(error)}") from None
         retry_after = 1.0
         if response.status == 429:
             try:

@@ -129,11 +129,17 @@ class Pauser:
 
     def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
                fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,
-               dry_run: bool = False) -> Result:
+               hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
         """See `writes.resume`."""
         return self.apply(workload, lambda current: writes.resume(
             current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
-            override_until=override_until, now=self.clock()), dry_run=dry_run)
+            override_until=override_until, hold=hold, now=self.clock()), dry_run=dry_run)
+
+    def reverted(self, workload: Workload, *, manager: str, record: dict[str, str], first: bool,
+                 dry_run: bool = False) -> Result:
+        """See `writes.reverted`."""
+        return self.apply(workload, lambda current: writes.reverted(current, manager=manager, record=record,
+                                                                     first=first), dry_run=dry_run)
 
     def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False) -> Result:
         """See `writes.scale_up`."""

@@ -18,6 +18,8 @@ from enum import Enum
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
+    HOLD_FROM,
+    HOLD_UNTIL,
     KEDA_PAUSED_REPLICAS,
     LAST_REPLICAS,
     MANUAL_PAUSE,
@@ -28,6 +30,7 @@ from scaler.decide.annotations import (
     PAUSED_AT,
     PAUSED_BY,
     READY_AT,
+    REVERT_STATE,
     STARTED_AT,
     WARM_UPS,
 )
@@ -135,6 +138,8 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
         PAUSE_CAUSE: MANUAL if manual else cause,
         OVERRIDE_UNTIL: None,  # a new pause ends an earlier hands-off period
     }
+    # ... and a person's hold-up that has run out
+    values.update({key: None for key in (HOLD_UNTIL, HOLD_FROM) if key in current.annotations})
     if manual:
         values[MANUAL_PAUSE] = "true"
     gpus = current.gpus(replicas)
@@ -149,14 +154,18 @@ def _starting(now: datetime) -> dict:
 
 
 def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, now: datetime,
-           wanted: int | None = None, override_until: datetime | None = None) -> Write:
+           wanted: int | None = None, override_until: datetime | None = None,
+           hold: dict[str, str] | None = None) -> Write:
     """Restore the recorded count and remove scaler's annotations. A policy
     (`by` != "manual") never resumes a manual pause. `wanted`, when given, is
     the size to wake to instead (a queue asking for more). `override_until`:
     if someone resized it while paused, leave it alone until then (written in
-    the same patch that clears the record)."""
+    the same patch that clears the record). `hold`: a person's hold-up
+    annotations (`scaler resume --for`), written with the resume, or alone on
+    a workload that is already running."""
     replicas, record = current.replicas, current.record
     clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    hold = hold or {}
     if current.manual_pause and by != MANUAL:
         return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
                      "paused manually; only a manual resume (scaler resume) wakes it")
@@ -167,6 +176,10 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
         # scaled to zero themselves stays there, even in a resume -A.
         state = (f"running at {replicas} replicas" if replicas
                  else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
+        if hold and replicas and any(current.annotations.get(k) != v for k, v in hold.items()):
+            return Write(_annotations(hold), Outcome.CHANGED, replicas, replicas, 0,
+                         f"not paused ({state}); held up until {hold[HOLD_UNTIL]} by {by}: {reason}",
+                         event=("HeldUp", "Normal"))
         return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
     if replicas > 0:
         recorded = record.last_replicas if record else None
@@ -176,6 +189,9 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
         if override_until is not None:
             clear[OVERRIDE_UNTIL] = rfc3339(override_until)
             message += f"; {by} leaves it alone until {rfc3339(override_until)}"
+        if hold:
+            clear.update(hold)
+            message += f"; held up until {hold[HOLD_UNTIL]}"
         return Write(_annotations(clear) if clear else None, Outcome.SKIPPED, replicas, replicas, 0, message,
                      event=("ResumeSkipped", "Normal"))
     if wanted is not None:
@@ -186,10 +202,31 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
     else:
         target, source = fallback_replicas, f"no recorded count, used the minimum {fallback_replicas}"
     gpus = current.gpus(target)
+    # The pause held until a resume: no GitOps controller is fighting it (any more).
+    clear.update({key: None for key in REVERT_STATE if key in current.annotations})
+    clear.update(hold)
+    held = f"; held up until {hold[HOLD_UNTIL]}" if hold else ""
     return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, target)),
-                 Outcome.CHANGED,
-                 0, target, gpus, f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed",
+                 Outcome.CHANGED, 0, target, gpus,
+                 f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed{held}",
                  event=("Resumed", "Normal"))
+
+
+def reverted(current: Workload, *, manager: str, record: dict[str, str], first: bool) -> Write:
+    """A GitOps controller set the replicas back after our pause: drop the
+    pause record and write the revert's (who, how many in a row, the
+    back-off) in one patch. Only the first revert in a row gets an Event:
+    scaler reports it once, then backs off quietly."""
+    replicas = current.replicas
+    if replicas == 0 or current.record is None:
+        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, "no revert to record")
+    clear: dict = {key: None for key in PAUSE_STATE if key in current.annotations}
+    clear.update(record)
+    message = (f"pause reverted by {manager}: replicas set back to {replicas}; not pausing again before "
+               f"{record.get('scaler.io/backoff-until')} (revert {record.get('scaler.io/reverts')} in a row); "
+               "add ignoreDifferences for /spec/replicas in the GitOps tool")
+    return Write(_annotations(clear), Outcome.SKIPPED, replicas, replicas, 0, message,
+                 event=("PauseReverted", "Warning") if first else None)
 
 
 def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: datetime) -> Write:
@@ -264,7 +301,7 @@ def warm_ups(annotations: dict) -> list[float]:
 #: scaler's own annotations: every write tests them as read, so two writers
 #: (two daemons, the daemon and a person's `scaler resume`) never overwrite
 #: each other's record.
-GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL)
+GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL, HOLD_UNTIL, *REVERT_STATE)
 
 
 def _pointer(path: tuple[str, ...]) -> str:

@@ -37,3 +37,21 @@ PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, M
 
 KSERVE_STOP = "serving.kserve.io/stop"
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
+
+#: `scaler resume --for/--until`: a person woke it and wants it up until this
+#: time (RFC 3339), or "next-window" (the policy's next window edge after
+#: HOLD_FROM); no pause before then, after which the policy applies again.
+HOLD_UNTIL = PREFIX + "hold-up-until"
+#: When that hold began (RFC 3339): where "next-window" counts from.
+HOLD_FROM = PREFIX + "hold-up-from"
+#: The GitOps controller (a managedFields manager) that last set the replicas
+#: back while scaler had the workload paused.
+REVERTED_BY = PREFIX + "reverted-by"
+#: How many pauses in a row a GitOps controller has reverted (the back-off grows with it).
+REVERTS = PREFIX + "reverts"
+#: scaler does not pause it again before this time (RFC 3339): the back-off.
+BACKOFF_UNTIL = PREFIX + "backoff-until"
+
+#: What a revert leaves on a running workload; a pause that holds (scaler
+#: resumes it itself) or a manual resume clears it.
+REVERT_STATE = (REVERTED_BY, REVERTS, BACKOFF_UNTIL)

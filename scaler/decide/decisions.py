@@ -47,6 +47,8 @@ class Code(StrEnum):
     OUTSIDE_DOWN = "outside-down"
     WINDOW_ENDED = "keep-down-window-ended"
     HUMAN_OVERRIDE = "human-override"
+    GITOPS_BACKOFF = "gitops-backoff"
+    HELD_UP = "held-up"
     METRICS_UNKNOWN = "metrics-unknown"
     AT_ZERO = "at-zero"
     BUSY = "busy"

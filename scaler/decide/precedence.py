@@ -29,7 +29,15 @@ from scaler.decide.decisions import (
 )
 from scaler.decide.facts import Facts, known
 from scaler.decide.policies import OnUnknown, Policy
+from scaler.decide.reverts import (
+    ADVICE,
+    backoff_until,
+    hold_until,
+    reverted_by,
+    reverts_of,
+)
 from scaler.decide.times import human_duration, parse_time, seconds_between
+from scaler.decide.windows import next_edge
 
 Rule = Callable[[Facts], "Decision | None"]
 
@@ -52,6 +60,31 @@ def human_override(f: Facts) -> Decision | None:
         return f.hold(f"resized by hand while paused: left alone until {until:%Y-%m-%d %H:%M %Z} "
                       f"({OVERRIDE_UNTIL})", Code.HUMAN_OVERRIDE)
     return None
+
+
+def gitops_backoff(f: Facts) -> Decision | None:
+    """1c. A GitOps controller set the replicas back after scaler's pause:
+    no pause until the back-off (growing with each revert) is over."""
+    until = backoff_until(f.workload.annotations)
+    if f.current == 0 or until is None or f.now >= until:
+        return None
+    who = reverted_by(f.workload.annotations) or "a GitOps controller"
+    count = reverts_of(f.workload.annotations)
+    return f.hold(f"pause reverted by {who} ({count} time{'s' if count != 1 else ''} in a row); backing off: "
+                  f"no pause before {until:%Y-%m-%d %H:%M %Z}; {ADVICE}", Code.GITOPS_BACKOFF)
+
+
+def held_up(f: Facts) -> Decision | None:
+    """1d. A person woke it for a while (`scaler resume --for/--until`): no
+    pause, not even by a keep-down window, until then; a queue may still
+    grow it."""
+    schedule = f.policy.schedule
+    until = hold_until(f.workload.annotations,
+                       next_edge_after=(lambda start: next_edge(schedule.compiled, start)) if schedule else None)
+    if f.current == 0 or until is None or f.now >= until:
+        return None
+    return queue_scale_up(f) or f.hold(f"woken by hand until {until:%Y-%m-%d %H:%M %Z} (scaler.io/hold-up-until): "
+                                       "no pause before then", Code.HELD_UP)
 
 
 def keep_down_window(f: Facts) -> Decision | None:
@@ -221,6 +254,8 @@ def no_rule(f: Facts) -> Decision:
 RULES: tuple[Rule, ...] = (
     manual_pause,
     human_override,
+    gitops_backoff,
+    held_up,
     keep_down_window,
     queue_wake,
     queue_scale_up,

@@ -48,6 +48,7 @@ from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import warm_ups
 from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicyError, PolicySet, check_policies
+from scaler.decide.reverts import HandsOff
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.leading import Leadership
@@ -97,7 +98,9 @@ class Daemon:
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
             may_act=lambda: not self.stopping.is_set() and self.leadership.is_leading(),
             concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
-            resolve=KindResolver(self.kube))
+            resolve=KindResolver(self.kube),
+            hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
+                               settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)

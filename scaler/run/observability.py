@@ -69,6 +69,9 @@ class Metrics:
         self.missed_runs = Counter("scaler_scheduler_missed_runs_total",
                                    "Scheduled runs that did not run: started too late, or skipped because "
                                    "the previous run was still going.", ["task", "why"], registry=r)
+        self.pause_reverts = Counter("scaler_pause_reverts_total",
+                                     "Pauses a GitOps controller set back (scaler then backs off), by its "
+                                     "managedFields manager.", ["manager"], registry=r)
         for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)

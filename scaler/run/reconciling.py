@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -27,6 +27,13 @@ from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import READY_AT, STARTED_AT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
+from scaler.decide.reverts import (
+    HandsOff,
+    is_gitops,
+    replicas_writer,
+    revert_record,
+    reverts_of,
+)
 from scaler.decide.times import parse_time
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
@@ -65,12 +72,13 @@ class Reconciler(Evaluator):
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
                  may_act: Callable[[], bool] = lambda: True, concurrency: int = 16,
                  signal_deadline_seconds: float | None = None,
-                 resolve: Callable[[str], WorkloadKind] = resolve_kind) -> None:
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind, hands_off: HandsOff = HandsOff()) -> None:
         super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
                          metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve)
         self.pauser = pauser
         self.dry_run = dry_run
         self.may_act = may_act
+        self.hands_off = hands_off
         self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
@@ -158,12 +166,18 @@ class Reconciler(Evaluator):
         return result
 
     def _clear_override(self, evaluation: Evaluation, *, now: datetime) -> Result:
-        """Someone resized a workload we had paused: drop our record (the
-        human wins) and stay hands-off until the policy's next window edge."""
+        """Someone set the replicas of a workload we had paused back up: drop
+        our record (the writer wins). A GitOps controller (read from
+        managedFields) gets a growing back-off; a person hands-off until the
+        policy's next window edge, or `hands_off.person_seconds` without one."""
         workload, policy = evaluation.workload, evaluation.policy
-        until = None
+        writer = replicas_writer(workload.obj, getattr(workload.kind, "replicas_path", ("spec", "replicas")))
+        if is_gitops(writer, self.hands_off.gitops_managers):
+            assert writer is not None
+            return self._reverted(evaluation, manager=writer, now=now)
+        until = now + timedelta(seconds=self.hands_off.person_seconds)
         if policy is not None and policy.schedule is not None:
-            until = next_edge(policy.schedule.compiled, now)
+            until = next_edge(policy.schedule.compiled, now) or until
         try:
             result = self.pauser.resume(workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy),
                                         reason="human override", override_until=until, dry_run=self.dry_run)
@@ -172,7 +186,29 @@ class Reconciler(Evaluator):
         self.view.took(result, workload)
         log.info("human override", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
                  policy=evaluation.decision.policy, reason=result.reason, result=result.outcome.value,
-                 dry_run=self.dry_run)
+                 changed_by=writer, dry_run=self.dry_run)
+        return result
+
+    def _reverted(self, evaluation: Evaluation, *, manager: str, now: datetime) -> Result:
+        """A GitOps controller reverted our pause: record it on the object
+        (restarts keep the back-off), report the first in a row, back off."""
+        workload, h = evaluation.workload, self.hands_off
+        reverts = reverts_of(workload.annotations) + 1
+        record, until = revert_record(manager=manager, reverts=reverts, now=now, base_seconds=h.backoff_seconds,
+                                      max_seconds=h.backoff_max_seconds)
+        try:
+            result = self.pauser.reverted(workload, manager=manager, record=record, first=reverts == 1,
+                                          dry_run=self.dry_run)
+        except KubeError as error:
+            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+        self.view.took(result, workload)
+        if self.metrics and result.outcome is not Outcome.FAILED:
+            self.metrics.pause_reverts.labels(manager).inc()
+        report = log.warning if reverts == 1 else log.info
+        report("pause reverted", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
+               policy=evaluation.decision.policy, reverted_by=manager, reverts=reverts,
+               backoff_until=until.isoformat(), result=result.outcome.value, reason=result.reason,
+               advice="add ignoreDifferences for /spec/replicas", dry_run=self.dry_run)
         return result
 
     def _account(self, evaluation: Evaluation) -> None:

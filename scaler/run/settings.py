@@ -24,6 +24,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES
 from scaler.decide.decisions import DEFAULT_EXCLUDED_NAMESPACES
+from scaler.decide.reverts import (
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_GITOPS_MANAGERS,
+    DEFAULT_HANDS_OFF_SECONDS,
+)
 
 if TYPE_CHECKING:
     from scaler.cluster.kube import Kube
@@ -129,6 +135,16 @@ class Settings(PlanSettings):
                           description="leader election identity")
     bind_address: str = Field("0.0.0.0", description="address of the metrics/health port")
     port: int = Field(8080, ge=0, le=65535, description="metrics, /healthz and /readyz (0: any free port)")
+    gitops_managers: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_GITOPS_MANAGERS),
+        description="managedFields managers that are GitOps controllers: their revert of a pause makes scaler "
+                    "back off instead of pausing again")
+    gitops_backoff_seconds: float = Field(DEFAULT_BACKOFF_SECONDS, gt=0,
+                                          description="back-off after a GitOps revert; doubles per revert in a row")
+    gitops_backoff_max_seconds: float = Field(DEFAULT_BACKOFF_MAX_SECONDS, gt=0, description="the back-off's cap")
+    hands_off_seconds: float = Field(DEFAULT_HANDS_OFF_SECONDS, gt=0,
+                                     description="after a person resized a paused workload whose policy has no "
+                                                 "schedule (no window edge to wait for): hands off this long")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -47,7 +47,7 @@ def test_gpu_deployment_pods_run_on_fake_gpu_nodes_and_free_their_gpus(kube, nam
 
     # Every GPU in the cluster is free again: a Deployment asking for all of
     # them gets every pod Ready, and one more GPU than exists stays Pending.
-    total_gpus = sum(int(node.status.allocatable["nvidia.com/gpu"]) for node in nodes.values())
+    total_gpus = sum(int(node.status.allocatable.get("nvidia.com/gpu", "0")) for node in nodes.values())
     apps.create_namespaced_deployment(namespace, gpu_deployment("filler", replicas=total_gpus + 1))
     eventually(lambda: len(ready_pods(kube, namespace, "filler")) == total_gpus, timeout_seconds=120)
 

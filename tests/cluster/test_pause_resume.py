@@ -149,7 +149,7 @@ def test_pause_table_shows_gpus_freed_and_dry_run_writes_nothing(kube, namespace
     assert "dry run: 2 would change, 0 unchanged, 0 skipped, 0 failed; 9 GPUs freed" in dry.stdout
     assert _deployment(kube, namespace, "big").spec.replicas == 2
 
-    real = run_scaler("pause", "-n", namespace, kubeconfig=cluster.kubeconfig)
+    real = run_scaler("pause", "-n", namespace, "--all", kubeconfig=cluster.kubeconfig)
     assert real.returncode == 0, real.stderr
     big_row = next(line for line in real.stdout.splitlines() if " big " in f" {line} ")
     assert "changed" in big_row and "2 -> 0" in big_row and " 8 " in f" {big_row} "
@@ -393,7 +393,7 @@ def test_resume_leaves_alone_what_scaler_did_not_pause(kube, namespace, cluster)
     apps.create_namespaced_deployment(namespace, gpu_deployment("mine", replicas=2, gpus=1))
     assert run_scaler("pause", "mine", "-n", namespace, kubeconfig=cluster.kubeconfig).returncode == 0
 
-    result = run_scaler("resume", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig)
+    result = run_scaler("resume", "-n", namespace, "--all", "-o", "json", kubeconfig=cluster.kubeconfig)
     assert result.returncode == 0, result.stderr
     rows = _rows(result)
     assert rows["parked"]["result"] == "unchanged"
