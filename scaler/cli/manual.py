@@ -183,7 +183,9 @@ def _notes(w: Workload, now: datetime) -> dict:
     notes = []
     if w.replicas > 0 and record is not None:
         notes.append(f"set to {w.replicas} by {writer or 'someone'} after the pause (record left)")
-    if reverted_by(a):
+    if reverted_by(a) and w.replicas == 0:
+        notes.append(f"this pause holds, after {reverts_of(a)} revert(s) by {reverted_by(a)}")
+    elif reverted_by(a):
         count = reverts_of(a)
         notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); {ADVICE}"
                      + (f"; no pause before {backoff:%Y-%m-%d %H:%M %Z}" if backoff and backoff > now else ""))
