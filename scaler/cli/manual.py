@@ -33,10 +33,16 @@ from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
-from scaler.decide.annotations import HOLD_UNTIL, OVERRIDE_UNTIL
+from scaler.decide.annotations import (
+    BACKOFF_UNTIL,
+    HOLD_FROM,
+    HOLD_UNTIL,
+    OVERRIDE_UNTIL,
+)
 from scaler.decide.decisions import MANUAL
 from scaler.decide.reverts import (
     ADVICE,
+    NEXT_WINDOW,
     HoldError,
     backoff_until,
     hold_annotations,
@@ -197,17 +203,20 @@ def _notes(w: Workload, now: datetime) -> dict:
     notes = []
     if w.replicas > 0 and record is not None:
         notes.append(f"set to {w.replicas} by {writer or 'someone'} after the pause (record left)")
-    if reverted_by(a):
+    if reverted_by(a) and w.replicas == 0:
+        notes.append(f"this pause holds, after {reverts_of(a)} revert(s) by {reverted_by(a)}")
+    elif reverted_by(a):
         count = reverts_of(a)
         notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); {ADVICE}"
                      + (f"; no pause before {backoff:%Y-%m-%d %H:%M %Z}" if backoff and backoff > now else ""))
-    if hold and hold > now:
-        notes.append("held up until the policy's next window edge" if a.get(HOLD_UNTIL) == "next-window"
-                     else f"held up until {hold:%Y-%m-%d %H:%M %Z}")
+    if a.get(HOLD_UNTIL) == NEXT_WINDOW:  # its end depends on the policy, which status does not read
+        notes.append(f"held up until the policy's next window edge after {a.get(HOLD_FROM)}")
+    elif hold and hold > now:
+        notes.append(f"held up until {hold:%Y-%m-%d %H:%M %Z}")
     if override and override > now:
         notes.append(f"hands off until {override:%Y-%m-%d %H:%M %Z} (changed by hand)")
     return {"changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
-            "backoffUntil": a.get("scaler.io/backoff-until"), "holdUntil": a.get(HOLD_UNTIL),
+            "backoffUntil": a.get(BACKOFF_UNTIL), "holdUntil": a.get(HOLD_UNTIL),
             "overrideUntil": a.get(OVERRIDE_UNTIL), "notes": notes}
 
 

@@ -18,6 +18,7 @@ from enum import Enum
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
+    BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
     KEDA_PAUSED_REPLICAS,
@@ -31,6 +32,7 @@ from scaler.decide.annotations import (
     PAUSED_BY,
     READY_AT,
     REVERT_STATE,
+    REVERTS,
     STARTED_AT,
     WARM_UPS,
 )
@@ -223,7 +225,7 @@ def reverted(current: Workload, *, manager: str, record: dict[str, str], first: 
     clear: dict = {key: None for key in PAUSE_STATE if key in current.annotations}
     clear.update(record)
     message = (f"pause reverted by {manager}: replicas set back to {replicas}; not pausing again before "
-               f"{record.get('scaler.io/backoff-until')} (revert {record.get('scaler.io/reverts')} in a row); "
+               f"{record.get(BACKOFF_UNTIL)} (revert {record.get(REVERTS)} in a row); "
                "add ignoreDifferences for /spec/replicas in the GitOps tool")
     return Write(_annotations(clear), Outcome.SKIPPED, replicas, replicas, 0, message,
                  event=("PauseReverted", "Warning") if first else None)

@@ -86,6 +86,21 @@ def test_excluded_namespaces_and_the_exclude_annotation_are_skipped_rows_never_t
     assert _replicas(kube, namespace, "chat") == 0  # still paused: not resumed
 
 
+def test_pause_all_namespaces_never_touches_kube_system(kube, namespace, cluster):
+    name = f"dns-{namespace[-5:]}"  # a coredns stand-in, unique to this test
+    _create(kube, "kube-system", name, labels={"ns": namespace})
+    _create(kube, namespace, "chat", labels={"ns": namespace})
+    try:
+        result = run_scaler("pause", "-A", "-l", f"ns={namespace}", kubeconfig=cluster.kubeconfig)
+        assert result.returncode == 0, result.stderr
+        row = _line(result.stdout, f" {name} ")
+        assert "skipped" in row and "excluded: namespace kube-system is never touched" in row
+        assert "1 changed, 0 unchanged, 1 skipped, 0 failed" in result.stdout
+        assert (_replicas(kube, "kube-system", name), _replicas(kube, namespace, "chat")) == (2, 0)
+    finally:
+        client.AppsV1Api(kube).delete_namespaced_deployment(name, "kube-system")
+
+
 @pytest.fixture
 def closed_port():
     with socket.socket() as sock:

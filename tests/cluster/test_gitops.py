@@ -5,6 +5,7 @@ self-heal (server-side apply of spec.replicas as field manager
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 import time
@@ -135,3 +136,5 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     assert time.time() >= until
     paused_at = _writes(restarted)[0][0]
     assert paused_at >= until - 1, (paused_at, until)  # whole seconds on the annotation
+    status = json.loads(run_scaler("status", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig).stdout)
+    assert status["paused"][0]["notes"] == [f"this pause holds, after {len(reverts)} revert(s) by argocd-controller"]

@@ -21,7 +21,12 @@ def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
         eventually(lambda: informer.get(namespace, "a") is not None, timeout_seconds=10)
         apps.patch_namespaced_deployment_scale("a", namespace, {"spec": {"replicas": 4}})
         eventually(lambda: informer.get(namespace, "a")["spec"]["replicas"] == 4, timeout_seconds=10)
-        assert "managedFields" not in informer.get(namespace, "a")["metadata"]
+        # Only who owns spec.replicas is kept (reverts.replicas_writer reads it), reduced to that field.
+        cached = informer.get(namespace, "a")["metadata"]["managedFields"]
+        assert cached and {(e["manager"], e["operation"]) for e in cached} == {("OpenAPI-Generator", "Update")}
+        assert all(e["fieldsV1"] == {"f:spec": {"f:replicas": {}}} for e in cached)
+        full = apps.read_namespaced_deployment("a", namespace).metadata.managed_fields
+        assert "kube-controller-manager" in {e.manager for e in full}  # its status entry is dropped
         apps.delete_namespaced_deployment("a", namespace)
         eventually(lambda: informer.get(namespace, "a") is None, timeout_seconds=10)
     finally:
