@@ -250,3 +250,15 @@ def election(namespace: str, *, lease_seconds: int = 6) -> tuple[str, ...]:
 def lease_holder(kube, namespace: str) -> str | None:
     lease = client.CoordinationV1Api(kube).read_namespaced_lease(f"scaler-{namespace}", namespace)
     return lease.spec.holder_identity or None
+
+
+def elected_pair(daemons, kube, policies, namespace: str, *args: str):
+    """Two daemons electing a leader on one Lease in `namespace`: (leader,
+    standby), once one of them holds it."""
+    flags = election(namespace)
+    one = daemons(policies, *args, *flags, "--identity", "one", name="one")
+    two = daemons(policies, *args, *flags, "--identity", "two", name="two")
+    one.wait_ready()
+    two.wait_ready()
+    holder = eventually(lambda: lease_holder(kube, namespace), timeout_seconds=30)
+    return (one, two) if holder == "one" else (two, one)

@@ -16,8 +16,8 @@ import cluster as local_cluster
 from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
-from tests.helpers import election as elect
 from tests.helpers import (
+    elected_pair,
     eventually,
     gpu_deployment,
     lease_holder,
@@ -262,16 +262,10 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
 def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    election = elect(namespace)
-    one = daemons(policies, *FAST, *election, "--identity", "one", name="one")
-    two = daemons(policies, *FAST, *election, "--identity", "two", name="two")
-    one.wait_ready()
-    two.wait_ready()
+    leading, standby = elected_pair(daemons, kube, policies, namespace, *FAST)
 
     def leader() -> str | None:
         return lease_holder(kube, namespace)
-    holder = eventually(leader, timeout_seconds=30)
-    leading, standby = (one, two) if holder == "one" else (two, one)
     eventually(lambda: leading.metric("scaler_leader") == 1, timeout_seconds=15)
     assert standby.metric("scaler_leader") == 0
 
