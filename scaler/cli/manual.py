@@ -32,12 +32,13 @@ from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.workloads import Workload
-from scaler.cluster.writes import Outcome
+from scaler.cluster.writes import Outcome, warm_ups
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
     OVERRIDE_UNTIL,
+    STARTED_AT,
 )
 from scaler.decide.decisions import MANUAL
 from scaler.decide.reverts import (
@@ -51,7 +52,7 @@ from scaler.decide.reverts import (
     reverted_by,
     reverts_of,
 )
-from scaler.decide.times import parse_time
+from scaler.decide.times import human_duration, parse_time
 from scaler.run.settings import ClusterSettings, add_settings_arguments
 
 
@@ -215,7 +216,11 @@ def _notes(w: Workload, now: datetime) -> dict:
         notes.append(f"held up until {hold:%Y-%m-%d %H:%M %Z}")
     if override and override > now:
         notes.append(f"hands off until {override:%Y-%m-%d %H:%M %Z} (changed by hand)")
-    return {"changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
+    started = parse_time(a.get(STARTED_AT))
+    if started and 0 < w.replicas and w.ready_replicas < w.replicas:
+        notes.append(f"loading: {w.ready_replicas} of {w.replicas} Ready, "
+                     f"{human_duration(max(now.timestamp() - started.timestamp(), 0))} since its start")
+    return {"warmUps": warm_ups(a), "changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
             "backoffUntil": a.get(BACKOFF_UNTIL), "holdUntil": a.get(HOLD_UNTIL),
             "overrideUntil": a.get(OVERRIDE_UNTIL), "notes": notes}
 
@@ -272,17 +277,20 @@ def run_status(args) -> int:
 def _status_table(rows: list[dict], *, wide: bool) -> None:
     if not rows:
         return
-    columns = ["NAMESPACE", "KIND", "NAME", "STATE", "REPLICAS", "RECORDED", "PAUSED BY", "SINCE", "GPUS", "NOTE"]
+    columns = ["NAMESPACE", "KIND", "NAME", "STATE", "REPLICAS", "RECORDED", "PAUSED BY", "SINCE", "GPUS",
+               "WARM-UP", "NOTE"]
     if wide:
-        columns += ["REPLICAS SET BY", "PAUSED AT", "HOLD UNTIL", "BACKOFF UNTIL"]
+        columns += ["WARM-UPS", "REPLICAS SET BY", "PAUSED AT", "HOLD UNTIL", "BACKOFF UNTIL"]
     lines = []
     for r in rows:
         by = (r["pausedBy"] + (" (durable)" if r["manual"] else "")) if r["pausedBy"] else "-"
         note = "; ".join(([r["reason"]] if r["reason"] and r["state"] == "paused" else []) + r["notes"])
+        warm = r["warmUps"]  # the last start's warm-up: about what a resume takes now
         line = [r["namespace"], r["kind"], r["name"], r["state"], str(r["replicas"]), str(r["recorded"] or "-"),
-                by, _ago(r["pausedForSeconds"]), str(r["gpus"]), note]
+                by, _ago(r["pausedForSeconds"]), str(r["gpus"]), f"{warm[-1]:.0f}s" if warm else "-", note]
         if wide:
-            line += [r["changedBy"] or "-", r["pausedAt"] or "-", r["holdUntil"] or "-", r["backoffUntil"] or "-"]
+            line += [", ".join(f"{value:.0f}s" for value in warm) or "-", r["changedBy"] or "-", r["pausedAt"] or "-",
+                     r["holdUntil"] or "-", r["backoffUntil"] or "-"]
         lines.append(line)
     console().print(table(columns, lines))
 

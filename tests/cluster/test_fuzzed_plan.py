@@ -38,6 +38,7 @@ def test_plan_on_accepted_fuzzed_files(kube, namespace, cluster, tmp_path):
         planned = run_scaler("plan", "--policies", str(path), "--prometheus-url", cluster.prometheus_url,
                              "--namespaces", namespace, "-o", "json", "--all", kubeconfig=cluster.kubeconfig)
         assert "Traceback" not in planned.stderr, f"seed {seed}:\n{path.read_text()}\n{planned.stderr}"
-        assert planned.returncode in (0, 2), f"seed {seed}:\n{path.read_text()}\n{planned.stdout}{planned.stderr}"
+        # 0 nothing, 3 pending, 4 a query Prometheus refused (unknown); never 1 (error) or 2 (usage)
+        assert planned.returncode in (0, 3, 4), f"seed {seed}:\n{path.read_text()}\n{planned.stdout}{planned.stderr}"
         answer = json.loads(planned.stdout)
         assert answer["policyErrors"] == [], f"seed {seed}: {answer['policyErrors']}"
