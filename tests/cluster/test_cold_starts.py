@@ -21,7 +21,7 @@ from scaler.decide.annotations import (
     STARTED_AT,
     WARM_UPS,
 )
-from scaler.decide.times import parse_time
+from scaler.decide.times import human_duration, parse_time
 from scaler.decide.windows import zone
 from tests.cluster.test_daemon import _events, _push, _replicas, _write
 from tests.helpers import elected_pair, eventually, gpu_deployment, run_scaler
@@ -226,7 +226,7 @@ def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, clus
     assert abs(warm_offset) <= 2
     assert cold_offset >= load - 5
     reasons = [line["reason"] for line in daemon.logs("decision") if line.get("reason_code") == "prewarm"]
-    assert reasons and f"opens within {load}s (prewarm): resuming to 2" in reasons[0]
+    assert reasons and f"opens within {human_duration(load)} (prewarm): resuming to 2" in reasons[0]
     assert daemon.stop() == 0
 
 
