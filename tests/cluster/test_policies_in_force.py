@@ -67,6 +67,8 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_later_pauses_work(kube, n
               query: 'gateway_pending_requests{{namespace="{namespace}"}}'
               target_per_replica: 4
             max_replicas: 8
+            startup_grace: 0s      # no cold-start protection: the re-pause below comes at once
+            scale_down_delay: 0s
         """)
     daemon = daemons(policies, *FAST)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 3, timeout_seconds=60)
