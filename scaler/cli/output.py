@@ -26,7 +26,8 @@ def console(stream: IO[str] | None = None):
     from rich.console import Console
 
     stream = stream or sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 220, highlight=False, soft_wrap=False)
+    # In a pipe, as wide as the rows are: a folded cell would split the line a script greps.
+    return Console(file=stream, width=None if stream.isatty() else 100_000, highlight=False, soft_wrap=False)
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[str]]):
