@@ -193,6 +193,7 @@ class Demo:
         self.edge: datetime | None = None
         self.stop = threading.Event()
         self.seen_events: set[str] = set()
+        self.replicas_seen: dict[str, int] = {}  # each service's replicas at the last sample
 
     def say(self, text: str) -> None:
         clock = ""
@@ -239,7 +240,7 @@ class Demo:
     # The traffic simulator and the samplers, once a second
 
     def simulate(self) -> None:
-        previous: dict[str, int] = {}
+        previous = self.replicas_seen
         last = time.monotonic()
         while not self.stop.is_set():
             now = time.monotonic()
@@ -283,6 +284,16 @@ class Demo:
                 self.history.samples.append((round(t, 1), held))
             self.narrate_events()
             self.stop.wait(max(0.0, 1.0 - (time.monotonic() - now)))
+
+    def final_sample(self) -> None:
+        """Once the daemon has stopped: a pause in the scenario's last second
+        is counted too (the sampler looks once a second)."""
+        for service in self.services:
+            obj = self.kube.get(DEPLOYMENT.resource, self.namespace, service.name)
+            before, now = self.replicas_seen.get(service.name, 0), obj["spec"]["replicas"]
+            if before > 0 and now == 0:
+                self.history.freed.append((service.name, Workload(DEPLOYMENT, obj).gpus(before)))
+            self.replicas_seen[service.name] = now
 
     def narrate_events(self) -> None:
         items, _ = self.kube.list(EVENTS, self.namespace)
@@ -421,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = local_cluster.up(args.state_dir, with_real_node=args.in_cluster)
     namespace = f"scaler-demo-{int(time.time()) % 100000}"
     demo = Demo(cluster, namespace=namespace)
-    daemon = None
+    daemon = simulator = None
     log_path = cluster.state_dir / "logs" / f"scaler-demo-{namespace}.log"
     try:
         policies = demo.setup(lead_seconds=lead)
@@ -445,12 +456,16 @@ def main(argv: list[str] | None = None) -> int:
         simulator.start()
         demo.phases(until)
     finally:
-        demo.stop.set()
+        # The daemon first: no action after the sampler's last look.
         if isinstance(daemon, InCluster):
             daemon.uninstall(log_path)
         elif daemon is not None:
             daemon.terminate()
             daemon.wait(30)
+        demo.stop.set()
+    if simulator is not None:
+        simulator.join(timeout=30)
+    demo.final_sample()
     demo.narrate_events()
     summary = demo.summary()
     print("\nSummary (measured on the cluster: scaler's Events, and running pods' GPU requests sampled each second)")

@@ -274,6 +274,8 @@ def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, c
                                                                     labels={"tier": "gpu"}))
     eventually(lambda: all(_replicas(kube, namespace, f"d{i}") == 0 for i in range(5)), timeout_seconds=30)
     assert [line["workload"] for line in standby.logs("decision") if line.get("result") == "changed"] == []
+    # Events follow their writes in the background: the kill below must not race them.
+    eventually(lambda: all(_events(kube, namespace, f"d{i}", "ScaledToZero") for i in range(5)), timeout_seconds=30)
 
     leading.process.kill()
     killed = time.monotonic()
