@@ -32,6 +32,7 @@ from scaler.decide.annotations import (
     STARTED_AT,
     WARM_UPS,
 )
+from scaler.decide.times import parse_time
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
 STAMP = "2026-03-29T01:30:00Z"
@@ -303,6 +304,15 @@ def test_warm_ups_keep_the_last_five():
     loaded = obj(DEPLOYMENT, 1, {STARTED_AT: STAMP, WARM_UPS: "1,2,3,4,5"})
     ready = writes.record_ready(loaded, now=NOW.replace(second=9))
     assert ready.patch["metadata"]["annotations"][WARM_UPS] == "2,3,4,5,9"
+
+
+@pytest.mark.parametrize("micro", [1, 400_000, 999_999])
+def test_ready_is_stamped_up_so_the_startup_grace_is_never_short(micro):
+    """Annotations carry whole seconds. Ready seen at 01:30:07.4 is stamped
+    01:30:08: a grace counted from 01:30:07 would end up to 1 s early."""
+    seen = NOW.replace(second=7, microsecond=micro)
+    stamp = writes.record_ready(obj(DEPLOYMENT, 2), now=seen).patch["metadata"]["annotations"][READY_AT]
+    assert stamp == "2026-03-29T01:30:08Z" and parse_time(stamp) >= seen
 
 
 def test_ready_without_a_recorded_start_has_no_warm_up():

@@ -277,7 +277,7 @@ def record_ready(current: Workload, *, now: datetime) -> Write:
     """Every replica is Ready: when, and how long the warm-up took."""
     started = parse_time(current.annotations.get(STARTED_AT))
     seconds = max(now.timestamp() - started.timestamp(), 0.0) if started else None
-    values: dict = {READY_AT: rfc3339(now)}
+    values: dict = {READY_AT: rfc3339(now, round_up=True)}  # startup_grace counts from it
     message = f"all {current.replicas} replicas Ready"
     if seconds is not None:
         kept = [*warm_ups(current.annotations), seconds][-WARM_UPS_KEPT:]

@@ -5,7 +5,7 @@ the instant as an argument."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 def utc_now() -> datetime:
@@ -24,8 +24,12 @@ def parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def rfc3339(moment: datetime) -> str:
-    """UTC, whole seconds, as annotations and Events carry it."""
+def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
+    """UTC, whole seconds, as annotations and Events carry it: cut down, or
+    with `round_up` the next whole second, for a moment a wait counts from
+    (a grace counted from a cut-down Ready would end up to 1 s early)."""
+    if round_up and moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -142,12 +142,25 @@ def _wake_mid_load(kube, namespace, cluster, *, load_seconds: float):
 
 
 def _protected_until_ready_and_grace(kube, namespace, *, grace_seconds: float) -> float:
-    """Wait for all Ready, then for the pause; seconds from all Ready to the pause."""
-    eventually(lambda: _all_ready(kube, namespace, "chat"), timeout_seconds=120, interval_seconds=0.2)
-    ready = time.monotonic()
+    """Wait for all Ready, then for the pause; seconds from all Ready to the pause.
+
+    Ready happened after the last read that saw it loading was asked, so the
+    seconds are counted from that ask: a lower bound on the real wait that no
+    polling lag or busy machine can shrink."""
+    not_ready_asked = time.monotonic()
+
+    def ready() -> bool:
+        nonlocal not_ready_asked
+        asked = time.monotonic()
+        if _all_ready(kube, namespace, "chat"):
+            return True
+        not_ready_asked = asked
+        return False
+
+    eventually(ready, timeout_seconds=120, interval_seconds=0.2)
     assert not _events(kube, namespace, "chat", "ScaledToZero"), "paused while loading"
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=120, interval_seconds=0.2)
-    after = time.monotonic() - ready
+    after = time.monotonic() - not_ready_asked
     assert after >= grace_seconds, f"paused {after:.1f}s after Ready, inside the {grace_seconds}s grace"
     return after
 

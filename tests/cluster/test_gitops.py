@@ -134,7 +134,8 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     restarted.wait_ready()
     eventually(lambda: _deployment(kube, namespace).spec.replicas == 0, timeout_seconds=180)
     assert time.time() >= until
-    paused_at = _writes(restarted)[0][0]
+    # The decision line follows the write it reports: wait for it, do not assume it is there yet.
+    paused_at = eventually(lambda: _writes(restarted), timeout_seconds=30)[0][0]
     assert paused_at >= until - 1, (paused_at, until)  # whole seconds on the annotation
     status = json.loads(run_scaler("status", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig).stdout)
     assert status["paused"][0]["notes"] == [f"this pause holds, after {len(reverts)} revert(s) by argocd-controller"]

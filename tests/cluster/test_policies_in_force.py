@@ -82,8 +82,12 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_later_pauses_work(kube, n
     assert annotations[LAST_REPLICAS] == "3" and annotations[PAUSED_BY] == "policy/chat-queue"
     _push(cluster, namespace, "gateway_pending_requests", 1)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 3, timeout_seconds=30)
-    resumes = [line for line in daemon.logs("decision") if line.get("action") == "resume"]
-    assert len(resumes) == 2, resumes  # one per wake, not one per tick
+    # One per wake, not one per tick. The line follows the write it reports: wait for it.
+    def resumes() -> list[dict]:
+        return [line for line in daemon.logs("decision") if line.get("action") == "resume"]
+
+    eventually(lambda: len(resumes()) >= 2, timeout_seconds=30)
+    assert len(resumes()) == 2, resumes()
     assert daemon.stop() == 0
 
 
@@ -161,7 +165,8 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace
     status, body = daemon.get("/readyz")
     failing = json.loads(body)["failingPolicies"]
     assert set(failing) == {"plain-nights"} and "no scale subresource" in failing["plain-nights"], body
-    lines = daemon.logs("policy failed at run time; skipped, the other policies go on")
+    lines = eventually(lambda: daemon.logs("policy failed at run time; skipped, the other policies go on"),
+                       timeout_seconds=30)
     assert len(lines) == 1 and lines[0]["source"].endswith("a-plain.yaml:3"), lines
 
     planned = _plan(cluster, directory, "--all")
