@@ -105,6 +105,19 @@ def run_plan_command(args: argparse.Namespace) -> int:
     return _with_settings(run_plan, model=PlanSettings, args=args, output=args.output, show_all=args.show_all)
 
 
+def _backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    from scaler.cli.backtest import add_arguments
+
+    add_arguments(parser)
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    """Exit 0: replayed; 4: some signal data could not be read; 1: error."""
+    from scaler.cli.backtest import run_backtest
+
+    return _with_settings(run_backtest, model=PlanSettings, args=args, options=args)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("validate", "check policy files; print one line per problem", _validate_arguments, run_validate),
     Command("schema", "print the JSON Schema of a policy file", _schema_arguments, run_schema),
@@ -118,6 +131,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("plan", "evaluate the policies once and show what the daemon would do (exit 3: changes pending, "
                     "4: some signals unknown)",
             _plan_arguments, run_plan_command),
+    Command("backtest", "replay the policies over a past period: GPU-hours saved, pauses, wakes, waits "
+                        "(reads only)", _backtest_arguments, run_backtest_command),
 )
 
 

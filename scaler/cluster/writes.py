@@ -35,6 +35,7 @@ from scaler.decide.annotations import (
     REVERTS,
     STARTED_AT,
     WARM_UPS,
+    WARM_UPS_KEPT,
 )
 from scaler.decide.decisions import MANUAL
 from scaler.decide.times import parse_time, rfc3339
@@ -261,10 +262,6 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: dat
                  before, replicas, gpus,
                  f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
                  event=("ScaledUp", "Normal"))
-
-
-#: Warm-ups kept on the object for `prewarm: auto` and `scaler status`.
-WARM_UPS_KEPT = 5
 
 
 def record_start(current: Workload, *, now: datetime) -> Write:

@@ -29,6 +29,8 @@ STARTED_AT = PREFIX + "started-at"
 READY_AT = PREFIX + "ready-at"
 #: The last few measured warm-ups (start to all Ready), seconds, oldest first.
 WARM_UPS = PREFIX + "warm-up-seconds"
+#: Warm-ups kept on the object for `prewarm: auto` and `scaler status`.
+WARM_UPS_KEPT = 5
 #: The start bookkeeping above: kept across pauses and resumes (not pause state).
 START_TIMES = (STARTED_AT, READY_AT, WARM_UPS)
 

@@ -17,7 +17,7 @@ same rule as cron edges, so daylight saving time moves edges, never meaning.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -127,6 +127,9 @@ class WeeklySpans:
 
     spans: tuple[tuple[int, int], ...] | None
     tz: ZoneInfo
+    #: Monday (local) -> that week's intervals: placing them costs 30 DST
+    #: look-ups, and a replay asks about the same week thousands of times.
+    _weeks: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, when: str, tz: ZoneInfo) -> WeeklySpans:
@@ -138,6 +141,14 @@ class WeeklySpans:
         they touch."""
         local = wall(moment, self.tz)
         monday = datetime.combine(local.date() - timedelta(days=local.weekday()), time())
+        joined = self._weeks.get(monday)
+        if joined is None:
+            if len(self._weeks) >= 16:
+                self._weeks.clear()
+            joined = self._weeks[monday] = self._place(monday)
+        return joined
+
+    def _place(self, monday: datetime) -> list[tuple[datetime, datetime]]:
         placed = []
         for week in (-2, -1, 0, 1, 2):
             base = monday + timedelta(weeks=week)

@@ -68,6 +68,21 @@ def kinds_of(policies: Iterable[Policy], resolve: Callable[[str], WorkloadKind] 
     return list(kinds.values())
 
 
+def queries_of(policy: Policy, *, wake_only: bool = False) -> list[tuple[str, SignalQuery]]:
+    """("idle" | "queue", the query) for each signal of `policy`: one query
+    per policy signal, answered for all its workloads at once."""
+    queries = []
+    if policy.idle is not None and not wake_only:
+        queries.append(("idle", idle_query(
+            policy.idle.query, duration_seconds=policy.idle.duration_seconds,
+            namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)))
+    if policy.wake is not None:
+        queries.append(("queue", queue_query(
+            policy.wake.query, namespace_label=policy.wake.namespace_label,
+            workload_label=policy.wake.workload_label)))
+    return queries
+
+
 @dataclass
 class Evaluation:
     """One workload's decision in one evaluation."""
@@ -139,8 +154,8 @@ class Evaluator:
         chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
         return chosen if isinstance(chosen, Policy) else None
 
-    def _match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,
-               errors: dict[str, str]) -> tuple[list[Matched], list[Evaluation]]:
+    def match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,
+              errors: dict[str, str]) -> tuple[list[Matched], list[Evaluation]]:
         """(workload, state, policy) for each managed workload, and the conflicts."""
         matched: list[Matched] = []
         conflicts: list[Evaluation] = []
@@ -162,22 +177,10 @@ class Evaluator:
 
     # Signals
 
-    def _queries_of(self, policy: Policy, *, wake_only: bool) -> list[tuple[str, SignalQuery]]:
-        queries = []
-        if policy.idle is not None and not wake_only:
-            queries.append(("idle", idle_query(
-                policy.idle.query, duration_seconds=policy.idle.duration_seconds,
-                namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)))
-        if policy.wake is not None:
-            queries.append(("queue", queue_query(
-                policy.wake.query, namespace_label=policy.wake.namespace_label,
-                workload_label=policy.wake.workload_label)))
-        return queries
-
     def _fetch(self, policies: list[Policy], *, wake_only: bool,
                errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
         """Every policy signal at once; what has not answered by the deadline is unknown."""
-        queries = {policy.name: isolated(errors, policy, lambda: self._queries_of(policy, wake_only=wake_only))
+        queries = {policy.name: isolated(errors, policy, lambda: queries_of(policy, wake_only=wake_only))
                    for policy in policies}
         sent = {(policy.name, signal): (policy, query, self._queries.submit(self.prometheus.vector, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
@@ -222,7 +225,7 @@ class Evaluator:
         if not candidates:
             return []
         errors: dict[str, str] = {}
-        matched, conflicts = self._match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
+        matched, conflicts = self.match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
         if not with_signals:
             schedule = [Evaluation(w, s, p, d) for w, s, p in matched
                         if (d := isolated(errors, p, lambda: decide(policy=p, workload=s, signals=Signals(),

@@ -1,0 +1,155 @@
+"""`scaler backtest`: the policies replayed over a past period, on the
+workloads as they are now and the signals Prometheus kept.
+
+Reads only: it lists the workloads once (today's labels decide which policy
+manages each, as in `plan`), sends one range query per policy signal (in
+chunks for long periods), and replays each workload with the same decisions
+the daemon makes (`decide.replaying`). Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from scaler.cluster.discovery import KindResolver
+from scaler.cluster.views import ListingView
+from scaler.cluster.workloads import Workload
+from scaler.decide.decisions import WorkloadState
+from scaler.decide.loading import check_policies
+from scaler.decide.policies import Policy
+from scaler.decide.replaying import Replay, Steps, Subject, WindowRun, replay, window_runs
+from scaler.decide.selectors import Selector
+from scaler.run.evaluating import Evaluator, queries_of
+from scaler.run.isolating import isolated
+from scaler.run.settings import PlanSettings
+from scaler.signals.history import History, fetch
+from scaler.signals.prometheus import Prometheus
+
+#: Range queries in flight at once.
+QUERY_WORKERS = 4
+
+
+@dataclass
+class Backtest:
+    """A replay of every selected workload over one period."""
+
+    steps: Steps
+    replays: list[Replay] = field(default_factory=list)
+    #: one line per signal chunk that failed: its steps are unknown
+    signal_errors: list[str] = field(default_factory=list)
+    #: policies that could not be replayed, each {"policy", "source", "error"}
+    failures: list[dict] = field(default_factory=list)
+    #: range queries sent
+    requests: int = 0
+    #: (policy, lead) -> its window runs, for the timeline
+    windows: dict[tuple[str, float | None], list[WindowRun]] = field(default_factory=dict)
+    #: (namespace, name) -> {"idle": points, "queue": points}, kept with keep_points
+    points: dict[tuple[str, str], dict[str, list]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which managed workloads to replay: -n and -l."""
+
+    namespace: str | None = None
+    selector: Selector | None = None
+
+    def takes(self, state: WorkloadState) -> bool:
+        return ((self.namespace is None or state.namespace == self.namespace)
+                and (self.selector is None or self.selector.matches(state.labels)))
+
+
+def warm_up_of(state: WorkloadState, declared: float | None) -> tuple[float, str]:
+    """Seconds from a start to all Ready: the median of its recorded
+    warm-ups, else the declared one, else 0."""
+    if state.warm_ups:
+        return float(statistics.median(state.warm_ups)), "measured"
+    if declared is not None:
+        return declared, "declared"
+    return 0.0, "none"
+
+
+def subject_of(workload: Workload, state: WorkloadState, policy: Policy, declared: float | None) -> Subject:
+    record = workload.record
+    size = workload.replicas or (record.last_replicas if record and record.last_replicas else policy.min_replicas)
+    seconds, source = warm_up_of(state, declared)
+    return Subject(state, policy, size=size, gpus_per_replica=workload.gpus_per_replica(),
+                   warm_up_seconds=seconds, warm_up_source=source)
+
+
+Progress = Callable[[str, int], None]
+
+
+def _fetch_all(prometheus: Prometheus, policies: list[Policy], steps: Steps, result: Backtest,
+               progress: Progress) -> dict[tuple[str, str], History]:
+    """Every signal of every policy over the period, one range query per
+    policy signal and chunk, a few in flight at once."""
+    wanted = [(policy.name, signal, query) for policy in policies for signal, query in queries_of(policy)]
+
+    def one(item):
+        name, signal, query = item
+        history = fetch(query, prometheus.matrix, start=steps.start, step_seconds=steps.step_seconds,
+                        steps=steps.count)
+        progress("signals", 1)
+        return (name, signal), history
+
+    with ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="range-query") as pool:
+        histories = dict(pool.map(one, wanted))
+    for (name, signal), history in sorted(histories.items()):
+        result.requests += history.requests
+        result.signal_errors += [f"policy {name}, {signal} signal, {error}" for error in history.errors]
+    return histories
+
+
+def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scope = Scope(),
+             declared_warm_up: float | None = None, keep_points: bool = False,
+             progress: Progress = lambda what, done: None,
+             on_plan: Callable[[int, int], None] = lambda signals, workloads: None) -> Backtest:
+    """Replay the policies over `steps` for every managed workload in `scope`.
+
+    `on_plan(signals, workloads)` is told the work ahead once it is known;
+    `progress("signals" | "workloads", n)` as it is done."""
+    policies, problems = check_policies(settings.policies)
+    if problems:
+        raise ValueError("\n".join(str(p) for p in problems))
+    kube = settings.kube()
+    view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
+    prometheus = settings.prometheus()
+    evaluator = Evaluator(prometheus=prometheus, view=view, excluded_namespaces=settings.all_excluded_namespaces,
+                          resolve=KindResolver(kube))
+    errors: dict[str, str] = {}
+    matched, _ = evaluator.match(policies, list(policies), now=now, wake_only=False, errors=errors)
+    matched = [(w, s, p) for w, s, p in matched if scope.takes(s)]
+    result = Backtest(steps)
+    result.failures = [{"policy": name, "source": policies.sources.get(name), "error": error}
+                       for name, error in sorted(errors.items())]
+    used = list({policy.name: policy for _, _, policy in matched}.values())
+    on_plan(sum(len(queries_of(policy)) for policy in used), len(matched))
+    histories = _fetch_all(prometheus, used, steps, result, progress)
+    failed: dict[str, str] = {}
+    for workload, state, policy in sorted(matched, key=lambda m: (m[1].namespace, m[1].name, m[1].kind)):
+        if policy.name not in failed:
+            key = (state.namespace, state.name)
+            idle, queue = histories.get((policy.name, "idle")), histories.get((policy.name, "queue"))
+            points = {"idle": idle.points.get(key) if idle else None,
+                      "queue": queue.points.get(key) if queue else None}
+            isolated(failed, policy, lambda: _replay_one(result, subject_of(workload, state, policy, declared_warm_up),
+                                                         points))
+            if keep_points:
+                result.points[key] = points
+        progress("workloads", 1)
+    result.failures += [{"policy": name, "source": policies.sources.get(name), "error": error}
+                        for name, error in sorted(failed.items())]
+    return result
+
+
+def _replay_one(result: Backtest, subject: Subject, points: dict) -> None:
+    lead = subject.lead
+    windows = result.windows.get((subject.policy.name, lead))
+    if windows is None:
+        windows = result.windows[(subject.policy.name, lead)] = window_runs(subject.policy, result.steps, lead)
+    result.replays.append(replay(subject, result.steps, windows=windows, **points))

@@ -1,0 +1,116 @@
+"""A signal's past: one range query per policy signal for a whole period,
+read into each workload's points.
+
+The replay asks Prometheus the very PromQL the daemon sends, evaluated at
+every step of the period (`query_range`), so each step reads what the daemon
+would have read at that instant. Prometheus refuses more than 11,000 points
+per series in one answer; longer periods are split into chunks of at most
+`MAX_POINTS` steps, so requests grow with periods and policies, never with
+steps or workloads.
+
+Points stay as Prometheus sent them ([unix seconds, "value"], oldest first):
+reading ten million of them into floats would cost more than the replay,
+which parses a value only when it changes. Unknown stays unknown: a step
+without a point (a gap, or a chunk that failed, reported in
+`History.errors`), NaN or ±Inf is unknown to the replay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaler.signals.queries import SignalQuery
+from scaler.signals.results import WorkloadKey
+
+#: Steps per request; Prometheus's own limit is 11,000 points per series.
+MAX_POINTS = 10_000
+
+
+@dataclass
+class History:
+    """One signal over a period: each workload's points."""
+
+    points: dict[WorkloadKey, list] = field(default_factory=dict)
+    #: one line per chunk that failed, naming its time range
+    errors: list[str] = field(default_factory=list)
+    #: steps no answer covers (their chunk failed): unknown for every workload
+    failed_steps: int = 0
+    unmatched: int = 0  # series without the namespace or workload label
+    requests: int = 0
+
+
+def chunks(steps: int, max_points: int = MAX_POINTS) -> list[tuple[int, int]]:
+    """[first, last] step indexes of each request, inclusive, covering 0..steps-1."""
+    return [(first, min(first + max_points, steps) - 1) for first in range(0, steps, max_points)]
+
+
+def _larger(value: str, other: str) -> str:
+    """Two series' values for one workload at one step: the larger; an
+    unusable one makes the step unknown (as for instant answers)."""
+    try:
+        a, b = float(value), float(other)
+    except (TypeError, ValueError):
+        return "NaN"
+    return "NaN" if not (math.isfinite(a) and math.isfinite(b)) else value if a >= b else other
+
+
+def _well_formed(points: list) -> list:
+    return [point for point in points if isinstance(point, list) and len(point) == 2
+            and isinstance(point[0], (int, float)) and not isinstance(point[0], bool)]
+
+
+def merge(points: list, more: list) -> list:
+    """Two series for one workload, point by point (the query did not
+    aggregate by its labels)."""
+    by_time = {point[0]: point[1] for point in _well_formed(points)}
+    for timestamp, value in _well_formed(more):
+        by_time[timestamp] = _larger(by_time[timestamp], value) if timestamp in by_time else value
+    return [[timestamp, by_time[timestamp]] for timestamp in sorted(by_time)]
+
+
+def read_matrix(history: History, result: list, query: SignalQuery, *, fresh: set) -> None:
+    """Add one `query_range` answer (one chunk) to `history`. `fresh` holds
+    the workloads this chunk has already given points to."""
+    for series in result if isinstance(result, list) else []:
+        labels = series.get("metric") if isinstance(series, dict) else None
+        labels = labels if isinstance(labels, dict) else {}
+        key = (labels.get(query.namespace_label), labels.get(query.workload_label))
+        values = series.get("values") if isinstance(series, dict) else None
+        if not key[0] or not key[1]:
+            history.unmatched += 1
+            continue
+        points = values if isinstance(values, list) else []  # a malformed point is unknown to the replay
+        known = history.points.get(key)
+        if known is None:
+            history.points[key] = points
+        elif key in fresh:
+            history.points[key] = merge(known, points)
+        else:
+            known.extend(points)  # the next chunk: later steps
+        fresh.add(key)
+
+
+RangeQuery = Callable[[SignalQuery, datetime, datetime, float], list]
+
+
+def fetch(query: SignalQuery, ask: RangeQuery, *, start: datetime, step_seconds: int, steps: int) -> History:
+    """The signal at start, start+step, ... (steps of them), one request per chunk.
+
+    `ask(query, first instant, last instant, step)` returns the answer's
+    `data.result` or raises; a failed chunk is recorded, the others are kept."""
+    history = History()
+    for first, last in chunks(steps):
+        begin = start + timedelta(seconds=first * step_seconds)
+        end = start + timedelta(seconds=last * step_seconds)
+        history.requests += 1
+        try:
+            result = ask(query, begin, end, step_seconds)
+        except Exception as error:  # noqa: BLE001 - reported per chunk; unknown, never zero
+            history.errors.append(f"{begin:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {error}")
+            history.failed_steps += last - first + 1
+            continue
+        read_matrix(history, result, query, fresh=set())
+    return history
