@@ -33,7 +33,7 @@ MAX_STEPS = 366 * 1440
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, PlanSettings)
     parser.add_argument("--from", dest="start", required=True,
-                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), or -7d, now-36h")
+                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), or now-7d (also --from=-7d)")
     parser.add_argument("--to", dest="end", default="now", help="end of the period (default now)")
     parser.add_argument("--step", default="1m", help="one evaluation per step (default 1m; the daemon's "
                                                      "evaluation interval is the closest to what it does)")
@@ -73,7 +73,11 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
     try:
         steps, warm_up, flap_seconds = _period(args, now)
         selector = Selector.parse(args.selector) if args.selector else None
-    except (InstantError, SelectorError) as error:
+        if args.chart:
+            from scaler.cli.timeline import check_chart
+
+            check_chart(args.chart)  # before the work, not after it
+    except (InstantError, SelectorError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     try:
