@@ -95,6 +95,10 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     parser.add_argument("--all", dest="show_all", action="store_true",
                         help="also list managed workloads that would not change, with the reason")
+    parser.add_argument("--at", metavar="TIME",
+                        help="evaluate at TIME instead of now: the windows at TIME and, for a past TIME, the "
+                             "signals as Prometheus had them then; the workloads as they are now "
+                             "(RFC 3339 with a zone, or now+2h, now-1d)")
 
 
 def run_plan_command(args: argparse.Namespace) -> int:
@@ -102,7 +106,8 @@ def run_plan_command(args: argparse.Namespace) -> int:
     unknown (the evaluation is incomplete); 1: error; 2: usage."""
     from scaler.cli.plan import run_plan
 
-    return _with_settings(run_plan, model=PlanSettings, args=args, output=args.output, show_all=args.show_all)
+    return _with_settings(run_plan, model=PlanSettings, args=args, output=args.output, show_all=args.show_all,
+                          at=args.at)
 
 
 def _backtest_arguments(parser: argparse.ArgumentParser) -> None:

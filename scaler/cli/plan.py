@@ -13,10 +13,12 @@ pending changes are still listed."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 from scaler.cli.output import DOCUMENTS, console, print_document, print_names, table
 from scaler.cluster.kube import KubeconfigError, KubeError
-from scaler.decide.times import utc_now
+from scaler.cli.instants import InstantError, instant
+from scaler.decide.times import rfc3339, utc_now
 from scaler.run.observability import configure_logging
 from scaler.run.planning import Evaluation, plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
@@ -24,12 +26,28 @@ from scaler.run.settings import PlanSettings
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 3, 4
 
 
-def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = False) -> int:
+def _instant(at: str | None) -> tuple[datetime, datetime | None]:
+    """(the instant evaluated, the instant the signals are read at: None for now)."""
+    now = utc_now()
+    if at is None:
+        return now, None
+    moment = instant(at, now=now, flag="--at")
+    if moment > now:
+        print(f"note: {rfc3339(moment)} is in the future: windows as of then, signals as of now", file=sys.stderr)
+        return moment, None
+    return moment, moment
+
+
+def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = False, at: str | None = None) -> int:
     # Log lines (a failed query, say) go to stderr, so `-o json` prints only the document on stdout.
     configure_logging(log_format="auto", level="warning")
-    now = utc_now()
     try:
-        evaluations, errors, failures = plan(settings, now=now)
+        now, signals_at = _instant(at)
+    except InstantError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        evaluations, errors, failures = plan(settings, now=now, signals_at=signals_at)
     except ValueError as error:
         print(str(error), file=sys.stderr)
         print("error: the policies are invalid (one line per problem above)", file=sys.stderr)
@@ -42,13 +60,17 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
     prewarms = upcoming_prewarms(evaluations, now=now)
     if output in DOCUMENTS:
-        print_document({"pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
+        print_document({"at": rfc3339(now), "signalsAt": rfc3339(signals_at or utc_now()),
+                        "pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
                         "policyErrors": failures, "prewarms": prewarms}, output)
     elif output == "name":
         print_names((e.workload.kind.name, e.workload.name) for e in pending)
     else:
         _print_table(shown, pending, evaluations, failures=failures, prewarms=prewarms, errors=errors,
                      wide=output == "wide")
+        if at is not None:
+            console().print(f"evaluated at {rfc3339(now)}, signals as of "
+                            f"{rfc3339(signals_at) if signals_at else 'now'}; the workloads as they are now")
     if failures:
         return EXIT_ERROR
     if errors:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 
 import structlog
@@ -126,6 +127,8 @@ class Evaluator:
         self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
         self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
         self.resolve = resolve
+        #: Read the signals as of this instant instead of now (`scaler plan --at` a past time).
+        self.signals_at: datetime | None = None
         #: Query errors of the last evaluation (for `scaler plan` to show).
         self.signal_errors: list[str] = []
         #: Policies that failed at run time in the last full evaluation, and why: skipped, the others go on.
@@ -182,7 +185,8 @@ class Evaluator:
         """Every policy signal at once; what has not answered by the deadline is unknown."""
         queries = {policy.name: isolated(errors, policy, lambda: queries_of(policy, wake_only=wake_only))
                    for policy in policies}
-        sent = {(policy.name, signal): (policy, query, self._queries.submit(self.prometheus.vector, query))
+        ask = partial(self.prometheus.vector, at=self.signals_at) if self.signals_at else self.prometheus.vector
+        sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
         wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
         vectors, errors = {}, []

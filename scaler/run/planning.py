@@ -15,10 +15,12 @@ from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
 
 
-def plan(settings: PlanSettings, *, now: datetime) -> tuple[list[Evaluation], list[str], list[dict]]:
-    """Evaluations for every managed workload at `now`, the signal errors
-    seen, and the policies that failed (each {"policy", "source", "error"}:
-    skipped, the others were evaluated)."""
+def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None = None,
+         ) -> tuple[list[Evaluation], list[str], list[dict]]:
+    """Evaluations for every managed workload at `now` (windows, times), the
+    signal errors seen, and the policies that failed (each {"policy",
+    "source", "error"}: skipped, the others were evaluated). Signals are read
+    as of `signals_at` if given, else as of now; the workloads are as they are."""
     policies, problems = check_policies(settings.policies)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
@@ -27,6 +29,7 @@ def plan(settings: PlanSettings, *, now: datetime) -> tuple[list[Evaluation], li
     reconciler = Reconciler(prometheus=settings.prometheus(), view=view, pauser=Pauser(kube),
                             excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
                             signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube))
+    reconciler.signals_at = signals_at
     evaluations = reconciler.evaluate(policies, now=now)
     failures = [{"policy": name, "source": policies.sources.get(name), "error": error}
                 for name, error in sorted(reconciler.policy_errors.items())]
