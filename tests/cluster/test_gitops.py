@@ -121,15 +121,23 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     annotations = _deployment(kube, namespace).metadata.annotations
     assert annotations[REVERTED_BY] == "argocd-controller" and int(annotations[REVERTS]) == len(reverts)
     assert BACKOFF_UNTIL in annotations
+    # With Argo stopped the daemon may, rightly, pause again once the back-off is over (a busy
+    # machine makes these checks slow enough): status then shows the held pause instead.
     status = run_scaler("status", "-n", namespace, kubeconfig=cluster.kubeconfig)
     assert status.returncode == 0, status.stderr
     assert (f"reverted by argocd-controller ({len(reverts)} times in a row); add ignoreDifferences for "
-            "/spec/replicas") in status.stdout
+            "/spec/replicas") in status.stdout or \
+        f"this pause holds, after {len(reverts)} revert(s) by argocd-controller" in status.stdout, status.stdout
 
     # A restart keeps the back-off: with Argo stopped, the new daemon pauses it (idle) only once
     # backoff-until has passed, not at once.
     assert daemon.stop() == 0
     until = datetime.fromisoformat(annotations[BACKOFF_UNTIL].replace("Z", "+00:00")).timestamp()
+    if _deployment(kube, namespace).spec.replicas == 0:
+        # The first daemon paused it again before it stopped: it kept the back-off itself.
+        last_pause = [t for t, what in _writes(daemon) if what == "pause"][-1]
+        assert last_pause >= until - 1, (last_pause, until)
+        return
     restarted = daemons(_idle_policy(tmp_path, namespace), *FAST, *BACKOFF, name="restarted")
     restarted.wait_ready()
     eventually(lambda: _deployment(kube, namespace).spec.replicas == 0, timeout_seconds=180)
