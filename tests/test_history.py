@@ -63,6 +63,29 @@ def test_a_failed_chunk_is_reported_with_its_range_and_the_others_are_kept():
                               "http://127.0.0.1:9 unreachable: ConnectionError"]
 
 
+def test_a_chunk_over_prometheus_sample_limit_is_halved_until_it_fits():
+    asked = []
+
+    def ask(query, begin, end, step):
+        asked.append((begin, end))
+        if (end - begin) > timedelta(minutes=30):
+            raise RuntimeError("Prometheus at x answered an error: query processing would load too many samples")
+        return [series("chat", [[int(begin.timestamp()), "1"]])]
+
+    history = fetch(QUERY, ask, start=START, step_seconds=60, steps=100)
+    assert history.errors == [] and history.requests == len(asked) == 7  # 100 -> 50,50 -> 25 x 4
+    assert [point[0] for point in history.points[("ml", "chat")]] == [T0 + 60 * i for i in (0, 25, 50, 75)]
+
+
+def test_a_chunk_that_stays_too_big_is_reported_not_retried_forever():
+    def ask(query, begin, end, step):
+        raise RuntimeError("query processing would load too many samples into memory")
+
+    history = fetch(QUERY, ask, start=START, step_seconds=60, steps=100)
+    assert history.requests == 1 + 2 + 4 + 8 + 16 and history.failed_steps == 100
+    assert len(history.errors) == 16 and all("too many samples" in error for error in history.errors)
+
+
 def test_two_series_for_one_workload_give_the_larger_value_and_an_unusable_one_makes_it_unknown():
     answer = [series("chat", [[T0, "1"], [T0 + 60, "5"], [T0 + 120, "2"]]),
               series("chat", [[T0, "3"], [T0 + 60, "NaN"], [T0 + 180, "4"]]),

@@ -168,7 +168,7 @@ def summary(result: Backtest, *, flap_seconds: float) -> dict:
 
 
 def _hours(value: float) -> str:
-    return f"{value:,.1f}"
+    return f"{value:,.2f}"
 
 
 def _print_table(document: dict, *, wide: bool) -> None:

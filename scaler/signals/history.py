@@ -96,21 +96,37 @@ def read_matrix(history: History, result: list, query: SignalQuery, *, fresh: se
 RangeQuery = Callable[[SignalQuery, datetime, datetime, float], list]
 
 
+#: Prometheus's answers when one request asks too much: the chunk is halved and asked again.
+TOO_BIG = ("too many samples", "exceeded maximum resolution")
+SPLITS = 4  # a chunk is halved at most this many times
+
+
 def fetch(query: SignalQuery, ask: RangeQuery, *, start: datetime, step_seconds: int, steps: int) -> History:
     """The signal at start, start+step, ... (steps of them), one request per chunk.
 
     `ask(query, first instant, last instant, step)` returns the answer's
-    `data.result` or raises; a failed chunk is recorded, the others are kept."""
+    `data.result` or raises; a failed chunk is recorded, the others are kept.
+    A chunk Prometheus finds too big (its sample limit) is halved and asked again."""
     history = History()
     for first, last in chunks(steps):
-        begin = start + timedelta(seconds=first * step_seconds)
-        end = start + timedelta(seconds=last * step_seconds)
-        history.requests += 1
-        try:
-            result = ask(query, begin, end, step_seconds)
-        except Exception as error:  # noqa: BLE001 - reported per chunk; unknown, never zero
-            history.errors.append(f"{begin:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {error}")
-            history.failed_steps += last - first + 1
-            continue
-        read_matrix(history, result, query, fresh=set())
+        _fetch_chunk(history, query, ask, start, step_seconds, first, last, SPLITS)
     return history
+
+
+def _fetch_chunk(history: History, query: SignalQuery, ask: RangeQuery, start: datetime, step_seconds: int,
+                 first: int, last: int, splits: int) -> None:
+    begin = start + timedelta(seconds=first * step_seconds)
+    end = start + timedelta(seconds=last * step_seconds)
+    history.requests += 1
+    try:
+        result = ask(query, begin, end, step_seconds)
+    except Exception as error:  # noqa: BLE001 - reported per chunk; unknown, never zero
+        if splits > 0 and last > first and any(text in str(error) for text in TOO_BIG):
+            middle = (first + last) // 2
+            _fetch_chunk(history, query, ask, start, step_seconds, first, middle, splits - 1)
+            _fetch_chunk(history, query, ask, start, step_seconds, middle + 1, last, splits - 1)
+            return
+        history.errors.append(f"{begin:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {error}")
+        history.failed_steps += last - first + 1
+        return
+    read_matrix(history, result, query, fresh=set())
