@@ -180,3 +180,16 @@ def test_reusing_decisions_changes_nothing(scenario):
     assert fast.waits == every.waits
     assert fast.unknown_steps == every.unknown_steps
     assert fast.evaluations <= every.evaluations == count
+
+
+def test_replicas_warming_under_a_window_are_ready_at_their_step_not_at_the_next_event():
+    """A keep-up window resumes it; its hold reads no clock, so the fast path
+    skips ahead, but not past the step its replicas come Ready."""
+    p = policy(schedule={"timezone": "UTC", "outside": "down", "windows": [
+        {"name": "day", "mode": "up", "when": "daily 09:00-17:00"}]})
+    steps = Steps(MONDAY + timedelta(hours=8), 60, 180)
+    fast = run(p, steps, warm_up=150)
+    every = run(p, steps, warm_up=150, reuse=False)
+    assert fast.changes == every.changes
+    assert (63, 3, 3) in fast.changes  # resumed at 09:00 (step 60), Ready 150 s later: seen at step 63
+    assert fast.evaluations < every.evaluations

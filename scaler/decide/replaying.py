@@ -26,9 +26,12 @@ the tests hold the two to the same actions.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import compress
+from operator import ne
 
 from scaler.decide.annotations import WARM_UPS_KEPT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code, Decision, Signals, WorkloadState
@@ -200,25 +203,21 @@ def window_runs(policy: Policy, steps: Steps, lead: float | None) -> list[Window
 
 
 class _Signal:
-    """One signal read step by step from its points: the value, and what the
-    rows compare it with (so a decision is reused while that stays put)."""
+    """One signal over the steps: its text at each step (None: no point),
+    the steps where the text changes, and the value last read."""
 
-    __slots__ = ("points", "at", "text", "value")
+    __slots__ = ("texts", "changes", "text", "value")
 
-    def __init__(self, points: Points | None) -> None:
-        self.points, self.at, self.text, self.value = points or (), 0, None, None
+    def __init__(self, points: Points | None, steps: Steps) -> None:
+        start, step = int(steps.start.timestamp()), steps.step_seconds
+        self.texts = list(map(_by_time(points).get, range(start, start + steps.count * step, step)))
+        self.changes = list(compress(range(1, steps.count), map(ne, self.texts[1:], self.texts)))
+        self.text: object = _UNREAD
+        self.value: float | None = None
 
-    def advance(self, timestamp: int) -> bool:
-        """Move to `timestamp`; True if the value changed."""
-        points, at, text = self.points, self.at, None
-        try:
-            while at < len(points) and points[at][0] < timestamp:
-                at += 1
-            if at < len(points) and points[at][0] == timestamp:
-                text = points[at][1]
-        except (TypeError, IndexError, KeyError):  # a malformed point: this step is unknown
-            at += 1
-        self.at = at
+    def read(self, index: int) -> bool:
+        """The value at step `index`; True if it changed since the last read."""
+        text = self.texts[index]
         if text == self.text:
             return False
         self.text = text
@@ -228,6 +227,24 @@ class _Signal:
             value = None
         self.value = value if value is not None and math.isfinite(value) else None
         return True
+
+
+_UNREAD = object()
+
+
+def _by_time(points: Points | None) -> dict:
+    """{unix seconds: text}; a malformed point is left out (its step is unknown)."""
+    try:
+        return dict(points or ())
+    except (TypeError, ValueError):
+        found = {}
+        for point in points or ():
+            try:
+                timestamp, text = point
+                found[timestamp] = text
+            except (TypeError, ValueError):
+                continue
+        return found
 
 
 def _idle_class(policy: Policy, value: float | None):
@@ -297,17 +314,18 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
     given each signal's points (a step without one is unknown) and its
     `window_runs`. `reuse=False` decides at every step (the fast path's oracle)."""
     result, policy = Replay(subject, steps), subject.policy
-    run, idle_signal, queue_signal = _Run(subject, result), _Signal(idle), _Signal(queue)
-    start, step = int(steps.start.timestamp()), steps.step_seconds
+    run, idle_signal, queue_signal = _Run(subject, result), _Signal(idle, steps), _Signal(queue, steps)
     keys = {window.first: window.key for window in windows}
+    # Where anything a reused decision read can change: a signal's text, the windows.
+    events = sorted({*idle_signal.changes, *queue_signal.changes, *keys, steps.count})
     decision: Decision | None = None
     key = last_key = windows[0].key
     state = last_classes = classes = None
-    shown = (-1, -1)
-    for index in range(steps.count):
+    shown, index = (-1, -1), 0
+    while index < steps.count:
         key = keys.get(index, key)
         run.settle(index)
-        if idle_signal.advance(start + index * step) | queue_signal.advance(start + index * step):
+        if idle_signal.read(index) | queue_signal.read(index):
             classes = (_idle_class(policy, idle_signal.value), _queue_class(policy, queue_signal.value))
         if queue_signal.value and run.wait is None and run.state.ready_replicas == 0:
             run.demand(steps.at(index), queue_signal.value)
@@ -317,15 +335,21 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
                               signals=Signals(idle_signal.value, queue_signal.value), now=steps.at(index))
             result.evaluations += 1
         state, last_classes, last_key = run.state, classes, key
+        following = index + 1
         if decision.changes:
             run.act(index, steps.at(index), decision)
             run.settle(index)  # no warm-up: Ready at once
             decision = None
-        elif decision.reason_code is Code.METRICS_UNKNOWN:
-            result.unknown_steps += 1
+        elif reuse and decision.reason_code in TIMELESS:  # the same until the next event: skip to it
+            following = events[bisect_right(events, index)]
+            if run.due_index >= 0:
+                following = min(following, max(run.due_index, index + 1))
+        if decision is not None and decision.reason_code is Code.METRICS_UNKNOWN:
+            result.unknown_steps += following - index
         if (run.state.replicas, run.state.ready_replicas) != shown:
             shown = (run.state.replicas, run.state.ready_replicas)
             result.changes.append((index, *shown))
+        index = following
     _account(result)
     if run.wait is not None:
         run.wait.seconds = (steps.end - run.wait.since).total_seconds()

@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 from scaler.signals.queries import SignalQuery
 from scaler.signals.results import WorkloadKey
 
-#: Steps per request; Prometheus's own limit is 11,000 points per series.
-MAX_POINTS = 10_000
+#: Steps per request: Prometheus refuses (end - start) / step > 11,000, so
+#: a week at one minute (10,081 steps) is one request.
+MAX_POINTS = 11_000
 
 
 @dataclass
