@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from scaler.cli.instants import InstantError, duration, instant
 from scaler.cli.output import console, print_document, table
-from scaler.cluster.kube import KubeconfigError, KubeError
+from scaler.cli.plan import reported
 from scaler.decide.decisions import Action
 from scaler.decide.replaying import Replay, Steps
 from scaler.decide.selectors import Selector, SelectorError
@@ -80,17 +80,11 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
     except (InstantError, SelectorError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        with _progress() as (progress, on_plan):
-            result = backtest(settings, steps=steps, now=now, scope=Scope(args.namespace, selector),
-                              declared_warm_up=warm_up, keep_points=bool(args.chart), progress=progress,
-                              on_plan=on_plan)
-    except ValueError as error:
-        print(str(error), file=sys.stderr)
-        print("error: the policies are invalid (one line per problem above)", file=sys.stderr)
-        return EXIT_ERROR
-    except (KubeError, KubeconfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    with _progress() as (progress, on_plan):
+        result = reported(lambda: backtest(settings, steps=steps, now=now, scope=Scope(args.namespace, selector),
+                                           declared_warm_up=warm_up, keep_points=bool(args.chart),
+                                           progress=progress, on_plan=on_plan))
+    if result is None:
         return EXIT_ERROR
     document = summary(result, flap_seconds=flap_seconds)
     if args.output in ("json", "yaml"):

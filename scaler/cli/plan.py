@@ -13,17 +13,33 @@ pending changes are still listed."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
+from scaler.cli.instants import InstantError, instant
 from scaler.cli.output import DOCUMENTS, console, print_document, print_names, table
 from scaler.cluster.kube import KubeconfigError, KubeError
-from scaler.cli.instants import InstantError, instant
 from scaler.decide.times import rfc3339, utc_now
 from scaler.run.observability import configure_logging
 from scaler.run.planning import Evaluation, plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 3, 4
+T = TypeVar("T")
+
+
+def reported(work: Callable[[], T]) -> T | None:
+    """`work()`, or None once it has said why it could not run: the
+    policies are invalid (one line per problem), or the cluster is not there."""
+    try:
+        return work()
+    except ValueError as error:
+        print(str(error), file=sys.stderr)
+        print("error: the policies are invalid (one line per problem above)", file=sys.stderr)
+    except (KubeError, KubeconfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    return None
 
 
 def _instant(at: str | None) -> tuple[datetime, datetime | None]:
@@ -46,15 +62,10 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     except InstantError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        evaluations, errors, failures = plan(settings, now=now, signals_at=signals_at)
-    except ValueError as error:
-        print(str(error), file=sys.stderr)
-        print("error: the policies are invalid (one line per problem above)", file=sys.stderr)
+    found = reported(lambda: plan(settings, now=now, signals_at=signals_at))
+    if found is None:
         return EXIT_ERROR
-    except (KubeError, KubeconfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+    evaluations, errors, failures = found
     evaluations.sort(key=lambda e: (not e.decision.changes, e.workload.namespace, e.workload.name))
     pending = [e for e in evaluations if e.decision.changes]
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
