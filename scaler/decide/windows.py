@@ -136,27 +136,20 @@ class ScheduleState:
 class Schedule:
     """A policy's windows in one time zone. `state_at(now)` is computed once
     per instant and remembered (every workload of a tick asks with the same
-    `now`), and so is the span up to the next edge, where nothing changes."""
+    `now`)."""
 
     windows: tuple[Window, ...]
     tz: ZoneInfo
     outside: Outside = Outside.SIGNALS
     _states: dict = field(default_factory=dict, init=False, repr=False)
-    #: [(since, until, state)]: the state from `since` up to the next edge
-    #: (a replay or a tick walks forward through the same span many times).
-    _span: list = field(default_factory=lambda: [(None, None, None)], init=False, repr=False)
 
     def state_at(self, now: datetime) -> ScheduleState:
-        since, until, state = self._span[0]
-        if since is not None and since <= now and (until is None or now < until):
-            return state  # nothing opens or closes between the edges around `now`
         state = self._states.get(now)
         if state is None:
             state = self._compute(now)
             if len(self._states) >= _CACHE_SIZE:
                 self._states.clear()
             self._states[now] = state
-        self._span[0] = (now, next_edge(self, now), state)
         return state
 
     def _compute(self, now: datetime) -> ScheduleState:
