@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from scaler.decide.decisions import Action
-from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Points, Replay, Steps
+from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, Steps, step_values
 from scaler.decide.times import human_duration, rfc3339
 from scaler.run.backtesting import Backtest
 
@@ -275,23 +275,6 @@ def _signal_traces(result: Backtest, replay: Replay) -> list[dict]:
                               [threshold, threshold], mode="lines", hoverinfo="name+y",
                               line={"dash": "dash", "color": colour, "width": 1}))
     return out
-
-
-def step_values(points: Points | None, steps: Steps) -> list[float | None]:
-    """The signal's value at each step, as the replay read it: a step
-    without a point at exactly its instant, or with a value that is not a
-    finite number, is None (unknown)."""
-    values: list[float | None] = [None] * steps.count
-    start, step = steps.start.timestamp(), steps.step_seconds
-    for point in points or ():
-        try:
-            offset, value = point[0] - start, float(point[1])
-        except (TypeError, ValueError, IndexError):
-            continue
-        index = int(offset // step)
-        if offset == index * step and 0 <= index < steps.count and math.isfinite(value):
-            values[index] = value
-    return values
 
 
 def thinned(values: Sequence[float | None], limit: int) -> list[int]:

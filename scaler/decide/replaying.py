@@ -159,10 +159,17 @@ class Replay:
                    if (a.action in DOWN) != (b.action in DOWN)
                    and (b.at - a.at).total_seconds() < within_seconds)
 
+    def spans(self) -> list[tuple[int, int, int, int]]:
+        """(first step, step after the last, replicas, Ready) of each stretch
+        where neither changed."""
+        bounds = [*self.changes, (self.steps.count, 0, 0)]
+        return [(first, following, replicas, ready)
+                for (first, replicas, ready), (following, _, _) in zip(bounds, bounds[1:])]
+
     def replicas_at(self) -> list[tuple[int, int]]:
         """(replicas, Ready) at every step, for the timeline."""
-        out, bounds = [], [*self.changes, (self.steps.count, 0, 0)]
-        for (first, replicas, ready), (following, _, _) in zip(bounds, bounds[1:]):
+        out = []
+        for first, following, replicas, ready in self.spans():
             out.extend([(replicas, ready)] * (following - first))
         return out
 
@@ -215,21 +222,31 @@ class _Signal:
         self.text: object = _UNREAD
         self.value: float | None = None
 
+    @staticmethod
+    def parse(text: object) -> float | None:
+        """A point's value; None (unknown) if absent, not a number, NaN or ±Inf."""
+        try:
+            value = float(text) if text is not None else None
+        except (TypeError, ValueError):
+            return None
+        return value if value is not None and math.isfinite(value) else None
+
     def read(self, index: int) -> bool:
         """The value at step `index`; True if it changed since the last read."""
         text = self.texts[index]
         if text == self.text:
             return False
         self.text = text
-        try:
-            value = float(text) if text is not None else None
-        except (TypeError, ValueError):
-            value = None
-        self.value = value if value is not None and math.isfinite(value) else None
+        self.value = self.parse(text)
         return True
 
 
 _UNREAD = object()
+
+
+def step_values(points: Points | None, steps: Steps) -> list[float | None]:
+    """The signal's value at each step, as the replay reads it (None: unknown)."""
+    return [_Signal.parse(text) for text in _Signal(points, steps).texts]
 
 
 def _by_time(points: Points | None) -> dict:
@@ -358,7 +375,6 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
 
 def _account(result: Replay) -> None:
     """GPU-seconds held: replicas hold their GPUs from the step they are asked for."""
-    bounds = [*result.changes, (result.steps.count, 0, 0)]
     gpus, step = result.subject.gpus_per_replica, result.steps.step_seconds
     result.gpu_seconds = sum(replicas * gpus * step * (following - first)
-                             for (first, replicas, _), (following, _, _) in zip(bounds, bounds[1:]))
+                             for first, following, replicas, _ in result.spans())
