@@ -11,6 +11,7 @@ time it measured on stdout (pytest -s shows them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -46,6 +47,8 @@ FAILOVER_ROUNDS = 3
 # 10 s on this node, 1 min by default), the daemon notices within its reload
 # interval (1 s here) and acts at the next evaluation (2 s here).
 POLICY_EDIT_BOUND_SECONDS = 30
+# The log lines a failed count is explained with.
+STORY = {"decision", "writing", "leadership changed", "policies loaded", "policies reloaded"}
 
 
 def _host_state() -> dict:
@@ -100,8 +103,7 @@ def _policies(namespace: str, mode: str) -> str:
               windows:
                 - name: all-day
                   mode: {mode}
-                  start: "0 0 * * *"
-                  end: "59 23 * * *"
+                  when: "daily 00:00-24:00"
         """)
 
 
@@ -155,6 +157,19 @@ class Release:
         client.CoreV1Api(self.kube).patch_namespaced_config_map(
             f"{RELEASE}-policies", self.namespace, {"data": {"nights.yaml": _policies(self.workloads, mode)}})
 
+    @contextlib.contextmanager
+    def explained(self):
+        """A failed check inside also shows what each pod said about leading and acting."""
+        try:
+            yield
+        except AssertionError as error:
+            told = []
+            for pod in self.pods():
+                lines = [line for line in self.logs(pod.metadata.name)
+                         if line.get("event") in STORY or "lease" in str(line.get("event"))]
+                told.append(f"{pod.metadata.name}:\n" + "\n".join(f"  {json.dumps(line)}" for line in lines))
+            raise AssertionError(f"{error}\n" + "\n".join(told)) from error
+
     def logs(self, pod: str) -> list[dict]:
         result = self.kubectl("logs", "-n", self.namespace, pod)
         assert result.returncode == 0, result.stderr
@@ -171,10 +186,21 @@ def _replicas(kube, namespace: str, name: str) -> int:
     return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).spec.replicas
 
 
+def _object_events(kube, namespace: str, name: str) -> list:
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return sorted(events.items, key=lambda e: e.event_time or e.last_timestamp or e.metadata.creation_timestamp)
+
+
 def _events(kube, namespace: str, name: str, reason: str) -> int:
     """How many times an Event with this reason was recorded on the object."""
-    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
-    return sum(e.count or 1 for e in events.items if e.reason == reason)
+    return sum(e.count or 1 for e in _object_events(kube, namespace, name) if e.reason == reason)
+
+
+def _history(kube, namespace: str, name: str) -> str:
+    """Every Event on the object, with who posted it: what a failure needs to be read."""
+    return "\n".join(f"  {e.event_time or e.last_timestamp} {e.reason} x{e.count or 1} "
+                     f"by {e.reporting_instance or (e.source and e.source.host)}: {e.message or e.note}"
+                     for e in _object_events(kube, namespace, name))
 
 
 def _recorded(kube, namespace: str, name: str, reason: str, count: int) -> None:
@@ -182,7 +208,8 @@ def _recorded(kube, namespace: str, name: str, reason: str, count: int) -> None:
     count to reach exactly this, and fail if it is ever more."""
     def exactly():
         seen = _events(kube, namespace, name, reason)
-        assert seen <= count, f"{reason} on {name} recorded {seen} times, expected {count}"
+        assert seen <= count, (f"{reason} on {name} recorded {seen} times, expected {count}; its Events:\n"
+                               + _history(kube, namespace, name))
         return seen == count
     eventually(exactly, timeout_seconds=10)
 
@@ -296,9 +323,10 @@ def test_deleting_the_leader_pod_hands_over_to_the_standby_with_no_double_action
                                                                         labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, release.workloads, "fresh") == 0, timeout_seconds=30)
     eventually(lambda: _two_ready(release), timeout_seconds=60)
-    _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)  # the first pause, and this one
-    _recorded(kube, release.workloads, "llm", "Resumed", 1)
-    _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
+    with release.explained():
+        _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)  # the first pause, and this one
+        _recorded(kube, release.workloads, "llm", "Resumed", 1)
+        _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
     print(f"\nleader pod deleted -> standby holds the Lease: {', '.join(f'{t:.1f}s' for t in took)} "
           f"(bound {FAILOVER_BOUND_SECONDS}s)")
 
@@ -318,9 +346,10 @@ def test_helm_upgrade_rolls_over_with_no_double_action(release, kube):
     apps.create_namespaced_deployment(release.workloads, gpu_deployment("after-upgrade", replicas=1, gpus=1,
                                                                         labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, release.workloads, "after-upgrade") == 0, timeout_seconds=30)
-    _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)
-    _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
-    _recorded(kube, release.workloads, "after-upgrade", "ScaledToZero", 1)
+    with release.explained():
+        _recorded(kube, release.workloads, "llm", "ScaledToZero", 2)
+        _recorded(kube, release.workloads, "fresh", "ScaledToZero", 1)
+        _recorded(kube, release.workloads, "after-upgrade", "ScaledToZero", 1)
     print(f"\nhelm upgrade --wait: {rolled:.1f}s")
 
 
