@@ -48,7 +48,7 @@ FAILOVER_ROUNDS = 3
 # interval (1 s here) and acts at the next evaluation (2 s here).
 POLICY_EDIT_BOUND_SECONDS = 30
 # The log lines a failed count is explained with.
-STORY = {"decision", "writing", "leadership changed", "policies loaded", "policies reloaded"}
+STORY = {"start", "decision", "writing", "leadership changed", "policies reloaded", "human override"}
 
 
 def _host_state() -> dict:
