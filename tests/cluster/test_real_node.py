@@ -198,8 +198,9 @@ def _events(kube, namespace: str, name: str, reason: str) -> int:
 
 def _history(kube, namespace: str, name: str) -> str:
     """Every Event on the object, with who posted it: what a failure needs to be read."""
-    return "\n".join(f"  {e.event_time or e.last_timestamp} {e.reason} x{e.count or 1} "
-                     f"by {e.reporting_instance or (e.source and e.source.host)}: {e.message or e.note}"
+    def poster(e) -> str | None:
+        return e.reporting_instance or (e.source and (e.source.host or e.source.component))
+    return "\n".join(f"  {e.event_time or e.last_timestamp} {e.reason} x{e.count or 1} by {poster(e)}: {e.message}"
                      for e in _object_events(kube, namespace, name))
 
 
