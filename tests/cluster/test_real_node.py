@@ -162,7 +162,7 @@ class Release:
         """A failed check inside also shows what each pod said about leading and acting."""
         try:
             yield
-        except AssertionError as error:
+        except (AssertionError, pytest.fail.Exception) as error:  # too many, or too few in time
             told = []
             for pod in self.pods():
                 lines = [line for line in self.logs(pod.metadata.name)
@@ -191,26 +191,22 @@ def _object_events(kube, namespace: str, name: str) -> list:
     return sorted(events.items, key=lambda e: e.event_time or e.last_timestamp or e.metadata.creation_timestamp)
 
 
-def _events(kube, namespace: str, name: str, reason: str) -> int:
-    """How many times an Event with this reason was recorded on the object."""
-    return sum(e.count or 1 for e in _object_events(kube, namespace, name) if e.reason == reason)
-
-
-def _history(kube, namespace: str, name: str) -> str:
+def _history(events: list) -> str:
     """Every Event on the object, with who posted it: what a failure needs to be read."""
     def poster(e) -> str | None:
         return e.reporting_instance or (e.source and (e.source.host or e.source.component))
     return "\n".join(f"  {e.event_time or e.last_timestamp} {e.reason} x{e.count or 1} by {poster(e)}: {e.message}"
-                     for e in _object_events(kube, namespace, name))
+                     for e in events)
 
 
 def _recorded(kube, namespace: str, name: str, reason: str, count: int) -> None:
     """The Event follows the write that it reports: wait (bounded) for the
     count to reach exactly this, and fail if it is ever more."""
     def exactly():
-        seen = _events(kube, namespace, name, reason)
-        assert seen <= count, (f"{reason} on {name} recorded {seen} times, expected {count}; its Events:\n"
-                               + _history(kube, namespace, name))
+        events = _object_events(kube, namespace, name)
+        seen = sum(e.count or 1 for e in events if e.reason == reason)
+        assert seen <= count, f"{reason} on {name} recorded {seen} times, expected {count}; its Events:\n" + \
+            _history(events)
         return seen == count
     eventually(exactly, timeout_seconds=10)
 
