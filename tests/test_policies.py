@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from scaler.decide.loading import PolicyError, Problem, load_policies
+from scaler.decide.loading import PolicyError, Problem, check_policies, check_texts, load_policies
 from scaler.decide.policies import OnUnknown, Policy, json_schema, parse_duration
 from scaler.decide.windows import Mode, Outside
 
@@ -175,6 +175,38 @@ def test_examples_in_the_repository_load():
     policies = load_policies([ROOT / "policies"])
     assert len(policies) >= 4
     assert len(policies.files) >= 4
+
+
+def test_texts_check_as_the_same_files_do_named_as_given():
+    """A ConfigMap's keys are checked by the same code as files: same
+    policies, same problems, under the name the caller gives."""
+    files = sorted((ROOT / "policies").glob("*.yaml"))
+    from_files, file_problems = check_policies(files)
+    from_texts, text_problems = check_texts((f"ConfigMap ns/p, {f.name}", f.read_text()) for f in files)
+    assert from_texts.policies == from_files.policies and file_problems == text_problems == []
+    assert from_texts.sources and all(where.startswith("ConfigMap ns/p, ") for where in from_texts.sources.values())
+
+
+def test_texts_report_every_problem_across_keys():
+    one = "policies:\n  - name: a\n    idle: {query: q, threshold: 1, duration: 5m}\n"
+    _, problems = check_texts([("cm, one.yaml", one), ("cm, two.yaml", one), ("cm, three.yaml", ""),
+                               ("cm, big.yaml", "#" * (2 ** 20 + 1)), ("cm, unread.yaml", None)])
+    assert [str(p) for p in problems] == [
+        "cm, two.yaml:2: name: duplicate policy name 'a' (first defined at cm, one.yaml:2)",
+        "cm, three.yaml:1: empty file: expected a mapping: 'policies:' with a list of policies, or one policy",
+        "cm, big.yaml: larger than 1048576 bytes, the limit for a policy file (split it)"]
+
+
+def test_a_decision_is_acted_on_only_while_its_policy_is_in_force_as_it_was(tmp_path):
+    """What a new leader, or a pass that began before a reload, asks before it
+    writes: the same policy reloaded is in force; edited or removed, not."""
+    text = "policies:\n  - name: a\n    idle: {query: q, threshold: 1, duration: %s}\n"
+    before = check_texts([("cm, a.yaml", text % "5m")])[0]
+    policy = before.by_name("a")
+    assert before.in_force(policy)
+    assert check_texts([("cm, a.yaml", text % "5m")])[0].in_force(policy)  # new objects, equal
+    assert not check_texts([("cm, a.yaml", text % "6m")])[0].in_force(policy)
+    assert not check_texts([("cm, a.yaml", text.replace("name: a", "name: b") % "5m")])[0].in_force(policy)
 
 
 # ---------------------------------------------------------------- JSON Schema

@@ -26,7 +26,7 @@ from scaler.decide.reading import (
     read_documents,
 )
 
-__all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "check_policies", "load_policies"]
+__all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "check_policies", "check_texts", "load_policies"]
 
 
 class PolicyError(Exception):
@@ -54,6 +54,12 @@ class PolicySet:
 
     def by_name(self, name: str) -> Policy | None:
         return next((policy for policy in self.policies if policy.name == name), None)
+
+    def in_force(self, policy: Policy) -> bool:
+        """Whether `policy` (perhaps from an earlier set) is in this set as it
+        is: a decision it made may still be acted on."""
+        current = self.by_name(policy.name)
+        return current is policy or current == policy
 
 
 _SHAPE_HELP = "expected a mapping: 'policies:' with a list of policies, or one policy"
@@ -164,33 +170,51 @@ def check_policies(paths: Iterable[str | Path]) -> tuple[PolicySet, list[Problem
     not just the first)."""
     problems: list[Problem] = []
     files = _files(paths, problems)
+    texts = ((str(path), _read_text(path, str(path), problems)) for path in files)
+    return check_texts(texts, problems=problems)
+
+
+def check_texts(texts: Iterable[tuple[str, str | None]], *,
+                problems: list[Problem] | None = None) -> tuple[PolicySet, list[Problem]]:
+    """As `check_policies`, for texts already read, each named as its
+    problems will be (a file, or a ConfigMap key); a None text is skipped."""
+    problems = [] if problems is None else problems
     policies: list[Policy] = []
     sources: dict[str, str] = {}
-    for path in files:
-        file = str(path)
-        text = _read_text(path, file, problems)
-        if text is None:
-            continue
-        documents = [document for document in read_documents(text, file, problems) if document.data is not None]
-        if not documents and not any(problem.file == file for problem in problems):
-            problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
-        for document in documents:
-            items, shape = _policies_in(document)
-            problems.extend(Problem(file, document.line(path_), field_path(path_), message)
-                            for message, path_ in shape)
-            for data, base in items:
-                line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)
-                name = data.get("name") if isinstance(data, dict) else None
-                duplicate = isinstance(name, str) and name in sources
-                if duplicate:
-                    problems.append(Problem(file, line, "name",
-                                            f"duplicate policy name {name!r} (first defined at {sources[name]})"))
-                elif isinstance(name, str):
-                    sources[name] = f"{file}:{line}"
-                policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)
-                if policy is not None and not duplicate:
-                    policies.append(policy)
-    return PolicySet(tuple(policies), tuple(map(str, files)), sources), problems
+    names: list[str] = []
+    for file, text in texts:
+        names.append(file)
+        if text is not None and len(text.encode("utf-8")) > MAX_FILE_BYTES:
+            problems.append(Problem(file, None, "", f"larger than {MAX_FILE_BYTES} bytes, the limit for a policy "
+                                                    "file (split it)"))
+        elif text is not None:
+            policies.extend(_check_text(text, file, sources, problems))
+    return PolicySet(tuple(policies), tuple(names), sources), problems
+
+
+def _check_text(text: str, file: str, sources: dict[str, str], problems: list[Problem]) -> list[Policy]:
+    """The valid policies of one text; its problems are added to `problems`,
+    and each policy's name to `sources` (names must be unique across texts)."""
+    policies: list[Policy] = []
+    documents = [document for document in read_documents(text, file, problems) if document.data is not None]
+    if not documents and not any(problem.file == file for problem in problems):
+        problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
+    for document in documents:
+        items, shape = _policies_in(document)
+        problems.extend(Problem(file, document.line(path_), field_path(path_), message) for message, path_ in shape)
+        for data, base in items:
+            line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)
+            name = data.get("name") if isinstance(data, dict) else None
+            duplicate = isinstance(name, str) and name in sources
+            if duplicate:
+                problems.append(Problem(file, line, "name",
+                                        f"duplicate policy name {name!r} (first defined at {sources[name]})"))
+            elif isinstance(name, str):
+                sources[name] = f"{file}:{line}"
+            policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)
+            if policy is not None and not duplicate:
+                policies.append(policy)
+    return policies
 
 
 def load_policies(paths: Iterable[str | Path]) -> PolicySet:
