@@ -85,8 +85,8 @@ def test_lint_passes(helm, values):
 def test_default_render_is_the_objects_users_get(helm):
     docs = render(helm)
     assert sorted(d["kind"] for d in docs) == sorted([
-        "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "Deployment", "Service", "PodDisruptionBudget"])
+        "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Role",
+        "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"])
     assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert only(docs, "Deployment")["spec"]["replicas"] == 2
     service = only(docs, "Service")
@@ -119,6 +119,9 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting_and_parses(helm, monk
     assert settings.lease_name == "scaler" and settings.effective_lease_namespace == "scaler"
     assert settings.namespaces == ["team-a", "team-b"]
     assert settings.policies == [Path("/etc/scaler/policies")]
+    # The daemon reads the very ConfigMap the chart renders, by name.
+    configmap = only(render(helm), "ConfigMap")["metadata"]
+    assert settings.policy_configmap == configmap["name"] and configmap["namespace"] == settings.own_namespace
     assert settings.prometheus_url == "http://prom.monitoring:9090"
     assert settings.port == 8080 and settings.log_format == "json"
 
@@ -127,8 +130,10 @@ def test_cluster_mode_grants_exactly_what_the_daemon_uses(helm):
     docs = render(helm)
     assert grants(only(docs, "ClusterRole")) == WORKLOAD_GRANTS | {("", "namespaces", "list"),
                                                                    ("", "namespaces", "watch")}
-    assert grants(only(docs, "Role")) == LEASE_GRANTS
-    assert only(docs, "Role")["metadata"]["namespace"] == "scaler"
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert grants(roles["scaler-leader-election"]) == LEASE_GRANTS
+    assert grants(roles["scaler-policies"]) == {("", "configmaps[scaler-policies]", "get")}
+    assert {role["metadata"]["namespace"] for role in roles.values()} == {"scaler"}
     binding = only(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
 
@@ -137,7 +142,8 @@ def test_restricted_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(h
     docs = render(helm, "--set", "watchNamespaces={team-a,team-b}")
     assert not [d for d in docs if d["kind"].startswith("Cluster")]
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
-    assert set(roles) == {("team-a", "scaler"), ("team-b", "scaler"), ("scaler", "scaler-leader-election")}
+    assert set(roles) == {("team-a", "scaler"), ("team-b", "scaler"), ("scaler", "scaler-leader-election"),
+                          ("scaler", "scaler-policies")}
     for namespace in ("team-a", "team-b"):
         # Its own namespace's labels by GET (for namespace_selector), no list or watch of namespaces.
         assert grants(roles[(namespace, "scaler")]) == WORKLOAD_GRANTS | {("", f"namespaces[{namespace}]", "get")}
@@ -219,7 +225,8 @@ def test_more_replicas_without_leader_election_are_refused(helm):
     assert "replicaCount > 1 needs leaderElection.enabled=true" in result.stderr
     docs = render(helm, "--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
     assert env_of(docs)["SCALER_LEADER_ELECTION"] == "false"
-    assert not [d for d in docs if d["kind"] in ("Role", "PodDisruptionBudget")]
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["scaler-policies"]  # no Lease grant
 
 
 def test_service_monitor_is_off_by_default_and_scrapes_metrics_when_on(helm):

@@ -11,8 +11,10 @@ misfire grace), each independent of the others (no job waits for another):
   edge anyway);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
-- reload: re-reads the policy files when they change; a bad set is reported
-  and the last good one stays in force.
+- reload: re-reads the policies (files, or a ConfigMap through the API) when
+  they change; a bad set is reported and the last good one stays in force.
+  A new leader acts only once it has read them in its own term, so a
+  standby that held an old version cannot undo what the last leader did.
 
 Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish,
 queued Events are posted, and only then is the Lease released, so a standby
@@ -26,9 +28,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import structlog
 from apscheduler.events import (
@@ -42,12 +43,13 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scaler.cluster.discovery import KindResolver
-from scaler.cluster.kube import KubeError
+from scaler.cluster.kube import Kube, KubeError
 from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import warm_ups
 from scaler.decide.facts import next_prewarm
-from scaler.decide.loading import PolicyError, PolicySet, check_policies
+from scaler.decide.loading import PolicyError, PolicySet
+from scaler.decide.policies import Policy
 from scaler.decide.reverts import HandsOff
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
@@ -55,33 +57,24 @@ from scaler.run.leading import Leadership
 from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.run.reconciling import Reconciler, kinds_of
 from scaler.run.settings import Settings
+from scaler.run.sources import PolicySource, policy_source
 
 log = structlog.get_logger("scaler")
 
 
-def _fingerprint(paths: list[Path]) -> tuple:
-    """What changed-on-disk means: every policy file's name, size and mtime
-    (ConfigMap updates swap a symlink, which changes all three)."""
-    seen = []
-    for path in paths:
-        candidates = sorted(path.iterdir()) if path.is_dir() else [path]
-        for file in candidates:
-            if file.suffix in (".yaml", ".yml") or not path.is_dir():
-                try:
-                    stat = file.stat()
-                    seen.append((str(file), stat.st_size, stat.st_mtime_ns))
-                except OSError:
-                    seen.append((str(file), None, None))
-    return tuple(seen)
-
-
 class Daemon:
-    def __init__(self, settings: Settings, policies: PolicySet) -> None:
+    def __init__(self, settings: Settings, policies: PolicySet, *, source: PolicySource, version: Hashable,
+                 kube: Kube | None = None) -> None:
+        """`policies` are what `source` held at `version`."""
         self.settings = settings
         self.policies = policies
         self.metrics = Metrics()
         self.health = Health(policies_loaded=True, details={"policyFilesValid": True, "failingPolicies": {}})
-        self.kube = settings.kube()
+        self.kube = kube or settings.kube()
+        self.source, self._version = source, version
+        #: The leadership term in which the policies were last read: only that term may act.
+        self._checked_term = -1
+        self._unread: str | None = None  # why the source could not be read, while it cannot
         self.metrics.count_requests(self.kube.request_counts)
         self.prometheus = settings.prometheus()
         self.view = WatchingView(self.kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
@@ -96,7 +89,7 @@ class Daemon:
         self.reconciler = Reconciler(
             prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube, events=self.events),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
-            may_act=lambda: not self.stopping.is_set() and self.leadership.is_leading(),
+            may_act=self._may_act,
             concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
             resolve=KindResolver(self.kube),
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
@@ -106,7 +99,6 @@ class Daemon:
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
         self._running_changed = threading.Condition()
-        self._fingerprint = _fingerprint(settings.policies)
         self.server = None
         self._published: set[str] = set()
 
@@ -116,7 +108,8 @@ class Daemon:
         s = self.settings
         self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
         port = self.server.server_address[1]
-        log.info("starting", policies=len(self.policies), files=list(self.policies.files), port=port,
+        log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
+                 port=port,
                  dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
         self.metrics.policy_files_valid.set(1)  # it would not have started otherwise
@@ -127,13 +120,16 @@ class Daemon:
             log.warning("caches not synced after 60s; continuing, the API server may be unreachable")
         self.health.api_reachable = synced  # a reconcile that succeeds sets it too
         self.leadership.start()
+        if not s.leader_election:  # it leads from the start, with the policies just read
+            self._checked_term = self.leadership.term
         self.scheduler.start()
         self.scheduler.add_job(self._job(self._reconcile), IntervalTrigger(seconds=s.evaluation_interval_seconds),
                                id="reconcile", next_run_time=datetime.now(timezone.utc))
         self.scheduler.add_job(self._job(self._wake), IntervalTrigger(seconds=s.wake_check_interval_seconds),
                                id="wake")
+        # At once too: a leader elected before the scheduler ran reads the policies in its term.
         self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
-                               id="reload")
+                               id="reload", next_run_time=datetime.now(timezone.utc))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         # In slices: a signal delivered to a worker thread runs its Python
@@ -188,11 +184,20 @@ class Daemon:
                     self._running_changed.notify_all()
         return run
 
+    def _may_act(self, policy: Policy | None) -> bool:
+        """Leading, not stopping, with the policies read in this term; and
+        `policy`, which made the decision, still in force as it was: a pass
+        that began before a reload (or before this term) does not act on a
+        policy the reload changed or removed."""
+        if self.stopping.is_set() or not self.leadership.is_leading() or self._checked_term != self.leadership.term:
+            return False
+        return policy is None or self.policies.in_force(policy)
+
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading and self.scheduler.running:
-            # A new leader acts now, not at the next interval.
-            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+            # A new leader reads the policies now, then acts (the reload starts the reconcile).
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(timezone.utc))
 
     def _job_event(self, event: JobEvent) -> None:
         job = event.job_id if event.job_id in ("reconcile", "wake", "reload") else "edge"
@@ -282,11 +287,28 @@ class Daemon:
         return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def _reload(self) -> None:
-        fingerprint = _fingerprint(self.settings.policies)
-        if fingerprint == self._fingerprint:
+        term = self.leadership.term
+        try:
+            version = self.source.version()
+        except KubeError as error:
+            if str(error) != self._unread:  # once per cause, not every interval
+                log.error("cannot read the policies; the last good ones stay in force, and a new leader waits "
+                          "for them", source=str(self.source), error=str(error))
+            self._unread = str(error)
             return
-        self._fingerprint = fingerprint
-        policies, problems = check_policies(self.settings.policies)
+        if self._unread is not None:
+            log.info("policies readable again", source=str(self.source))
+            self._unread = None
+        changed = version != self._version
+        self._version = version
+        if changed:
+            self._apply(*self.source.check())
+        if changed or self._checked_term != term:
+            self._checked_term = term
+            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+
+    def _apply(self, policies: PolicySet, problems: list) -> None:
+        """Put a newly read policy set in force, or report why it is not."""
         if problems:
             self.metrics.reload_errors.inc()
             self.metrics.policy_files_valid.set(0)
@@ -299,8 +321,8 @@ class Daemon:
         self.metrics.policy_files_valid.set(1)
         self.health.details.update(policyFilesValid=True, policyProblems=[])
         self._publish_policies()
-        log.info("policies reloaded", policies=len(policies), names=[p.name for p in policies])
-        self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+        log.info("policies reloaded", policies=len(policies), names=[p.name for p in policies],
+                 source=str(self.source))
 
     def _publish_policies(self) -> None:
         self.metrics.policies.set(len(self.policies))
@@ -314,17 +336,24 @@ class Daemon:
 
 def run(settings: Settings) -> int:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    source: PolicySource | None = None
     try:
-        policies, problems = check_policies(settings.policies)
+        kube = settings.kube() if settings.policy_configmap else None  # files are checked before any kubeconfig
+        source = policy_source(settings, kube)
+        version = source.version()
+        policies, problems = source.check()
         if problems:
             raise PolicyError(problems)
+        daemon = Daemon(settings, policies, source=source, version=version, kube=kube)
     except PolicyError as error:
         for problem in error.problems:
             log.error("invalid policy", problem=str(problem))
         print("\n".join(str(p) for p in error.problems), file=sys.stderr)
         return 1
-    try:
-        daemon = Daemon(settings, policies)
+    except KubeError as error:
+        log.error("cannot read the policies", source=str(source), error=str(error))
+        print(f"error: cannot read the policies from {source}: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # kubeconfig missing or unreadable
         log.error("cannot start", error=f"{type(error).__name__}: {error}")
         return 1

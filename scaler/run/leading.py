@@ -61,6 +61,9 @@ class Leadership:
         self.retry_period_seconds = retry_period_seconds
         self.on_change = on_change
         self._leading = False
+        #: Counts the times this process became leader: what was checked
+        #: during one term (the policies in force) is unchecked in the next.
+        self.term = 0
         self._last_renewal = 0.0
         self.stopping = threading.Event()
         #: Held by a renewal and by the release, so neither sees the Lease half-written by the other.
@@ -80,6 +83,8 @@ class Leadership:
 
     def _set(self, leading: bool) -> None:
         if leading != self._leading:
+            if leading:
+                self.term += 1  # before it leads: no caller sees the new term's leading with the old term
             self._leading = leading
             log.info("leadership changed", leading=leading, identity=self.identity,
                      lease=f"{self.namespace}/{self.name}")

@@ -3,8 +3,9 @@
 A bounded number of writes is in flight at once (the `concurrency` setting),
 across every pass that runs (the full reconcile, a window edge, a wake
 check); a workload another pass is writing is left to it. `may_act` is asked
-before every write, so a lost lease or a shutdown stops new writes at once
-while the ones in flight finish. Each write logs its intent before the
+before every write, with the policy that decided it, so a lost lease, a
+shutdown or a reload that changed that policy stops new writes at once while
+the ones in flight finish. Each write logs its intent before the
 PATCH and its outcome after, so even a kill between the two leaves a trace.
 """
 
@@ -27,6 +28,7 @@ from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import READY_AT, STARTED_AT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
+from scaler.decide.policies import Policy
 from scaler.decide.reverts import (
     HandsOff,
     is_gitops,
@@ -70,7 +72,7 @@ class Reconciler(Evaluator):
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
-                 may_act: Callable[[], bool] = lambda: True, concurrency: int = 16,
+                 may_act: Callable[[Policy | None], bool] = lambda policy: True, concurrency: int = 16,
                  signal_deadline_seconds: float | None = None,
                  resolve: Callable[[str], WorkloadKind] = resolve_kind, hands_off: HandsOff = HandsOff()) -> None:
         super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
@@ -100,7 +102,8 @@ class Reconciler(Evaluator):
             results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
             done = [result for result in results if result is not None]
         if refused.is_set():
-            log.info("not acting: not the leader, or stopping", left=len(todo) - len(done))
+            log.info("not acting: not the leader, or stopping, or a new leader that has not read its policies yet",
+                     left=len(todo) - len(done))
         return done
 
     @staticmethod
@@ -108,7 +111,7 @@ class Reconciler(Evaluator):
         return evaluation.decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None
 
     def _write(self, evaluation: Evaluation, *, now: datetime, refused: threading.Event) -> Result | None:
-        if not self.dry_run and not self.may_act():
+        if not self.dry_run and not self.may_act(evaluation.policy):
             refused.set()
             return None
         key = evaluation.workload.key
@@ -251,7 +254,7 @@ class Reconciler(Evaluator):
         return [result for result in results if result is not None]
 
     def _track(self, workload: Workload, write_for, policy: str, *, now: datetime) -> Result | None:
-        if not self.may_act():
+        if not self.may_act(None):
             return None
         with self._in_flight_lock:
             if workload.key in self._in_flight:

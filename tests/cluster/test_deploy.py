@@ -131,10 +131,21 @@ class Install:
             env.pop(name)
         return env
 
+    def set_policies(self, text: str) -> None:
+        """The chart's policies ConfigMap, holding `text` as nights.yaml, applied
+        (created, or edited as `helm upgrade` would)."""
+        values = self.tmp_path / "policies-values.yaml"
+        values.write_text(yaml.safe_dump({"policies": {"nights.yaml": text}}))
+        docs = self.render("-f", str(values), show=("templates/configmap.yaml",))
+        result = _kubectl(self.binaries, self.cluster, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        assert result.returncode == 0, result.stderr
+        self.policies = docs
+
     def remove(self) -> None:
-        if self.applied:
+        applied = self.applied + getattr(self, "policies", [])
+        if applied:
             _kubectl(self.binaries, self.cluster, "delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                     stdin=yaml.safe_dump_all(self.applied))
+                     stdin=yaml.safe_dump_all(applied))
 
 
 @pytest.fixture
@@ -212,6 +223,7 @@ def test_plain_manifests_pass_server_side_validation(binaries, cluster, kube):
             "clusterrole.rbac.authorization.k8s.io/scaler", "clusterrolebinding.rbac.authorization.k8s.io/scaler",
             "role.rbac.authorization.k8s.io/scaler-leader-election",
             "rolebinding.rbac.authorization.k8s.io/scaler-leader-election",
+            "role.rbac.authorization.k8s.io/scaler-policies", "rolebinding.rbac.authorization.k8s.io/scaler-policies",
             "service/scaler", "deployment.apps/scaler", "poddisruptionbudget.policy/scaler"}, result.stdout
     finally:
         if created:
@@ -228,11 +240,12 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     kubeconfig = install.kubeconfig()
     apps = client.AppsV1Api(kube)
     apps.create_namespaced_deployment(workloads, gpu_deployment("llm", replicas=3, gpus=0, labels={"tier": "gpu"}))
-    policies = tmp_path / "policies.yaml"
-    policies.write_text(_nights(mode="down", namespaces=[workloads]))
+    install.set_policies(_nights(mode="down", namespaces=[workloads]))
     env = install.daemon_env("--set", "dryRun=false")
     assert env["SCALER_LEADER_ELECTION"] == "true" and env["SCALER_DRY_RUN"] == "false"
-    daemon = daemons(policies, *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
+    # The daemon reads the chart's ConfigMap through the API; the files it is given are never read.
+    assert env["SCALER_POLICY_CONFIGMAP"] == install.policies[0]["metadata"]["name"]
+    daemon = daemons(tmp_path / "not-read.yaml", *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
 
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 0)
     annotations = _ours(_deployment(kube, workloads, "llm"))
@@ -246,11 +259,17 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     # Renewed, so `update` on the Lease is granted.
     _until(daemon, lambda: lease().spec.renew_time > first.renew_time, timeout_seconds=15)
 
-    policies.write_text(_nights(mode="up", namespaces=[workloads]))  # hot reload: the window turns keep-up
+    install.set_policies(_nights(mode="up", namespaces=[workloads]))  # hot reload: the window turns keep-up
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 3)
     assert _ours(_deployment(kube, workloads, "llm")) == {}
     assert daemon.stop() == 0  # hands the Lease back: get and patch on it
     assert _denials(daemon) == []
+
+    # The policies ConfigMap by name, and no other ConfigMap.
+    configmap = install.policies[0]["metadata"]["name"]
+    assert _can(binaries, cluster, install.who, "get", f"configmaps/{configmap}", install.namespace)
+    assert not _can(binaries, cluster, install.who, "get", "configmaps/other", install.namespace)
+    assert not _can(binaries, cluster, install.who, "list", "configmaps", install.namespace)
 
     # The same identity may not read Secrets, here or anywhere.
     assert not _can(binaries, cluster, install.who, "get", "secrets", workloads)
@@ -275,15 +294,14 @@ def test_restricted_rbac_acts_in_the_listed_namespaces_and_is_refused_outside(
                                                                     labels={"tier": "gpu"}))
     # The policy matches both namespaces by label, so the daemon has to read
     # the listed namespace's labels (a GET, granted by name in its Role).
-    policies = tmp_path / "policies.yaml"
-    policies.write_text(_nights(mode="down", namespace_selector=label))
+    install.set_policies(_nights(mode="down", namespace_selector=label))
     env = install.daemon_env(*restricted)
     assert env["SCALER_NAMESPACES"] == inside
-    daemon = daemons(policies, *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
+    daemon = daemons(tmp_path / "not-read.yaml", *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
 
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 0)
     assert _ours(_deployment(kube, inside, "llm"))[LAST_REPLICAS] == "2"
-    policies.write_text(_nights(mode="up", namespace_selector=label))
+    install.set_policies(_nights(mode="up", namespace_selector=label))
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 2)
     assert daemon.stop() == 0
     assert _denials(daemon) == []

@@ -1,7 +1,7 @@
 """The chart as users run it: `helm install` of the image built from
 deploy/Dockerfile, on a real node (containerd, runc, kubelet) beside the kwok
 GPU nodes. The daemon runs in two real pods with in-cluster config, probes,
-a projected token, the policies ConfigMap mounted by the kubelet and leader
+a projected token, the policies ConfigMap read through the API and leader
 election; the tests drive it the way a user would (values, ConfigMap edits,
 deleting a pod, helm upgrade and uninstall) and check what a user sees:
 replicas on the workload, Events, the Lease, `kubectl logs` and `exec`.
@@ -43,9 +43,8 @@ RELEASE = "scaler"
 # between the two, so a Lease that was not handed back fails the test.
 FAILOVER_BOUND_SECONDS = 8
 FAILOVER_ROUNDS = 3
-# A ConfigMap edit reaches the pod at the kubelet's next sync of it (syncFrequency,
-# 10 s on this node, 1 min by default), the daemon notices within its reload
-# interval (1 s here) and acts at the next evaluation (2 s here).
+# The daemon reads the ConfigMap through the API every reload interval (1 s
+# here) and acts at once on a change; the bound leaves room for a busy machine.
 POLICY_EDIT_BOUND_SECONDS = 30
 # The log lines a failed count is explained with.
 STORY = {"start", "decision", "writing", "leadership changed", "policies reloaded", "human override"}
@@ -285,10 +284,11 @@ def test_a_policy_edit_in_the_configmap_reaches_the_pods_and_is_applied(release,
     release.set_policies("up")
     seconds = _timed(lambda: _replicas(kube, release.workloads, "llm") == 3, timeout_seconds=POLICY_EDIT_BOUND_SECONDS)
     _recorded(kube, release.workloads, "llm", "Resumed", 1)
-    # The file in the pod is the new version, swapped in by the kubelet.
-    shown = release.kubectl("exec", "-n", release.namespace, release.holder(), "--",
-                            "cat", "/etc/scaler/policies/nights.yaml")
-    assert "mode: up" in shown.stdout, shown.stdout + shown.stderr
+    # Read through the API, not from the kubelet's copy, which lags by its sync period.
+    source = f"ConfigMap {release.namespace}/{RELEASE}-policies"
+    eventually(lambda: [line for line in release.logs(release.holder())
+                        if line.get("event") == "policies reloaded" and line.get("source") == source],
+               timeout_seconds=30)
     print(f"\nConfigMap edit -> workload resumed: {seconds:.1f}s (bound {POLICY_EDIT_BOUND_SECONDS}s)")
 
 
