@@ -109,8 +109,7 @@ class Daemon:
         self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
         port = self.server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
-                 port=port,
-                 dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
+                 port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
         self.metrics.policy_files_valid.set(1)  # it would not have started otherwise
         self._publish_policies()

@@ -102,7 +102,7 @@ class Reconciler(Evaluator):
             results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
             done = [result for result in results if result is not None]
         if refused.is_set():
-            log.info("not acting: not the leader, or stopping, or a new leader that has not read its policies yet",
+            log.info("not acting: not the leader, stopping, or its policies not read in this term or changed since",
                      left=len(todo) - len(done))
         return done
 
