@@ -71,6 +71,9 @@ def test_valid_kinds(kind):
     ("deployments.apps", "Deployment"), ("deployments.apps/v1", "Deployment"), ("DEPLOYMENT", "Deployment"),
     ("sts", "StatefulSet"), ("statefulsets.apps/v1", "StatefulSet"),
     ("isvc", "InferenceService"), ("inferenceservices.serving.kserve.io/v1beta1", "InferenceService"),
+    # What `kubectl get -o name` prints before the slash.
+    ("deployment.apps", "Deployment"), ("statefulset.apps", "StatefulSet"),
+    ("inferenceservice.serving.kserve.io", "InferenceService"),
 ])
 def test_kubectl_spellings_are_one_kind(spelling, canonical):
     policy = Policy.model_validate({**MINIMAL, "targets": {"kinds": [spelling]}})

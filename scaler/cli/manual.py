@@ -58,7 +58,8 @@ from scaler.run.settings import ClusterSettings, add_settings_arguments
 
 def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = True) -> None:
     if names:
-        parser.add_argument("names", nargs="*", metavar="NAME", help="workloads by name")
+        parser.add_argument("names", nargs="*", metavar="NAME",
+                            help="workloads by name, or as kubectl's TYPE/NAME (deploy/llm, deployment.apps/llm)")
     scope_ = parser.add_mutually_exclusive_group()
     scope_.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
     scope_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")

@@ -49,6 +49,26 @@ class Scope:
     rows: list[Result]
 
 
+def typed_names(args: argparse.Namespace) -> dict[str, tuple[str, ...]] | None:
+    """kubectl's TYPE/NAME form (`deploy/llm sts/db`): the names by kind
+    text, when every NAME has a type; None when none has one."""
+    names = getattr(args, "names", None) or ()
+    typed = [name for name in names if "/" in name]
+    if not typed:
+        return None
+    if len(typed) != len(names):
+        raise Stop("give every NAME as TYPE/NAME (deploy/llm), or none of them and --kind", EXIT_USAGE)
+    if args.kinds:
+        raise Stop("--kind and TYPE/NAME both give the kind: use one of them", EXIT_USAGE)
+    grouped: dict[str, tuple[str, ...]] = {}
+    for text in names:
+        kind, _, name = text.rpartition("/")  # a kind may hold a slash (deployments.apps/v1), a name may not
+        if not kind or not name:
+            raise Stop(f"{text!r}: expected TYPE/NAME, e.g. deploy/llm", EXIT_USAGE)
+        grouped[kind] = (*grouped.get(kind, ()), name)
+    return grouped
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """What can be checked without the cluster."""
     if args.selector is not None:
@@ -57,7 +77,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         except SelectorError as error:
             raise Stop(str(error)) from None
     try:
-        for text in args.kinds or ():
+        for text in [*(args.kinds or ()), *(typed_names(args) or ())]:
             resolve_kind(text)
     except UnknownKind as error:
         raise Stop(str(error)) from None
@@ -113,19 +133,27 @@ def scope(args: argparse.Namespace, *, all_kinds: bool = False) -> Scope:
     every registered kind whose API exists, unless --kind narrows it."""
     kube, settings = connect(args)
     resolve = KindResolver(kube)  # a custom resource is sized where its CRD's /scale says
+    typed = typed_names(args)
     try:
-        kinds = [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
+        if typed:  # one selection per kind, each with its own names
+            groups = [([resolve(text)], names) for text, names in typed.items()]
+        else:
+            kinds = list(KINDS.values()) if all_kinds and not args.kinds else \
+                [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
+            groups = [(kinds, tuple(getattr(args, "names", ()) or ()))]
     except (KindError, KubeError) as error:
         raise Stop(str(error)) from None
-    if all_kinds and not args.kinds:
-        kinds = list(KINDS.values())
     namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
-    selection = Selection(kinds=kinds, names=tuple(getattr(args, "names", ()) or ()), namespace=namespace,
-                          label_selector=args.selector, gpu_resources=tuple(settings.gpu_resources))
+    workloads, rows = [], []
     try:
         if namespace is not None:
             check_namespace(kube, namespace)
-        workloads, rows = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds)
+        for kinds, names in groups:
+            selection = Selection(kinds=kinds, names=names, namespace=namespace, label_selector=args.selector,
+                                  gpu_resources=tuple(settings.gpu_resources))
+            found, failed = select(kube, selection, ignore_missing_kinds=all_kinds and not args.kinds and not typed)
+            workloads += found
+            rows += failed
     except KubeError as error:
         raise Stop(str(error)) from None
     excluded = settings.all_excluded_namespaces

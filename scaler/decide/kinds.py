@@ -3,7 +3,8 @@ command line alike, and the canonical identity every spelling resolves to.
 
 Accepted, as kubectl accepts them: a built-in kind by name or short name in
 any case (`Deployment`, `deploy`, `deployments`, `sts`, `isvc`), by
-resource and group (`deployments.apps`, `deployments.apps/v1`), or a custom
+resource and group (`deployments.apps`, `deployments.apps/v1`, and the
+`deployment.apps` that `kubectl get -o name` prints), or a custom
 resource with a /scale subresource as `<plural>.<group>/<version>`. Two
 spellings of one kind are one kind: `Deployment` and `deployments.apps/v1`
 have the same `key`, so two policies naming them overlap (and conflict)
@@ -72,7 +73,8 @@ def parse_kind(text: str) -> KindName:
         raise UnknownKind(f"unknown kind {text!r}: {EXPECTED}")
     plural, group, version = match["plural"], match["group"], match["version"]
     for kind in _BUILTINS:
-        if (plural, group) == (kind.plural, kind.group):
+        # The plural, or the singular kubectl prints in `-o name` (deployment.apps/llm).
+        if group == kind.group and plural in (kind.plural, kind.name.lower()):
             if version not in (None, kind.version):
                 raise UnknownKind(f"{text!r}: {kind.name} is served as {kind.group}/{kind.version}")
             return kind

@@ -139,6 +139,10 @@ def _hostile_cases(namespace, tmp_path, closed_port):
         (("pause", "x", "--kind", "Pod", *n), 1, "unknown kind 'Pod': expected one of Deployment, StatefulSet, "
                                                  "InferenceService"),
         (("status", "--kind", "widgets.example.com", *n), 1, "needs its version"),
+        (("pause", "pod/x", *n), 1, "unknown kind 'pod': expected one of Deployment"),
+        (("pause", "deploy/x", "y", *n), 2, "give every NAME as TYPE/NAME (deploy/llm), or none of them and --kind"),
+        (("resume", "deploy/x", "--kind", "sts", *n), 2, "--kind and TYPE/NAME both give the kind"),
+        (("pause", "deploy/", *n), 2, "'deploy/': expected TYPE/NAME, e.g. deploy/llm"),
         (("pause", "x", "-n", "no-such-namespace"), 1, "namespace 'no-such-namespace' not found"),
         (("status", "-n", "no-such-namespace"), 1, "namespace 'no-such-namespace' not found"),
         (("resume", "x", "-n", "no-such-namespace", "--for", "1h"), 1, "namespace 'no-such-namespace' not found"),

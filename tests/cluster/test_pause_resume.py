@@ -169,6 +169,37 @@ def test_missing_name_fails_the_row_and_the_exit_code(namespace, cluster):
     assert f"failed: Deployment/StatefulSet/{namespace}/nope: not found" in result.stderr
 
 
+def test_kubectl_type_name_form_selects_each_name_in_its_own_kind(kube, namespace, cluster):
+    """`kubectl get -o name` output pasted as is: deployment.apps/db pauses the
+    Deployment db only, never the StatefulSet of the same name."""
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_deployment(namespace, gpu_deployment("db", replicas=2, gpus=1))
+    apps.create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=3, gpus=1))
+    apps.create_namespaced_stateful_set(namespace, _statefulset("db", 2, {}))
+    apps.create_namespaced_stateful_set(namespace, _statefulset("cache", 1, {}))
+
+    paused = run_scaler("pause", "deployment.apps/db", "deploy/chat", "sts/cache", "-n", namespace, "-o", "json",
+                        kubeconfig=cluster.kubeconfig)
+    assert paused.returncode == 0, paused.stderr
+    rows = {(row["kind"], row["name"]): row["result"] for row in json.loads(paused.stdout)["results"]}
+    assert rows == {("Deployment", "db"): "changed", ("Deployment", "chat"): "changed",
+                    ("StatefulSet", "cache"): "changed"}
+    assert apps.read_namespaced_deployment("db", namespace).spec.replicas == 0
+    assert apps.read_namespaced_stateful_set("db", namespace).spec.replicas == 2
+    assert apps.read_namespaced_stateful_set("cache", namespace).spec.replicas == 0
+
+    resumed = run_scaler("resume", "statefulsets.apps/v1/cache", "deploy/db", "-n", namespace,
+                         kubeconfig=cluster.kubeconfig)
+    assert resumed.returncode == 0, resumed.stderr
+    assert apps.read_namespaced_stateful_set("cache", namespace).spec.replicas == 1
+    assert apps.read_namespaced_deployment("db", namespace).spec.replicas == 2
+    assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 0  # not named
+
+    missing = run_scaler("pause", "sts/chat", "-n", namespace, kubeconfig=cluster.kubeconfig)
+    assert missing.returncode == 1
+    assert f"failed: StatefulSet/{namespace}/chat: not found" in missing.stderr
+
+
 def test_unknown_kind_is_a_clear_error(namespace, cluster):
     result = run_scaler("pause", "-n", namespace, "--kind", "Pod", kubeconfig=cluster.kubeconfig)
     assert result.returncode == 1
