@@ -18,7 +18,7 @@ from scaler.cluster.batches import Selection, select
 from scaler.cluster.discovery import KindError, KindResolver
 from scaler.cluster.kube import Forbidden, Kube, KubeconfigError, KubeError, NotFound
 from scaler.cluster.views import NAMESPACES
-from scaler.cluster.workloads import KINDS, Workload, resolve_kind
+from scaler.cluster.workloads import KINDS, Workload, WorkloadKind, resolve_kind
 from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import EXCLUDE
 from scaler.decide.decisions import WorkloadState, is_excluded
@@ -135,8 +135,13 @@ def scope(args: argparse.Namespace, *, all_kinds: bool = False) -> Scope:
     resolve = KindResolver(kube)  # a custom resource is sized where its CRD's /scale says
     typed = typed_names(args)
     try:
-        if typed:  # one selection per kind, each with its own names
-            groups = [([resolve(text)], names) for text, names in typed.items()]
+        if typed:  # one selection per kind, each with its own names; two spellings of a kind are one
+            by_kind: dict[str, tuple[WorkloadKind, tuple[str, ...]]] = {}
+            for text, names in typed.items():
+                kind = resolve(text)
+                _, before = by_kind.get(kind.key, (kind, ()))
+                by_kind[kind.key] = (kind, tuple(dict.fromkeys(before + names)))
+            groups = [([kind], names) for kind, names in by_kind.values()]
         else:
             kinds = list(KINDS.values()) if all_kinds and not args.kinds else \
                 [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]

@@ -178,10 +178,12 @@ def test_kubectl_type_name_form_selects_each_name_in_its_own_kind(kube, namespac
     apps.create_namespaced_stateful_set(namespace, _statefulset("db", 2, {}))
     apps.create_namespaced_stateful_set(namespace, _statefulset("cache", 1, {}))
 
-    paused = run_scaler("pause", "deployment.apps/db", "deploy/chat", "sts/cache", "-n", namespace, "-o", "json",
-                        kubeconfig=cluster.kubeconfig)
+    paused = run_scaler("pause", "deployment.apps/db", "deploy/chat", "sts/cache", "deployments/chat", "-n",
+                        namespace, "-o", "json", kubeconfig=cluster.kubeconfig)
     assert paused.returncode == 0, paused.stderr
-    rows = {(row["kind"], row["name"]): row["result"] for row in json.loads(paused.stdout)["results"]}
+    results = json.loads(paused.stdout)["results"]
+    assert len(results) == 3, results  # chat, named twice in two spellings, is one object and one row
+    rows = {(row["kind"], row["name"]): row["result"] for row in results}
     assert rows == {("Deployment", "db"): "changed", ("Deployment", "chat"): "changed",
                     ("StatefulSet", "cache"): "changed"}
     assert apps.read_namespaced_deployment("db", namespace).spec.replicas == 0
