@@ -73,6 +73,7 @@ class Install:
         self.tmp_path = tmp_path
         self.release = namespace  # fullname: "<namespace>-scaler", unique per test
         self.applied: list[dict] = []
+        self.policies: list[dict] = []  # the policies ConfigMap, once set_policies applied it
 
     def render(self, *values: str, show: tuple[str, ...] = ("templates/serviceaccount.yaml",
                                                             "templates/rbac.yaml")) -> list[dict]:
@@ -142,7 +143,7 @@ class Install:
         self.policies = docs
 
     def remove(self) -> None:
-        applied = self.applied + getattr(self, "policies", [])
+        applied = self.applied + self.policies
         if applied:
             _kubectl(self.binaries, self.cluster, "delete", "--ignore-not-found", "--wait=false", "-f", "-",
                      stdin=yaml.safe_dump_all(applied))

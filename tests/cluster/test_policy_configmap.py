@@ -11,11 +11,8 @@ import textwrap
 
 from kubernetes import client
 
-from tests.cluster.test_daemon import _events, _keep_down_policy, _replicas
+from tests.cluster.test_daemon import FAST, _events, _keep_down_policy, _replicas
 from tests.helpers import election, eventually, gpu_deployment, lease_holder, run_scaler
-
-FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
-        "--policy-reload-interval-seconds", "1")
 
 
 def _set(kube, namespace: str, **texts: str) -> None:
