@@ -35,6 +35,19 @@ def gpu_deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | No
     )
 
 
+def events(kube, namespace: str, name: str, reason: str) -> list[client.CoreV1Event]:
+    """The Events of this reason on the object `name`."""
+    return [e for e in client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}").items if e.reason == reason]
+
+
+def wait_events(kube, namespace: str, name: str, reason: str, *, timeout_seconds: float = 30) -> list:
+    """The Events of this reason, once there is one. The daemon posts its
+    Events in the background after the write lands, so a test sees the
+    write first."""
+    return eventually(lambda: events(kube, namespace, name, reason), timeout_seconds=timeout_seconds)
+
+
 def ready_pods(kube, namespace: str, app: str) -> list[client.V1Pod]:
     pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=f"app={app}").items
     return [

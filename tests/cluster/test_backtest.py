@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from kubernetes import client
 
 from scaler.decide.times import rfc3339
-from tests.cluster.test_daemon import _events, _push, _replicas, _write
-from tests.helpers import eventually, gpu_deployment, run_scaler
+from tests.cluster.test_daemon import _push, _replicas, _write
+from tests.helpers import events, eventually, gpu_deployment, run_scaler
 
 INTERVAL = 3  # the daemon's evaluation interval, and the backtest's step
 LOAD_SECONDS = 8
@@ -129,18 +129,18 @@ def test_the_backtest_replays_what_the_daemon_did(kube, namespace, cluster, tmp_
         assert daemon.stop() == 0
         sampler.stop.set()
         sampler.join(10)
-    events = sorted([(e.first_timestamp.timestamp(), "pause") for e in _events(kube, namespace, "chat", "ScaledToZero")]
-                    + [(e.first_timestamp.timestamp(), "resume") for e in _events(kube, namespace, "chat", "Resumed")])
+    actions = sorted([(e.first_timestamp.timestamp(), "pause") for e in events(kube, namespace, "chat", "ScaledToZero")]
+                    + [(e.first_timestamp.timestamp(), "resume") for e in events(kube, namespace, "chat", "Resumed")])
     chart = tmp_path / "timeline.html"
     result = _backtest(cluster, policies, namespace, start, end, "-o", "json", "--chart", str(chart))
     assert result.returncode == 0, result.stdout + result.stderr
     row = json.loads(result.stdout)["workloads"][0]
     replayed = [(datetime.fromisoformat(a["at"].replace("Z", "+00:00")).timestamp(), a["action"])
                 for a in row["actions"]]
-    print(f"\ndaemon Events: {[(round(t - start.timestamp(), 1), what) for t, what in events]}\n"
+    print(f"\ndaemon Events: {[(round(t - start.timestamp(), 1), what) for t, what in actions]}\n"
           f"backtest:      {[(round(t - start.timestamp(), 1), what) for t, what in replayed]}")
-    assert [what for _, what in replayed] == [what for _, what in events] == ["pause", "resume", "pause", "resume"]
-    for (event_at, what), (replayed_at, _) in zip(events, replayed):
+    assert [what for _, what in replayed] == [what for _, what in actions] == ["pause", "resume", "pause", "resume"]
+    for (event_at, what), (replayed_at, _) in zip(actions, replayed):
         # One evaluation interval, plus the second an Event's timestamp is cut to.
         assert abs(replayed_at - event_at) <= INTERVAL + 1, (what, replayed_at - event_at)
     assert row["warmUpSource"] == "measured" and LOAD_SECONDS <= row["warmUpSeconds"] <= LOAD_SECONDS + 10

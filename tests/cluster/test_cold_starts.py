@@ -23,8 +23,8 @@ from scaler.decide.annotations import (
 )
 from scaler.decide.times import human_duration, parse_time
 from scaler.decide.windows import zone
-from tests.cluster.test_daemon import _events, _push, _replicas, _write
-from tests.helpers import elected_pair, eventually, gpu_deployment, run_scaler
+from tests.cluster.test_daemon import _push, _replicas, _write
+from tests.helpers import elected_pair, eventually, events, gpu_deployment, run_scaler, wait_events
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
         "--policy-reload-interval-seconds", "1")
@@ -87,20 +87,21 @@ def test_a_queue_wake_is_never_paused_while_the_model_loads(kube, namespace, clu
     assert "of 2 replicas Ready, loading for" in loading[0]["reason"]
     eventually(lambda: _all_ready(kube, namespace, "chat"), timeout_seconds=90, interval_seconds=0.2)
     ready = datetime.now(timezone.utc)
-    assert _replicas(kube, namespace, "chat") == 2 and not _events(kube, namespace, "chat", "ScaledToZero")
+    assert _replicas(kube, namespace, "chat") == 2 and not events(kube, namespace, "chat", "ScaledToZero")
     # Ready and its grace over, and idle since Ready for the whole 6 s: now it may go.
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=90, interval_seconds=0.2)
     paused = datetime.now(timezone.utc)
     print(f"\nwoke, loaded {(ready - woke).total_seconds():.1f}s, paused {(paused - ready).total_seconds():.1f}s "
           "after all Ready (grace 10s + idle 6s since Ready)")
     assert (paused - ready).total_seconds() >= 10
-    ready_events = _events(kube, namespace, "chat", "Ready")
-    assert ready_events and "s after its start: all 2 replicas Ready" in ready_events[0].message
+    ready_events = wait_events(kube, namespace, "chat", "Ready")
+    assert "s after its start: all 2 replicas Ready" in ready_events[0].message
     annotations = _deployment(kube, namespace, "chat").metadata.annotations
     warm_up = float(annotations[WARM_UPS].split(",")[-1])
     assert 38 <= warm_up <= 60, annotations[WARM_UPS]
     assert parse_time(annotations[READY_AT]) > parse_time(annotations[STARTED_AT])
-    assert daemon.metric("scaler_wake_to_ready_seconds_count", policy="chat", phase="all") == 1
+    eventually(lambda: daemon.metric("scaler_wake_to_ready_seconds_count", policy="chat", phase="all") == 1,
+               timeout_seconds=15)
     assert daemon.stop() == 0
     # `scaler status` shows the warm-up: about what the next resume will take.
     status = run_scaler("status", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig)
@@ -124,8 +125,8 @@ def test_a_pulsing_queue_makes_no_flaps_with_the_defaults(kube, namespace, clust
     while (elapsed := (datetime.now(timezone.utc) - started).total_seconds()) < 150:
         _push(cluster, namespace, "gateway_pending_requests", 3 if elapsed % 20 < 8 else 0)
         time.sleep(0.5)  # the traffic's own pace, not a wait for an outcome
-    resumed = _events(kube, namespace, "chat", "Resumed")
-    paused = _events(kube, namespace, "chat", "ScaledToZero")
+    resumed = events(kube, namespace, "chat", "Resumed")
+    paused = events(kube, namespace, "chat", "ScaledToZero")
     print(f"\npulsing queue for 150s: {len(resumed)} Resumed, {len(paused)} ScaledToZero")
     assert len(resumed) == 1 and paused == []
     assert _all_ready(kube, namespace, "chat")
@@ -158,7 +159,7 @@ def _protected_until_ready_and_grace(kube, namespace, *, grace_seconds: float) -
         return False
 
     eventually(ready, timeout_seconds=120, interval_seconds=0.2)
-    assert not _events(kube, namespace, "chat", "ScaledToZero"), "paused while loading"
+    assert not events(kube, namespace, "chat", "ScaledToZero"), "paused while loading"
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=120, interval_seconds=0.2)
     after = time.monotonic() - not_ready_asked
     assert after >= grace_seconds, f"paused {after:.1f}s after Ready, inside the {grace_seconds}s grace"
@@ -238,8 +239,8 @@ def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, clus
           f"without pre-warm at T{cold_offset:+.1f}s")
     assert abs(warm_offset) <= 2
     assert cold_offset >= load - 5
-    reasons = [line["reason"] for line in daemon.logs("decision") if line.get("reason_code") == "prewarm"]
-    assert reasons and f"opens within {human_duration(load)} (prewarm): resuming to 2" in reasons[0]
+    prewarmed = daemon.wait_log("decision", lambda line: line.get("reason_code") == "prewarm")
+    assert f"opens within {human_duration(load)} (prewarm): resuming to 2" in prewarmed[0]["reason"]
     assert daemon.stop() == 0
 
 

@@ -19,10 +19,12 @@ from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TI
 from tests.helpers import (
     elected_pair,
     eventually,
+    events,
     gpu_deployment,
     lease_holder,
     push_metric,
     run_scaler,
+    wait_events,
 )
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
@@ -45,11 +47,6 @@ def _annotations(kube, namespace, name) -> dict:
 def _ours(annotations: dict) -> dict:
     """scaler's pause state: its annotations but the start times a resume records."""
     return {k: v for k, v in annotations.items() if k.startswith(PREFIX) and k not in START_TIMES}
-
-
-def _events(kube, namespace, name, reason) -> list:
-    return [e for e in client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}").items if e.reason == reason]
 
 
 def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start=None, end=None,
@@ -112,7 +109,7 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
     assert annotations[LAST_REPLICAS] == "2" and annotations[PAUSED_BY] == "policy/chat-idle"
     paused_line = daemon.wait_log("decision", lambda line: line.get("action") == "pause")[0]
     assert paused_line["reason_code"] == "idle-timeout" and paused_line["replicas_before"] == 2
-    assert "ScaledToZero" in [e.reason for e in _events(kube, namespace, "chat", "ScaledToZero")]
+    assert "from 2 replicas" in wait_events(kube, namespace, "chat", "ScaledToZero")[0].message
     # Paused, its pods' series vanish with them: that is not an unknown signal (no alert).
     group = (f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat"
              "/metric/vllm_num_requests_running")
@@ -246,8 +243,8 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
               timezone: Mars/Olympus
               windows: [{mode: down, when: "Mon-Fri 08:00-20:00"}]
         """)
-    eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1, timeout_seconds=30)
-    assert daemon.metric("scaler_policy_files_valid") == 0
+    eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1
+               and daemon.metric("scaler_policy_files_valid") == 0, timeout_seconds=30)
     rejected = daemon.wait_log("policy file rejected; the last good policies stay in force")
     assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
     assert daemon.metric("scaler_policies_loaded") == 1
@@ -275,7 +272,7 @@ def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, c
     eventually(lambda: all(_replicas(kube, namespace, f"d{i}") == 0 for i in range(5)), timeout_seconds=30)
     assert [line["workload"] for line in standby.logs("decision") if line.get("result") == "changed"] == []
     # Events follow their writes in the background: the kill below must not race them.
-    eventually(lambda: all(_events(kube, namespace, f"d{i}", "ScaledToZero") for i in range(5)), timeout_seconds=30)
+    eventually(lambda: all(events(kube, namespace, f"d{i}", "ScaledToZero") for i in range(5)), timeout_seconds=30)
 
     leading.process.kill()
     killed = time.monotonic()
@@ -285,7 +282,7 @@ def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, c
     print(f"\nfailover: standby paused a new workload {took:.1f}s after the leader was killed (lease 6s)")
     assert took < 6 + 2 + 2  # lease duration + one retry + one evaluation interval
     for i in range(5):  # nothing applied twice
-        assert len(_events(kube, namespace, f"d{i}", "ScaledToZero")) == 1
+        assert len(events(kube, namespace, f"d{i}", "ScaledToZero")) == 1
     assert standby.stop() == 0
     assert leader() is None  # SIGTERM released the lease
 
@@ -336,8 +333,8 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
     next_edge += timedelta(days=0 if now.hour < 12 else 1)
     assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
-    skipped = _events(kube, namespace, "chat", "ResumeSkipped")
-    assert skipped and "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
+    skipped = wait_events(kube, namespace, "chat", "ResumeSkipped")
+    assert "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
     assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override")
     assert daemon.stop() == 0
 
@@ -355,7 +352,7 @@ def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cl
     daemon.let_time_pass()
     assert _replicas(kube, namespace, "llm") == 3
     assert _ours(_annotations(kube, namespace, "llm")) == {}
-    assert _events(kube, namespace, "llm", "ScaledToZero") == []
+    assert events(kube, namespace, "llm", "ScaledToZero") == []
     assert daemon.stop() == 0
 
 

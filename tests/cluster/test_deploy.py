@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from scaler.cluster.kube import Forbidden, Kube, Resource
 from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
-from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler
+from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler, wait_events
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "scaler"
@@ -251,8 +251,7 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 0)
     annotations = _ours(_deployment(kube, workloads, "llm"))
     assert annotations[LAST_REPLICAS] == "3" and annotations[PAUSED_BY] == "policy/nights"
-    events = client.CoreV1Api(kube).list_namespaced_event(workloads, field_selector="involvedObject.name=llm")
-    assert "ScaledToZero" in [e.reason for e in events.items]
+    assert "from 3 replicas" in wait_events(kube, workloads, "llm", "ScaledToZero")[0].message
     def lease():
         return client.CoordinationV1Api(kube).read_namespaced_lease(env["SCALER_LEASE_NAME"], install.namespace)
     first = lease().spec

@@ -92,6 +92,11 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     finally:
         argo.stop.set()
         argo.join(10)
+    # A revert argo made just before it stopped is seen by a later reconcile:
+    # let two pass, then read the writes once the log and the metric agree.
+    daemon.let_time_pass()
+    eventually(lambda: daemon.metric("scaler_pause_reverts_total", manager="argocd-controller")
+               == sum(1 for _, what in _writes(daemon) if what == "revert"), timeout_seconds=15)
     writes = _writes(daemon)
     pauses = [t for t, what in writes if what == "pause"]
     reverts = [t for t, what in writes if what == "revert"]

@@ -13,10 +13,12 @@ from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TI
 from tests.helpers import (
     apply_crd,
     eventually,
+    events,
     gpu_deployment,
     push_metric,
     run_scaler,
     simple_crd,
+    wait_events,
 )
 
 FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
@@ -73,8 +75,8 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_later_pauses_work(kube, n
     daemon = daemons(policies, *FAST)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 3, timeout_seconds=60)
     assert _ours(_deployment(kube, namespace, "chat").metadata.annotations) == {}  # nothing to restore
-    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=chat")
-    assert [e.reason for e in events.items if e.reason in ("Resumed", "ScaledToZero")] == ["Resumed"]
+    assert "woken to 3 replicas" in wait_events(kube, namespace, "chat", "Resumed")[0].message
+    assert events(kube, namespace, "chat", "ScaledToZero") == []
     # Running like any other workload: idle pauses it with its size recorded, and the queue brings that back.
     _push(cluster, namespace, "gateway_pending_requests", 0)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 0, timeout_seconds=60)
@@ -162,9 +164,9 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace
     assert big["metadata"]["annotations"][LAST_REPLICAS] == "3"
     eventually(lambda: daemon.metric("scaler_policy_failing", policy="plain-nights") == 1, timeout_seconds=30)
     assert daemon.metric("scaler_policy_failing", policy="chat-nights") == 0
-    status, body = daemon.get("/readyz")
-    failing = json.loads(body)["failingPolicies"]
-    assert set(failing) == {"plain-nights"} and "no scale subresource" in failing["plain-nights"], body
+    # readiness takes the pass's failures once the pass is over, after the metric
+    failing = eventually(lambda: json.loads(daemon.get("/readyz")[1])["failingPolicies"], timeout_seconds=30)
+    assert set(failing) == {"plain-nights"} and "no scale subresource" in failing["plain-nights"], failing
     lines = eventually(lambda: daemon.logs("policy failed at run time; skipped, the other policies go on"),
                        timeout_seconds=30)
     assert len(lines) == 1 and lines[0]["source"].endswith("a-plain.yaml:3"), lines
@@ -182,9 +184,8 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace
             idle: {query: up, threshold: 1, duration: 5m, workload_label: my-label}
         """)
     eventually(lambda: daemon.metric("scaler_policy_files_valid") == 0, timeout_seconds=30)
-    status, body = daemon.get("/readyz")
-    ready = json.loads(body)
-    assert ready["policyFilesValid"] is False
+    ready = eventually(lambda: (body := json.loads(daemon.get("/readyz")[1]))["policyFilesValid"] is False and body,
+                       timeout_seconds=30)
     assert any("c-label.yaml:4: idle.workload_label: 'my-label'" in problem for problem in ready["policyProblems"])
     (directory / "c-label.yaml").unlink()
     eventually(lambda: json.loads(daemon.get("/readyz")[1])["policyFilesValid"] is True, timeout_seconds=30)

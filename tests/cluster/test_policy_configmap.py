@@ -11,8 +11,8 @@ import textwrap
 
 from kubernetes import client
 
-from tests.cluster.test_daemon import FAST, _events, _keep_down_policy, _replicas
-from tests.helpers import election, eventually, gpu_deployment, lease_holder, run_scaler
+from tests.cluster.test_daemon import FAST, _keep_down_policy, _replicas
+from tests.helpers import election, eventually, events, gpu_deployment, lease_holder, run_scaler
 
 
 def _set(kube, namespace: str, **texts: str) -> None:
@@ -30,7 +30,7 @@ def _set(kube, namespace: str, **texts: str) -> None:
 
 
 def _count(kube, namespace: str, name: str, reason: str) -> int:
-    return sum(e.count or 1 for e in _events(kube, namespace, name, reason))
+    return sum(e.count or 1 for e in events(kube, namespace, name, reason))
 
 
 def test_a_new_leader_reads_the_configmap_before_it_acts(kube, namespace, tmp_path, daemons):

@@ -262,9 +262,11 @@ def test_helm_install_wait_runs_two_ready_pods_that_pause_a_gpu_workload(release
 
 def test_kubectl_logs_show_json_decision_lines(release):
     leader = release.holder()
-    decisions = [line for line in release.logs(leader) if line.get("event") == "decision"]
-    paused = [d for d in decisions if d.get("workload") == "llm" and d.get("action") == "pause"]
-    assert len(paused) == 1, decisions
+    # kubectl logs reads the container's log file, which may lag the daemon a little.
+    paused = eventually(lambda: [line for line in release.logs(leader) if line.get("event") == "decision"
+                                 and line.get("workload") == "llm" and line.get("action") == "pause"],
+                        timeout_seconds=30)
+    assert len(paused) == 1, paused
     assert paused[0]["namespace"] == release.workloads and paused[0]["dry_run"] is False
     assert paused[0]["result"] == "changed" and paused[0]["replicas_before"] == 3
 
