@@ -13,6 +13,11 @@ from kubernetes import client
 #: The local cluster's kwok makes a pod Ready this long after it runs (a model loading).
 MODEL_LOAD_TIME = "local.scaler.io/model-load-time"
 
+#: The daemon's intervals in tests: a reconcile every 2 s, wake checks and
+#: policy reloads every second.
+FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
+        "--policy-reload-interval-seconds", "1")
+
 
 def gpu_deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | None = None,
                    load_seconds: float | None = None) -> client.V1Deployment:

@@ -24,10 +24,15 @@ from scaler.decide.annotations import (
 from scaler.decide.times import human_duration, parse_time
 from scaler.decide.windows import zone
 from tests.cluster.test_daemon import _push, _replicas, _write
-from tests.helpers import elected_pair, eventually, events, gpu_deployment, run_scaler, wait_events
-
-FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
-        "--policy-reload-interval-seconds", "1")
+from tests.helpers import (
+    FAST,
+    elected_pair,
+    events,
+    eventually,
+    gpu_deployment,
+    run_scaler,
+    wait_events,
+)
 
 
 def _paused(name: str, *, policy: str, last: int, load_seconds: float, cause: str = "idle-timeout", labels=None):

@@ -17,18 +17,16 @@ from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import (
+    FAST,
     elected_pair,
-    eventually,
     events,
+    eventually,
     gpu_deployment,
     lease_holder,
     push_metric,
     run_scaler,
     wait_events,
 )
-
-FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
-        "--policy-reload-interval-seconds", "1")
 
 
 def _write(path, text: str):

@@ -19,13 +19,18 @@ from kubernetes.client.rest import ApiException
 from scaler.cluster.kube import Forbidden, Kube, Resource
 from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
-from tests.helpers import DaemonProcess, eventually, gpu_deployment, run_scaler, wait_events
+from tests.helpers import (
+    FAST,
+    DaemonProcess,
+    eventually,
+    gpu_deployment,
+    run_scaler,
+    wait_events,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "scaler"
 MANIFESTS = ROOT / "deploy" / "manifests" / "scaler.yaml"
-FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
-        "--policy-reload-interval-seconds", "1")
 SECRETS = Resource("", "v1", "secrets")
 
 

@@ -18,8 +18,8 @@ from scaler.decide.annotations import (
     REVERTED_BY,
     REVERTS,
 )
-from tests.cluster.test_daemon import FAST, _push
-from tests.helpers import eventually, gpu_deployment, run_scaler
+from tests.cluster.test_daemon import _push
+from tests.helpers import FAST, events, eventually, gpu_deployment, run_scaler
 
 #: Compressed back-off: 5 s, 10 s, 20 s, 40 s, 80 s ... instead of 5 min, 10 min, 20 min ... The
 #: code path is the same (the base is a setting); only the unit of time shrinks 60-fold.
@@ -113,11 +113,10 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     assert per_minute[0] > per_minute[-1]
 
     # Reported once: one Event, one warning line; the rest are quiet info lines; the metric counts all.
-    events = [e for e in client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=chat").items if e.reason == "PauseReverted"]
-    assert len(events) == 1 and events[0].type == "Warning"
-    assert "pause reverted by argocd-controller" in events[0].message
-    assert "add ignoreDifferences for /spec/replicas" in events[0].message
+    reported = events(kube, namespace, "chat", "PauseReverted")
+    assert len(reported) == 1 and reported[0].type == "Warning"
+    assert "pause reverted by argocd-controller" in reported[0].message
+    assert "add ignoreDifferences for /spec/replicas" in reported[0].message
     lines = daemon.logs("pause reverted")
     assert [line["level"] for line in lines].count("warning") == 1
     assert daemon.metric("scaler_pause_reverts_total", manager="argocd-controller") == len(reverts)

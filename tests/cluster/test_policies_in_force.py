@@ -11,18 +11,16 @@ from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import (
+    FAST,
     apply_crd,
-    eventually,
     events,
+    eventually,
     gpu_deployment,
     push_metric,
     run_scaler,
     simple_crd,
     wait_events,
 )
-
-FAST = ("--evaluation-interval-seconds", "2", "--wake-check-interval-seconds", "1",
-        "--policy-reload-interval-seconds", "1")
 
 
 def _write(path, text: str):

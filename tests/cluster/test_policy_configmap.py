@@ -11,8 +11,16 @@ import textwrap
 
 from kubernetes import client
 
-from tests.cluster.test_daemon import FAST, _keep_down_policy, _replicas
-from tests.helpers import election, eventually, events, gpu_deployment, lease_holder, run_scaler
+from tests.cluster.test_daemon import _keep_down_policy, _replicas
+from tests.helpers import (
+    FAST,
+    election,
+    events,
+    eventually,
+    gpu_deployment,
+    lease_holder,
+    run_scaler,
+)
 
 
 def _set(kube, namespace: str, **texts: str) -> None:
