@@ -93,11 +93,11 @@ def check_text(text: str, file: str) -> Problem | None:
     return None
 
 
-def _check_depth(text: str, file: str) -> Problem | None:
+def _check_depth(text: str, file: str, loader: Any = _LOADER) -> Problem | None:
     """Nesting deeper than MAX_DEPTH, found from parser events (the parser
     is not recursive; the composer and constructor are)."""
     depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -106,6 +106,19 @@ def _check_depth(text: str, file: str) -> Problem | None:
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
     return None
+
+
+def _check_depth_again(text: str, file: str) -> Problem | None:
+    """The fast parser refused the file. libyaml has a nesting limit of its
+    own (1,000 levels in PyYAML 6.0.4's wheels) and refuses deeper flow
+    collections before it yields a single event; the pure-Python parser has
+    none and yields events one by one, so it finds our shallower limit
+    first. Any other error is left to the composer, which reports it with
+    its line."""
+    try:
+        return _check_depth(text, file, loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
 
 
 def _check_graph(root: yaml.Node, file: str) -> Problem | None:
@@ -162,7 +175,7 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
         try:
             early = _check_depth(text, file)
         except yaml.YAMLError:
-            early = None  # the composer below reports it with its line
+            early = _check_depth_again(text, file)
     if early is not None:
         problems.append(early)
         return []
