@@ -1,77 +1,24 @@
-"""Shared fixtures. Tests that use `cluster` (directly or through `kube` or
-`namespace`) are marked `cluster` automatically, so `pytest -m "not cluster"`
-runs the pure tests alone in seconds."""
+"""Three tiers, one folder each, each marked by where it lives:
+
+- tests/unit: Python only (pure logic, and the act, run and CLI layers
+  against the in-process fake API server in tests/fakes); `make test-unit`.
+- tests/tools: needs helm or promtool (deploy/local/install provides them).
+- tests/cluster: the real local cluster (marker `cluster`, fixtures in
+  tests/cluster/conftest.py); `real_node` tests also a real node.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-
-import cluster as local_cluster  # noqa: E402
-
-from tests.helpers import DaemonProcess, eventually  # noqa: E402
-
-CLUSTER_FIXTURES = {"cluster", "kube", "namespace", "daemons"}
+TIERS = {"unit": pytest.mark.unit, "tools": pytest.mark.tools, "cluster": pytest.mark.cluster}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.cluster)
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    """The real local cluster, started once per test session through the same
-    code as deploy/local/up, and stopped at the end. SCALER_TEST_STATE_DIR
-    reuses (and keeps) a cluster a developer already started."""
-    reuse = os.environ.get("SCALER_TEST_STATE_DIR")
-    state_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("cluster")
-    started = local_cluster.up(state_dir)
-    yield started
-    if not reuse:
-        local_cluster.down(state_dir)
-
-
-@pytest.fixture(scope="session")
-def kube(cluster):
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
-
-
-@pytest.fixture
-def namespace(kube, request):
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube)
-    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    # The default ServiceAccount is created asynchronously; pods need it.
-    eventually(lambda: core.read_namespaced_service_account("default", name), timeout_seconds=30)
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
-
-
-@pytest.fixture
-def daemons(cluster, tmp_path):
-    """Start `scaler run` subprocesses against the cluster; all are killed at
-    the end of the test (a test that wants a clean exit stops them itself)."""
-    started: list[DaemonProcess] = []
-
-    def start(policies, *args: str, name: str | None = None, env: dict | None = None) -> DaemonProcess:
-        log = tmp_path / f"{name or f'daemon-{len(started)}'}.log"
-        daemon = DaemonProcess(cluster, policies, log, *args, env=env).start()
-        started.append(daemon)
-        return daemon
-    yield start
-    for daemon in started:
-        daemon.kill()
+        tier = Path(item.path).relative_to(ROOT / "tests").parts[0]
+        if tier in TIERS:
+            item.add_marker(TIERS[tier])

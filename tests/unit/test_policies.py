@@ -13,7 +13,7 @@ from scaler.decide.loading import PolicyError, Problem, check_policies, check_te
 from scaler.decide.policies import OnUnknown, Policy, json_schema, parse_duration
 from scaler.decide.windows import Mode, Outside
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -240,7 +240,7 @@ def test_the_policy_reference_documents_every_key_of_the_schema():
 
     from scaler.decide.policies import json_schema
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "policies.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text()
     documented = set(re.findall(r"`([a-z_]+):?`", doc))
     schema = json_schema()
     keys: set[str] = set()

@@ -16,7 +16,7 @@ from scaler.decide.loading import load_policies
 from scaler.run.reconciling import kinds_of
 from scaler.run.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "scaler"
 
 

@@ -520,7 +520,7 @@ def test_the_precedence_table_in_the_docs_names_these_tests_and_codes():
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     doc = readme.split("## How it decides", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in doc.splitlines() if re.match(r"\| (\d+[a-d]?|–) \|", line)]

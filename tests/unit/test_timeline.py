@@ -18,7 +18,7 @@ from scaler.cli.timeline import MAX_POINTS, MAX_WORKLOADS, figure, step_values, 
 from scaler.decide.decisions import WorkloadState
 from scaler.decide.replaying import Steps, Subject, replay, window_runs
 from scaler.run.backtesting import Backtest
-from tests.test_decisions import at, make_policy
+from tests.unit.test_decisions import at, make_policy
 
 #: Tuesday 2024-06-04 in Berlin, a day at one-minute steps.
 DAY = Steps(at("2024-06-04 00:00").astimezone(timezone.utc), 60, 1440)

@@ -19,7 +19,7 @@ import yaml
 
 from scaler.run.observability import Metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "scaler-dashboard.json"
 DATASOURCE = "${datasource}"
 

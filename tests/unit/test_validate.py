@@ -14,7 +14,7 @@ import yaml
 
 from scaler.cli.main import COMMANDS, main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = """\
 policies:

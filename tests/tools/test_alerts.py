@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_dashboard import exported_names, metric_names
+from tests.tools.test_dashboard import exported_names, metric_names
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "scaler-rules.yaml"
 RULE_TESTS = RULES_DIR / "scaler-rules.test.yaml"

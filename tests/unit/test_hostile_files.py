@@ -40,6 +40,11 @@ def write_bytes(tmp_path: Path, data: bytes, name: str = "p.yaml") -> Path:
     pytest.param(b"x: &m {a: *m}\npolicies: []\n", 1, "recursive alias", id="recursive-alias-mapping"),
     pytest.param(b"policies: " + b"[" * 5000 + b"]" * 5000 + b"\n", 1, "nest more than 64 deep",
                  id="lists-5000-deep"),
+    # libyaml refuses these itself, before any event, at 1,000 levels or more (PyYAML >= 6.0.3)
+    pytest.param(b"policies: " + b"{a: " * 1001 + b"1" + b"}" * 1001 + b"\n", 1, "nest more than 64 deep",
+                 id="mappings-1001-deep"),
+    pytest.param(b"x: 1\npolicies: [" + b"[" * 3000 + b"\n", 2, "nest more than 64 deep",
+                 id="lists-3000-deep-unclosed"),
     pytest.param(b"policies:\n" + b"".join(b"  " * depth + b"- \n" for depth in range(1, 200)), None,
                  "nest more than 64 deep", id="block-lists-deep"),
     pytest.param(ALIAS_BOMB.encode(), 6, "more than 100000 values", id="alias-bomb"),
