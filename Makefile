@@ -1,18 +1,49 @@
-# The two commands README.md promises, plus the cluster on its own. Everything
-# runs in the project virtualenv .venv that `install` creates.
-.PHONY: test test-pure demo up down install
+# The two commands README.md promises (demo, test), the tiers, the gates and
+# the lock. Everything runs in the project virtualenv .venv, built from
+# requirements.lock by deploy/local/venv.
+.PHONY: demo test test-unit test-tools test-cluster test-latest lint lock venv install up down
 
+# Python only, from the lock: what the unit tier and the gates need.
+venv:
+	deploy/local/venv
+
+# Everything: apt packages, the cluster's Go builds (cached), then venv.
 install:
 	deploy/local/install
 
-# Everything: installs what is missing, then runs the whole suite against the
-# real local cluster (started and stopped by the test session itself).
+# The gates CI runs first: ruff, mypy on scaler/, the layer contracts.
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
+
+# Every tier, against the real local cluster (started and stopped by the session).
 test: install
 	.venv/bin/python -m pytest
 
-# Only the pure tests (no cluster), in seconds.
-test-pure: install
-	.venv/bin/python -m pytest -m "not cluster"
+# Python only, no cluster, no helm or promtool; 10 s per test at most.
+test-unit: venv
+	.venv/bin/python -m pytest tests/unit --timeout 10 -q
+
+test-tools: install
+	.venv/bin/python -m pytest tests/tools
+
+test-cluster: install
+	.venv/bin/python -m pytest tests/cluster
+
+# The unit tier against the newest versions pyproject.toml's ranges allow
+# (no lock), in .venv-latest: tells whether the ranges still hold.
+test-latest:
+	VENV=.venv-latest deploy/local/venv --latest
+	.venv-latest/bin/python -m pytest tests/unit --timeout 10 -q -p no:cacheprovider
+
+# Re-resolve requirements.lock from pyproject.toml (pip-tools, pinned here).
+lock:
+	python3 -m venv .venv-tools
+	.venv-tools/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.7.0
+	.venv-tools/bin/pip-compile --quiet --extra test --extra chart --extra lint --all-build-deps \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	  -o requirements.lock pyproject.toml
 
 up: install
 	.venv/bin/python deploy/local/up
