@@ -1,0 +1,176 @@
+"""The requests that pin the fake API server to the real one.
+
+`run(send, namespace)` sends them in order to any server and returns what
+each answer means (`summary`): the status code, a Status's reason, message
+and causes, an object's name, labels, annotations, replicas and who owns
+the replicas in managedFields, a list's names and paging, a watch's events.
+The local kube-apiserver's answers are kept in
+tests/fixtures/api/exchanges.json; the unit tier holds the fake to them and
+the cluster tier holds the real server to them (so a new Kubernetes version
+that answers differently is noticed). Re-record with
+
+    .venv/bin/python -m tests.fakes.exchanges --kubeconfig "$KUBECONFIG"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "api" / "exchanges.json"
+JSON, MERGE, PATCH, APPLY = ("application/json", "application/merge-patch+json", "application/json-patch+json",
+                             "application/apply-patch+yaml")
+
+#: (method, path, query, body, content type) -> (status, parsed body: dict, or text)
+Send = Callable[[str, str, dict, Any, str], tuple[int, Any]]
+
+
+def _deployment(name: str, replicas: int) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": {"app": name}, "annotations": {"a": "b"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+
+
+def steps(ns: str) -> list[tuple[str, str, str, dict, Any, str, bool]]:
+    """(label, method, path, query, body, content type, compare the message)."""
+    deployments = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    d = f"{deployments}/d"
+    scaler = {"fieldManager": "scaler"}
+    return [
+        ("create-namespace", "POST", "/api/v1/namespaces", {}, {"metadata": {"name": ns}}, JSON, True),
+        ("create", "POST", deployments, {"fieldManager": "helm"}, _deployment("d", 2), JSON, True),
+        ("create-taken-name", "POST", deployments, {}, _deployment("d", 2), JSON, True),
+        ("create-in-missing-namespace", "POST", f"/apis/apps/v1/namespaces/{ns}-none/deployments", {},
+         _deployment("d", 1), JSON, True),
+        ("get-missing", "GET", f"{deployments}/nope", {}, None, JSON, True),
+        ("get-unserved-group", "GET", f"/apis/nope.example.com/v1/namespaces/{ns}/things", {}, None, JSON, True),
+        ("json-patch-test-fails", "PATCH", d, scaler, [{"op": "test", "path": "/spec/replicas", "value": 5}],
+         PATCH, True),
+        ("json-patch-test-null-on-missing-key", "PATCH", d, scaler,
+         [{"op": "test", "path": "/metadata/annotations/scaler.io~1none", "value": None}], PATCH, True),
+        ("json-patch-test-null-on-missing-parent", "PATCH", d, scaler,
+         [{"op": "test", "path": "/spec/nothere/x", "value": None}], PATCH, True),
+        ("json-patch-test-value-on-missing-key", "PATCH", d, scaler,
+         [{"op": "test", "path": "/metadata/annotations/scaler.io~1none", "value": "1"}], PATCH, True),
+        ("json-patch-remove-missing", "PATCH", d, scaler,
+         [{"op": "remove", "path": "/metadata/annotations/scaler.io~1none"}], PATCH, True),
+        ("json-patch-replace-missing", "PATCH", d, scaler,
+         [{"op": "replace", "path": "/metadata/annotations/scaler.io~1none", "value": "1"}], PATCH, True),
+        ("json-patch-guarded-pause", "PATCH", d, scaler,
+         [{"op": "test", "path": "/spec/replicas", "value": 2},
+          {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None},
+          {"op": "add", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": "2"},
+          {"op": "add", "path": "/spec/replicas", "value": 0}], PATCH, True),
+        ("merge-patch-stale-version", "PATCH", d, {}, {"metadata": {"resourceVersion": "1"},
+                                                      "spec": {"replicas": 3}}, MERGE, True),
+        ("merge-patch-negative-replicas", "PATCH", d, {}, {"spec": {"replicas": -1}}, MERGE, True),
+        ("merge-patch-annotation-not-a-string", "PATCH", d, {}, {"metadata": {"annotations": {"n": 1}}}, MERGE,
+         False),
+        ("apply-by-gitops", "PATCH", d, {"fieldManager": "argocd-controller", "force": "true"},
+         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 3}},
+         APPLY, True),
+        ("apply-conflict", "PATCH", d, {"fieldManager": "flux"},
+         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 4}},
+         APPLY, True),
+        ("update-by-person", "PATCH", d, {"fieldManager": "kubectl-scale"}, {"spec": {"replicas": 5}}, MERGE,
+         True),
+        ("create-second", "POST", deployments, {}, _deployment("e", 1), JSON, True),
+        ("list-first-page", "GET", deployments, {"limit": "1"}, None, JSON, True),
+        ("list-by-label", "GET", deployments, {"labelSelector": "app=e"}, None, JSON, True),
+        ("list-by-set-label", "GET", deployments, {"labelSelector": "app in (d,x),app!=e"}, None, JSON, True),
+        ("create-event", "POST", f"/api/v1/namespaces/{ns}/events", {},
+         {"metadata": {"generateName": "d.", "namespace": ns}, "involvedObject": {
+             "apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "namespace": ns},
+          "reason": "ScaledToZero", "message": "m", "type": "Normal", "source": {"component": "scaler"},
+          "count": 1}, JSON, True),
+        ("update-stale", "PUT", d, {}, {**_deployment("d", 1), "metadata": {"name": "d", "resourceVersion": "1"}},
+         JSON, True),
+        ("delete", "DELETE", d, {}, None, JSON, True),
+        ("get-deleted", "GET", d, {}, None, JSON, True),
+    ]
+
+
+def summary(status: int, body: Any, *, message: bool = True) -> dict:
+    """What an answer means, without what differs run to run (uids, versions, times)."""
+    if not isinstance(body, dict):
+        return {"status": status, "text": str(body).strip()}
+    if body.get("kind") == "Status":
+        details = body.get("details") or {}
+        out = {"status": status, "reason": body.get("reason"), "code": body.get("code"),
+               "details": {k: details[k] for k in ("name", "group", "kind") if k in details},
+               "causes": [c.get("field") for c in details.get("causes") or []]}
+        if message:
+            out["message"] = body.get("message")
+        return out
+    if body.get("kind", "").endswith("List"):
+        meta = body.get("metadata") or {}
+        return {"status": status, "kind": body["kind"], "names": [i["metadata"]["name"] for i in body["items"]],
+                "continue": bool(meta.get("continue")), "remaining": meta.get("remainingItemCount")}
+    meta = body.get("metadata") or {}
+    owners = sorted(entry["manager"] for entry in meta.get("managedFields") or []
+                    if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}))
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("deployment.")}
+    return {"status": status, "kind": body.get("kind"), "apiVersion": body.get("apiVersion"),
+            "name": meta.get("generateName") + "*" if meta.get("generateName") else meta.get("name"), "labels": meta.get("labels"),
+            "annotations": annotations or None, "replicas": (body.get("spec") or {}).get("replicas"),
+            "replicaOwners": owners, "has": sorted(k for k in ("uid", "resourceVersion", "creationTimestamp")
+                                                   if meta.get(k))}
+
+
+def run(send: Send, namespace: str) -> dict[str, dict]:
+    """Every step against one server, in a namespace of its own (created first)."""
+    results = {}
+    for label, method, path, query, body, content_type, message in steps(namespace):
+        status, answer = send(method, path, query, body, content_type)
+        results[label] = summary(status, _unnamed(answer, namespace), message=message)
+    return results
+
+
+def _unnamed(answer: Any, namespace: str) -> Any:
+    """The answer with the run's namespace name replaced, so runs compare."""
+    return json.loads(json.dumps(answer).replace(namespace, "NS")) if namespace else answer
+
+
+def sender(api_client) -> Send:
+    """A Send over a kubernetes ApiClient (the real server's, or the fake's)."""
+    def send(method: str, path: str, query: dict, body: Any, content_type: str) -> tuple[int, Any]:
+        payload = body
+        if content_type == APPLY:
+            payload = json.dumps(body)  # YAML is a superset of JSON
+        m, url, headers, data, _ = api_client.param_serialize(
+            method=method, resource_path=path, query_params=list(query.items()),
+            header_params={"Accept": "application/json", "Content-Type": content_type}, body=payload,
+            auth_settings=["BearerToken"])
+        response = api_client.call_api(m, url, header_params=headers, body=data, _request_timeout=10)
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw.decode()
+    return send
+
+
+def record(kubeconfig: str) -> dict:
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    return run(sender(api_client), f"exchanges-{uuid.uuid4().hex[:6]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", required=True)
+    args = parser.parse_args()
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    FIXTURE.write_text(json.dumps(record(args.kubeconfig), indent=1, sort_keys=True) + "\n")
+    print(f"recorded {FIXTURE}")
+
+
+if __name__ == "__main__":
+    main()
