@@ -170,7 +170,7 @@ class DaemonProcess:
         self.env = env or {}
         self.process = None
 
-    def start(self) -> "DaemonProcess":
+    def start(self) -> DaemonProcess:
         import os
         import subprocess
         import sys

@@ -24,10 +24,9 @@ Slow on purpose: a few thousand Python steps per simulated day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
 MINUTE = timedelta(minutes=1)
 # Python's weekday(): Monday = 0 ... Sunday = 6.
 WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scaler.cli.instants import InstantError, duration, instant
 from scaler.cli.output import console, print_document, table
@@ -58,7 +58,7 @@ def _period(args: argparse.Namespace, now: datetime) -> tuple[Steps, float | Non
         raise InstantError(f"--to {rfc3339(end)} is not after --from {rfc3339(start)}")
     if end > now:
         raise InstantError(f"--to {rfc3339(end)} is in the future: history ends now ({rfc3339(now)})")
-    start = start.astimezone(timezone.utc).replace(microsecond=0)
+    start = start.astimezone(UTC).replace(microsecond=0)
     count = int((end - start).total_seconds() // step) + 1
     if count > MAX_STEPS:
         raise InstantError(f"{count} steps of {human_duration(step)}: more than {MAX_STEPS}; take a longer --step")

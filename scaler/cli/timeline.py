@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from scaler.decide.decisions import Action
-from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, Steps, step_values
+from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, step_values
 from scaler.decide.times import human_duration, rfc3339
 from scaler.run.backtesting import Backtest
 

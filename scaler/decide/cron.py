@@ -57,7 +57,7 @@ def standard_day_of_week(text: str, *, expression: str = "") -> str:
     days: set[int] = set()
     for part in text.split(","):
         base, _, step_text = part.partition("/")
-        if step_text and not step_text.isdigit() or step_text == "0":
+        if (step_text and not step_text.isdigit()) or step_text == "0":
             raise _cron_error(expression, f"day of week {part!r}: the step must be a positive number")
         step = int(step_text) if step_text else 1
         if base == "*":
@@ -128,7 +128,7 @@ class LocalCron:
     placed on the real time line by `wallclock.place`.
     """
 
-    __slots__ = ("expression", "tz", "trigger")
+    __slots__ = ("expression", "trigger", "tz")
 
     def __init__(self, expression: str, tz: ZoneInfo) -> None:
         self.expression = expression

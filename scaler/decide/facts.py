@@ -65,7 +65,7 @@ class Facts:
     """Everything the rows read, for one decision; what only some rows need
     is worked out on first use (plain slots: this runs 10,000 times a tick)."""
 
-    __slots__ = ("policy", "workload", "signals", "now", "current", "_windows", "_demand", "_lead")
+    __slots__ = ("_demand", "_lead", "_windows", "current", "now", "policy", "signals", "workload")
 
     def __init__(self, policy: Policy, workload: WorkloadState, signals: Signals, now: datetime) -> None:
         self.policy, self.workload, self.signals, self.now = policy, workload, signals, now

@@ -213,7 +213,7 @@ class _Signal:
     """One signal over the steps: its text at each step (None: no point),
     the steps where the text changes, and the value last read."""
 
-    __slots__ = ("texts", "changes", "text", "value")
+    __slots__ = ("changes", "text", "texts", "value")
 
     def __init__(self, points: Points | None, steps: Steps) -> None:
         start, step = int(steps.start.timestamp()), steps.step_seconds

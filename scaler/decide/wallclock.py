@@ -15,10 +15,9 @@ order walks them forward in real time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-UTC = timezone.utc
 _ONE_SECOND = timedelta(seconds=1)
 
 

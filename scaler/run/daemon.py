@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.events import (
@@ -94,7 +94,7 @@ class Daemon:
             resolve=KindResolver(self.kube),
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
                                settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
@@ -123,12 +123,12 @@ class Daemon:
             self._checked_term = self.leadership.term
         self.scheduler.start()
         self.scheduler.add_job(self._job(self._reconcile), IntervalTrigger(seconds=s.evaluation_interval_seconds),
-                               id="reconcile", next_run_time=datetime.now(timezone.utc))
+                               id="reconcile", next_run_time=datetime.now(UTC))
         self.scheduler.add_job(self._job(self._wake), IntervalTrigger(seconds=s.wake_check_interval_seconds),
                                id="wake")
         # At once too: a leader elected before the scheduler ran reads the policies in its term.
         self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
-                               id="reload", next_run_time=datetime.now(timezone.utc))
+                               id="reload", next_run_time=datetime.now(UTC))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         # In slices: a signal delivered to a worker thread runs its Python
@@ -196,7 +196,7 @@ class Daemon:
         self.metrics.leader.set(1 if leading else 0)
         if leading and self.scheduler.running:
             # A new leader reads the policies now, then acts (the reload starts the reconcile).
-            self.scheduler.modify_job("reload", next_run_time=datetime.now(timezone.utc))
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
 
     def _job_event(self, event: JobEvent) -> None:
         job = event.job_id if event.job_id in ("reconcile", "wake", "reload") else "edge"
@@ -304,7 +304,7 @@ class Daemon:
             self._apply(*self.source.check())
         if changed or self._checked_term != term:
             self._checked_term = term
-            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
 
     def _apply(self, policies: PolicySet, problems: list) -> None:
         """Put a newly read policy set in force, or report why it is not."""

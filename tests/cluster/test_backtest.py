@@ -13,7 +13,7 @@ import json
 import math
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 
@@ -77,7 +77,7 @@ class PodSampler(threading.Thread):
 def _aligned_now() -> datetime:
     """Now, rounded down to a multiple of the step (so are window edges: minutes)."""
     now = math.floor(time.time() / INTERVAL) * INTERVAL
-    return datetime.fromtimestamp(now, timezone.utc)
+    return datetime.fromtimestamp(now, UTC)
 
 
 def _scenario(kube, namespace, cluster, window_start: datetime) -> None:
@@ -92,7 +92,7 @@ def _scenario(kube, namespace, cluster, window_start: datetime) -> None:
     eventually(lambda: client.AppsV1Api(kube).read_namespaced_deployment("chat", namespace).status.ready_replicas
                == 2, timeout_seconds=60)
     _push(cluster, namespace, "gateway_pending_requests", 0)
-    ahead = (window_start - datetime.now(timezone.utc)).total_seconds()
+    ahead = (window_start - datetime.now(UTC)).total_seconds()
     assert ahead > 5, "the wake ran into the window"
     # The window opens up to 210 s after the start, so the wait is counted from now to its edge.
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=ahead + 60, interval_seconds=0.2)
@@ -159,14 +159,14 @@ def test_plan_at_a_past_instant_reads_the_signals_as_they_were(kube, namespace, 
     body.metadata.annotations = {"scaler.io/last-replicas": "2", "scaler.io/paused-by": "policy/chat",
                                  "scaler.io/paused-at": "2026-01-01T00:00:00Z"}
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, body)
-    window_start = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(hours=3)
+    window_start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=3)
     policies = _write(tmp_path / "policies.yaml", _policy(namespace, window_start))
     _push(cluster, namespace, "gateway_pending_requests", 3)
     plan = lambda *extra: run_scaler("plan", "--policies", str(policies), "-o", "json", *extra,  # noqa: E731
                                      kubeconfig=cluster.kubeconfig,
                                      env={"SCALER_PROMETHEUS_URL": cluster.prometheus_url})
     eventually(lambda: plan().returncode == 3, timeout_seconds=30)  # Prometheus has scraped the queue
-    seen = datetime.now(timezone.utc)  # Prometheus had the queue by then, and it is still 3 at this instant
+    seen = datetime.now(UTC)  # Prometheus had the queue by then, and it is still 3 at this instant
     _push(cluster, namespace, "gateway_pending_requests", 0)
     eventually(lambda: plan().returncode == 0, timeout_seconds=30)
     then = plan("--at", seen.isoformat())

@@ -10,7 +10,7 @@ import statistics
 import textwrap
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cluster as local_cluster
 from kubernetes import client
@@ -167,10 +167,10 @@ def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespa
     for name, count in counts.items():
         apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=1,
                                                                     labels={"tier": "gpu"}))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if now.second > 45:  # leave the daemon time to start before the edge
         time.sleep(61 - now.second)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     closes = opens + timedelta(minutes=1)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(
@@ -184,9 +184,9 @@ def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespa
         return {n: _replicas(kube, namespace, n) for n in counts} == replicas
 
     eventually(lambda: all_at(dict.fromkeys(counts, 0)), timeout_seconds=90, interval_seconds=0.1)
-    paused_after = (datetime.now(timezone.utc) - opens).total_seconds()
+    paused_after = (datetime.now(UTC) - opens).total_seconds()
     eventually(lambda: all_at(counts), timeout_seconds=90, interval_seconds=0.1)
-    resumed_after = (datetime.now(timezone.utc) - closes).total_seconds()
+    resumed_after = (datetime.now(UTC) - closes).total_seconds()
     print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
     assert paused_after < 2.0 and resumed_after < 2.0
     assert all(_ours(_annotations(kube, namespace, n)) == {} for n in counts)
@@ -327,7 +327,7 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     annotations = _annotations(kube, namespace, "chat")
     assert _replicas(kube, namespace, "chat") == 3
     assert LAST_REPLICAS not in annotations
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
     next_edge += timedelta(days=0 if now.hour < 12 else 1)
     assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
