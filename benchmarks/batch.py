@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from functools import partial
 
 from common import (
     ROOT,
@@ -136,7 +137,7 @@ def main() -> int:
             for operation in ("pause", "resume"):
                 (elapsed, requests, changed), writes = with_writers(
                     writer_kube, namespace, args.writers,
-                    lambda: timed_batch(kube, namespace, operation, args.concurrency))
+                    partial(timed_batch, kube, namespace, operation, args.concurrency))
                 check_counts(kube, namespace, paused=operation == "pause")
                 print(f"{operation:6s} with {args.writers} writers: {changed} changed in {elapsed:.2f}s, "
                       f"{requests.get('patch', 0)} PATCHes for {changed} objects, {sum(writes)} PATCHes by the "

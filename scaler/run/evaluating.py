@@ -183,7 +183,7 @@ class Evaluator:
     def _fetch(self, policies: list[Policy], *, wake_only: bool,
                errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
         """Every policy signal at once; what has not answered by the deadline is unknown."""
-        queries = {policy.name: isolated(errors, policy, lambda: queries_of(policy, wake_only=wake_only))
+        queries = {policy.name: isolated(errors, policy, partial(queries_of, policy, wake_only=wake_only))
                    for policy in policies}
         ask = partial(self.prometheus.vector, at=self.signals_at) if self.signals_at else self.prometheus.vector
         sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
@@ -232,8 +232,8 @@ class Evaluator:
         matched, conflicts = self.match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
         if not with_signals:
             schedule = [Evaluation(w, s, p, d) for w, s, p in matched
-                        if (d := isolated(errors, p, lambda: decide(policy=p, workload=s, signals=Signals(),
-                                                                     now=now))) is not None]
+                        if (d := isolated(errors, p, partial(decide, policy=p, workload=s, signals=Signals(),
+                                                                      now=now))) is not None]
             return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
         vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors)
@@ -261,8 +261,8 @@ class Evaluator:
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
             signals = Signals(idle=idle, queue=queue)
-            decision = isolated(errors, policy, lambda: decide(policy=policy, workload=state, signals=signals,
-                                                               now=now))
+            decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
+                                                                now=now))
             if decision is not None:
                 evaluations.append(Evaluation(workload, state, policy, decision))
         if self.metrics and not wake_only:

@@ -427,7 +427,7 @@ def test_sigterm_hands_the_lease_over_at_once_every_time(kube, namespace, cluste
         other = next(name for name in running if name != leader)
         stopped = time.monotonic()
         assert running.pop(leader).stop() == 0
-        eventually(lambda: holder() == other, timeout_seconds=20, interval_seconds=0.05)
+        eventually(lambda other=other: holder() == other, timeout_seconds=20, interval_seconds=0.05)
         took.append(time.monotonic() - stopped)
         name = f"d{round_}"
         running[name] = daemons(policies, *FAST, *election, "--identity", name, name=name)

@@ -310,7 +310,7 @@ def test_deleting_the_leader_pod_hands_over_to_the_standby_with_no_double_action
         started = time.monotonic()
         result = release.kubectl("delete", "pod", "-n", release.namespace, leader, "--wait=false")
         assert result.returncode == 0, result.stderr
-        eventually(lambda: release.holder() == standby, timeout_seconds=FAILOVER_BOUND_SECONDS + 10,
+        eventually(lambda standby=standby: release.holder() == standby, timeout_seconds=FAILOVER_BOUND_SECONDS + 10,
                    interval_seconds=0.1)
         took.append(time.monotonic() - started)
     assert max(took) <= FAILOVER_BOUND_SECONDS, took
