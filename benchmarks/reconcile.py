@@ -200,7 +200,7 @@ def main() -> int:
             result = subprocess.run([sys.executable, __file__, "--child", "--namespace", namespace,
                                      "--policies", handle.name, "--kubeconfig", str(cluster.kubeconfig),
                                      "--prometheus-url", cluster.prometheus_url, "--ticks", str(args.ticks)],
-                                    capture_output=True, text=True, cwd=ROOT)
+                                    capture_output=True, check=False, text=True, cwd=ROOT)
             if result.returncode != 0:
                 print(result.stderr, file=sys.stderr)
                 return 1

@@ -376,7 +376,7 @@ class InCluster:
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(self.bin_dir / tool), "--kubeconfig", str(self.cluster.kubeconfig), *args],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, check=False, text=True, timeout=300)
 
     def install(self, policy_file: Path) -> None:
         node = self.cluster.node
