@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 MINUTE = timedelta(minutes=1)
@@ -211,7 +212,7 @@ def walk(spec: dict, tz: ZoneInfo, first: datetime, last: datetime) -> dict[date
 def changes(states: dict[datetime, bool | None]) -> list[datetime]:
     """The minutes at which the known state differs from the minute before."""
     moments = sorted(states)
-    return [moment for before, moment in zip(moments, moments[1:])
+    return [moment for before, moment in pairwise(moments)
             if states[before] is not None and states[moment] is not None and states[before] != states[moment]]
 
 

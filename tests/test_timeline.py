@@ -144,7 +144,7 @@ def test_a_wait_for_a_paused_workload_is_shaded_with_its_seconds(day):
 
 def drawn(trace, steps: Steps) -> list[float | None]:
     """What a step line (shape hv, gaps not connected) shows at every step."""
-    points = dict(zip(trace.x, trace.y))
+    points = dict(zip(trace.x, trace.y, strict=True))
     shown, value = [], None
     for index in range(steps.count):
         value = points.get(f"{steps.at(index):%Y-%m-%d %H:%M:%S}", value)

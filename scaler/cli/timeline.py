@@ -222,7 +222,8 @@ def bands(result: Backtest, replay: Replay) -> list[dict]:
                 "showlegend": first}
 
     shapes = [band(steps.at(run.first), steps.at(following), *BANDS[run.window], "paper")
-              for run, following in zip(runs, [*(r.first for r in runs[1:]), steps.count])
+              # not strict: with no runs (none computed for this lead) steps.count is left unpaired
+              for run, following in zip(runs, [*(r.first for r in runs[1:]), steps.count], strict=False)
               if run.window in BANDS]
     return shapes + [band(wait.since, wait.served or steps.end, *WAITING, "y domain") for wait in replay.waits]
 

@@ -110,7 +110,7 @@ def cron_trigger(expression: str) -> CronTrigger:
 
 def _field_detail(fields: list[str], error: ValueError) -> str:
     """Name the field APScheduler rejected, by trying each field alone."""
-    for name, value in zip(CRON_FIELDS, fields):
+    for name, value in zip(CRON_FIELDS, fields, strict=True):  # 5 fields: checked by the caller
         try:
             CronTrigger(**{name: value}, timezone=UTC)
         except ValueError as field_error:

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from itertools import compress
+from itertools import compress, pairwise
 from operator import ne
 
 from scaler.decide.annotations import WARM_UPS_KEPT
@@ -155,7 +155,7 @@ class Replay:
         """Direction changes within `within_seconds`: a pause undone by a wake,
         or a wake undone by a pause, that soon."""
         moves = [act for act in self.acts if act.action in UP + DOWN]
-        return sum(1 for a, b in zip(moves, moves[1:])
+        return sum(1 for a, b in pairwise(moves)
                    if (a.action in DOWN) != (b.action in DOWN)
                    and (b.at - a.at).total_seconds() < within_seconds)
 
@@ -164,7 +164,7 @@ class Replay:
         where neither changed."""
         bounds = [*self.changes, (self.steps.count, 0, 0)]
         return [(first, following, replicas, ready)
-                for (first, replicas, ready), (following, _, _) in zip(bounds, bounds[1:])]
+                for (first, replicas, ready), (following, _, _) in pairwise(bounds)]
 
     def replicas_at(self) -> list[tuple[int, int]]:
         """(replicas, Ready) at every step, for the timeline."""

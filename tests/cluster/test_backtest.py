@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from kubernetes import client
 
@@ -69,7 +70,7 @@ class PodSampler(threading.Thread):
 
     def gpu_seconds(self, start: float, end: float) -> float:
         total = 0.0
-        for (at, running), (following, _) in zip(self.samples, self.samples[1:]):
+        for (at, running), (following, _) in pairwise(self.samples):
             total += running * max(0.0, min(following, end) - max(at, start))
         return total
 
@@ -140,7 +141,7 @@ def test_the_backtest_replays_what_the_daemon_did(kube, namespace, cluster, tmp_
     print(f"\ndaemon Events: {[(round(t - start.timestamp(), 1), what) for t, what in actions]}\n"
           f"backtest:      {[(round(t - start.timestamp(), 1), what) for t, what in replayed]}")
     assert [what for _, what in replayed] == [what for _, what in actions] == ["pause", "resume", "pause", "resume"]
-    for (event_at, what), (replayed_at, _) in zip(actions, replayed):
+    for (event_at, what), (replayed_at, _) in zip(actions, replayed, strict=True):
         # One evaluation interval, plus the second an Event's timestamp is cut to.
         assert abs(replayed_at - event_at) <= INTERVAL + 1, (what, replayed_at - event_at)
     assert row["warmUpSource"] == "measured" and LOAD_SECONDS <= row["warmUpSeconds"] <= LOAD_SECONDS + 10
