@@ -52,7 +52,8 @@ def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) ->
         results = run_batch(workloads, lambda w: pauser.resume(w, reason="benchmark"), concurrency=concurrency)
     elapsed = time.perf_counter() - started
     after = kube.request_counts()
-    requests = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after if after.get(verb, 0) != before.get(verb, 0)}
+    requests = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after
+                if after.get(verb, 0) != before.get(verb, 0)}
     changed = sum(1 for r in results if r.outcome is Outcome.CHANGED)
     return elapsed, requests, changed
 

@@ -154,7 +154,8 @@ def policy_file(seed: int) -> str:
         text = yaml.dump(policies[0], Dumper=_DUMPER, sort_keys=False)
     elif shape == 1:  # shared defaults through a merge key
         defaults = {key: value for key, value in policies[0].items() if key != "name"}
-        body = yaml.dump({"policies": [{"name": spec.get("name")} for spec in policies]}, Dumper=_DUMPER, sort_keys=False)
+        body = yaml.dump({"policies": [{"name": spec.get("name")} for spec in policies]},
+                         Dumper=_DUMPER, sort_keys=False)
         text = "x-defaults: &d\n" + textwrap_indent(yaml.dump(defaults, Dumper=_DUMPER, sort_keys=False) or "{}\n") + \
             body.replace("- name:", "- <<: *d\n  name:")
     elif shape == 2:

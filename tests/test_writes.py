@@ -163,7 +163,8 @@ def test_a_policy_never_resumes_a_manual_pause():
 
 @pytest.mark.parametrize("replicas", [0, 2])
 def test_resume_leaves_what_scaler_did_not_pause(replicas):
-    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1, now=NOW)
+    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1,
+                          now=NOW)
     assert write.patch is None and write.outcome is Outcome.UNCHANGED
     assert write.message.startswith("not paused:")
 

@@ -33,7 +33,8 @@ MAX_STEPS = 366 * 1440
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, PlanSettings)
     parser.add_argument("--from", dest="start", required=True,
-                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), or now-7d (also --from=-7d)")
+                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), "
+                             "or now-7d (also --from=-7d)")
     parser.add_argument("--to", dest="end", default="now", help="end of the period (default now)")
     parser.add_argument("--step", default="1m", help="one evaluation per step (default 1m; the daemon's "
                                                      "evaluation interval is the closest to what it does)")

@@ -24,7 +24,8 @@ class Selection:
     gpu_resources: tuple[str, ...] = DEFAULT_GPU_RESOURCES
 
 
-def select(kube: Kube, selection: Selection, *, ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
+def select(kube: Kube, selection: Selection, *,
+           ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
     """The objects a selection names, plus failed rows for names that match
     nothing (as kubectl fails on a name that does not exist)."""
     found: list[Workload] = []

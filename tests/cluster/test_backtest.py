@@ -65,7 +65,8 @@ class PodSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.25):
             pods = self.core.list_namespaced_pod(self.namespace, label_selector="app=chat").items
-            running = sum(1 for pod in pods if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
+            running = sum(1 for pod in pods
+                          if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
             self.samples.append((time.time(), running))
 
     def gpu_seconds(self, start: float, end: float) -> float:

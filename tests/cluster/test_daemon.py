@@ -244,7 +244,8 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
     eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1
                and daemon.metric("scaler_policy_files_valid") == 0, timeout_seconds=30)
     rejected = daemon.wait_log("policy file rejected; the last good policies stay in force")
-    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
+    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"]
+               for line in rejected)
     assert daemon.metric("scaler_policies_loaded") == 1
     apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, namespace, "late") == 0, timeout_seconds=30)
@@ -367,7 +368,8 @@ def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster
     assert _replicas(kube, namespace, "chat") == 2
 
     # The series goes away altogether (the exporter died): still unknown, still up.
-    group = f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat/metric/vllm_num_requests_running"
+    group = (f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}"
+             "/workload/chat/metric/vllm_num_requests_running")
     urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
     daemon.let_time_pass(8)
     assert _replicas(kube, namespace, "chat") == 2
