@@ -137,7 +137,7 @@ def _mangle(text: str, rng: random.Random) -> str:
         return text[:rng.randrange(len(text) + 1)]
     if operation == 4 and len(lines) > 1:  # duplicate a line
         at = rng.randrange(len(lines))
-        return "\n".join(lines[:at + 1] + [lines[at]] + lines[at + 1:])
+        return "\n".join([*lines[:at + 1], lines[at], *lines[at + 1:]])
     if operation == 5:  # indent a line oddly
         at = rng.randrange(len(lines))
         lines[at] = " " * rng.choice([1, 3, 5]) + lines[at]

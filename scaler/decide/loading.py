@@ -124,9 +124,9 @@ def _policies_in(document: Document) -> tuple[list[tuple[Any, tuple]], list[tupl
              for key in data if key != "policies" and not (isinstance(key, str) and key.startswith("x-"))]
     items = data["policies"]
     if not isinstance(items, list):
-        return [], shape + [("expected a list of policies", ("policies",))]
+        return [], [*shape, ("expected a list of policies", ("policies",))]
     if not items:
-        return [], shape + [("the list of policies is empty", ("policies",))]
+        return [], [*shape, ("the list of policies is empty", ("policies",))]
     return [(item, ("policies", index)) for index, item in enumerate(items)], shape
 
 
@@ -203,7 +203,7 @@ def _check_text(text: str, file: str, sources: dict[str, str], problems: list[Pr
         items, shape = _policies_in(document)
         problems.extend(Problem(file, document.line(path_), field_path(path_), message) for message, path_ in shape)
         for data, base in items:
-            line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)
+            line = document.line((*base, "name") if isinstance(data, dict) and "name" in data else base)
             name = data.get("name") if isinstance(data, dict) else None
             duplicate = isinstance(name, str) and name in sources
             if duplicate:

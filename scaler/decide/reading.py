@@ -206,17 +206,17 @@ def _record_lines(loader: Any, node: yaml.Node, path: tuple, lines: dict[tuple, 
             key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
                 else key_node.start_mark.line
             if key in seen:
-                problems.append(Problem(file, key_node.start_mark.line + 1, field_path(in_policy(path + (key,))),
+                problems.append(Problem(file, key_node.start_mark.line + 1, field_path(in_policy((*path, key))),
                                         "duplicate key: YAML would silently keep only the last one"))
             seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(loader, value_node, path + (key,), lines, file, problems)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, (*path, key), lines, file, problems)
         for source in merged:  # keys written here win; merged ones keep the line they were written on
             if isinstance(source, yaml.MappingNode):
                 _record_merged(loader, source, path, seen, lines, file, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(loader, item, path + (index,), lines, file, problems)
+            _record_lines(loader, item, (*path, index), lines, file, problems)
 
 
 def _record_merged(loader: Any, source: yaml.MappingNode, path: tuple, seen: set,
