@@ -135,5 +135,5 @@ def test_instants_that_are_refused_say_how_to_write_them(text, message):
 
 def test_durations_name_their_flag():
     assert duration("1h30m", flag="--step") == 5400
-    with pytest.raises(InstantError, match="^--step: 'soon' is not a duration"):
+    with pytest.raises(InstantError, match=r"^--step: 'soon' is not a duration"):
         duration("soon", flag="--step")

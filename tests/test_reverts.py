@@ -63,7 +63,7 @@ def test_backoff_doubles_and_is_capped():
     assert [backoff_seconds(n, base_seconds=300, max_seconds=3600) for n in (1, 2, 3, 4, 5)] == \
         [300, 600, 1200, 2400, 3600]
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    record, until = revert_record(manager="argocd-controller", reverts=2, now=now, base_seconds=10)
+    record, _until = revert_record(manager="argocd-controller", reverts=2, now=now, base_seconds=10)
     assert record == {"scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "2",
                       "scaler.io/backoff-until": "2026-01-01T00:00:20Z"}
 

@@ -125,7 +125,7 @@ def wait_ready(kube: Kube, pairs: Sequence[tuple[Workload, Result, float]], *, t
         if not pending:
             return
         if time.monotonic() > deadline:
-            for key, (w, r, _) in pending.items():
+            for key, (_w, r, _) in pending.items():
                 r.outcome = Outcome.FAILED
                 r.reason += (f"; not ready after {timeout_seconds:g}s "
                              f"({last_ready.get(key, 0)}/{r.replicas_after} replicas ready)")

@@ -244,7 +244,7 @@ class Kube:
             try:
                 k8s_config.load_kube_config(config_file=kubeconfig, context=context,
                                             client_configuration=configuration)
-            except Exception as error:  # the library raises several types for one kind of problem
+            except Exception as error:  # noqa: BLE001 - the library raises several types for one kind of problem
                 raise KubeconfigError(f"kubeconfig {os.pathsep.join(kubeconfig_paths(kubeconfig))}: "
                                       f"{error}") from None
             try:

@@ -43,7 +43,7 @@ def human_duration(seconds: float) -> str:
     """90 -> '1m30s', 5400 -> '1h30m', 0.5 -> '0.5s'."""
     if seconds < 60:
         return f"{round(seconds, 1):g}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

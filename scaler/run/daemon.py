@@ -353,7 +353,7 @@ def run(settings: Settings) -> int:
         log.error("cannot read the policies", source=str(source), error=str(error))
         print(f"error: cannot read the policies from {source}: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # kubeconfig missing or unreadable
+    except Exception as error:  # noqa: BLE001 - kubeconfig missing or unreadable (any type): log it, exit 1
         log.error("cannot start", error=f"{type(error).__name__}: {error}")
         return 1
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

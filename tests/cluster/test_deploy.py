@@ -338,8 +338,9 @@ def _without(docs: list[dict], *, group: str, resource: str, verb: str) -> list[
                     rules.append({**rule, "resources": [resource], "verbs": [v for v in rule["verbs"] if v != verb]})
                 else:
                     rules.append(rule)
-            doc = {**doc, "rules": [r for r in rules if r["verbs"]]}
-        edited.append(doc)
+            edited.append({**doc, "rules": [r for r in rules if r["verbs"]]})
+        else:
+            edited.append(doc)
     return edited
 
 
