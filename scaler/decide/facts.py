@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from scaler.decide.decisions import Action, Code, Decision, Signals, WorkloadState
 from scaler.decide.policies import Policy, WakeSignal
@@ -21,7 +21,7 @@ _NO_WINDOWS = ScheduleState()
 _MAX_INT32 = 2**31 - 1
 
 
-def known(value: float | None) -> bool:
+def known(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -172,9 +172,10 @@ def next_prewarm(policy: Policy, warm_ups: tuple[float, ...], now: datetime) -> 
     schedule, ahead = policy.schedule.compiled, timedelta(seconds=lead)
     edge = now + ahead
     for _ in range(8):  # a few edges: the next opening of a keep-up window
-        edge = next_edge(schedule, edge)
-        if edge is None:
+        following = next_edge(schedule, edge)
+        if following is None:
             return None
+        edge = following
         if schedule.state_at(edge).keep_up is not None:
             return edge - ahead, lead
     return None

@@ -205,10 +205,11 @@ def _check_text(text: str, file: str, sources: dict[str, str], problems: list[Pr
         for data, base in items:
             line = document.line((*base, "name") if isinstance(data, dict) and "name" in data else base)
             name = data.get("name") if isinstance(data, dict) else None
-            duplicate = isinstance(name, str) and name in sources
-            if duplicate:
+            first = sources.get(name) if isinstance(name, str) else None
+            duplicate = first is not None
+            if first is not None:
                 problems.append(Problem(file, line, "name",
-                                        f"duplicate policy name {name!r} (first defined at {sources[name]})"))
+                                        f"duplicate policy name {name!r} (first defined at {first})"))
             elif isinstance(name, str):
                 sources[name] = f"{file}:{line}"
             policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)

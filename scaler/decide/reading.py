@@ -101,7 +101,8 @@ def _check_depth(text: str, file: str) -> Problem | None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                return Problem(file, event.start_mark.line + 1, "",
+                mark = event.start_mark  # always set by the parser; the stubs allow None
+                return Problem(file, mark.line + 1 if mark else None, "",
                                f"mappings and lists nest more than {MAX_DEPTH} deep")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
@@ -172,6 +173,7 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
         loader = _LOADER(text)
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node() said a document follows
             unsafe = _check_graph(node, file)
             if unsafe is not None:
                 problems.append(unsafe)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import compress, pairwise
 from operator import ne
+from typing import Any
 
 from scaler.decide.annotations import WARM_UPS_KEPT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code, Decision, Signals, WorkloadState
@@ -223,7 +224,7 @@ class _Signal:
         self.value: float | None = None
 
     @staticmethod
-    def parse(text: object) -> float | None:
+    def parse(text: Any) -> float | None:
         """A point's value; None (unknown) if absent, not a number, NaN or ±Inf."""
         try:
             value = float(text) if text is not None else None
@@ -252,7 +253,9 @@ def step_values(points: Points | None, steps: Steps) -> list[float | None]:
 def _by_time(points: Points | None) -> dict:
     """{unix seconds: text}; a malformed point is left out (its step is unknown)."""
     try:
-        return dict(points or ())
+        # The fast path: dict() takes any 2-item sequences, such as JSON's [t, "v"] lists; typeshed
+        # asks for tuples only. A malformed point raises, and the loop below sorts them out.
+        return dict(points or ())  # type: ignore[arg-type]
     except (TypeError, ValueError):
         found = {}
         for point in points or ():
@@ -298,9 +301,9 @@ class _Run:
                                  pause_cause=str(decision.reason_code))
             self.ready_due, self.due_index = None, -1
             return
-        record = {"last_replicas": None, "paused_by": None, "pause_cause": None} \
-            if decision.action is Action.RESUME else {}
-        self.state = replace(state, replicas=decision.replicas, started_at=now, ready_at=None, **record)
+        if decision.action is Action.RESUME:
+            state = replace(state, last_replicas=None, paused_by=None, pause_cause=None)
+        self.state = replace(state, replicas=decision.replicas, started_at=now, ready_at=None)
         self.ready_due = now + timedelta(seconds=self.subject.warm_up_seconds)
         self.due_index = self.result.steps.index_at_or_after(self.ready_due)
 
