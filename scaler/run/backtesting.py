@@ -49,8 +49,8 @@ class Backtest:
     requests: int = 0
     #: (policy, lead) -> its window runs, for the timeline
     windows: dict[tuple[str, float | None], list[WindowRun]] = field(default_factory=dict)
-    #: (namespace, name) -> {"idle": points, "queue": points}, kept with keep_points
-    points: dict[tuple[str, str], dict[str, list]] = field(default_factory=dict)
+    #: (namespace, name) -> {"idle": points, "queue": points} (None: no series), kept with keep_points
+    points: dict[tuple[str, str], dict[str, list | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

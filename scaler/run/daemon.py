@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 
 import structlog
 from apscheduler.events import (
@@ -99,15 +100,15 @@ class Daemon:
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
         self._running_changed = threading.Condition()
-        self.server = None
+        self.server: ThreadingHTTPServer | None = None
         self._published: set[str] = set()
 
     # Start and stop
 
     def run(self) -> int:
         s = self.settings
-        self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
-        port = self.server.server_address[1]
+        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
+        port = server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
                  port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
@@ -275,7 +276,8 @@ class Daemon:
         """When a pre-warm lead reaches a keep-up window, for each lead in use
         (one per policy, or each workload's own measured warm-up for 'auto')."""
         prewarming = [policy for policy in self.policies if policy.prewarm is not None and policy.schedule]
-        leads = {(policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
+        leads: dict[tuple[str, tuple[float, ...]], Policy] = {
+            (policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
         auto = [policy for policy in prewarming if policy.prewarm == "auto"]
         if auto:
             for workload in self.view.workloads(kinds_of(auto, self.reconciler.resolve, {})):

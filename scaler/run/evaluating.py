@@ -189,7 +189,8 @@ class Evaluator:
         sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
         wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
-        vectors, errors = {}, []
+        vectors: dict[tuple[str, str], Vector] = {}
+        signal_errors: list[str] = []  # not `errors`: that one holds the policies' own failures
         for (name, signal), (policy, query, future) in sent.items():
             if not future.done():
                 vector = Vector(error=f"Prometheus at {self.prometheus.url} timed out: no answer within the "
@@ -198,9 +199,9 @@ class Evaluator:
                 vector = Vector(error=f"query failed: {type(future.exception()).__name__}: {future.exception()}")
             else:
                 vector = future.result()
-            self._note(policy, signal, query, vector, errors)
+            self._note(policy, signal, query, vector, signal_errors)
             vectors[(name, signal)] = vector
-        self.signal_errors = errors
+        self.signal_errors = signal_errors
         return vectors
 
     def _note(self, policy: Policy, signal: str, query: SignalQuery, vector: Vector, errors: list[str]) -> None:
@@ -245,7 +246,8 @@ class Evaluator:
 
     def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
                     *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:
-        evaluations, unknown = [], {}
+        evaluations: list[Evaluation] = []
+        unknown: dict[tuple[str, str], int] = {}
         for workload, state, policy in matched:
             if policy.name in errors:
                 continue
