@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -97,24 +98,24 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
 
         write_timeline(args.chart, result)
         print(f"timeline written to {args.chart}", file=sys.stderr)
-    for error in result.signal_errors:
-        print(f"warning: signal unknown (held): {error}", file=sys.stderr)
+    for message in result.signal_errors:
+        print(f"warning: signal unknown (held): {message}", file=sys.stderr)
     if result.failures:
         return EXIT_ERROR
     return EXIT_UNKNOWN if result.signal_errors else EXIT_OK
 
 
 @contextmanager
-def _progress():
+def _progress() -> Iterator[tuple[Callable[[str, int], None], Callable[[int, int], None]]]:
     """A progress bar on a terminal (stderr); silence anywhere else."""
     if not sys.stderr.isatty():
         yield (lambda what, done: None), (lambda signals, workloads: None)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console(sys.stderr), transient=True) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_plan(signals: int, workloads: int) -> None:
             tasks["signals"] = bar.add_task("range queries", total=signals)
