@@ -13,7 +13,7 @@ import argparse
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from scaler.decide.decisions import Signals, WorkloadState, select_policy
 from scaler.decide.policies import Policy
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     rng = random.Random(42)
-    start = datetime(2024, 6, 4, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 6, 4, 9, 0, tzinfo=UTC)
     policies = make_policies(rng)
     workloads = make_workloads(rng, args.workloads, start)
     rates = []

@@ -27,7 +27,7 @@ import textwrap
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from common import (
@@ -81,7 +81,7 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int) -> dict:
     create_namespace(kube, namespace)
     create_deployments(kube, namespace, [deployment(f"d-{i:05d}", replicas=i % 3 + 1, labels={"bench": "edge"})
                                          for i in range(size)])
-    opens = (datetime.now(timezone.utc) + timedelta(seconds=40)).replace(second=0, microsecond=0) \
+    opens = (datetime.now(UTC) + timedelta(seconds=40)).replace(second=0, microsecond=0) \
         + timedelta(minutes=1)
     work = Path(tempfile.mkdtemp(prefix="scaler-edge-"))
     (work / "policies.yaml").write_text(policy(namespace, opens))
@@ -96,7 +96,7 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int) -> dict:
     try:
         wait_for(lambda: ready(port), 120)
         before, cpu_before = scrape(port), proc_stats(daemon.pid)[0]
-        wait_for(lambda: datetime.now(timezone.utc) >= opens, 120)
+        wait_for(lambda: datetime.now(UTC) >= opens, 120)
         wait_for(lambda: written(work / "daemon.log") >= size, 300)
         events_before_flush = time.monotonic()
         wait_for(lambda: scrape(port).get("create", 0) - before.get("create", 0) >= size, 120)

@@ -200,7 +200,7 @@ def main() -> int:
             result = subprocess.run([sys.executable, __file__, "--child", "--namespace", namespace,
                                      "--policies", handle.name, "--kubeconfig", str(cluster.kubeconfig),
                                      "--prometheus-url", cluster.prometheus_url, "--ticks", str(args.ticks)],
-                                    capture_output=True, text=True, cwd=ROOT)
+                                    capture_output=True, check=False, text=True, cwd=ROOT)
             if result.returncode != 0:
                 print(result.stderr, file=sys.stderr)
                 return 1
@@ -210,7 +210,7 @@ def main() -> int:
                   f"{row['sync_seconds']:>9.2f}s")
         if args.wakes:
             latencies = sorted(wake_latency(cluster, kube, args.wakes))
-            p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+            p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
             print(f"wake latency over {len(latencies)} wakes (queue pushed -> replicas > 0, 1 s scrape, 1 s wake "
                   f"check): p50 {statistics.median(latencies):.2f}s, p95 {p95:.2f}s, max {latencies[-1]:.2f}s")
     finally:

@@ -67,7 +67,7 @@ def main() -> None:
     kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig))
     create_namespace(kube, namespace)
     names = [f"m-{i:02d}" for i in range(args.workloads)]
-    for name, load in zip(names, loads):
+    for name, load in zip(names, loads, strict=True):
         kube.create(DEPLOYMENT.resource, namespace, body(name, load))
     work = Path(tempfile.mkdtemp(prefix="scaler-warmup-"))
     (work / "policies.yaml").write_text(textwrap.dedent(f"""\

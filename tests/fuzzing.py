@@ -80,28 +80,47 @@ def _signal(rng: random.Random, kind: str) -> dict:
     return signal
 
 
+def _targets(rng: random.Random) -> dict:
+    targets: dict = {}
+    if _maybe(rng, 0.5):
+        targets["namespaces"] = [_pick(rng, NAMESPACES) for _ in range(rng.randint(0, 2))]
+    if _maybe(rng, 0.1):
+        targets["namespace_selector"] = _pick(rng, SELECTORS)
+    if _maybe(rng, 0.5):
+        targets["selector"] = _pick(rng, SELECTORS)
+    if _maybe(rng, 0.5):
+        targets["kinds"] = [_pick(rng, KINDS) for _ in range(rng.choice([1, 1, 2, 3] * 5 + [0]))]
+    if _maybe(rng, 0.2):
+        targets["exclude_namespaces"] = [_pick(rng, NAMESPACES)]
+    return targets
+
+
+def _schedule(rng: random.Random) -> dict:
+    schedule = {"timezone": _pick(rng, ZONES),
+                "windows": [_window(rng) for _ in range(rng.choice([1, 1, 1, 2, 3] * 5 + [0]))]}
+    if _maybe(rng, 0.4):
+        schedule["outside"] = rng.choice(["signals", "down"] * 10 + ["up"])
+    return schedule
+
+
+def _spoil(rng: random.Random, spec: dict) -> None:
+    """Now and then a misspelt key, or one taken away."""
+    if _maybe(rng, 0.05):
+        spec[rng.choice(["idel", "wakee", "min_replica", "extra"])] = 1
+    if _maybe(rng, 0.05):
+        del spec[rng.choice(list(spec))]
+
+
 def policy(rng: random.Random) -> dict:
+    # The helpers draw from rng in the order this function once did inline,
+    # so a seed still makes the same policy.
     spec: dict = {"name": _pick(rng, NAMES)}
     if _maybe(rng, 0.3):
         spec["priority"] = _pick(rng, INTS)
     if _maybe(rng, 0.6):
-        targets: dict = {}
-        if _maybe(rng, 0.5):
-            targets["namespaces"] = [_pick(rng, NAMESPACES) for _ in range(rng.randint(0, 2))]
-        if _maybe(rng, 0.1):
-            targets["namespace_selector"] = _pick(rng, SELECTORS)
-        if _maybe(rng, 0.5):
-            targets["selector"] = _pick(rng, SELECTORS)
-        if _maybe(rng, 0.5):
-            targets["kinds"] = [_pick(rng, KINDS) for _ in range(rng.choice([1, 1, 2, 3] * 5 + [0]))]
-        if _maybe(rng, 0.2):
-            targets["exclude_namespaces"] = [_pick(rng, NAMESPACES)]
-        spec["targets"] = targets
+        spec["targets"] = _targets(rng)
     if _maybe(rng, 0.6):
-        spec["schedule"] = {"timezone": _pick(rng, ZONES),
-                            "windows": [_window(rng) for _ in range(rng.choice([1, 1, 1, 2, 3] * 5 + [0]))]}
-        if _maybe(rng, 0.4):
-            spec["schedule"]["outside"] = rng.choice(["signals", "down"] * 10 + ["up"])
+        spec["schedule"] = _schedule(rng)
     for kind in ("idle", "wake"):
         if _maybe(rng, 0.5):
             spec[kind] = _signal(rng, kind)
@@ -113,10 +132,7 @@ def policy(rng: random.Random) -> dict:
             spec[key] = _pick(rng, DURATIONS)
     if _maybe(rng, 0.2):
         spec["on_unknown"] = rng.choice(["hold", "resume"] * 5 + ["panic"])
-    if _maybe(rng, 0.05):
-        spec[rng.choice(["idel", "wakee", "min_replica", "extra"])] = 1
-    if _maybe(rng, 0.05):
-        del spec[rng.choice(list(spec))]
+    _spoil(rng, spec)
     return spec
 
 
@@ -137,7 +153,7 @@ def _mangle(text: str, rng: random.Random) -> str:
         return text[:rng.randrange(len(text) + 1)]
     if operation == 4 and len(lines) > 1:  # duplicate a line
         at = rng.randrange(len(lines))
-        return "\n".join(lines[:at + 1] + [lines[at]] + lines[at + 1:])
+        return "\n".join([*lines[:at + 1], lines[at], *lines[at + 1:]])
     if operation == 5:  # indent a line oddly
         at = rng.randrange(len(lines))
         lines[at] = " " * rng.choice([1, 3, 5]) + lines[at]
@@ -154,7 +170,8 @@ def policy_file(seed: int) -> str:
         text = yaml.dump(policies[0], Dumper=_DUMPER, sort_keys=False)
     elif shape == 1:  # shared defaults through a merge key
         defaults = {key: value for key, value in policies[0].items() if key != "name"}
-        body = yaml.dump({"policies": [{"name": spec.get("name")} for spec in policies]}, Dumper=_DUMPER, sort_keys=False)
+        body = yaml.dump({"policies": [{"name": spec.get("name")} for spec in policies]},
+                         Dumper=_DUMPER, sort_keys=False)
         text = "x-defaults: &d\n" + textwrap_indent(yaml.dump(defaults, Dumper=_DUMPER, sort_keys=False) or "{}\n") + \
             body.replace("- name:", "- <<: *d\n  name:")
     elif shape == 2:

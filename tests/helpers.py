@@ -111,7 +111,7 @@ def run_scaler(*args: str, kubeconfig, timeout_seconds: float = 300, env: dict |
     import sys
 
     full_env = {**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "250", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "scaler", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "scaler", *args], capture_output=True, check=False, text=True,
                           timeout=timeout_seconds, env=full_env)
 
 
@@ -170,7 +170,7 @@ class DaemonProcess:
         self.env = env or {}
         self.process = None
 
-    def start(self) -> "DaemonProcess":
+    def start(self) -> DaemonProcess:
         import os
         import subprocess
         import sys

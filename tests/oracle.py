@@ -24,10 +24,10 @@ Slow on purpose: a few thousand Python steps per simulated day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
 MINUTE = timedelta(minutes=1)
 # Python's weekday(): Monday = 0 ... Sunday = 6.
 WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
@@ -212,7 +212,7 @@ def walk(spec: dict, tz: ZoneInfo, first: datetime, last: datetime) -> dict[date
 def changes(states: dict[datetime, bool | None]) -> list[datetime]:
     """The minutes at which the known state differs from the minute before."""
     moments = sorted(states)
-    return [moment for before, moment in zip(moments, moments[1:])
+    return [moment for before, moment in pairwise(moments)
             if states[before] is not None and states[moment] is not None and states[before] != states[moment]]
 
 

@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def deployment_body(service: Service) -> dict:
     if service.paused_by:  # as scaler leaves a workload it paused
         annotations = {"scaler.io/last-replicas": str(service.replicas), "scaler.io/paused-by":
                        f"policy/{service.paused_by}", "scaler.io/pause-cause": "outside-down",
-                       "scaler.io/paused-at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                       "scaler.io/paused-at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": service.name, "labels": {"app": service.name}, "annotations": annotations},
@@ -198,12 +198,12 @@ class Demo:
     def say(self, text: str) -> None:
         clock = ""
         if self.edge is not None:
-            t = (datetime.now(timezone.utc) - self.edge).total_seconds()
+            t = (datetime.now(UTC) - self.edge).total_seconds()
             clock = f"[t{'+' if t >= 0 else '-'}{abs(t):5.1f}s] "
         print(f"{clock}{text}", file=self.out, flush=True)
 
     def t(self) -> float:
-        return (datetime.now(timezone.utc) - self.edge).total_seconds()
+        return (datetime.now(UTC) - self.edge).total_seconds()
 
     # Setting up
 
@@ -224,7 +224,7 @@ class Demo:
         # Cron windows have minute edges: the business-hours window ends at the
         # first minute boundary at least lead_seconds away, which leaves the
         # idle clocks a full window of data before anything happens.
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         edge = (now + timedelta(seconds=lead_seconds + 59)).replace(second=0, microsecond=0)
         self.edge = edge
         directory = Path(tempfile.mkdtemp(prefix="scaler-demo-"))
@@ -376,7 +376,7 @@ class InCluster:
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(self.bin_dir / tool), "--kubeconfig", str(self.cluster.kubeconfig), *args],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, check=False, text=True, timeout=300)
 
     def install(self, policy_file: Path) -> None:
         node = self.cluster.node

@@ -137,7 +137,7 @@ def remove_cgroup_root(name: str, *, timeout_seconds: float = 20) -> list[str]:
             root = hierarchy / name
             if not root.exists():
                 continue
-            for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [root]:
+            for path in [*sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)), root]:
                 try:
                     path.rmdir()
                 except FileNotFoundError:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scaler.cli.instants import InstantError, duration, instant
 from scaler.cli.output import console, print_document, table
@@ -33,7 +34,8 @@ MAX_STEPS = 366 * 1440
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, PlanSettings)
     parser.add_argument("--from", dest="start", required=True,
-                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), or now-7d (also --from=-7d)")
+                        help="start of the period: RFC 3339 with a zone (2026-11-16T00:00:00Z), "
+                             "or now-7d (also --from=-7d)")
     parser.add_argument("--to", dest="end", default="now", help="end of the period (default now)")
     parser.add_argument("--step", default="1m", help="one evaluation per step (default 1m; the daemon's "
                                                      "evaluation interval is the closest to what it does)")
@@ -58,7 +60,7 @@ def _period(args: argparse.Namespace, now: datetime) -> tuple[Steps, float | Non
         raise InstantError(f"--to {rfc3339(end)} is not after --from {rfc3339(start)}")
     if end > now:
         raise InstantError(f"--to {rfc3339(end)} is in the future: history ends now ({rfc3339(now)})")
-    start = start.astimezone(timezone.utc).replace(microsecond=0)
+    start = start.astimezone(UTC).replace(microsecond=0)
     count = int((end - start).total_seconds() // step) + 1
     if count > MAX_STEPS:
         raise InstantError(f"{count} steps of {human_duration(step)}: more than {MAX_STEPS}; take a longer --step")
@@ -96,24 +98,24 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
 
         write_timeline(args.chart, result)
         print(f"timeline written to {args.chart}", file=sys.stderr)
-    for error in result.signal_errors:
-        print(f"warning: signal unknown (held): {error}", file=sys.stderr)
+    for message in result.signal_errors:
+        print(f"warning: signal unknown (held): {message}", file=sys.stderr)
     if result.failures:
         return EXIT_ERROR
     return EXIT_UNKNOWN if result.signal_errors else EXIT_OK
 
 
 @contextmanager
-def _progress():
+def _progress() -> Iterator[tuple[Callable[[str, int], None], Callable[[int, int], None]]]:
     """A progress bar on a terminal (stderr); silence anywhere else."""
     if not sys.stderr.isatty():
         yield (lambda what, done: None), (lambda signals, workloads: None)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console(sys.stderr), transient=True) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_plan(signals: int, workloads: int) -> None:
             tasks["signals"] = bar.add_task("range queries", total=signals)

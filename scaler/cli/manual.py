@@ -9,7 +9,7 @@ import getpass
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scaler.cli.output import (
     DOCUMENTS,
@@ -159,7 +159,7 @@ def _hold(args) -> dict[str, str] | None:
         return None
     try:
         return hold_annotations(for_text=args.hold_for, until_text=args.hold_until,
-                                now=datetime.now(timezone.utc).astimezone())
+                                now=datetime.now(UTC).astimezone())
     except HoldError as error:
         raise Stop(str(error), code=2) from None
 
@@ -255,7 +255,7 @@ def run_status(args) -> int:
         selected = scope(args, all_kinds=True)
     except Stop as error:
         return _fail(error)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [row for w in sorted(selected.workloads, key=lambda w: (w.namespace, w.kind.name, w.name))
             if (row := _status_row(w, now)) is not None]
     paused = [r for r in rows if r["state"] == "paused"]

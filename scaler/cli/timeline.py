@@ -22,10 +22,11 @@ import os
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from scaler.decide.decisions import Action
-from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, Steps, step_values
+from scaler.decide.policies import IdleSignal
+from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, step_values
 from scaler.decide.times import human_duration, rfc3339
 from scaler.run.backtesting import Backtest
 
@@ -222,7 +223,8 @@ def bands(result: Backtest, replay: Replay) -> list[dict]:
                 "showlegend": first}
 
     shapes = [band(steps.at(run.first), steps.at(following), *BANDS[run.window], "paper")
-              for run, following in zip(runs, [*(r.first for r in runs[1:]), steps.count])
+              # not strict: with no runs (none computed for this lead) steps.count is left unpaired
+              for run, following in zip(runs, [*(r.first for r in runs[1:]), steps.count], strict=False)
               if run.window in BANDS]
     return shapes + [band(wait.since, wait.served or steps.end, *WAITING, "y domain") for wait in replay.waits]
 
@@ -269,7 +271,7 @@ def _signal_traces(result: Backtest, replay: Replay) -> list[dict]:
         kept = thinned(values, MAX_POINTS)
         out.append(_trace(signal, f"{signal} signal", [_x(steps.at(i)) for i in kept], [values[i] for i in kept],
                           mode="lines", connectgaps=False, line={"shape": "hv", "color": colour}))
-        threshold = rule.threshold if signal == "idle" else rule.activation_threshold
+        threshold = rule.threshold if isinstance(rule, IdleSignal) else rule.activation_threshold
         if signal == "idle" or threshold:
             out.append(_trace(signal, f"{signal} {'threshold' if signal == 'idle' else 'activation'}", ends,
                               [threshold, threshold], mode="lines", hoverinfo="name+y",
@@ -307,8 +309,11 @@ def _run(values: Sequence[float | None], first: int, end: int, width: int) -> li
     candidates: Sequence[int] = range(first, end)
     if width > 1:
         slices = (range(start, min(start + width, end)) for start in range(first, end, width))
-        candidates = sorted({first, end - 1}.union(*((min(piece, key=values.__getitem__),
-                                                       max(piece, key=values.__getitem__)) for piece in slices)))
+        def value(index: int) -> float:
+            return cast(float, values[index])  # within a run of known values: never None
+
+        candidates = sorted({first, end - 1}.union(*((min(piece, key=value), max(piece, key=value))
+                                                     for piece in slices)))
     out: list[int] = []
     for index in candidates:
         if not out or values[index] != values[out[-1]] or index == end - 1:

@@ -24,7 +24,8 @@ class Selection:
     gpu_resources: tuple[str, ...] = DEFAULT_GPU_RESOURCES
 
 
-def select(kube: Kube, selection: Selection, *, ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
+def select(kube: Kube, selection: Selection, *,
+           ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
     """The objects a selection names, plus failed rows for names that match
     nothing (as kubectl fails on a name that does not exist)."""
     found: list[Workload] = []
@@ -124,7 +125,7 @@ def wait_ready(kube: Kube, pairs: Sequence[tuple[Workload, Result, float]], *, t
         if not pending:
             return
         if time.monotonic() > deadline:
-            for key, (w, r, _) in pending.items():
+            for key, (_w, r, _) in pending.items():
                 r.outcome = Outcome.FAILED
                 r.reason += (f"; not ready after {timeout_seconds:g}s "
                              f"({last_ready.get(key, 0)}/{r.replicas_after} replicas ready)")

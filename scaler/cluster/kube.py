@@ -8,6 +8,7 @@ Errors are mapped by HTTP status, never by message text.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import threading
@@ -123,8 +124,8 @@ def check_kubeconfig(kubeconfig: str | None, context: str | None) -> None:
 def _why(error: BaseException) -> str:
     """The innermost cause of a connection failure, without urllib3's wrapping."""
     reason = getattr(error, "reason", None)
-    while isinstance(reason, BaseException) and getattr(reason, "reason", None) is not None:
-        reason = reason.reason
+    while isinstance(reason, BaseException) and (inner := getattr(reason, "reason", None)) is not None:
+        reason = inner
     text = str(reason if isinstance(reason, BaseException) else error)
     return text.split(": ", 1)[-1] if "Failed to establish" in text else text
 
@@ -244,7 +245,7 @@ class Kube:
             try:
                 k8s_config.load_kube_config(config_file=kubeconfig, context=context,
                                             client_configuration=configuration)
-            except Exception as error:  # the library raises several types for one kind of problem
+            except Exception as error:  # noqa: BLE001 - the library raises several types for one kind of problem
                 raise KubeconfigError(f"kubeconfig {os.pathsep.join(kubeconfig_paths(kubeconfig))}: "
                                       f"{error}") from None
             try:
@@ -332,7 +333,8 @@ class Kube:
             if not token:
                 return items, page.get("metadata", {}).get("resourceVersion", "")
 
-    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict | list) -> dict:
+    # builtins.list: in this class's body `list` is the method above.
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict | builtins.list) -> dict:
         """A merge patch (a dict) or a JSON patch (a list of operations)."""
         return self.request("patch", "PATCH", resource.path(namespace, name),
                             resource_text=describe(resource, namespace, name), query={"fieldManager": FIELD_MANAGER},

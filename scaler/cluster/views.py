@@ -42,9 +42,10 @@ class ListingView(ClusterView):
         self._namespace_labels: dict[str, dict[str, str]] | None = None
 
     def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
-        found = []
+        found: list[Workload] = []
+        scopes: list[str | None] = [*self.namespaces] or [None]  # None: all namespaces
         for kind in kinds:
-            for namespace in self.namespaces or [None]:
+            for namespace in scopes:
                 try:
                     items, _ = self.kube.list(kind.resource, namespace)
                 except NotFound:  # the kind's CRD is not installed: nothing of it to manage
@@ -79,8 +80,9 @@ class WatchingView(ClusterView):
 
     def _informers_for(self, kind: WorkloadKind) -> list[Informer]:
         created = []
+        scopes: list[str | None] = [*self.namespaces] or [None]  # None: all namespaces
         with self._lock:
-            for namespace in self.namespaces or [None]:
+            for namespace in scopes:
                 key = (kind.resource.path(), namespace)
                 if key not in self._informers:
                     self._informers[key] = Informer(self.kube, kind.resource, namespace=namespace).start()
@@ -98,7 +100,7 @@ class WatchingView(ClusterView):
         return all(i.synced.wait(timeout_seconds) for i in informers)
 
     def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
-        found = []
+        found: list[Workload] = []
         for kind in kinds:
             for informer in self._informers_for(kind):
                 found.extend(Workload(kind, obj, self.gpu_resources) for obj in informer.items())

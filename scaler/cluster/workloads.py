@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from scaler.cluster.kube import Resource
 from scaler.decide.annotations import (
@@ -28,12 +28,22 @@ DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
 
 
 class WorkloadKind(Protocol):
-    name: str
-    #: The identity every spelling of the kind shares (kinds.KindName.key): what policies match.
-    key: str
-    resource: Resource
-    #: Whether scaler may set a running workload's size (queue scale-up).
-    sizable: bool
+    # Read-only properties: the kinds are frozen dataclasses, and no caller sets these.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key(self) -> str:
+        """The identity every spelling of the kind shares (kinds.KindName.key): what policies match."""
+        ...
+
+    @property
+    def resource(self) -> Resource: ...
+
+    @property
+    def sizable(self) -> bool:
+        """Whether scaler may set a running workload's size (queue scale-up)."""
+        ...
 
     def replicas(self, obj: dict) -> int: ...
 
@@ -48,12 +58,13 @@ class WorkloadKind(Protocol):
         ...
 
 
-def _dig(obj: dict, path: tuple[str, ...]):
+def _dig(obj: dict, path: tuple[str, ...]) -> Any:
+    found: Any = obj
     for key in path:
-        if not isinstance(obj, dict):
+        if not isinstance(found, dict):
             return None
-        obj = obj.get(key)
-    return obj
+        found = found.get(key)
+    return found
 
 
 def _nest(path: tuple[str, ...], value) -> dict:

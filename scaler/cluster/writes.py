@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import Workload
@@ -123,17 +124,17 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
     if replicas == 0:
         if manual and not current.manual_pause:
             # Already at zero (by a policy, or by hand): make it durable.
-            values = {MANUAL_PAUSE: "true", PAUSED_BY: MANUAL, PAUSE_REASON: reason}
+            durable = {MANUAL_PAUSE: "true", PAUSED_BY: MANUAL, PAUSE_REASON: reason}
             if record is None:
-                values[PAUSED_AT] = rfc3339(now)
+                durable[PAUSED_AT] = rfc3339(now)
             was = f"paused by {record.paused_by}" if record and record.paused_by else "at 0 replicas"
-            return Write(_annotations(values), Outcome.CHANGED, 0, 0, 0,
+            return Write(_annotations(durable), Outcome.CHANGED, 0, 0, 0,
                          f"already {was}; now paused manually until a manual resume",
                          event=("PausedManually", "Normal"))
         who = "manually" if current.manual_pause else (
             f"by {record.paused_by}" if record and record.paused_by else "(at 0 replicas)")
         return Write(None, Outcome.UNCHANGED, 0, 0, 0, f"already paused {who}")
-    values = {
+    values: dict[str, str | None] = {  # None: the merge patch removes that annotation
         LAST_REPLICAS: str(replicas),
         PAUSED_AT: rfc3339(now),
         PAUSED_BY: by,
@@ -167,7 +168,7 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
     annotations (`scaler resume --for`), written with the resume, or alone on
     a workload that is already running."""
     replicas, record = current.replicas, current.record
-    clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    clear: dict[str, str | None] = {key: None for key in PAUSE_STATE if key in current.annotations}
     hold = hold or {}
     if current.manual_pause and by != MANUAL:
         return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
@@ -239,7 +240,7 @@ def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: dateti
     other, and a later idle pause records its size as usual. Leftover
     override or cause annotations go in the same patch; the start is
     recorded, as for any wake."""
-    clear = {key: None for key in PAUSE_STATE if key in current.annotations}
+    clear: dict[str, str | None] = {key: None for key in PAUSE_STATE if key in current.annotations}
     gpus = current.gpus(replicas)
     return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
                  Outcome.CHANGED, 0, replicas, gpus,
@@ -344,8 +345,8 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
         guarded = {path for path in guarded if path[:2] != ("metadata", "annotations")}
         guarded.add(("metadata", "annotations"))
     tests = [{"op": "test", "path": _pointer(path), "value": _dig(obj, path)} for path in sorted(guarded)]
-    ops = []
-    new_annotations = {}
+    ops: list[dict[str, Any]] = []
+    new_annotations: dict[str, Any] = {}
     for path, value in _leaves(patch):
         if path[:2] == ("metadata", "annotations") and not isinstance(annotations, dict):
             if value is not None:

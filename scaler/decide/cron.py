@@ -57,7 +57,7 @@ def standard_day_of_week(text: str, *, expression: str = "") -> str:
     days: set[int] = set()
     for part in text.split(","):
         base, _, step_text = part.partition("/")
-        if step_text and not step_text.isdigit() or step_text == "0":
+        if (step_text and not step_text.isdigit()) or step_text == "0":
             raise _cron_error(expression, f"day of week {part!r}: the step must be a positive number")
         step = int(step_text) if step_text else 1
         if base == "*":
@@ -110,7 +110,7 @@ def cron_trigger(expression: str) -> CronTrigger:
 
 def _field_detail(fields: list[str], error: ValueError) -> str:
     """Name the field APScheduler rejected, by trying each field alone."""
-    for name, value in zip(CRON_FIELDS, fields):
+    for name, value in zip(CRON_FIELDS, fields, strict=True):  # 5 fields: checked by the caller
         try:
             CronTrigger(**{name: value}, timezone=UTC)
         except ValueError as field_error:
@@ -128,7 +128,7 @@ class LocalCron:
     placed on the real time line by `wallclock.place`.
     """
 
-    __slots__ = ("expression", "tz", "trigger")
+    __slots__ = ("expression", "trigger", "tz")
 
     def __init__(self, expression: str, tz: ZoneInfo) -> None:
         self.expression = expression

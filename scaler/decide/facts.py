@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from scaler.decide.decisions import Action, Code, Decision, Signals, WorkloadState
 from scaler.decide.policies import Policy, WakeSignal
@@ -21,7 +21,7 @@ _NO_WINDOWS = ScheduleState()
 _MAX_INT32 = 2**31 - 1
 
 
-def known(value: float | None) -> bool:
+def known(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -65,7 +65,7 @@ class Facts:
     """Everything the rows read, for one decision; what only some rows need
     is worked out on first use (plain slots: this runs 10,000 times a tick)."""
 
-    __slots__ = ("policy", "workload", "signals", "now", "current", "_windows", "_demand", "_lead")
+    __slots__ = ("_demand", "_lead", "_windows", "current", "now", "policy", "signals", "workload")
 
     def __init__(self, policy: Policy, workload: WorkloadState, signals: Signals, now: datetime) -> None:
         self.policy, self.workload, self.signals, self.now = policy, workload, signals, now
@@ -172,9 +172,10 @@ def next_prewarm(policy: Policy, warm_ups: tuple[float, ...], now: datetime) -> 
     schedule, ahead = policy.schedule.compiled, timedelta(seconds=lead)
     edge = now + ahead
     for _ in range(8):  # a few edges: the next opening of a keep-up window
-        edge = next_edge(schedule, edge)
-        if edge is None:
+        following = next_edge(schedule, edge)
+        if following is None:
             return None
+        edge = following
         if schedule.state_at(edge).keep_up is not None:
             return edge - ahead, lead
     return None

@@ -124,9 +124,9 @@ def _policies_in(document: Document) -> tuple[list[tuple[Any, tuple]], list[tupl
              for key in data if key != "policies" and not (isinstance(key, str) and key.startswith("x-"))]
     items = data["policies"]
     if not isinstance(items, list):
-        return [], shape + [("expected a list of policies", ("policies",))]
+        return [], [*shape, ("expected a list of policies", ("policies",))]
     if not items:
-        return [], shape + [("the list of policies is empty", ("policies",))]
+        return [], [*shape, ("the list of policies is empty", ("policies",))]
     return [(item, ("policies", index)) for index, item in enumerate(items)], shape
 
 
@@ -203,12 +203,13 @@ def _check_text(text: str, file: str, sources: dict[str, str], problems: list[Pr
         items, shape = _policies_in(document)
         problems.extend(Problem(file, document.line(path_), field_path(path_), message) for message, path_ in shape)
         for data, base in items:
-            line = document.line(base + ("name",) if isinstance(data, dict) and "name" in data else base)
+            line = document.line((*base, "name") if isinstance(data, dict) and "name" in data else base)
             name = data.get("name") if isinstance(data, dict) else None
-            duplicate = isinstance(name, str) and name in sources
-            if duplicate:
+            first = sources.get(name) if isinstance(name, str) else None
+            duplicate = first is not None
+            if first is not None:
                 problems.append(Problem(file, line, "name",
-                                        f"duplicate policy name {name!r} (first defined at {sources[name]})"))
+                                        f"duplicate policy name {name!r} (first defined at {first})"))
             elif isinstance(name, str):
                 sources[name] = f"{file}:{line}"
             policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)

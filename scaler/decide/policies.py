@@ -278,11 +278,13 @@ class Policy(_Model):
     schedule: ScheduleConfig | None = None
     idle: IdleSignal | None = None
     wake: WakeSignal | None = None
-    min_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Smallest non-zero size: floor for a wake, and the size "
-                                                   "a resume uses when nothing was recorded.")
-    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="Cap for queue-driven scale-up. Without it the "
-                                                             "queue only wakes (to the recorded size or "
-                                                             "min_replicas).")
+    min_replicas: int = Field(
+        1, ge=1, le=MAX_REPLICAS,
+        description="Smallest non-zero size: floor for a wake, and the size a resume uses when nothing was recorded.")
+    max_replicas: int | None = Field(
+        None, ge=1, le=MAX_REPLICAS,
+        description="Cap for queue-driven scale-up. Without it the queue only wakes (to the recorded size or "
+                    "min_replicas).")
     scale_down_delay_seconds: Duration = Field(
         300.0, alias="scale_down_delay",
         description="No idle (or outside: down) scale-down within this long after the workload was last "

@@ -101,7 +101,8 @@ def _check_depth(text: str, file: str, loader: Any = _LOADER) -> Problem | None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                return Problem(file, event.start_mark.line + 1, "",
+                mark = event.start_mark  # always set by the parser; the stubs allow None
+                return Problem(file, mark.line + 1 if mark else None, "",
                                f"mappings and lists nest more than {MAX_DEPTH} deep")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
@@ -185,6 +186,7 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
         loader = _LOADER(text)
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node() said a document follows
             unsafe = _check_graph(node, file)
             if unsafe is not None:
                 problems.append(unsafe)
@@ -219,17 +221,17 @@ def _record_lines(loader: Any, node: yaml.Node, path: tuple, lines: dict[tuple, 
             key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
                 else key_node.start_mark.line
             if key in seen:
-                problems.append(Problem(file, key_node.start_mark.line + 1, field_path(in_policy(path + (key,))),
+                problems.append(Problem(file, key_node.start_mark.line + 1, field_path(in_policy((*path, key))),
                                         "duplicate key: YAML would silently keep only the last one"))
             seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(loader, value_node, path + (key,), lines, file, problems)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, (*path, key), lines, file, problems)
         for source in merged:  # keys written here win; merged ones keep the line they were written on
             if isinstance(source, yaml.MappingNode):
                 _record_merged(loader, source, path, seen, lines, file, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(loader, item, path + (index,), lines, file, problems)
+            _record_lines(loader, item, (*path, index), lines, file, problems)
 
 
 def _record_merged(loader: Any, source: yaml.MappingNode, path: tuple, seen: set,

@@ -30,8 +30,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from itertools import compress
+from itertools import compress, pairwise
 from operator import ne
+from typing import Any
 
 from scaler.decide.annotations import WARM_UPS_KEPT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code, Decision, Signals, WorkloadState
@@ -155,7 +156,7 @@ class Replay:
         """Direction changes within `within_seconds`: a pause undone by a wake,
         or a wake undone by a pause, that soon."""
         moves = [act for act in self.acts if act.action in UP + DOWN]
-        return sum(1 for a, b in zip(moves, moves[1:])
+        return sum(1 for a, b in pairwise(moves)
                    if (a.action in DOWN) != (b.action in DOWN)
                    and (b.at - a.at).total_seconds() < within_seconds)
 
@@ -164,7 +165,7 @@ class Replay:
         where neither changed."""
         bounds = [*self.changes, (self.steps.count, 0, 0)]
         return [(first, following, replicas, ready)
-                for (first, replicas, ready), (following, _, _) in zip(bounds, bounds[1:])]
+                for (first, replicas, ready), (following, _, _) in pairwise(bounds)]
 
     def replicas_at(self) -> list[tuple[int, int]]:
         """(replicas, Ready) at every step, for the timeline."""
@@ -213,7 +214,7 @@ class _Signal:
     """One signal over the steps: its text at each step (None: no point),
     the steps where the text changes, and the value last read."""
 
-    __slots__ = ("texts", "changes", "text", "value")
+    __slots__ = ("changes", "text", "texts", "value")
 
     def __init__(self, points: Points | None, steps: Steps) -> None:
         start, step = int(steps.start.timestamp()), steps.step_seconds
@@ -223,7 +224,7 @@ class _Signal:
         self.value: float | None = None
 
     @staticmethod
-    def parse(text: object) -> float | None:
+    def parse(text: Any) -> float | None:
         """A point's value; None (unknown) if absent, not a number, NaN or ±Inf."""
         try:
             value = float(text) if text is not None else None
@@ -252,7 +253,9 @@ def step_values(points: Points | None, steps: Steps) -> list[float | None]:
 def _by_time(points: Points | None) -> dict:
     """{unix seconds: text}; a malformed point is left out (its step is unknown)."""
     try:
-        return dict(points or ())
+        # The fast path: dict() takes any 2-item sequences, such as JSON's [t, "v"] lists; typeshed
+        # asks for tuples only. A malformed point raises, and the loop below sorts them out.
+        return dict(points or ())  # type: ignore[arg-type]
     except (TypeError, ValueError):
         found = {}
         for point in points or ():
@@ -298,9 +301,9 @@ class _Run:
                                  pause_cause=str(decision.reason_code))
             self.ready_due, self.due_index = None, -1
             return
-        record = {"last_replicas": None, "paused_by": None, "pause_cause": None} \
-            if decision.action is Action.RESUME else {}
-        self.state = replace(state, replicas=decision.replicas, started_at=now, ready_at=None, **record)
+        if decision.action is Action.RESUME:
+            state = replace(state, last_replicas=None, paused_by=None, pause_cause=None)
+        self.state = replace(state, replicas=decision.replicas, started_at=now, ready_at=None)
         self.ready_due = now + timedelta(seconds=self.subject.warm_up_seconds)
         self.due_index = self.result.steps.index_at_or_after(self.ready_due)
 

@@ -146,10 +146,10 @@ def hold_annotations(*, for_text: str | None = None, until_text: str | None = No
         if until <= now:
             until += timedelta(days=1)
         return {HOLD_UNTIL: rfc3339(until), **start}
-    until = parse_time(text)
-    if until is None:
+    parsed = parse_time(text)
+    if parsed is None:
         raise HoldError(f"--until {text!r} is not a time: write next-window, HH:MM (local time) or RFC 3339 "
                         "with a zone (2026-05-01T18:00:00Z)")
-    if until <= now:
+    if parsed <= now:
         raise HoldError(f"--until {text!r} is in the past")
-    return {HOLD_UNTIL: rfc3339(until), **start}
+    return {HOLD_UNTIL: rfc3339(parsed), **start}

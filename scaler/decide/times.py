@@ -5,11 +5,11 @@ the instant as an argument."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -30,7 +30,7 @@ def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
     (a grace counted from a cut-down Ready would end up to 1 s early)."""
     if round_up and moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def seconds_between(earlier: datetime, later: datetime) -> float:
@@ -43,7 +43,7 @@ def human_duration(seconds: float) -> str:
     """90 -> '1m30s', 5400 -> '1h30m', 0.5 -> '0.5s'."""
     if seconds < 60:
         return f"{round(seconds, 1):g}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

@@ -15,10 +15,9 @@ order walks them forward in real time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-UTC = timezone.utc
 _ONE_SECOND = timedelta(seconds=1)
 
 
@@ -54,6 +53,7 @@ def _gap_end(naive: datetime, tz: ZoneInfo) -> datetime:
     """The instant the clocks jump over the nonexistent wall time `naive`."""
     before = naive.replace(tzinfo=tz, fold=0).utcoffset()
     after = naive.replace(tzinfo=tz, fold=1).utcoffset()
+    assert before is not None and after is not None  # a ZoneInfo always has an offset
     low = (naive - after).replace(tzinfo=UTC)  # still before the jump
     high = (naive - before).replace(tzinfo=UTC)  # already after it
     while high - low > _ONE_SECOND:

@@ -50,7 +50,7 @@ class _Edges(Protocol):
 class CronPair:
     """A window between a start and an end cron expression."""
 
-    __slots__ = ("start", "end")
+    __slots__ = ("end", "start")
 
     def __init__(self, start: str, end: str, tz: ZoneInfo) -> None:
         self.start, self.end = LocalCron(start, tz), LocalCron(end, tz)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from scaler.cluster.discovery import KindResolver
 from scaler.cluster.views import ListingView
@@ -48,8 +49,8 @@ class Backtest:
     requests: int = 0
     #: (policy, lead) -> its window runs, for the timeline
     windows: dict[tuple[str, float | None], list[WindowRun]] = field(default_factory=dict)
-    #: (namespace, name) -> {"idle": points, "queue": points}, kept with keep_points
-    points: dict[tuple[str, str], dict[str, list]] = field(default_factory=dict)
+    #: (namespace, name) -> {"idle": points, "queue": points} (None: no series), kept with keep_points
+    points: dict[tuple[str, str], dict[str, list | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -164,14 +165,16 @@ def _replay_policy(result: Backtest, matched: list, histories: dict[str, History
             key = (state.namespace, state.name)
             points = {"idle": idle.points.get(key) if idle else None,
                       "queue": queue.points.get(key) if queue else None}
-            isolated(failed, policy, lambda: _replay_one(result, subject_of(workload, state, policy, declared_warm_up),
-                                                         points))
+            # subject_of() stays inside isolated(), as before: whatever it raises fails only this policy.
+            isolated(failed, policy, partial(_replay_one, result, workload, state, policy, declared_warm_up, points))
             if keep_points:
                 result.points[key] = points
         progress("workloads", 1)
 
 
-def _replay_one(result: Backtest, subject: Subject, points: dict) -> None:
+def _replay_one(result: Backtest, workload: Workload, state: WorkloadState, policy: Policy,
+                declared_warm_up: float | None, points: dict) -> None:
+    subject = subject_of(workload, state, policy, declared_warm_up)
     lead = subject.lead
     windows = result.windows.get((subject.policy.name, lead))
     if windows is None:

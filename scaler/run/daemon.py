@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 
 import structlog
 from apscheduler.events import (
@@ -94,20 +95,20 @@ class Daemon:
             resolve=KindResolver(self.kube),
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
                                settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
         self._running_changed = threading.Condition()
-        self.server = None
+        self.server: ThreadingHTTPServer | None = None
         self._published: set[str] = set()
 
     # Start and stop
 
     def run(self) -> int:
         s = self.settings
-        self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
-        port = self.server.server_address[1]
+        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
+        port = server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
                  port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
                  evaluation_interval_seconds=s.evaluation_interval_seconds)
@@ -123,12 +124,12 @@ class Daemon:
             self._checked_term = self.leadership.term
         self.scheduler.start()
         self.scheduler.add_job(self._job(self._reconcile), IntervalTrigger(seconds=s.evaluation_interval_seconds),
-                               id="reconcile", next_run_time=datetime.now(timezone.utc))
+                               id="reconcile", next_run_time=datetime.now(UTC))
         self.scheduler.add_job(self._job(self._wake), IntervalTrigger(seconds=s.wake_check_interval_seconds),
                                id="wake")
         # At once too: a leader elected before the scheduler ran reads the policies in its term.
         self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
-                               id="reload", next_run_time=datetime.now(timezone.utc))
+                               id="reload", next_run_time=datetime.now(UTC))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stopping.set())
         # In slices: a signal delivered to a worker thread runs its Python
@@ -196,7 +197,7 @@ class Daemon:
         self.metrics.leader.set(1 if leading else 0)
         if leading and self.scheduler.running:
             # A new leader reads the policies now, then acts (the reload starts the reconcile).
-            self.scheduler.modify_job("reload", next_run_time=datetime.now(timezone.utc))
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
 
     def _job_event(self, event: JobEvent) -> None:
         job = event.job_id if event.job_id in ("reconcile", "wake", "reload") else "edge"
@@ -275,7 +276,8 @@ class Daemon:
         """When a pre-warm lead reaches a keep-up window, for each lead in use
         (one per policy, or each workload's own measured warm-up for 'auto')."""
         prewarming = [policy for policy in self.policies if policy.prewarm is not None and policy.schedule]
-        leads = {(policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
+        leads: dict[tuple[str, tuple[float, ...]], Policy] = {
+            (policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
         auto = [policy for policy in prewarming if policy.prewarm == "auto"]
         if auto:
             for workload in self.view.workloads(kinds_of(auto, self.reconciler.resolve, {})):
@@ -304,7 +306,7 @@ class Daemon:
             self._apply(*self.source.check())
         if changed or self._checked_term != term:
             self._checked_term = term
-            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(timezone.utc))
+            self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
 
     def _apply(self, policies: PolicySet, problems: list) -> None:
         """Put a newly read policy set in force, or report why it is not."""
@@ -353,7 +355,7 @@ def run(settings: Settings) -> int:
         log.error("cannot read the policies", source=str(source), error=str(error))
         print(f"error: cannot read the policies from {source}: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # kubeconfig missing or unreadable
+    except Exception as error:  # noqa: BLE001 - kubeconfig missing or unreadable (any type): log it, exit 1
         log.error("cannot start", error=f"{type(error).__name__}: {error}")
         return 1
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

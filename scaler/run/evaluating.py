@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
+from functools import partial
 
 import structlog
 
@@ -183,13 +183,14 @@ class Evaluator:
     def _fetch(self, policies: list[Policy], *, wake_only: bool,
                errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
         """Every policy signal at once; what has not answered by the deadline is unknown."""
-        queries = {policy.name: isolated(errors, policy, lambda: queries_of(policy, wake_only=wake_only))
+        queries = {policy.name: isolated(errors, policy, partial(queries_of, policy, wake_only=wake_only))
                    for policy in policies}
         ask = partial(self.prometheus.vector, at=self.signals_at) if self.signals_at else self.prometheus.vector
         sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
         wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
-        vectors, errors = {}, []
+        vectors: dict[tuple[str, str], Vector] = {}
+        signal_errors: list[str] = []  # not `errors`: that one holds the policies' own failures
         for (name, signal), (policy, query, future) in sent.items():
             if not future.done():
                 vector = Vector(error=f"Prometheus at {self.prometheus.url} timed out: no answer within the "
@@ -198,9 +199,9 @@ class Evaluator:
                 vector = Vector(error=f"query failed: {type(future.exception()).__name__}: {future.exception()}")
             else:
                 vector = future.result()
-            self._note(policy, signal, query, vector, errors)
+            self._note(policy, signal, query, vector, signal_errors)
             vectors[(name, signal)] = vector
-        self.signal_errors = errors
+        self.signal_errors = signal_errors
         return vectors
 
     def _note(self, policy: Policy, signal: str, query: SignalQuery, vector: Vector, errors: list[str]) -> None:
@@ -232,8 +233,8 @@ class Evaluator:
         matched, conflicts = self.match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
         if not with_signals:
             schedule = [Evaluation(w, s, p, d) for w, s, p in matched
-                        if (d := isolated(errors, p, lambda: decide(policy=p, workload=s, signals=Signals(),
-                                                                     now=now))) is not None]
+                        if (d := isolated(errors, p, partial(decide, policy=p, workload=s, signals=Signals(),
+                                                                      now=now))) is not None]
             return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
         vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors)
@@ -245,7 +246,8 @@ class Evaluator:
 
     def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
                     *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:
-        evaluations, unknown = [], {}
+        evaluations: list[Evaluation] = []
+        unknown: dict[tuple[str, str], int] = {}
         for workload, state, policy in matched:
             if policy.name in errors:
                 continue
@@ -261,8 +263,8 @@ class Evaluator:
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
             signals = Signals(idle=idle, queue=queue)
-            decision = isolated(errors, policy, lambda: decide(policy=policy, workload=state, signals=signals,
-                                                               now=now))
+            decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
+                                                                now=now))
             if decision is not None:
                 evaluations.append(Evaluation(workload, state, policy, decision))
         if self.metrics and not wake_only:

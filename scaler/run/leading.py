@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 from kubernetes import client as k8s
@@ -117,7 +117,7 @@ class Leadership:
                 lease = self.kube.get(LEASES, self.namespace, self.name)
                 if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                     return
-                now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 self.kube.patch(LEASES, self.namespace, self.name, {
                     "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
                     "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}})

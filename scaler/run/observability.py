@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
     health: Health
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)

@@ -27,7 +27,7 @@ CONFIGMAPS = Resource("", "v1", "configmaps")
 def _fingerprint(paths: list[Path]) -> tuple:
     """What changed-on-disk means: every policy file's name, size and mtime
     (ConfigMap updates swap a symlink, which changes all three)."""
-    seen = []
+    seen: list[tuple[str, int | None, int | None]] = []
     for path in paths:
         candidates = sorted(path.iterdir()) if path.is_dir() else [path]
         for file in candidates:
@@ -88,4 +88,5 @@ def policy_source(settings, kube: Kube | None) -> PolicySource:
     if not settings.policy_configmap:
         return FilePolicies(settings.policies)
     namespace, _, name = settings.policy_configmap.rpartition("/")
+    assert kube is not None, "run() makes a Kube whenever policy_configmap is set"
     return ConfigMapPolicies(kube, namespace or settings.own_namespace or "default", name)

@@ -78,11 +78,12 @@ def read_matrix(history: History, result: list, query: SignalQuery, *, fresh: se
     for series in result if isinstance(result, list) else []:
         labels = series.get("metric") if isinstance(series, dict) else None
         labels = labels if isinstance(labels, dict) else {}
-        key = (labels.get(query.namespace_label), labels.get(query.workload_label))
+        namespace, workload = labels.get(query.namespace_label), labels.get(query.workload_label)
         values = series.get("values") if isinstance(series, dict) else None
-        if not key[0] or not key[1]:
+        if not namespace or not workload:
             history.unmatched += 1
             continue
+        key = (namespace, workload)
         points = values if isinstance(values, list) else []  # a malformed point is unknown to the replay
         known = history.points.get(key)
         if known is None:

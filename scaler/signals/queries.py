@@ -39,7 +39,7 @@ def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, work
     _check_labels(namespace_label, workload_label)
     by = f"by ({namespace_label}, {workload_label})"
     on = f"on ({namespace_label}, {workload_label})"
-    seconds = int(math.ceil(duration_seconds))
+    seconds = math.ceil(duration_seconds)
     step = resolution_seconds(duration_seconds)
     lookback = max(2 * step, 30)
     promql = (

@@ -60,6 +60,6 @@ def parse_vector(result: list, query: SignalQuery) -> Vector:
             vector.values[key] = None
         elif key not in vector.values:
             vector.values[key] = value
-        elif vector.values[key] is not None:
-            vector.values[key] = max(vector.values[key], value)
+        elif (known := vector.values[key]) is not None:
+            vector.values[key] = max(known, value)
     return vector

@@ -13,7 +13,8 @@ import json
 import math
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from kubernetes import client
 
@@ -64,12 +65,13 @@ class PodSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.25):
             pods = self.core.list_namespaced_pod(self.namespace, label_selector="app=chat").items
-            running = sum(1 for pod in pods if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
+            running = sum(1 for pod in pods
+                          if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
             self.samples.append((time.time(), running))
 
     def gpu_seconds(self, start: float, end: float) -> float:
         total = 0.0
-        for (at, running), (following, _) in zip(self.samples, self.samples[1:]):
+        for (at, running), (following, _) in pairwise(self.samples):
             total += running * max(0.0, min(following, end) - max(at, start))
         return total
 
@@ -77,7 +79,7 @@ class PodSampler(threading.Thread):
 def _aligned_now() -> datetime:
     """Now, rounded down to a multiple of the step (so are window edges: minutes)."""
     now = math.floor(time.time() / INTERVAL) * INTERVAL
-    return datetime.fromtimestamp(now, timezone.utc)
+    return datetime.fromtimestamp(now, UTC)
 
 
 def _scenario(kube, namespace, cluster, window_start: datetime) -> None:
@@ -92,7 +94,7 @@ def _scenario(kube, namespace, cluster, window_start: datetime) -> None:
     eventually(lambda: client.AppsV1Api(kube).read_namespaced_deployment("chat", namespace).status.ready_replicas
                == 2, timeout_seconds=60)
     _push(cluster, namespace, "gateway_pending_requests", 0)
-    ahead = (window_start - datetime.now(timezone.utc)).total_seconds()
+    ahead = (window_start - datetime.now(UTC)).total_seconds()
     assert ahead > 5, "the wake ran into the window"
     # The window opens up to 210 s after the start, so the wait is counted from now to its edge.
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=ahead + 60, interval_seconds=0.2)
@@ -140,7 +142,7 @@ def test_the_backtest_replays_what_the_daemon_did(kube, namespace, cluster, tmp_
     print(f"\ndaemon Events: {[(round(t - start.timestamp(), 1), what) for t, what in actions]}\n"
           f"backtest:      {[(round(t - start.timestamp(), 1), what) for t, what in replayed]}")
     assert [what for _, what in replayed] == [what for _, what in actions] == ["pause", "resume", "pause", "resume"]
-    for (event_at, what), (replayed_at, _) in zip(actions, replayed):
+    for (event_at, what), (replayed_at, _) in zip(actions, replayed, strict=True):
         # One evaluation interval, plus the second an Event's timestamp is cut to.
         assert abs(replayed_at - event_at) <= INTERVAL + 1, (what, replayed_at - event_at)
     assert row["warmUpSource"] == "measured" and LOAD_SECONDS <= row["warmUpSeconds"] <= LOAD_SECONDS + 10
@@ -159,14 +161,14 @@ def test_plan_at_a_past_instant_reads_the_signals_as_they_were(kube, namespace, 
     body.metadata.annotations = {"scaler.io/last-replicas": "2", "scaler.io/paused-by": "policy/chat",
                                  "scaler.io/paused-at": "2026-01-01T00:00:00Z"}
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, body)
-    window_start = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(hours=3)
+    window_start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=3)
     policies = _write(tmp_path / "policies.yaml", _policy(namespace, window_start))
     _push(cluster, namespace, "gateway_pending_requests", 3)
     plan = lambda *extra: run_scaler("plan", "--policies", str(policies), "-o", "json", *extra,  # noqa: E731
                                      kubeconfig=cluster.kubeconfig,
                                      env={"SCALER_PROMETHEUS_URL": cluster.prometheus_url})
     eventually(lambda: plan().returncode == 3, timeout_seconds=30)  # Prometheus has scraped the queue
-    seen = datetime.now(timezone.utc)  # Prometheus had the queue by then, and it is still 3 at this instant
+    seen = datetime.now(UTC)  # Prometheus had the queue by then, and it is still 3 at this instant
     _push(cluster, namespace, "gateway_pending_requests", 0)
     eventually(lambda: plan().returncode == 0, timeout_seconds=30)
     then = plan("--at", seen.isoformat())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -269,7 +269,7 @@ def test_resume_for_and_until_hold_it_up_on_the_object(kube, namespace, cluster)
     _create(kube, namespace, "chat", replicas=2)
     _create(kube, namespace, "woken", replicas=1)
     assert run_scaler("pause", "chat", "-n", namespace, kubeconfig=cluster.kubeconfig).returncode == 0
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     woke = run_scaler("resume", "chat", "-n", namespace, "--for", "2h", kubeconfig=cluster.kubeconfig)
     assert woke.returncode == 0, woke.stderr
     assert "resumed to 2 replicas" in _line(woke.stdout, " chat ") and "held up until" in woke.stdout

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 
@@ -84,18 +84,18 @@ def test_a_queue_wake_is_never_paused_while_the_model_loads(kube, namespace, clu
     daemon = daemons(policies, *FAST)
     daemon.wait_ready()
     eventually(lambda: _replicas(kube, namespace, "chat") == 2, timeout_seconds=30, interval_seconds=0.2)
-    woke = datetime.now(timezone.utc)
+    woke = datetime.now(UTC)
     eventually(lambda: (_deployment(kube, namespace, "chat").status.replicas or 0) == 2, timeout_seconds=30)
     _push(cluster, namespace, "gateway_pending_requests", 0)  # the queue is served elsewhere, mid-load
     loading = daemon.wait_log("decision", lambda line: line.get("workload") == "chat"
                               and line.get("reason_code") == "starting", timeout_seconds=30)
     assert "of 2 replicas Ready, loading for" in loading[0]["reason"]
     eventually(lambda: _all_ready(kube, namespace, "chat"), timeout_seconds=90, interval_seconds=0.2)
-    ready = datetime.now(timezone.utc)
+    ready = datetime.now(UTC)
     assert _replicas(kube, namespace, "chat") == 2 and not events(kube, namespace, "chat", "ScaledToZero")
     # Ready and its grace over, and idle since Ready for the whole 6 s: now it may go.
     eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=90, interval_seconds=0.2)
-    paused = datetime.now(timezone.utc)
+    paused = datetime.now(UTC)
     print(f"\nwoke, loaded {(ready - woke).total_seconds():.1f}s, paused {(paused - ready).total_seconds():.1f}s "
           "after all Ready (grace 10s + idle 6s since Ready)")
     assert (paused - ready).total_seconds() >= 10
@@ -126,8 +126,8 @@ def test_a_pulsing_queue_makes_no_flaps_with_the_defaults(kube, namespace, clust
     policies = _write(tmp_path / "policies.yaml", _queue_policy(namespace))
     daemon = daemons(policies, *FAST)
     daemon.wait_ready()
-    started = datetime.now(timezone.utc)
-    while (elapsed := (datetime.now(timezone.utc) - started).total_seconds()) < 150:
+    started = datetime.now(UTC)
+    while (elapsed := (datetime.now(UTC) - started).total_seconds()) < 150:
         _push(cluster, namespace, "gateway_pending_requests", 3 if elapsed % 20 < 8 else 0)
         time.sleep(0.5)  # the traffic's own pace, not a wait for an outcome
     resumed = events(kube, namespace, "chat", "Resumed")
@@ -218,7 +218,7 @@ def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, clus
     for name, labels in (("warm", {"tier": "warm"}), ("cold", {"tier": "cold"})):
         apps.create_namespaced_deployment(namespace, _paused(name, policy=name, last=2, load_seconds=load,
                                                              cause="outside-down", labels=labels))
-    opens = (datetime.now(timezone.utc) + timedelta(seconds=load + 25)).replace(second=0, microsecond=0) \
+    opens = (datetime.now(UTC) + timedelta(seconds=load + 25)).replace(second=0, microsecond=0) \
         + timedelta(minutes=1)
     closes = opens + timedelta(minutes=30)
     window = f'{{name: day, mode: up, start: "{opens.minute} {opens.hour} * * *", ' \
@@ -237,9 +237,9 @@ def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, clus
     daemon.wait_ready()
     assert _replicas(kube, namespace, "warm") == 0 and _replicas(kube, namespace, "cold") == 0
     eventually(lambda: _all_ready(kube, namespace, "warm"), timeout_seconds=240, interval_seconds=0.1)
-    warm_offset = (datetime.now(timezone.utc) - opens).total_seconds()
+    warm_offset = (datetime.now(UTC) - opens).total_seconds()
     eventually(lambda: _all_ready(kube, namespace, "cold"), timeout_seconds=240, interval_seconds=0.1)
-    cold_offset = (datetime.now(timezone.utc) - opens).total_seconds()
+    cold_offset = (datetime.now(UTC) - opens).total_seconds()
     print(f"\nwindow opens at T, warm-up {load}s: pre-warmed all Ready at T{warm_offset:+.1f}s, "
           f"without pre-warm at T{cold_offset:+.1f}s")
     assert abs(warm_offset) <= 2

@@ -10,7 +10,7 @@ import statistics
 import textwrap
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cluster as local_cluster
 from kubernetes import client
@@ -167,10 +167,10 @@ def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespa
     for name, count in counts.items():
         apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=1,
                                                                     labels={"tier": "gpu"}))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if now.second > 45:  # leave the daemon time to start before the edge
         time.sleep(61 - now.second)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     closes = opens + timedelta(minutes=1)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(
@@ -184,9 +184,9 @@ def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespa
         return {n: _replicas(kube, namespace, n) for n in counts} == replicas
 
     eventually(lambda: all_at(dict.fromkeys(counts, 0)), timeout_seconds=90, interval_seconds=0.1)
-    paused_after = (datetime.now(timezone.utc) - opens).total_seconds()
+    paused_after = (datetime.now(UTC) - opens).total_seconds()
     eventually(lambda: all_at(counts), timeout_seconds=90, interval_seconds=0.1)
-    resumed_after = (datetime.now(timezone.utc) - closes).total_seconds()
+    resumed_after = (datetime.now(UTC) - closes).total_seconds()
     print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
     assert paused_after < 2.0 and resumed_after < 2.0
     assert all(_ours(_annotations(kube, namespace, n)) == {} for n in counts)
@@ -244,7 +244,8 @@ def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, 
     eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1
                and daemon.metric("scaler_policy_files_valid") == 0, timeout_seconds=30)
     rejected = daemon.wait_log("policy file rejected; the last good policies stay in force")
-    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"] for line in rejected)
+    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"]
+               for line in rejected)
     assert daemon.metric("scaler_policies_loaded") == 1
     apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
     eventually(lambda: _replicas(kube, namespace, "late") == 0, timeout_seconds=30)
@@ -327,7 +328,7 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     annotations = _annotations(kube, namespace, "chat")
     assert _replicas(kube, namespace, "chat") == 3
     assert LAST_REPLICAS not in annotations
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
     next_edge += timedelta(days=0 if now.hour < 12 else 1)
     assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -367,7 +368,8 @@ def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster
     assert _replicas(kube, namespace, "chat") == 2
 
     # The series goes away altogether (the exporter died): still unknown, still up.
-    group = f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}/workload/chat/metric/vllm_num_requests_running"
+    group = (f"{cluster.pushgateway_url}/metrics/job/test/namespace/{namespace}"
+             "/workload/chat/metric/vllm_num_requests_running")
     urllib.request.urlopen(urllib.request.Request(group, method="DELETE"), timeout=5)
     daemon.let_time_pass(8)
     assert _replicas(kube, namespace, "chat") == 2
@@ -427,7 +429,7 @@ def test_sigterm_hands_the_lease_over_at_once_every_time(kube, namespace, cluste
         other = next(name for name in running if name != leader)
         stopped = time.monotonic()
         assert running.pop(leader).stop() == 0
-        eventually(lambda: holder() == other, timeout_seconds=20, interval_seconds=0.05)
+        eventually(lambda other=other: holder() == other, timeout_seconds=20, interval_seconds=0.05)
         took.append(time.monotonic() - stopped)
         name = f"d{round_}"
         running[name] = daemons(policies, *FAST, *election, "--identity", name, name=name)

@@ -41,7 +41,7 @@ def binaries() -> Path:
 
 def _kubectl(binaries: Path, cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(binaries / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+                          input=stdin, capture_output=True, check=False, text=True, timeout=60)
 
 
 def _can(binaries: Path, cluster, service_account: str, verb: str, resource: str, namespace: str) -> bool:
@@ -86,7 +86,7 @@ class Install:
                 *values]
         for template in show:
             args += ["--show-only", template]
-        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(args, capture_output=True, check=False, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -338,8 +338,9 @@ def _without(docs: list[dict], *, group: str, resource: str, verb: str) -> list[
                     rules.append({**rule, "resources": [resource], "verbs": [v for v in rule["verbs"] if v != verb]})
                 else:
                     rules.append(rule)
-            doc = {**doc, "rules": [r for r in rules if r["verbs"]]}
-        edited.append(doc)
+            edited.append({**doc, "rules": [r for r in rules if r["verbs"]]})
+        else:
+            edited.append(doc)
     return edited
 
 

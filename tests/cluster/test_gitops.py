@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from datetime import datetime
+from itertools import pairwise
 
 from kubernetes import client
 
@@ -100,7 +101,7 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     writes = _writes(daemon)
     pauses = [t for t, what in writes if what == "pause"]
     reverts = [t for t, what in writes if what == "revert"]
-    gaps = [round(b - a, 1) for a, b in zip(pauses, pauses[1:])]
+    gaps = [round(b - a, 1) for a, b in pairwise(pauses)]
     per_minute = [sum(1 for t, _ in writes if started + 60 * m <= t < started + 60 * (m + 1))
                   for m in range(RUN_SECONDS // 60 + 1)]
     print(f"argo applies {argo.applies}; pauses {len(pauses)}, reverts {len(reverts)}; gaps between pauses {gaps}; "
@@ -109,7 +110,7 @@ def test_a_gitops_controller_reverting_pauses_gets_one_report_and_a_growing_back
     # without the back-off (a pause each idle duration, 6 s) it would be dozens.
     assert 3 <= len(pauses) <= 7 and len(reverts) >= len(pauses) - 1
     # Decreasing: each gap between pauses is longer than the one before (the back-off doubles).
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:])), gaps
+    assert all(later > earlier for earlier, later in pairwise(gaps)), gaps
     assert per_minute[0] > per_minute[-1]
 
     # Reported once: one Event, one warning line; the rest are quiet info lines; the metric counts all.

@@ -248,7 +248,7 @@ def test_unrelated_writers_cause_no_conflict_and_counts_stay_exact(kube, namespa
         assert deployment.spec.replicas == 0
         assert deployment.metadata.annotations[LAST_REPLICAS] == str(count)
     workloads, _ = select(ours, Selection(kinds=[DEPLOYMENT], namespace=namespace))
-    resumed = run_batch(workloads, lambda w: pauser.resume(w), concurrency=8)
+    resumed = run_batch(workloads, pauser.resume, concurrency=8)
     assert {r.outcome for r in resumed} == {Outcome.CHANGED}
     assert {name: _deployment(kube, namespace, name).spec.replicas for name in original} == original
 

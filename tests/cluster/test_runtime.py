@@ -10,7 +10,7 @@ import os
 import random
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 
@@ -24,8 +24,8 @@ FAST = ("--evaluation-interval-seconds", "3", "--wake-check-interval-seconds", "
 
 def _next_edge(*, at_least_seconds: float) -> datetime:
     """The next whole minute at least `at_least_seconds` away."""
-    edge = (datetime.now(timezone.utc) + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    while (edge - datetime.now(timezone.utc)).total_seconds() < at_least_seconds:
+    edge = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    while (edge - datetime.now(UTC)).total_seconds() < at_least_seconds:
         edge += timedelta(minutes=1)
     return edge
 
@@ -72,14 +72,14 @@ def test_a_hung_prometheus_delays_no_window_edge_and_idle_holds(kube, namespace,
     daemon = daemons(policies, *FAST)
     daemon.wait_ready()
     daemon.let_time_pass(reconciles=1)  # one reconcile with Prometheus answering
-    eventually(lambda: datetime.now(timezone.utc) >= edge - timedelta(seconds=8), timeout_seconds=90,
+    eventually(lambda: datetime.now(UTC) >= edge - timedelta(seconds=8), timeout_seconds=90,
                interval_seconds=0.2)
     os.kill(cluster.pids["prometheus"], signal.SIGSTOP)  # every query hangs from here
     try:
         eventually(lambda: _replicas(kube, namespace, "down-me") == 0, timeout_seconds=60, interval_seconds=0.05)
-        paused_after = (datetime.now(timezone.utc) - edge).total_seconds()
+        paused_after = (datetime.now(UTC) - edge).total_seconds()
         eventually(lambda: _replicas(kube, namespace, "up-me") == 3, timeout_seconds=60, interval_seconds=0.05)
-        resumed_after = (datetime.now(timezone.utc) - edge).total_seconds()
+        resumed_after = (datetime.now(UTC) - edge).total_seconds()
         print(f"\nPrometheus hung: keep-down edge -> paused {paused_after:.2f}s, "
               f"keep-up edge -> resumed {resumed_after:.2f}s")
         assert paused_after < 2.0 and resumed_after < 2.0

@@ -27,7 +27,7 @@ import os
 import re
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scaler.decide.decisions import Signals, WorkloadState, select_policy
 from scaler.decide.kinds import parse_kind
@@ -40,8 +40,8 @@ from tests.fuzzing import policy_file
 
 LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 FILES = int(os.environ.get("SCALER_FUZZ_FILES", "3000"))
-NOWS = [datetime(2024, 3, 31, 0, 30, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, 0, tzinfo=timezone.utc),
-        datetime(2031, 12, 31, 23, 59, tzinfo=timezone.utc)]
+NOWS = [datetime(2024, 3, 31, 0, 30, tzinfo=UTC), datetime(2026, 11, 1, 6, 0, tzinfo=UTC),
+        datetime(2031, 12, 31, 23, 59, tzinfo=UTC)]
 SIGNALS = [Signals(), Signals(idle=0.0, queue=0.0), Signals(idle=5.0, queue=10.0), Signals(idle=math.nan, queue=1e308),
            Signals(idle=math.inf, queue=-1.0)]
 

@@ -4,7 +4,7 @@ tests/cluster/test_backtest.py."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,6 @@ from scaler.cli.instants import InstantError, duration, instant
 from scaler.signals.history import MAX_POINTS, chunks, fetch
 from scaler.signals.queries import queue_query
 
-UTC = timezone.utc
 START = datetime(2026, 11, 16, tzinfo=UTC)
 T0 = int(START.timestamp())
 QUERY = queue_query("q", namespace_label="namespace", workload_label="workload")
@@ -136,5 +135,5 @@ def test_instants_that_are_refused_say_how_to_write_them(text, message):
 
 def test_durations_name_their_flag():
     assert duration("1h30m", flag="--step") == 5400
-    with pytest.raises(InstantError, match="^--step: 'soon' is not a duration"):
+    with pytest.raises(InstantError, match=r"^--step: 'soon' is not a duration"):
         duration("soon", flag="--step")

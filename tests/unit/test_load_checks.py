@@ -11,7 +11,7 @@ conflicts already held there (kinds.py, 5482ea2) and stay as a guard."""
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -78,7 +78,7 @@ def test_the_largest_valid_sizes_are_accepted(tmp_path, capsys):
     assert main(["validate", str(path)]) == 0
 
 
-NOW = datetime(2024, 6, 4, 12, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 4, 12, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("queue", [1e308, 2.0**31, 1e12])

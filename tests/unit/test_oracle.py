@@ -9,7 +9,7 @@ a window's edge."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from scaler.decide.windows import Mode, Window, WindowError, zone
 from tests import oracle
 
-UTC = timezone.utc
 ZONES = ["UTC", "Europe/Berlin", "Europe/London", "America/New_York", "America/Santiago", "America/Havana",
          "America/St_Johns", "Pacific/Auckland", "Pacific/Chatham", "Australia/Lord_Howe", "Asia/Tehran",
          "Asia/Kolkata", "Africa/Casablanca", "Asia/Gaza"]

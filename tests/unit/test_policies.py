@@ -228,7 +228,7 @@ def test_schema_describes_both_shapes():
 
 def test_one_spelling_per_key():
     """The file says `duration: 30m`; the attribute name with its unit is not a second spelling."""
-    with pytest.raises(ValidationError, match="unknown key|Extra inputs"):
+    with pytest.raises(ValidationError, match=r"unknown key|Extra inputs"):
         Policy.model_validate({"name": "p", "idle": {"query": "up", "threshold": 1, "duration_seconds": 60}})
 
 

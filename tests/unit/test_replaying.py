@@ -8,7 +8,7 @@ shares no code with scaler."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +20,6 @@ from scaler.decide.replaying import Steps, Subject, replay, window_runs
 from scaler.decide.windows import zone
 from tests import oracle
 
-UTC = timezone.utc
 MONDAY = datetime(2026, 11, 16, tzinfo=UTC)
 STATE = WorkloadState(kind="deployments.apps", namespace="ml", name="chat", replicas=3, ready_replicas=3)
 

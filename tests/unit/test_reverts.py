@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -62,8 +62,8 @@ def test_gitops_managers(manager, gitops):
 def test_backoff_doubles_and_is_capped():
     assert [backoff_seconds(n, base_seconds=300, max_seconds=3600) for n in (1, 2, 3, 4, 5)] == \
         [300, 600, 1200, 2400, 3600]
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    record, until = revert_record(manager="argocd-controller", reverts=2, now=now, base_seconds=10)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    record, _until = revert_record(manager="argocd-controller", reverts=2, now=now, base_seconds=10)
     assert record == {"scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "2",
                       "scaler.io/backoff-until": "2026-01-01T00:00:20Z"}
 
@@ -71,8 +71,8 @@ def test_backoff_doubles_and_is_capped():
 def test_hold_until():
     assert hold_until({}) is None
     assert hold_until({"scaler.io/hold-up-until": "2026-01-01T02:00:00Z"}) == \
-        datetime(2026, 1, 1, 2, tzinfo=timezone.utc)
+        datetime(2026, 1, 1, 2, tzinfo=UTC)
     nxt = {"scaler.io/hold-up-until": "next-window", "scaler.io/hold-up-from": "2026-01-01T00:00:00Z"}
-    assert hold_until(nxt) == datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
-    edge = datetime(2026, 1, 1, 8, tzinfo=timezone.utc)
+    assert hold_until(nxt) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+    edge = datetime(2026, 1, 1, 8, tzinfo=UTC)
     assert hold_until(nxt, next_edge_after=lambda start: edge) == edge

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SCALER_")}
-    return subprocess.run([sys.executable, "-m", "scaler", *args], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT, env={**clean, **(env or {})})
+    return subprocess.run([sys.executable, "-m", "scaler", *args], capture_output=True, check=False, text=True,
+                          timeout=60, cwd=ROOT, env={**clean, **(env or {})})
 
 
 @pytest.mark.parametrize("args, env, expected", [

@@ -86,7 +86,7 @@ class _Canned(BaseHTTPRequestHandler):
     body = b""
     hang: threading.Event | None = None
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         if self.hang is not None:
             self.hang.wait(10)
         self.send_response(self.status)

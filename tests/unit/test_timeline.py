@@ -9,7 +9,7 @@ import os
 import random
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from plotly.io.json import to_json_plotly
@@ -21,7 +21,7 @@ from scaler.run.backtesting import Backtest
 from tests.unit.test_decisions import at, make_policy
 
 #: Tuesday 2024-06-04 in Berlin, a day at one-minute steps.
-DAY = Steps(at("2024-06-04 00:00").astimezone(timezone.utc), 60, 1440)
+DAY = Steps(at("2024-06-04 00:00").astimezone(UTC), 60, 1440)
 #: Berlin wall-clock spans of that day: [first minute, end minute).
 QUIET_FROM, NAN = "02:00", ("03:00", "03:30")
 PULSE = ("05:00", "05:10")
@@ -144,7 +144,7 @@ def test_a_wait_for_a_paused_workload_is_shaded_with_its_seconds(day):
 
 def drawn(trace, steps: Steps) -> list[float | None]:
     """What a step line (shape hv, gaps not connected) shows at every step."""
-    points = dict(zip(trace.x, trace.y))
+    points = dict(zip(trace.x, trace.y, strict=True))
     shown, value = [], None
     for index in range(steps.count):
         value = points.get(f"{steps.at(index):%Y-%m-%d %H:%M:%S}", value)
@@ -256,7 +256,7 @@ def test_without_plotly_mocked_absent_it_says_how_to_install(tmp_path, day, monk
 
 
 def test_a_signal_point_off_the_step_grid_or_not_finite_is_unknown():
-    steps = Steps(datetime(2024, 6, 4, tzinfo=timezone.utc), 60, 4)
+    steps = Steps(datetime(2024, 6, 4, tzinfo=UTC), 60, 4)
     start = int(steps.start.timestamp())
     points = [[start, "1"], [start + 61, "2"], [start + 120.0, "+Inf"], [start + 180, "oops"], [start + 240, "5"]]
     assert step_values(points, steps) == [1.0, None, None, None]

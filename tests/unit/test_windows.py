@@ -3,7 +3,7 @@ end-exclusive edges, and what daylight saving time does to them. Times are
 written in UTC (`Z`) where the real instant matters and in local time where
 the wall clock matters."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,6 @@ from scaler.decide.windows import (
     zone,
 )
 
-UTC = timezone.utc
 BERLIN = zone("Europe/Berlin")
 NEW_YORK = zone("America/New_York")
 AUCKLAND = zone("Pacific/Auckland")

@@ -4,7 +4,7 @@ worked out in memory. The cluster tests prove only what the API server adds
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,7 +34,7 @@ from scaler.decide.annotations import (
 )
 from scaler.decide.times import parse_time
 
-NOW = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 STAMP = "2026-03-29T01:30:00Z"
 VLLM = ScaledKind("vllmservers.serving.example.com/v1", Resource("serving.example.com", "v1", "vllmservers"),
                   replicas_path=("spec", "size"), template_path=("spec", "podTemplate", "spec"))
@@ -163,13 +163,14 @@ def test_a_policy_never_resumes_a_manual_pause():
 
 @pytest.mark.parametrize("replicas", [0, 2])
 def test_resume_leaves_what_scaler_did_not_pause(replicas):
-    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1, now=NOW)
+    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1,
+                          now=NOW)
     assert write.patch is None and write.outcome is Outcome.UNCHANGED
     assert write.message.startswith("not paused:")
 
 
 def test_someone_resized_it_while_paused_the_record_goes_and_override_until_is_set():
-    until = datetime(2026, 3, 30, 7, 0, tzinfo=timezone.utc)
+    until = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
     write = writes.resume(obj(DEPLOYMENT, 5, record(3)), by="policy/nightly", reason="human override",
                           fallback_replicas=1, override_until=until, now=NOW)
     annotations = write.patch["metadata"]["annotations"]
