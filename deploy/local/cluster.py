@@ -35,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import node as real_node  # noqa: E402
+
 CACHE_DIR = Path(os.environ.get("SCALER_CACHE_DIR", Path.home() / ".cache" / "scaler"))
 DEFAULT_STATE_DIR = CACHE_DIR / "cluster"
 SERVICE_CIDR = "10.96.0.0/16"

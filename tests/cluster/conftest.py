@@ -14,9 +14,9 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
-import cluster as local_cluster  # noqa: E402
+import cluster as local_cluster
 
-from tests.helpers import DaemonProcess, eventually  # noqa: E402
+from tests.helpers import DaemonProcess, eventually
 
 
 @pytest.fixture(scope="session")

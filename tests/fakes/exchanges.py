@@ -117,7 +117,8 @@ def summary(status: int, body: Any, *, message: bool = True) -> dict:
                     if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {}))
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("deployment.")}
     return {"status": status, "kind": body.get("kind"), "apiVersion": body.get("apiVersion"),
-            "name": meta.get("generateName") + "*" if meta.get("generateName") else meta.get("name"), "labels": meta.get("labels"),
+            "name": f"{meta['generateName']}*" if meta.get("generateName") else meta.get("name"),
+            "labels": meta.get("labels"),
             "annotations": annotations or None, "replicas": (body.get("spec") or {}).get("replicas"),
             "replicaOwners": owners, "has": sorted(k for k in ("uid", "resourceVersion", "creationTimestamp")
                                                    if meta.get(k))}

@@ -343,13 +343,7 @@ class FakeKube:
             new.pop("managedFields", None)
             new["metadata"].pop("managedFields", None)
             new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
-            if kind.status_subresource:
-                if subresource == "status":
-                    new = {**old, "status": new.get("status")} if "status" in new else {**old}
-                elif "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
-                else:
-                    new.pop("status", None)
+            new = _split_status(kind, old, new, subresource)
             self._validate(kind, new)
             if kind.generation and new.get("spec") != old.get("spec"):
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
@@ -567,6 +561,20 @@ def _owned(obj: dict | None) -> dict:
     else:
         out.pop("metadata", None)
     return out
+
+
+def _split_status(kind: Kind, old: dict, new: dict, subresource: str | None) -> dict:
+    """With a /status subresource, the main resource's writes keep status as
+    it was and /status writes change nothing else."""
+    if not kind.status_subresource:
+        return new
+    if subresource == "status":
+        return {**old, "status": new.get("status")} if "status" in new else {**old}
+    if "status" in old:
+        new["status"] = copy.deepcopy(old["status"])
+    else:
+        new.pop("status", None)
+    return new
 
 
 def _content(obj: dict) -> dict:

@@ -73,31 +73,33 @@ def json_patch(doc: Any, operations: Any) -> Any:
     for operation in operations:
         if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
             raise PatchError(f"invalid operation {operation!r}")
-        op, tokens = operation["op"], _tokens(operation["path"])
-        if op == "test":
-            found, value = _get(doc, tokens)
-            if not (value == operation.get("value") if found else operation.get("value") is None):
-                raise PatchError(f"testing value {operation['path']} failed")
-        elif op == "remove":
-            _remove(doc, tokens)
-        elif op in ("add", "replace"):
-            if "value" not in operation:
-                raise PatchError(f"{op} operation has no value")
-            if op == "replace" and tokens:
-                parent = _parent(doc, tokens)
-                if isinstance(parent, list):
-                    _remove(doc, tokens)  # an array index must exist; a map key need not (as the server does)
-            doc = _add(doc, tokens, copy.deepcopy(operation["value"]))
-        elif op in ("move", "copy"):
-            found, value = _get(doc, _tokens(operation.get("from", "")))
-            if not found:
-                raise PatchError(f"{op} operation does not apply: missing from path")
-            if op == "move":
-                _remove(doc, _tokens(operation["from"]))
-            doc = _add(doc, tokens, copy.deepcopy(value))
-        else:
-            raise PatchError(f"unknown operation {op!r}")
+        doc = _operate(doc, operation["op"], _tokens(operation["path"]), operation)
     return doc
+
+
+def _operate(doc: Any, op: str, tokens: list[str], operation: dict) -> Any:
+    if op == "test":
+        found, value = _get(doc, tokens)
+        if not (value == operation.get("value") if found else operation.get("value") is None):
+            raise PatchError(f"testing value {operation['path']} failed")
+        return doc
+    if op == "remove":
+        _remove(doc, tokens)
+        return doc
+    if op in ("add", "replace"):
+        if "value" not in operation:
+            raise PatchError(f"{op} operation has no value")
+        if op == "replace" and tokens and isinstance(_parent(doc, tokens), list):
+            _remove(doc, tokens)  # an array index must exist; a map key need not (as the server does)
+        return _add(doc, tokens, copy.deepcopy(operation["value"]))
+    if op in ("move", "copy"):
+        found, value = _get(doc, _tokens(operation.get("from", "")))
+        if not found:
+            raise PatchError(f"{op} operation does not apply: missing from path")
+        if op == "move":
+            _remove(doc, _tokens(operation["from"]))
+        return _add(doc, tokens, copy.deepcopy(value))
+    raise PatchError(f"unknown operation {op!r}")
 
 
 def _add(doc: Any, tokens: list[str], value: Any) -> Any:
