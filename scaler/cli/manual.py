@@ -31,8 +31,9 @@ from scaler.cli.scoping import (
 from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.starts import warm_ups
 from scaler.cluster.workloads import Workload
-from scaler.cluster.writes import Outcome, warm_ups
+from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,

@@ -5,9 +5,11 @@ tick. A 410 Gone (our resourceVersion was compacted away) means re-list."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -22,11 +24,23 @@ class Gone(Exception):
     pass
 
 
+class NotSynced(KubeError):
+    """A cache that has not listed its resource yet: there is nothing true to
+    decide from (an empty cache is not an empty cluster)."""
+
+    def _message(self) -> str:
+        return f"{self.resource} not listed yet: the API server has not answered ({self.detail})"
+
+
 class Informer:
     """Keeps every object of one resource (optionally in one namespace) in memory."""
 
+    #: Retries after a failed list or watch back off up to this: a server that
+    #: comes back is seen within seconds.
+    MAX_BACKOFF_SECONDS = 4.0
+
     def __init__(self, kube: Kube, resource: Resource, *, namespace: str | None = None,
-                 watch_timeout_seconds: int = 300) -> None:
+                 watch_timeout_seconds: int = 300, on_synced: Callable[[], None] | None = None) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
@@ -38,6 +52,8 @@ class Informer:
         self.missing = False  # the API server does not serve this resource (CRD not installed)
         self._thread: threading.Thread | None = None
         self._response = None
+        self.on_synced = on_synced
+        self.last_error: str | None = None
 
     def start(self) -> Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.resource.plural}", daemon=True)
@@ -96,18 +112,20 @@ class Informer:
             except KubeError as error:
                 if error.status == 404:
                     self.missing = True
-                    self.synced.set()
+                    self._synced_now()
                     self._stop.wait(30)
                     continue
+                self.last_error = str(error)
                 log.warning("list/watch failed; retrying", resource=self.resource.qualified, error=str(error),
-                            retry_in_seconds=backoff)
+                            retry_in_seconds=round(backoff, 2))
             except Exception as error:  # noqa: BLE001 - a broken stream must not kill the cache
                 if self._stop.is_set():
                     return
+                self.last_error = f"{type(error).__name__}: {error}"
                 log.warning("watch stream broke; retrying", resource=self.resource.qualified,
-                            error=f"{type(error).__name__}: {error}", retry_in_seconds=backoff)
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 30)
+                            error=self.last_error, retry_in_seconds=round(backoff, 2))
+            self._stop.wait(backoff * (0.75 + random.random() / 2))
+            backoff = min(backoff * 2, self.MAX_BACKOFF_SECONDS)
 
     def _list(self) -> str:
         items, version = self.kube.list(self.resource, self.namespace)
@@ -115,8 +133,23 @@ class Informer:
         with self._lock:
             self._objects = fresh
         self.missing = False
-        self.synced.set()
+        self._synced_now()
         return version
+
+    def _synced_now(self) -> None:
+        """Listed: the first time, or again after the API server failed us."""
+        again = not self.synced.is_set() or self.last_error is not None
+        self.last_error = None
+        self.synced.set()
+        if again and self.on_synced is not None:
+            self.on_synced()
+
+    def items_synced(self) -> list[dict]:
+        """Every object, or NotSynced before the first list."""
+        if not self.synced.is_set():
+            raise NotSynced(verb="list", resource=self.resource.qualified, status=None,
+                            detail=self.last_error or "no answer yet")
+        return self.items()
 
     def _watch(self, version: str) -> str:
         api = self.kube.api_client
@@ -193,6 +226,11 @@ def _newer(a: dict, b: dict) -> bool:
         return int(a["metadata"]["resourceVersion"]) > int(b["metadata"]["resourceVersion"])
     except (KeyError, ValueError):
         return False
+
+
+def newer(a, b) -> bool:
+    """Workload `a` is a later version of the object than workload `b`."""
+    return _newer(a.obj, b.obj)
 
 
 def wait_synced(informers: list[Informer], *, timeout_seconds: float = 60) -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,15 @@ class Unreachable(KubeError):
 
     def _message(self) -> str:
         return f"cannot reach the API server at {self.detail} (on {self.verb} {self.resource})"
+
+
+class Fenced(Exception):
+    """A write stopped before it went out: this process no longer holds the
+    Lease, or what the write was for no longer holds. The text says which."""
+
+
+#: Called right before a write goes out; raises Fenced to stop it.
+Fence = Callable[[], None]
 
 
 class KubeconfigError(Exception):
@@ -262,11 +272,16 @@ class Kube:
 
     def request(self, verb: str, method: str, path: str, *, resource_text: str,
                 query: dict[str, Any] | None = None, body: Any = None,
-                content_type: str = "application/json", timeout_seconds: float = 30) -> dict:
+                content_type: str = "application/json", timeout_seconds: float = 30,
+                fence: Fence | None = None) -> dict:
         """One request; a 429 is retried after the server's Retry-After
-        (bounded), every other failure raises a typed KubeError."""
+        (bounded), every other failure raises a typed KubeError. `fence` is
+        called right before each attempt goes out (after any wait for the
+        rate limit or a Retry-After) and raises to stop it."""
         for attempt in range(self.THROTTLE_RETRIES + 1):
             self.rate_limit.wait()
+            if fence is not None:
+                fence()
             self.count(verb)
             status, data, retry_after = self._send(method, path, verb=verb, resource_text=resource_text,
                                                    query=query, body=body, content_type=content_type,
@@ -334,15 +349,17 @@ class Kube:
                 return items, page.get("metadata", {}).get("resourceVersion", "")
 
     # builtins.list: in this class's body `list` is the method above.
-    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict | builtins.list) -> dict:
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict | builtins.list, *,
+              fence: Fence | None = None) -> dict:
         """A merge patch (a dict) or a JSON patch (a list of operations)."""
         return self.request("patch", "PATCH", resource.path(namespace, name),
                             resource_text=describe(resource, namespace, name), query={"fieldManager": FIELD_MANAGER},
-                            body=patch, content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH)
+                            body=patch, content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH,
+                            fence=fence)
 
-    def create(self, resource: Resource, namespace: str | None, body: dict) -> dict:
+    def create(self, resource: Resource, namespace: str | None, body: dict, *, fence: Fence | None = None) -> dict:
         return self.request("create", "POST", resource.path(namespace), query={"fieldManager": FIELD_MANAGER},
-                            resource_text=describe(resource, namespace), body=body)
+                            resource_text=describe(resource, namespace), body=body, fence=fence)
 
 
 def _status_detail(data: bytes | None) -> str:

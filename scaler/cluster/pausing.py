@@ -3,80 +3,80 @@
 Each write is one JSON patch whose `test` operations guard what it must not
 overwrite (writes.json_patch). A failed guard (422) or a 409 means someone
 changed the replica count or scaler's record in between: the object is
-re-read and the write worked out again from what is there now. After the
-patch lands come the KEDA hand-over and the Event; their failures are
-warnings, never a reason to undo the replica change. Given an EventSink,
-Events are posted in the background, off the write's critical path.
+re-read and the write worked out again from what is there now. Before every
+attempt a fence may stop it (leadership; whether the write still means what
+it meant). A write that calls for an Event records the action on the object
+in the same patch (cluster/actions.py); after the patch lands come the Event
+and the KEDA hand-over, whose failures are warnings, never a reason to undo
+the replica change. Given an EventSink, Events are posted in the background
+as each write lands, off the write's critical path.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import structlog
 
-from scaler.cluster import writes
-from scaler.cluster.kube import Conflict, Invalid, Kube, KubeError, NotFound
+from scaler.cluster import actions, writes
+from scaler.cluster.actions import EVENTS, ActionRecord
+from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeError, NotFound
 from scaler.cluster.workloads import Workload
-from scaler.cluster.writes import EVENTS, SCALED_OBJECTS, Outcome, Result, Write
+from scaler.cluster.writes import SCALED_OBJECTS, Outcome, Result, Write
 from scaler.decide.decisions import MANUAL
-from scaler.decide.times import utc_now
+from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
 
 
 class EventSink:
-    """Posts Events from a few background threads, so a batch of writes never
-    waits for its Events; while a batch is `holding`, its Events wait until
-    the batch is written, so the writes have the API server to themselves.
-    `flush` waits for every Event still queued (shutdown)."""
+    """Posts Events from a few background threads as soon as each write has
+    landed, so a batch of writes never waits for its Events and a kill loses
+    at most what was in flight (the next daemon posts those: actions.owed).
+    `fence` is asked before each post: only the Lease holder posts. An Event
+    whose name is already taken was posted by someone else (the daemon that
+    acted, or the next one recovering it): counted as posted. `flush` waits
+    for every Event still queued (shutdown)."""
 
-    def __init__(self, kube: Kube, *, workers: int = 4) -> None:
+    def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None) -> None:
         self.kube = kube
+        self.fence = fence
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
         self._pending = 0
-        self._holds = 0
-        self._held: list[dict] = []
         self._idle = threading.Condition()
-
-    @contextmanager
-    def holding(self) -> Iterator[None]:
-        with self._idle:
-            self._holds += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._holds -= 1
-                released, self._held = (self._held, []) if self._holds == 0 else ([], self._held)
-            for body in released:
-                self._pool.submit(self._post, body)
+        #: Events posted, found already posted, and left to the next leader.
+        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0}
 
     def post(self, body: dict) -> None:
         with self._idle:
             self._pending += 1
-            if self._holds:
-                self._held.append(body)
-                return
         self._pool.submit(self._post, body)
 
     def _post(self, body: dict) -> None:
+        outcome = "posted"
         try:
-            self.kube.create(EVENTS, body["metadata"]["namespace"], body)
+            self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
+        except Fenced:
+            outcome = "fenced"  # not ours to post any more: the next leader finds it owed
+        except Conflict:
+            outcome = "already"
         except KubeError as error:
+            outcome = "failed"
             involved = body["involvedObject"]
             log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
                         kind=involved["kind"], event_reason=body["reason"], error=str(error))
         finally:
             with self._idle:
+                self.counts[outcome] += 1
                 self._pending -= 1
                 self._idle.notify_all()
 
@@ -106,8 +106,11 @@ class Pauser:
     """Pause and resume single workloads; safe to share between threads."""
 
     def __init__(self, kube: Kube, *, retry: Retry = Retry(), component: str = "scaler",
-                 clock: Callable[[], datetime] = utc_now, events: EventSink | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, events: EventSink | None = None,
+                 fence: Fence | None = None) -> None:
+        """`fence`: asked before the writes that follow one (the KEDA hand-over)."""
         self.kube = kube
+        self.fence = fence
         self.retry = retry
         self.events = events
         self.component = component
@@ -122,35 +125,42 @@ class Pauser:
         return Workload(workload.kind, obj, workload.gpu_resources)
 
     def pause(self, workload: Workload, *, by: str, reason: str, cause: str | None = None,
-              dry_run: bool = False) -> Result:
+              dry_run: bool = False, fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.pause`."""
         return self.apply(workload, lambda current: writes.pause(current, by=by, reason=reason, cause=cause,
-                                                                  now=self.clock()), dry_run=dry_run)
+                                                                  now=self.clock()), dry_run=dry_run, fence=fence)
 
     def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
                fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,
-               hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
+               hold: dict[str, str] | None = None, dry_run: bool = False,
+               fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.resume`."""
         return self.apply(workload, lambda current: writes.resume(
             current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
-            override_until=override_until, hold=hold, now=self.clock()), dry_run=dry_run)
+            override_until=override_until, hold=hold, now=self.clock()), dry_run=dry_run, fence=fence)
 
     def reverted(self, workload: Workload, *, manager: str, record: dict[str, str], first: bool,
-                 dry_run: bool = False) -> Result:
+                 dry_run: bool = False, fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.reverted`."""
         return self.apply(workload, lambda current: writes.reverted(current, manager=manager, record=record,
-                                                                     first=first), dry_run=dry_run)
+                                                                     first=first), dry_run=dry_run, fence=fence)
 
-    def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False) -> Result:
+    def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False,
+                 fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.scale_up`."""
         return self.apply(workload, lambda current: writes.scale_up(current, replicas=replicas, by=by,
                                                                      reason=reason, now=self.clock()),
-                          dry_run=dry_run)
+                          dry_run=dry_run, fence=fence)
 
-    def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool) -> Result:
+    def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
+              fence: Callable[[Workload], None] | None = None) -> Result:
         """Work out the write from the object as last read, send it guarded,
-        and when a guard fails re-read and work it out again (bounded)."""
+        and when a guard fails re-read and work it out again (bounded).
+        `fence(current)` is asked right before every attempt goes out (and
+        raises Fenced to stop it): leadership, and whether the write still
+        means what it meant with the object as now read."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
+        action_id = secrets.token_hex(8)  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
             write = write_for(current)
             result = Result.of(current, write)
@@ -159,41 +169,51 @@ class Pauser:
             if dry_run:
                 result.outcome = Outcome.WOULD_CHANGE
                 return result
-            operations = writes.json_patch(write.patch, current)
+            record = None
+            patch = write.patch
+            if write.event is not None:
+                record = ActionRecord(action_id, write.event[0], write.event[1], write.message[:1024],
+                                      rfc3339(self.clock()))
+                patch = writes.merge(patch, record.annotation())
+            operations = writes.json_patch(patch, current)
             if refused is not None and refused[0] == operations:
                 # Re-read, nothing we test has changed, and it was refused: not a
                 # race but a value the API server does not accept.
                 raise refused[1]
             try:
-                written = self.kube.patch(current.kind.resource, current.namespace, current.name, operations)
+                written = self.kube.patch(current.kind.resource, current.namespace, current.name, operations,
+                                          fence=None if fence is None else partial(fence, current))
             except (Conflict, Invalid) as error:
                 refused = (operations, error) if isinstance(error, Invalid) else None
                 self.retry.sleep(attempt)
                 current = self.read(current)
                 continue
             result.written = written
-            self._follow_up(Workload(current.kind, written, current.gpu_resources), write, result)
+            self._follow_up(Workload(current.kind, written, current.gpu_resources), write, record, result)
             return result
         raise Conflict(verb="patch", resource=f"{workload.kind.resource.qualified}/{workload.name} "
                        f"in namespace {workload.namespace}", status=409,
                        detail=f"still conflicting after {self.retry.attempts} attempts")
 
-    def _follow_up(self, workload: Workload, write: Write, result: Result) -> None:
-        """After the write: tell KEDA, record an Event."""
+    def _follow_up(self, workload: Workload, write: Write, record: ActionRecord | None, result: Result) -> None:
+        """After the write: its Event (at once, in the background when there
+        is a sink), then the KEDA hand-over."""
+        if record is not None:
+            body = actions.event(workload, record, component=self.component, instance=self.instance)
+            if self.events is not None:
+                self.events.post(body)
+            else:
+                try:
+                    self.kube.create(EVENTS, workload.namespace, body)
+                except Conflict:
+                    pass  # posted already
+                except KubeError as error:
+                    result.warnings.append(f"Event not recorded: {error}")
         try:
             for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=write.after == 0):
-                self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch)
+                self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)
         except KubeError as error:
             result.warnings.append(f"KEDA ScaledObject not updated: {error}")
-        if write.event:
-            reason, kind = write.event
-            if self.events is not None:
-                self.events.post(self._event_body(workload, reason=reason, message=write.message, type_=kind))
-                return
-            try:
-                self.event(workload, reason=reason, message=write.message, type_=kind)
-            except KubeError as error:
-                result.warnings.append(f"Event not recorded: {error}")
 
     def _scaled_objects_for(self, workload: Workload) -> list[dict]:
         """ScaledObjects aimed at this workload, from one LIST per namespace
@@ -210,11 +230,3 @@ class Pauser:
                     items = []
                 cached = self._keda_cache[workload.namespace] = (now, items)
         return writes.scaled_objects_for(workload, cached[1])
-
-    def _event_body(self, workload: Workload, *, reason: str, message: str, type_: str) -> dict:
-        return writes.event(workload, reason=reason, message=message, type_=type_, now=self.clock(),
-                            component=self.component, instance=self.instance)
-
-    def event(self, workload: Workload, *, reason: str, message: str, type_: str = "Normal") -> None:
-        self.kube.create(EVENTS, workload.namespace,
-                         self._event_body(workload, reason=reason, message=message, type_=type_))

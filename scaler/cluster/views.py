@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import structlog
 
 from scaler.cluster.informers import Informer
 from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, PODS, Workload, WorkloadKind, pods_ready_since
 from scaler.cluster.writes import Result
 
 log = structlog.get_logger("scaler")
@@ -27,6 +28,22 @@ class ClusterView:
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         raise NotImplementedError
+
+    kube: Kube
+
+    def latest(self, workload: Workload) -> Workload | None:
+        """The object as the view knows it now, if it keeps it current."""
+        return None
+
+    def ready_since(self, workload: Workload) -> datetime | None:
+        """When every replica of `workload` became Ready, as the object (an
+        InferenceService's Ready condition) or its pods (one LIST) say."""
+        since = workload.kind.ready_condition_since(workload.obj)
+        selector = workload.kind.pod_selector(workload.obj)
+        if since is None and selector:
+            pods, _ = self.kube.list(PODS, workload.namespace, label_selector=selector)
+            since = pods_ready_since(pods)
+        return since
 
     def took(self, result: Result, workload: Workload) -> None:
         """Our own write landed: remember it before the watch says so."""
@@ -69,10 +86,17 @@ class ListingView(ClusterView):
 class WatchingView(ClusterView):
     """list+watch caches per kind (and namespace), started on first use."""
 
-    def __init__(self, kube: Kube, *, namespaces: Sequence[str] = (), gpu_resources=DEFAULT_GPU_RESOURCES) -> None:
+    #: How long a read waits for caches still listing before it gives up.
+    SYNC_WAIT_SECONDS = 2.0
+
+    def __init__(self, kube: Kube, *, namespaces: Sequence[str] = (), gpu_resources=DEFAULT_GPU_RESOURCES,
+                 on_synced: Callable[[], None] | None = None) -> None:
+        """`on_synced`: called when a cache has listed, first or again after
+        the API server failed it (the daemon reconciles at once then)."""
         self.kube = kube
         self.namespaces = list(namespaces)
         self.gpu_resources = tuple(gpu_resources)
+        self.on_synced = on_synced
         self._informers: dict[tuple[str, str | None], Informer] = {}
         self._lock = threading.Lock()
         self._namespace_informers: list[Informer] = []
@@ -85,7 +109,8 @@ class WatchingView(ClusterView):
             for namespace in scopes:
                 key = (kind.resource.path(), namespace)
                 if key not in self._informers:
-                    self._informers[key] = Informer(self.kube, kind.resource, namespace=namespace).start()
+                    self._informers[key] = Informer(self.kube, kind.resource, namespace=namespace,
+                                                    on_synced=self.on_synced).start()
                 created.append(self._informers[key])
         return created
 
@@ -93,18 +118,35 @@ class WatchingView(ClusterView):
         """Namespace labels for namespace selectors: watched cluster-wide,
         unless the daemon is restricted to a list of namespaces."""
         if not self.namespaces:
-            self._namespace_informers.append(Informer(self.kube, NAMESPACES).start())
+            self._namespace_informers.append(Informer(self.kube, NAMESPACES, on_synced=self.on_synced).start())
 
     def wait_synced(self, kinds: Sequence[WorkloadKind], *, timeout_seconds: float) -> bool:
         informers = [i for kind in kinds for i in self._informers_for(kind)] + self._namespace_informers
         return all(i.synced.wait(timeout_seconds) for i in informers)
 
+    def synced(self) -> bool:
+        """Every cache started so far has listed its resource."""
+        with self._lock:
+            informers = [*self._informers.values(), *self._namespace_informers]
+        return all(informer.synced.is_set() for informer in informers)
+
     def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
+        """Every object of `kinds`; NotSynced (a KubeError) while a cache has
+        not listed yet: deciding from an empty cache is deciding blind."""
         found: list[Workload] = []
+        deadline = time.monotonic() + self.SYNC_WAIT_SECONDS  # a cache just started (a reloaded policy's kind)
         for kind in kinds:
             for informer in self._informers_for(kind):
-                found.extend(Workload(kind, obj, self.gpu_resources) for obj in informer.items())
+                informer.synced.wait(max(deadline - time.monotonic(), 0))
+                found.extend(Workload(kind, obj, self.gpu_resources) for obj in informer.items_synced())
         return found
+
+    def latest(self, workload: Workload) -> Workload | None:
+        for informer in self._informers_for(workload.kind):
+            if informer.namespace in (None, workload.namespace):
+                obj = informer.get(workload.namespace, workload.name)
+                return None if obj is None else Workload(workload.kind, obj, self.gpu_resources)
+        return None
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         for informer in self._namespace_informers:

@@ -57,6 +57,14 @@ class WorkloadKind(Protocol):
         """The pod specs one replica runs (for counting GPUs)."""
         ...
 
+    def pod_selector(self, obj: dict) -> str | None:
+        """The label selector of its pods, when its readiness is theirs."""
+        ...
+
+    def ready_condition_since(self, obj: dict) -> datetime | None:
+        """When it became Ready, when the object itself says so."""
+        ...
+
 
 def _dig(obj: dict, path: tuple[str, ...]) -> Any:
     found: Any = obj
@@ -106,6 +114,13 @@ class ScaledKind:
         spec = _dig(obj, self.template_path)
         return [spec] if isinstance(spec, dict) else []
 
+    def pod_selector(self, obj: dict) -> str | None:
+        """Its pods' label selector (spec.selector), as a LIST takes it."""
+        return label_selector(_dig(obj, ("spec", "selector")))
+
+    def ready_condition_since(self, obj: dict) -> datetime | None:
+        return None  # readiness is its pods'
+
 
 @dataclass(frozen=True)
 class StopAnnotationKind:
@@ -132,6 +147,15 @@ class StopAnnotationKind:
                 return self.replicas(obj)
         return 0
 
+    def pod_selector(self, obj: dict) -> str | None:
+        return None  # its Ready condition says when it became Ready
+
+    def ready_condition_since(self, obj: dict) -> datetime | None:
+        for condition in _dig(obj, ("status", "conditions")) or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "True":
+                return parse_time(condition.get("lastTransitionTime"))
+        return None
+
     def scale_patch(self, obj: dict, replicas: int) -> dict:
         # null deletes the key in a merge patch: a running service has no stop annotation.
         return {"metadata": {"annotations": {KSERVE_STOP: "true" if replicas == 0 else None}}}
@@ -147,6 +171,7 @@ class StopAnnotationKind:
         return [{"containers": containers}] if containers else []
 
 
+PODS = Resource("", "v1", "pods")
 DEPLOYMENT = ScaledKind("Deployment", Resource("apps", "v1", "deployments"))
 STATEFULSET = ScaledKind("StatefulSet", Resource("apps", "v1", "statefulsets"))
 INFERENCESERVICE = StopAnnotationKind()
@@ -249,6 +274,40 @@ class Workload:
 
     def gpus(self, replicas: int | None = None) -> int:
         return self.gpus_per_replica() * (self.replicas if replicas is None else replicas)
+
+
+def label_selector(selector) -> str | None:
+    """A LabelSelector (matchLabels, matchExpressions) as a selector string;
+    None when it selects nothing we can name."""
+    if not isinstance(selector, dict):
+        return None
+    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if operator in ("In", "NotIn"):
+            parts.append(f"{key} {operator.lower()} ({','.join(values)})")
+        elif operator == "Exists":
+            parts.append(str(key))
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or None
+
+
+def pods_ready_since(pods: list[dict]) -> datetime | None:
+    """When the last of `pods` became Ready (their Ready condition), if every
+    one still running is Ready; None otherwise."""
+    times = []
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        ready = next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
+                     None)
+        if ready is None or ready.get("status") != "True":
+            return None
+        since = parse_time(ready.get("lastTransitionTime"))
+        if since is not None:
+            times.append(since)
+    return max(times) if times else None
 
 
 def _quantity(value) -> int:

@@ -17,12 +17,14 @@ from enum import Enum
 from typing import Any
 
 from scaler.cluster.kube import Resource
+from scaler.cluster.starts import relapse_cleanup, relapsed, warm_ups
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
     KEDA_PAUSED_REPLICAS,
+    LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
     OVERRIDE_UNTIL,
@@ -41,7 +43,6 @@ from scaler.decide.annotations import (
 from scaler.decide.decisions import MANUAL
 from scaler.decide.times import parse_time, rfc3339
 
-EVENTS = Resource("", "v1", "events")
 SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")
 
 
@@ -146,6 +147,8 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
     values.update({key: None for key in (HOLD_UNTIL, HOLD_FROM) if key in current.annotations})
     if manual:
         values[MANUAL_PAUSE] = "true"
+    if relapsed(current, now=now):  # paused while relapsing: that Ready was no warm-up
+        values.update(relapse_cleanup(current))
     gpus = current.gpus(replicas)
     return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0)), Outcome.CHANGED,
                  replicas, 0, gpus, f"scaled to zero from {replicas} replicas by {by}: {reason}; {gpus} GPUs freed",
@@ -265,17 +268,19 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: dat
                  event=("ScaledUp", "Normal"))
 
 
-def record_start(current: Workload, *, now: datetime) -> Write:
+def record_start(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
     """Someone else scaled it up (or a pod restarted): it is loading, from now."""
     return Write(_starting(now), Outcome.CHANGED, current.replicas, current.replicas, 0,
                  "loading: start recorded")
 
 
-def record_ready(current: Workload, *, now: datetime) -> Write:
-    """Every replica is Ready: when, and how long the warm-up took."""
+def record_ready(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
+    """Every replica is Ready: since `ready_at` (the pods' Ready condition;
+    else now), and how long the warm-up took."""
     started = parse_time(current.annotations.get(STARTED_AT))
-    seconds = max(now.timestamp() - started.timestamp(), 0.0) if started else None
-    values: dict = {READY_AT: rfc3339(now, round_up=True)}  # startup_grace counts from it
+    ready = min(max(ready_at or now, started or now), now)
+    seconds = max(ready.timestamp() - started.timestamp(), 0.0) if started else None
+    values: dict = {READY_AT: rfc3339(ready, round_up=True)}  # startup_grace counts from it
     message = f"all {current.replicas} replicas Ready"
     if seconds is not None:
         kept = [*warm_ups(current.annotations), seconds][-WARM_UPS_KEPT:]
@@ -285,23 +290,19 @@ def record_ready(current: Workload, *, now: datetime) -> Write:
                  event=("Ready", "Normal"))
 
 
-def warm_ups(annotations: dict) -> list[float]:
-    """The recorded warm-ups, seconds, oldest first (unreadable entries dropped)."""
-    values = []
-    for text in (annotations.get(WARM_UPS) or "").split(","):
-        try:
-            value = float(text)
-        except ValueError:
-            continue
-        if value == value and 0 <= value < 86400:  # not NaN, under a day
-            values.append(value)
-    return values
+def reopen_start(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
+    """NotReady again soon after all Ready (starts.relapsed): the same start goes on."""
+    ready = parse_time(current.annotations.get(READY_AT))
+    after = f" {max((now - ready).total_seconds(), 0):.0f}s" if ready is not None else ""
+    return Write(_annotations(relapse_cleanup(current)), Outcome.CHANGED, current.replicas, current.replicas, 0,
+                 f"NotReady again{after} after all Ready: the same start, still counted from "
+                 f"{current.annotations.get(STARTED_AT)} (a crash loop is let go at max_startup)")
 
 
 #: scaler's own annotations: every write tests them as read, so two writers
 #: (two daemons, the daemon and a person's `scaler resume`) never overwrite
 #: each other's record.
-GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL, HOLD_UNTIL, *REVERT_STATE)
+GUARDED_ANNOTATIONS = (*PAUSE_STATE, OVERRIDE_UNTIL, HOLD_UNTIL, *REVERT_STATE, LAST_ACTION)
 
 
 def _pointer(path: tuple[str, ...]) -> str:
@@ -359,26 +360,6 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     if new_annotations:
         ops.append({"op": "add", "path": "/metadata/annotations", "value": new_annotations})
     return tests + ops
-
-
-def event(workload: Workload, *, reason: str, message: str, type_: str, now: datetime, component: str,
-          instance: str) -> dict:
-    """The core/v1 Event that records an action on `workload`."""
-    stamp = rfc3339(now)
-    meta = workload.obj["metadata"]
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{workload.name}.", "namespace": workload.namespace},
-        "involvedObject": {
-            "apiVersion": workload.kind.resource.api_version, "kind": workload.kind.name,
-            "name": workload.name, "namespace": workload.namespace,
-            "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason, "message": message[:1024], "type": type_,
-        "source": {"component": component},
-        "reportingComponent": component, "reportingInstance": instance,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
 
 
 def keda_may_target(workload: Workload) -> bool:

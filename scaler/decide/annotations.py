@@ -37,6 +37,11 @@ START_TIMES = (STARTED_AT, READY_AT, WARM_UPS)
 #: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
 PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE)
 
+#: The last action that called for an Event: its id (the Event is named
+#: after it), reason, type, message and time, as JSON. The next daemon posts
+#: an Event its predecessor owed from it (cluster/actions.py).
+LAST_ACTION = PREFIX + "last-action"
+
 KSERVE_STOP = "serving.kserve.io/stop"
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 

@@ -39,15 +39,16 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scaler.cluster.discovery import KindResolver
-from scaler.cluster.kube import Kube, KubeError
+from scaler.cluster.kube import Fenced, Kube, KubeError
 from scaler.cluster.pausing import EventSink, Pauser
+from scaler.cluster.starts import warm_ups
 from scaler.cluster.views import WatchingView
-from scaler.cluster.writes import warm_ups
 from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicyError, PolicySet
 from scaler.decide.policies import Policy
@@ -75,10 +76,13 @@ class Daemon:
         self.source, self._version = source, version
         #: The leadership term in which the policies were last read: only that term may act.
         self._checked_term = -1
+        #: The term in which the Events a previous daemon owed were posted.
+        self._events_checked_term = -1
         self._unread: str | None = None  # why the source could not be read, while it cannot
         self.metrics.count_requests(self.kube.request_counts)
         self.prometheus = settings.prometheus()
-        self.view = WatchingView(self.kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
+        self.view = WatchingView(self.kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources,
+                                 on_synced=self._synced)
         self.leadership = Leadership(
             self.kube, enabled=settings.leader_election, name=settings.lease_name,
             namespace=settings.effective_lease_namespace, identity=settings.identity,
@@ -86,9 +90,10 @@ class Daemon:
             renew_deadline_seconds=settings.lease_renew_deadline_seconds,
             retry_period_seconds=settings.lease_retry_period_seconds, on_change=self._leadership_changed)
         self.stopping = threading.Event()
-        self.events = EventSink(self.kube)
+        self.events = EventSink(self.kube, fence=self._holds_lease)
         self.reconciler = Reconciler(
-            prometheus=self.prometheus, view=self.view, pauser=Pauser(self.kube, events=self.events),
+            prometheus=self.prometheus, view=self.view,
+            pauser=Pauser(self.kube, events=self.events, fence=self._holds_lease),
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
             may_act=self._may_act,
             concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
@@ -115,9 +120,11 @@ class Daemon:
         self.metrics.policy_files_valid.set(1)  # it would not have started otherwise
         self._publish_policies()
         self.view.start_namespaces()
+        self.health.synced = self.view.synced
         synced = self.view.wait_synced(kinds_of(self.policies, self.reconciler.resolve, {}), timeout_seconds=60)
         if not synced:
-            log.warning("caches not synced after 60s; continuing, the API server may be unreachable")
+            log.warning("caches not synced after 60s; not ready until they are (the API server may be "
+                        "unreachable); retrying every few seconds")
         self.health.api_reachable = synced  # a reconcile that succeeds sets it too
         self.leadership.start()
         if not s.leader_election:  # it leads from the start, with the policies just read
@@ -184,14 +191,34 @@ class Daemon:
                     self._running_changed.notify_all()
         return run
 
-    def _may_act(self, policy: Policy | None) -> bool:
-        """Leading, not stopping, with the policies read in this term; and
-        `policy`, which made the decision, still in force as it was: a pass
-        that began before a reload (or before this term) does not act on a
-        policy the reload changed or removed."""
-        if self.stopping.is_set() or not self.leadership.is_leading() or self._checked_term != self.leadership.term:
+    def _may_act(self, policy: Policy | None, term: int) -> bool:
+        """Leading now (a renewal younger than the renew deadline), not
+        stopping, in the term the write was decided in, with the policies read
+        in this term; and `policy`, which made the decision, still in force as
+        it was: a pass that began before a reload (or before this term) does
+        not act on a policy the reload changed or removed. Asked right before
+        every request of a write goes out, retries included."""
+        leadership = self.leadership
+        if self.stopping.is_set() or not leadership.is_leading() or term != leadership.term \
+                or self._checked_term != leadership.term:
             return False
         return policy is None or self.policies.in_force(policy)
+
+    def _holds_lease(self) -> None:
+        """The fence of Events and the writes that follow one (the KEDA
+        hand-over): only the Lease holder sends them. Not stopping: shutdown
+        flushes the Events of its last writes before it hands the Lease back."""
+        if not self.leadership.holds():
+            raise Fenced("this replica does not hold the Lease (any more)")
+
+    def _synced(self) -> None:
+        """A cache listed again after the API server failed it: reconcile now,
+        not at the next interval."""
+        if self.scheduler.running and not self.stopping.is_set():
+            try:
+                self.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
+            except JobLookupError:
+                pass  # not added yet: it runs at once when it is
 
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
@@ -217,12 +244,14 @@ class Daemon:
         started = time.monotonic()
         now = utc_now()
         policies = self.policies
+        term = self.leadership.term
         try:
-            self._act_on_schedules(policies, now)
+            self._act_on_schedules(policies, now, term)
             evaluations = self.reconciler.evaluate(policies, now=now)
             self.health.details["failingPolicies"] = dict(self.reconciler.policy_errors)
-            self.reconciler.act(evaluations, now=now)
-            self.reconciler.track_starts(policies, now=now)
+            self.reconciler.act(evaluations, now=now, term=term)
+            self.reconciler.track_starts(policies, now=now, term=term)
+            self._post_owed_events(policies, now, term)
         except KubeError as error:
             self.health.api_reachable = False
             log.error("reconcile failed", error=str(error))
@@ -238,15 +267,27 @@ class Daemon:
         self.metrics.gpus_paused.set(gpus)
         self._schedule_edge(now)
 
-    def _act_on_schedules(self, policies: PolicySet, now: datetime) -> None:
+    def _act_on_schedules(self, policies: PolicySet, now: datetime, term: int) -> None:
         """What the windows decide alone, written before any signal is asked for."""
-        self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now)
+        self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now, term=term)
+
+    def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
+        """Once per term, when it may act: the Events its predecessor (killed,
+        or deposed before it posted them) owed for the actions recorded on the
+        objects. Event names make a repeat impossible."""
+        if self._events_checked_term == term or not self._may_act(None, term):
+            return
+        posted = self.reconciler.post_owed_events(policies, now=now, ttl_seconds=self.settings.event_ttl_seconds,
+                                                  namespaces=self.settings.namespaces)
+        self._events_checked_term = term
+        if posted:
+            log.info("posting the Events a previous daemon owed", events=posted)
 
     def _edge(self) -> None:
         started = time.monotonic()
         now = utc_now()
         try:
-            self._act_on_schedules(self.policies, now)
+            self._act_on_schedules(self.policies, now, self.leadership.term)
         except KubeError as error:
             log.error("window edge failed; the next reconcile retries", error=str(error))
         finally:
@@ -256,9 +297,10 @@ class Daemon:
     def _wake(self) -> None:
         started = time.monotonic()
         now = utc_now()
+        term = self.leadership.term
         evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
-        self.reconciler.act(evaluations, now=now)
-        self.reconciler.track_starts(self.policies, now=now)  # cold starts measured to a wake check
+        self.reconciler.act(evaluations, now=now, term=term)
+        self.reconciler.track_starts(self.policies, now=now, term=term)  # cold starts measured to a wake check
         self.metrics.reconcile_seconds.labels("wake").observe(time.monotonic() - started)
 
     def _schedule_edge(self, now: datetime) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -23,13 +23,13 @@ import structlog
 
 from scaler.cluster.discovery import KindError
 from scaler.cluster.kube import KubeError
+from scaler.cluster.starts import warm_ups
 from scaler.cluster.views import ClusterView
 from scaler.cluster.workloads import (
     Workload,
     WorkloadKind,
     resolve_kind,
 )
-from scaler.cluster.writes import warm_ups
 from scaler.decide.annotations import PAUSE_CAUSE, READY_AT, STARTED_AT
 from scaler.decide.decisions import (
     Code,
@@ -92,6 +92,8 @@ class Evaluation:
     state: WorkloadState
     policy: Policy | None
     decision: Decision
+    #: What the decision read (a write re-decides with them when it goes out).
+    signals: Signals = field(default_factory=Signals)
 
     @property
     def gpus(self) -> int:
@@ -266,7 +268,7 @@ class Evaluator:
             decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
                                                                 now=now))
             if decision is not None:
-                evaluations.append(Evaluation(workload, state, policy, decision))
+                evaluations.append(Evaluation(workload, state, policy, decision, signals))
         if self.metrics and not wake_only:
             for policy in policies:
                 for signal in ("idle", "queue"):

@@ -37,13 +37,16 @@ class _Election(leaderelection.LeaderElection):
         with self._leadership.lease_lock:
             if self._leadership.stopping.is_set():
                 return False
+            # Counted from before the request: the Lease's renewTime is about
+            # when it was sent, and a standby's clock runs from the renewal it saw.
+            sent_at = time.monotonic()
             try:
                 succeeded = super().try_acquire_or_renew()
             except Exception as error:  # noqa: BLE001 - an API hiccup is a failed renewal, not a crash
                 log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
                 return False
         if succeeded:
-            self._leadership.renewed()
+            self._leadership.renewed(sent_at)
         return succeeded
 
 
@@ -75,11 +78,18 @@ class Leadership:
             return
         threading.Thread(target=self._campaign, name="leader-election", daemon=True).start()
 
-    def is_leading(self) -> bool:
+    def holds(self) -> bool:
+        """Holds the Lease now: the last renewal was sent less than the renew
+        deadline ago (a standby takes over only after the longer lease
+        duration). A process stopped past that (SIGSTOP, a long GC, a frozen
+        VM) finds it false the moment it runs again."""
         if not self.enabled:
-            return not self.stopping.is_set()
-        fresh = time.monotonic() - self._last_renewal < self.renew_deadline_seconds
-        return self._leading and fresh and not self.stopping.is_set()
+            return True
+        return self._leading and time.monotonic() - self._last_renewal < self.renew_deadline_seconds
+
+    def is_leading(self) -> bool:
+        """Holds the Lease and is not stopping: may start a write."""
+        return self.holds() and not self.stopping.is_set()
 
     def _set(self, leading: bool) -> None:
         if leading != self._leading:
@@ -90,8 +100,8 @@ class Leadership:
                      lease=f"{self.namespace}/{self.name}")
             self.on_change(leading)
 
-    def renewed(self) -> None:
-        self._last_renewal = time.monotonic()
+    def renewed(self, sent_at: float) -> None:
+        self._last_renewal = max(self._last_renewal, sent_at)
 
     def _campaign(self) -> None:
         while not self.stopping.is_set():

@@ -125,9 +125,11 @@ class Health:
     api_reachable: bool = False
     reconciled: bool = False
     details: dict = field(default_factory=dict)
+    #: Every watch cache has listed: until then the daemon knows nothing true.
+    synced: Callable[[], bool] = lambda: True
 
     def ready(self) -> bool:
-        return self.policies_loaded and self.api_reachable and self.reconciled
+        return self.policies_loaded and self.api_reachable and self.reconciled and self.synced()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/readyz":
             h = self.health
             body = json.dumps({"ready": h.ready(), "policiesLoaded": h.policies_loaded,
-                               "apiReachable": h.api_reachable, "reconciled": h.reconciled, **h.details})
+                               "apiReachable": h.api_reachable, "reconciled": h.reconciled,
+                               "cachesSynced": h.synced(), **h.details})
             self._send(200 if h.ready() else 503, body.encode() + b"\n", "application/json")
         else:
             self._send(404, b"not found\n", "text/plain")

@@ -14,21 +14,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
-from scaler.cluster import writes
-from scaler.cluster.kube import Conflict, KubeError, NotFound
+from scaler.cluster import actions, writes
+from scaler.cluster.informers import newer
+from scaler.cluster.kube import Conflict, Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.starts import open_start, relapsed
 from scaler.cluster.views import ClusterView
 from scaler.cluster.workloads import Workload, WorkloadKind, resolve_kind
-from scaler.cluster.writes import Outcome, Result
-from scaler.decide.annotations import READY_AT, STARTED_AT
+from scaler.cluster.writes import Outcome, Result, Write
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
+from scaler.decide.precedence import decide
 from scaler.decide.reverts import (
     HandsOff,
     is_gitops,
@@ -36,7 +38,7 @@ from scaler.decide.reverts import (
     revert_record,
     reverts_of,
 )
-from scaler.decide.times import parse_time
+from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
@@ -44,24 +46,23 @@ from scaler.signals.prometheus import Prometheus
 log = structlog.get_logger("scaler")
 
 
-def open_start(workload: Workload) -> datetime | None:
-    """The start recorded on `workload` that has not yet ended in all Ready."""
-    started = parse_time(workload.annotations.get(STARTED_AT))
-    ready = parse_time(workload.annotations.get(READY_AT))
-    return started if started is not None and (ready is None or ready < started) else None
-
-
-def bookkeeping(workload: Workload):
-    """The write that records where `workload` is in a start, if one is due."""
+def bookkeeping(workload: Workload, *, now: datetime):
+    """The write that records where `workload` is in a start, if one is due
+    (see cluster/starts.py: a relapse reopens the start it belongs to)."""
     if workload.replicas == 0:
         return None
     loading = workload.ready_replicas < workload.replicas
     start = open_start(workload)
     if loading and start is None:
-        return writes.record_start
+        return writes.reopen_start if relapsed(workload, now=now) else writes.record_start
     if not loading and start is not None:
         return writes.record_ready
     return None
+
+
+def _unchanged(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
+    return Write(None, Outcome.UNCHANGED, current.replicas, current.replicas, 0, "nothing to record")
+
 
 _LABELS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
            Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
@@ -72,15 +73,19 @@ class Reconciler(Evaluator):
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
                  excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
-                 may_act: Callable[[Policy | None], bool] = lambda policy: True, concurrency: int = 16,
+                 may_act: Callable[[Policy | None, int], bool] = lambda policy, term: True, concurrency: int = 16,
                  signal_deadline_seconds: float | None = None,
-                 resolve: Callable[[str], WorkloadKind] = resolve_kind, hands_off: HandsOff = HandsOff()) -> None:
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind, hands_off: HandsOff = HandsOff(),
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        """`may_act(policy, term)`: whether a write decided in leadership
+        term `term` by `policy` (None: bookkeeping) may go out now."""
         super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
                          metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve)
         self.pauser = pauser
         self.dry_run = dry_run
         self.may_act = may_act
         self.hands_off = hands_off
+        self.clock = clock
         self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
@@ -88,8 +93,9 @@ class Reconciler(Evaluator):
         #: When a replica of a start was first seen Ready, by (workload, start).
         self._first_ready: dict[tuple[tuple[str, str, str], datetime], datetime] = {}
 
-    def act(self, evaluations: Sequence[Evaluation], *, now: datetime) -> list[Result]:
-        """Count and log every decision; write the changes, concurrently."""
+    def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0) -> list[Result]:
+        """Count and log every decision; write the changes, concurrently.
+        `term`: the leadership term the evaluations were made in."""
         todo = []
         for evaluation in evaluations:
             self._account(evaluation)
@@ -98,9 +104,9 @@ class Reconciler(Evaluator):
         if not todo:
             return []
         refused = threading.Event()
-        with self.pauser.events.holding() if self.pauser.events else nullcontext():
-            results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, refused=refused), todo)
-            done = [result for result in results if result is not None]
+        results = self._writers.map(lambda evaluation: self._write(evaluation, now=now, term=term,
+                                                                   refused=refused), todo)
+        done = [result for result in results if result is not None]
         if refused.is_set():
             log.info("not acting: not the leader, stopping, or its policies not read in this term or changed since",
                      left=len(todo) - len(done))
@@ -110,8 +116,27 @@ class Reconciler(Evaluator):
     def _override_to_clear(evaluation: Evaluation) -> bool:
         return evaluation.decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None
 
-    def _write(self, evaluation: Evaluation, *, now: datetime, refused: threading.Event) -> Result | None:
-        if not self.dry_run and not self.may_act(evaluation.policy):
+    def fence(self, evaluation: Evaluation, term: int) -> Callable[[Workload], None]:
+        """What every attempt of `evaluation`'s write is asked right before it
+        goes out: may this term still act for its policy, and does the policy
+        still decide the same (action, size, reason) for the object as now
+        read, at this moment? A window that ended while the write waited
+        behind throttling, or an object someone (or our own last write)
+        changed meanwhile, drops the write; the next pass decides afresh."""
+        def check(current: Workload) -> None:
+            if not self.dry_run and not self.may_act(evaluation.policy, term):
+                raise Fenced("not the leader any more, stopping, or its policy changed")
+            if evaluation.policy is None:
+                return
+            again = decide(policy=evaluation.policy, workload=self.state_of(current), signals=evaluation.signals,
+                           now=self.clock())
+            was = evaluation.decision
+            if (again.action, again.replicas, again.reason_code) != (was.action, was.replicas, was.reason_code):
+                raise Fenced(f"no longer wanted: now {again.action.value} ({again.reason_code}): {again.reason}")
+        return check
+
+    def _write(self, evaluation: Evaluation, *, now: datetime, term: int, refused: threading.Event) -> Result | None:
+        if not self.dry_run and not self.may_act(evaluation.policy, term):
             refused.set()
             return None
         key = evaluation.workload.key
@@ -120,15 +145,21 @@ class Reconciler(Evaluator):
                 return None  # another pass is writing it; the next evaluation sees the outcome
             self._in_flight.add(key)
         try:
+            # Start from the object as the cache has it now (a write that just
+            # landed, by us or anyone): never from what this pass read earlier.
+            fresh = self.view.latest(evaluation.workload)
+            if fresh is not None and newer(fresh, evaluation.workload):
+                evaluation = replace(evaluation, workload=fresh)
             if self._override_to_clear(evaluation):
-                return self._clear_override(evaluation, now=now)
-            return self._apply(evaluation, now=now)
+                return self._clear_override(evaluation, now=now, term=term)
+            return self._apply(evaluation, now=now, term=term)
         finally:
             with self._in_flight_lock:
                 self._in_flight.discard(key)
 
-    def _apply(self, evaluation: Evaluation, *, now: datetime) -> Result:
+    def _apply(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
         workload, decision = evaluation.workload, evaluation.decision
+        fence = self.fence(evaluation, term)
         by = POLICY_PAUSE_PREFIX + str(decision.policy)
         fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
                       policy=decision.policy, action=decision.action.value, reason=decision.reason,
@@ -139,16 +170,19 @@ class Reconciler(Evaluator):
         try:
             if decision.action is Action.PAUSE:
                 result = self.pauser.pause(workload, by=by, reason=decision.reason,
-                                           cause=str(decision.reason_code), dry_run=self.dry_run)
+                                           cause=str(decision.reason_code), dry_run=self.dry_run, fence=fence)
             elif decision.action is Action.RESUME:
                 fallback = evaluation.policy.min_replicas if evaluation.policy else 1
                 wanted = decision.replicas if decision.replicas != (workload.record.last_replicas
                                                                      if workload.record else None) else None
                 result = self.pauser.resume(workload, by=by, reason=decision.reason, fallback_replicas=fallback,
-                                            replicas=wanted, dry_run=self.dry_run)
+                                            replicas=wanted, dry_run=self.dry_run, fence=fence)
             else:
                 result = self.pauser.scale_up(workload, replicas=decision.replicas, by=by, reason=decision.reason,
-                                              dry_run=self.dry_run)
+                                              dry_run=self.dry_run, fence=fence)
+        except Fenced as why:
+            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
+            label = "dropped"
         except NotFound as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, str(error))
             label = "gone"
@@ -168,7 +202,7 @@ class Reconciler(Evaluator):
                                     and not self.dry_run else {}), **fields)
         return result
 
-    def _clear_override(self, evaluation: Evaluation, *, now: datetime) -> Result:
+    def _clear_override(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
         """Someone set the replicas of a workload we had paused back up: drop
         our record (the writer wins). A GitOps controller (read from
         managedFields) gets a growing back-off; a person hands-off until the
@@ -177,13 +211,16 @@ class Reconciler(Evaluator):
         writer = replicas_writer(workload.obj, getattr(workload.kind, "replicas_path", ("spec", "replicas")))
         if is_gitops(writer, self.hands_off.gitops_managers):
             assert writer is not None
-            return self._reverted(evaluation, manager=writer, now=now)
+            return self._reverted(evaluation, manager=writer, now=now, term=term)
         until = now + timedelta(seconds=self.hands_off.person_seconds)
         if policy is not None and policy.schedule is not None:
             until = next_edge(policy.schedule.compiled, now) or until
         try:
             result = self.pauser.resume(workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy),
-                                        reason="human override", override_until=until, dry_run=self.dry_run)
+                                        reason="human override", override_until=until, dry_run=self.dry_run,
+                                        fence=self.fence(evaluation, term))
+        except Fenced as why:
+            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
         except KubeError as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
         self.view.took(result, workload)
@@ -192,7 +229,7 @@ class Reconciler(Evaluator):
                  changed_by=writer, dry_run=self.dry_run)
         return result
 
-    def _reverted(self, evaluation: Evaluation, *, manager: str, now: datetime) -> Result:
+    def _reverted(self, evaluation: Evaluation, *, manager: str, now: datetime, term: int) -> Result:
         """A GitOps controller reverted our pause: record it on the object
         (restarts keep the back-off), report the first in a row, back off."""
         workload, h = evaluation.workload, self.hands_off
@@ -201,7 +238,9 @@ class Reconciler(Evaluator):
                                       max_seconds=h.backoff_max_seconds)
         try:
             result = self.pauser.reverted(workload, manager=manager, record=record, first=reverts == 1,
-                                          dry_run=self.dry_run)
+                                          dry_run=self.dry_run, fence=self.fence(evaluation, term))
+        except Fenced as why:
+            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
         except KubeError as error:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
         self.view.took(result, workload)
@@ -233,11 +272,12 @@ class Reconciler(Evaluator):
 
     # Starts and warm-ups
 
-    def track_starts(self, policies: PolicySet, *, now: datetime) -> list[Result]:
+    def track_starts(self, policies: PolicySet, *, now: datetime, term: int = 0) -> list[Result]:
         """Record on each managed object what the `starting` rule reads: a
-        start someone else made (a pod not Ready, no open start recorded) and
-        the moment all replicas are Ready (with the warm-up, a `Ready` Event
-        and scaler_wake_to_ready_seconds). Writes only on those changes."""
+        start someone else made (a pod not Ready, no open start recorded),
+        a relapse soon after Ready (the same start goes on), and the moment
+        all replicas became Ready (with the warm-up, a `Ready` Event and
+        scaler_wake_to_ready_seconds). Writes only on those changes."""
         if self.dry_run:
             return []
         todo = []
@@ -245,23 +285,34 @@ class Reconciler(Evaluator):
             start = open_start(workload)
             if workload.replicas > 0 and start is not None and workload.ready_replicas > 0:
                 self._first_ready.setdefault((workload.key, start), now)
-            write_for = bookkeeping(workload)
-            if write_for is not None and (policy := self.managed_by(policies, workload)) is not None:
-                todo.append((workload, write_for, policy.name))
+            if bookkeeping(workload, now=now) is not None and (policy := self.managed_by(policies, workload)):
+                todo.append((workload, policy.name))
         if not todo:
             return []
-        results = self._writers.map(lambda item: self._track(*item, now=now), todo)
+        results = self._writers.map(lambda item: self._track(*item, now=now, term=term), todo)
         return [result for result in results if result is not None]
 
-    def _track(self, workload: Workload, write_for, policy: str, *, now: datetime) -> Result | None:
-        if not self.may_act(None):
+    def _track(self, workload: Workload, policy: str, *, now: datetime, term: int) -> Result | None:
+        def fence(current: Workload) -> None:
+            if not self.may_act(None, term):
+                raise Fenced("not the leader any more, or stopping")
+
+        if not self.may_act(None, term):
             return None
         with self._in_flight_lock:
             if workload.key in self._in_flight:
                 return None
             self._in_flight.add(workload.key)
         try:
-            result = self.pauser.apply(workload, lambda current: write_for(current, now=now), dry_run=False)
+            fresh = self.view.latest(workload)
+            workload = fresh if fresh is not None and newer(fresh, workload) else workload
+            due = bookkeeping(workload, now=now)
+            ready_at = self._ready_since(workload) if due is writes.record_ready else None
+            result = self.pauser.apply(
+                workload, lambda current: (bookkeeping(current, now=now) or _unchanged)(
+                    current, now=now, ready_at=ready_at), dry_run=False, fence=fence)
+        except Fenced:
+            return None
         except KubeError as error:
             log.warning("start not recorded", namespace=workload.namespace, workload=workload.name, error=str(error))
             return None
@@ -269,12 +320,47 @@ class Reconciler(Evaluator):
             with self._in_flight_lock:
                 self._in_flight.discard(workload.key)
         self.view.took(result, workload)
+        if result.outcome is Outcome.UNCHANGED:
+            return result
         start = open_start(workload)
-        if write_for is writes.record_ready and start is not None:
+        if due is writes.record_ready and start is not None:
             self._observe_warm_up(workload, policy, start, now)
-        log.info("start" if write_for is writes.record_start else "ready", namespace=workload.namespace,
-                 workload=workload.name, kind=workload.kind.name, policy=policy, note=result.reason)
+        what = {writes.record_start: "start", writes.record_ready: "ready", writes.reopen_start: "relapse"}
+        log.info(what.get(due, "start"), namespace=workload.namespace, workload=workload.name,
+                 kind=workload.kind.name, policy=policy, note=result.reason)
         return result
+
+    def post_owed_events(self, policies: PolicySet, *, now: datetime, ttl_seconds: float,
+                         namespaces: Sequence[str] = ()) -> int:
+        """Post the Events owed for actions recorded on the objects (by a
+        daemon killed or deposed before it posted them): one LIST of scaler's
+        Events per scope, then only what is missing."""
+        events = self.pauser.events
+        if self.dry_run or events is None:
+            return 0
+        posted: set[tuple[str, str]] = set()
+        scopes: list[str | None] = [*namespaces] or [None]  # None: every namespace
+        for namespace in scopes:
+            items, _ = self.pauser.kube.list(actions.EVENTS, namespace, label_selector="=".join(actions.MANAGED_BY))
+            posted |= {(item["metadata"].get("namespace", ""), item["metadata"]["name"]) for item in items}
+        workloads = self.view.workloads(kinds_of(policies, self.resolve, {}))
+        owed = actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds)
+        for workload, record in owed:
+            events.post(actions.event(workload, record, component=self.pauser.component,
+                                      instance=self.pauser.instance,
+                                      note="posted by the next daemon: the one that acted stopped before it could"))
+        return len(owed)
+
+    def _ready_since(self, workload: Workload) -> datetime | None:
+        """When every replica became Ready, from the pods' Ready condition (one
+        LIST, at the end of a start only), so a warm-up that ended while no
+        daemon was looking (a failover) is measured to when it really ended."""
+        try:
+            return self.view.ready_since(workload)
+        except KubeError as error:
+            log.info("pods unreadable; the warm-up is measured to now", namespace=workload.namespace,
+                     workload=workload.name, error=str(error))
+            return None
 
     def _observe_warm_up(self, workload: Workload, policy: str, start: datetime, now: datetime) -> None:
         first = self._first_ready.pop((workload.key, start), now)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scaler.cluster.actions import DEFAULT_EVENT_TTL_SECONDS
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES
 from scaler.decide.decisions import DEFAULT_EXCLUDED_NAMESPACES
 from scaler.decide.reverts import (
@@ -150,6 +151,9 @@ class Settings(PlanSettings):
     hands_off_seconds: float = Field(DEFAULT_HANDS_OFF_SECONDS, gt=0,
                                      description="after a person resized a paused workload whose policy has no "
                                                  "schedule (no window edge to wait for): hands off this long")
+    event_ttl_seconds: float = Field(DEFAULT_EVENT_TTL_SECONDS, gt=0,
+                                     description="the API server's --event-ttl: a new leader posts the Events its "
+                                                 "predecessor owed for actions younger than this")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

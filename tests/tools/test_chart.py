@@ -65,7 +65,9 @@ WORKLOAD_GRANTS = {
     *{("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch", "patch")},
     *{("serving.kserve.io", "inferenceservices", v) for v in ("get", "list", "watch", "patch")},
     ("keda.sh", "scaledobjects", "list"), ("keda.sh", "scaledobjects", "patch"),
-    ("", "events", "create"),
+    # An Event per action; a new leader lists scaler's Events to post those owed.
+    ("", "events", "create"), ("", "events", "list"),
+    ("", "pods", "list"),  # when a start's pods became Ready (its warm-up)
 }
 LEASE_GRANTS = {("coordination.k8s.io", "leases", "create"),
                 *{("coordination.k8s.io", "leases[scaler]", v) for v in ("get", "update", "patch")}}

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scaler.cluster import writes
+from scaler.cluster import actions, writes
+from scaler.cluster.actions import ActionRecord
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import (
     DEPLOYMENT,
@@ -21,6 +22,7 @@ from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,
     KSERVE_STOP,
+    LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
     OVERRIDE_UNTIL,
@@ -254,15 +256,30 @@ def test_custom_resource_guard_is_its_scale_path():
     assert {"op": "add", "path": "/spec/size", "value": 4} in operations
 
 
-def test_event_names_the_object_and_the_reporter():
-    body = writes.event(obj(STATEFULSET, 0), reason="Resumed", message="x" * 2000, type_="Normal", now=NOW,
-                        component="scaler", instance="pod-a")
+def test_event_names_the_object_the_reporter_and_the_action():
+    record = ActionRecord.new(reason="Resumed", type_="Normal", message="x" * 2000, now=NOW)
+    body = actions.event(obj(STATEFULSET, 0), record, component="scaler", instance="pod-a")
     assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "chat",
                                       "namespace": "llm", "uid": "u-1", "resourceVersion": "41"}
     assert (body["reason"], body["type"], len(body["message"])) == ("Resumed", "Normal", 1024)
-    assert body["metadata"] == {"generateName": "chat.", "namespace": "llm"}
+    # Named after the action, so a second post of it is refused as a name taken: one Event.
+    assert body["metadata"] == {"name": f"chat.{record.id}", "namespace": "llm",
+                                "labels": {"app.kubernetes.io/managed-by": "scaler"}}
     assert (body["reportingComponent"], body["reportingInstance"]) == ("scaler", "pod-a")
     assert body["firstTimestamp"] == body["lastTimestamp"] == STAMP
+
+
+def test_an_action_record_reads_back_and_refuses_what_is_not_one():
+    record = ActionRecord.new(reason="ScaledToZero", type_="Normal", message="m", now=NOW)
+    annotations = record.annotation()["metadata"]["annotations"]
+    assert ActionRecord.read(annotations) == record
+    for bad in ("", "{", "[]", '{"id": "x"}', '{"id": "../x", "reason": "r", "type": "t", "message": "m", '
+                '"at": "2026-01-01T00:00:00Z"}', '{"id": "ab", "reason": "r", "type": "t", "message": "m", "at": "no"}'):
+        assert ActionRecord.read({LAST_ACTION: bad}) is None, bad
+
+
+def test_an_event_name_is_a_dns_subdomain_whatever_the_workload_name():
+    assert len(actions.event_name("w" * 253, "0123456789abcdef")) <= 253
 
 
 def scaled_object(name, target, kind=None, paused=None):

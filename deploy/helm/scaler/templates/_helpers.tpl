@@ -46,8 +46,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 What the daemon does to workloads, as RBAC rules. The verbs are exactly the
 requests scaler/kube.py makes: informers list and watch, a 409 re-read gets,
 pause and resume patch (replicas and annotations in one merge patch), every
-action creates an Event, and a pause or resume of an apps workload lists the
-namespace's KEDA ScaledObjects and patches the one aimed at it. Namespace
+action creates an Event (named after the action; a new leader lists
+scaler's Events once to post those its predecessor owed), the end of a start
+lists the workload's pods (when they became Ready), and a pause or resume of
+an apps workload lists the namespace's KEDA ScaledObjects and patches the
+one aimed at it. Namespace
 labels (for namespace_selector) come from a cluster-wide namespace informer
 (pass (dict "root" $ "cluster" true) for the ClusterRole), or, restricted to
 a list, from a GET of each listed namespace (pass (dict "root" $ "namespace"
@@ -66,7 +69,10 @@ namespace NAME).
   verbs: ["list", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- range .root.Values.extraScalableResources }}
 - apiGroups: [{{ required "extraScalableResources[].apiGroup is required" .apiGroup | quote }}]
   resources: {{ required "extraScalableResources[].resources is required" .resources | toJson }}
