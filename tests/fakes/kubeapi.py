@@ -440,8 +440,8 @@ class FakeKube:
                 raise refused_value("patch")
         if kind.plural in DEFAULT_REPLICAS:
             replicas = (obj.get("spec") or {}).get("replicas")
-            if not isinstance(replicas, int) or isinstance(replicas, bool):
-                raise PATCH_REFUSED
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas > 2**31 - 1:
+                raise refused_value("patch")  # not an int32: the server cannot decode the object
             if replicas < 0:
                 raise invalid(kind, name, "spec.replicas", f"Invalid value: {replicas}: must be greater than or "
                               "equal to 0")

@@ -273,8 +273,9 @@ def test_an_action_record_reads_back_and_refuses_what_is_not_one():
     record = ActionRecord.new(reason="ScaledToZero", type_="Normal", message="m", now=NOW)
     annotations = record.annotation()["metadata"]["annotations"]
     assert ActionRecord.read(annotations) == record
-    for bad in ("", "{", "[]", '{"id": "x"}', '{"id": "../x", "reason": "r", "type": "t", "message": "m", '
-                '"at": "2026-01-01T00:00:00Z"}', '{"id": "ab", "reason": "r", "type": "t", "message": "m", "at": "no"}'):
+    bad_id = '{"id": "../x", "reason": "r", "type": "t", "message": "m", "at": "2026-01-01T00:00:00Z"}'
+    bad_time = '{"id": "ab", "reason": "r", "type": "t", "message": "m", "at": "no"}'
+    for bad in ("", "{", "[]", '{"id": "x"}', bad_id, bad_time):
         assert ActionRecord.read({LAST_ACTION: bad}) is None, bad
 
 

@@ -1,0 +1,205 @@
+"""The one place writes are applied (cluster/pausing.py), against the fake API
+server: the guarded patch and its retries, the fence before every attempt,
+and the Event named after the action it records."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from scaler.cluster.actions import ActionRecord
+from scaler.cluster.kube import Fenced, Invalid, KubeError, NotFound
+from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.workloads import DEPLOYMENT, Workload
+from scaler.cluster.writes import Outcome
+from scaler.decide.annotations import LAST_ACTION, LAST_REPLICAS, PAUSED_BY
+from tests.helpers import eventually
+
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+FAST = Retry(attempts=8, base_seconds=0.001, max_seconds=0.01)
+
+
+def deployment(fake, name="chat", replicas=2, annotations=None):
+    if not fake.items("namespaces", None) or not any(n["metadata"]["name"] == "llm"
+                                                      for n in fake.items("namespaces")):
+        fake.create("namespaces", {"metadata": {"name": "llm"}})
+    meta = {"name": name, **({"annotations": annotations} if annotations is not None else {})}
+    return Workload(DEPLOYMENT, fake.create("deployments.apps", {"metadata": meta, "spec": {"replicas": replicas}},
+                                            namespace="llm"))
+
+
+def pauser(fake, **kwargs):
+    return Pauser(fake.client(), retry=FAST, clock=lambda: NOW, **kwargs)
+
+
+def test_a_pause_is_one_patch_with_the_count_the_zero_and_the_action(fake):
+    workload = deployment(fake, annotations={"team": "a"})
+    result = pauser(fake).pause(workload, by="policy/p", reason="idle")
+    obj = fake.get("deployments.apps", "llm", "chat")
+    assert (result.outcome, obj["spec"]["replicas"]) == (Outcome.CHANGED, 0)
+    annotations = obj["metadata"]["annotations"]
+    assert (annotations[LAST_REPLICAS], annotations[PAUSED_BY], annotations["team"]) == ("2", "policy/p", "a")
+    assert fake.count("PATCH") == 1
+    record = ActionRecord.read(annotations)
+    assert record is not None and record.reason == "ScaledToZero"
+    [event] = fake.events("llm", "chat")
+    assert (event["metadata"]["name"], event["reason"]) == (f"chat.{record.id}", "ScaledToZero")
+    assert "from 2 replicas" in event["message"]
+
+
+def test_an_unrelated_writer_costs_no_retry(fake):
+    workload = deployment(fake, annotations={"team": "a"})
+    fake.before("PATCH", "/deployments/chat$",
+                lambda request: fake.patch("deployments.apps", "llm", "chat", {"metadata": {"labels": {"x": "y"}}}))
+    pauser(fake).pause(workload, by="policy/p", reason="idle")
+    assert fake.count("PATCH") == 1 and fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 0
+
+
+def test_a_racing_resize_is_read_again_and_its_count_recorded(fake):
+    workload = deployment(fake, annotations={})
+    raced = threading.Event()
+
+    def resize(request):
+        if not raced.is_set():
+            raced.set()
+            fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 5}})
+    fake.before("PATCH", "/deployments/chat$", resize)
+    result = pauser(fake).pause(workload, by="policy/p", reason="idle")
+    obj = fake.get("deployments.apps", "llm", "chat")
+    # The first guarded patch was refused (422), the object read again, the pause worked out again.
+    assert (obj["spec"]["replicas"], obj["metadata"]["annotations"][LAST_REPLICAS]) == (0, "5")
+    assert result.replicas_before == 5 and fake.count("PATCH") == 2 and fake.count("GET", "/deployments/chat") == 1
+
+
+def test_a_value_the_server_refuses_is_not_retried_forever(fake):
+    workload = deployment(fake)
+    # A scale-up to a size the server refuses: re-read, same operations, refused again: an error.
+    with pytest.raises(Invalid):
+        pauser(fake).scale_up(workload, replicas=-3 + 10**12, by="policy/p", reason="q")
+    assert fake.count("PATCH") <= 2
+
+
+def test_a_vanished_object_is_not_found(fake):
+    workload = deployment(fake)
+    fake.delete("deployments.apps", "llm", "chat")
+    with pytest.raises(NotFound):
+        pauser(fake).pause(workload, by="policy/p", reason="idle")
+
+
+def test_a_fence_that_says_no_sends_nothing(fake):
+    workload = deployment(fake)
+
+    def fence(current):
+        raise Fenced("not the leader")
+    with pytest.raises(Fenced):
+        pauser(fake).pause(workload, by="policy/p", reason="idle", fence=fence)
+    assert fake.count("PATCH") == 0 and fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
+
+
+def test_the_fence_is_asked_again_before_a_retry(fake):
+    """A leader that lost the Lease while its write was being retried sends no retry."""
+    workload = deployment(fake, annotations={})
+    fake.before("PATCH", "/deployments/chat$",
+                lambda request: fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 3}}))
+    asked = []
+
+    def fence(current):
+        asked.append(current.replicas)
+        if len(asked) > 1:
+            raise Fenced("lost the Lease")
+    with pytest.raises(Fenced):
+        pauser(fake).pause(workload, by="policy/p", reason="idle", fence=fence)
+    assert asked == [2, 3]  # asked with the object as read each time
+    assert fake.count("PATCH") == 1
+
+
+def test_the_fence_is_asked_again_after_throttling(fake):
+    workload = deployment(fake)
+    fake.fail(method="PATCH", path="/deployments/chat$", status=429, retry_after=0, times=1)
+    asked = []
+
+    def fence(current):
+        asked.append(1)
+        if len(asked) > 1:
+            raise Fenced("the window ended while the write waited")
+    with pytest.raises(Fenced):
+        pauser(fake).pause(workload, by="policy/p", reason="idle", fence=fence)
+    assert len(asked) == 2 and fake.count("PATCH") == 1
+    assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
+
+
+def test_throttling_is_waited_out_as_asked(fake):
+    workload = deployment(fake)
+    fake.fail(method="PATCH", path="/deployments/chat$", status=429, retry_after=0, times=2)
+    assert pauser(fake).pause(workload, by="policy/p", reason="idle").outcome is Outcome.CHANGED
+    assert fake.count("PATCH") == 3
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_is_a_typed_failure_and_nothing_changes(fake, status):
+    workload = deployment(fake)
+    fake.fail(method="PATCH", status=status, times=None)
+    with pytest.raises(KubeError) as caught:
+        pauser(fake).pause(workload, by="policy/p", reason="idle")
+    assert caught.value.status == status
+    assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
+
+
+def test_an_event_posted_twice_exists_once(fake):
+    """The daemon that acted and the next one recovering its Event race: one Event."""
+    workload = deployment(fake)
+    pauser(fake).pause(workload, by="policy/p", reason="idle")
+    [event] = fake.events("llm", "chat")
+    sink = EventSink(fake.client())
+    sink.post(event | {"metadata": {k: v for k, v in event["metadata"].items()
+                                    if k in ("name", "namespace", "labels")}})
+    assert sink.flush(timeout_seconds=5) == 0
+    assert sink.counts["already"] == 1 and len(fake.events("llm", "chat")) == 1
+
+
+def test_a_sink_that_no_longer_holds_the_lease_posts_nothing(fake):
+    workload = deployment(fake)
+
+    def fence():
+        raise Fenced("standby")
+    sink = EventSink(fake.client(), fence=fence)
+    pauser(fake, events=sink).pause(workload, by="policy/p", reason="idle")
+    assert sink.flush(timeout_seconds=5) == 0 and sink.counts["fenced"] == 1
+    assert fake.events("llm", "chat") == []
+    # ... and the record is on the object for the next leader.
+    assert ActionRecord.read(fake.get("deployments.apps", "llm", "chat")["metadata"]["annotations"])
+
+
+def test_events_are_posted_as_each_write_lands(fake):
+    """Not held until a batch ends: a kill mid-batch loses none already written."""
+    workloads = [deployment(fake, name=f"w{i}") for i in range(5)]
+    sink = EventSink(fake.client())
+    p = pauser(fake, events=sink)
+    gate = threading.Event()
+    fake.before("PATCH", "/deployments/w4$", lambda request: gate.wait(5))
+    done = threading.Thread(target=lambda: [p.pause(w, by="policy/p", reason="idle") for w in workloads])
+    done.start()
+    try:
+        # While the last write is held, the Events of the four before it are there.
+        eventually(lambda: len([e for e in fake.items("events", "llm")]) == 4 or None, timeout_seconds=5)
+    finally:
+        gate.set()
+        done.join(5)
+    assert sink.flush(timeout_seconds=5) == 0 and len(fake.items("events", "llm")) == 5
+
+
+def test_a_retried_write_carries_one_action_id(fake):
+    workload = deployment(fake, annotations={})
+    raced = threading.Event()
+
+    def resize(request):
+        if not raced.is_set():
+            raced.set()
+            fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 4}})
+    fake.before("PATCH", "/deployments/chat$", resize)
+    pauser(fake).pause(workload, by="policy/p", reason="idle")
+    sent = [r.body for r in fake.requests if r.method == "PATCH"]
+    ids = {op["value"] for body in sent for op in body if op["path"].endswith("last-action") and op["op"] == "add"}
+    assert len(sent) == 2 and len({ActionRecord.read({LAST_ACTION: v}).id for v in ids}) == 1

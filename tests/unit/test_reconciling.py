@@ -1,0 +1,271 @@
+"""Acting on evaluations (run/reconciling.py) in process: the fake API server,
+a fake Prometheus, scaler's own watch caches. What a user sees: replicas,
+annotations, Events, and how many PATCHes went out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scaler.cluster.actions import ActionRecord
+from scaler.cluster.informers import NotSynced
+from scaler.cluster.kube import Fenced
+from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.views import WatchingView
+from scaler.cluster.workloads import DEPLOYMENT
+from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, READY_AT, STARTED_AT, WARM_UPS
+from scaler.decide.decisions import Action, Code
+from scaler.decide.loading import check_texts
+from scaler.run.reconciling import Reconciler
+from scaler.signals.prometheus import Prometheus
+from tests.fakes.prometheus import FakePrometheus
+from tests.helpers import eventually
+
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday
+FAST = Retry(attempts=8, base_seconds=0.001, max_seconds=0.01)
+
+
+def policies(text: str):
+    found, problems = check_texts([("p.yaml", text)])
+    assert not problems, problems
+    return found
+
+
+NIGHT = policies("""
+policies:
+  - name: nights
+    targets: {namespaces: [llm]}
+    schedule:
+      timezone: UTC
+      windows: [{name: night, mode: down, when: "Mon 11:00-12:30"}]
+""")
+IDLE = policies("""
+policies:
+  - name: idle
+    targets: {namespaces: [llm]}
+    idle: {query: 'sum by (namespace, workload) (requests_running)', threshold: 0.5, duration: 1m}
+    max_startup: 60s
+    scale_down_delay: 30s
+""")
+
+
+@pytest.fixture
+def prometheus():
+    server = FakePrometheus().serve()
+    yield server
+    server.stop()
+
+
+class World:
+    def __init__(self, fake, prometheus, *, clock=None, term=lambda: 1):
+        self.fake = fake
+        self.now = T0  # the wall clock the fence reads when a write goes out (unless `clock` is given)
+        clock = clock or (lambda: self.now)
+        fake.create("namespaces", {"metadata": {"name": "llm"}})
+        self.kube = fake.client()
+        self.view = WatchingView(self.kube)
+        self.sink = EventSink(self.kube)
+        self.pauser = Pauser(self.kube, retry=FAST, clock=lambda: T0, events=self.sink)
+        self.term = term
+        self.reconciler = Reconciler(
+            prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=self.view, pauser=self.pauser,
+            excluded_namespaces=(), dry_run=False, may_act=lambda policy, term: term == self.term(),
+            clock=clock)
+
+    def deployment(self, name="chat", replicas=2, annotations=None, selector=None):
+        spec = {"replicas": replicas, **({"selector": selector} if selector else {})}
+        meta = {"name": name, "labels": {"app": name}, **({"annotations": annotations} if annotations else {})}
+        return self.fake.create("deployments.apps", {"metadata": meta, "spec": spec}, namespace="llm")
+
+    def get(self, name="chat"):
+        return self.fake.get("deployments.apps", "llm", name)
+
+    def patches(self):
+        return self.fake.count("PATCH", "/deployments/")
+
+    def stop(self):
+        self.view.stop(timeout_seconds=2)
+
+
+@pytest.fixture
+def world(fake, prometheus):
+    worlds = []
+
+    def make(**kwargs):
+        worlds.append(World(fake, prometheus, **kwargs))
+        return worlds[-1]
+    yield make
+    for w in worlds:
+        w.stop()
+
+
+def test_a_keep_down_window_pauses_and_records_the_count(world):
+    w = world()
+    w.deployment()
+    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
+    [result] = w.reconciler.act(evaluations, now=T0, term=1)
+    assert result.replicas_after == 0
+    obj = w.get()
+    assert (obj["spec"]["replicas"], obj["metadata"]["annotations"][LAST_REPLICAS]) == (0, "2")
+    assert obj["metadata"]["annotations"][PAUSE_CAUSE] == str(Code.KEEP_DOWN_WINDOW)
+    assert w.sink.flush(timeout_seconds=5) == 0 and [e["reason"] for e in w.fake.events("llm")] == ["ScaledToZero"]
+
+
+def test_a_write_decided_in_an_earlier_term_is_dropped(world):
+    term = [1]
+    w = world(term=lambda: term[0])
+    w.deployment()
+    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
+    term[0] = 2  # lost the Lease and won it again meanwhile: another leader may have acted
+    assert w.reconciler.act(evaluations, now=T0, term=1) == []
+    assert w.patches() == 0 and w.get()["spec"]["replicas"] == 2
+
+
+def test_a_window_that_ended_while_the_write_was_throttled_drops_it(world):
+    """Decided in the window; the API server throttles; when the write may go
+    out at last, the window is over: nothing is sent, no pause lands late."""
+    late = T0 + timedelta(minutes=31)  # the window ended at 12:30
+    times = iter([T0])
+    w = world(clock=lambda: next(times, late))
+    w.deployment()
+    w.fake.fail(method="PATCH", path="/deployments/chat$", status=429, retry_after=0, times=1)
+    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
+    [result] = w.reconciler.act(evaluations, now=T0, term=1)
+    assert result.reason.startswith("not sent: no longer wanted")
+    assert w.get()["spec"]["replicas"] == 2
+    assert w.patches() == 1  # the throttled one; none after the window ended
+
+
+def test_a_pass_that_read_before_another_wrote_sends_nothing_again(world):
+    """A reconcile that began while an edge batch was writing decides from the
+    cache as it was; it must not re-send what the batch already wrote."""
+    w = world()
+    for i in range(5):
+        w.deployment(name=f"w{i}")
+    stale = w.reconciler.evaluate(NIGHT, now=T0)
+    edge = w.reconciler.evaluate(NIGHT, now=T0)
+    assert len(w.reconciler.act(edge, now=T0, term=1)) == 5
+    assert w.patches() == 5
+    w.reconciler.act(stale, now=T0, term=1)
+    assert w.patches() == 5, "a write re-sent from a stale read"
+    assert w.fake.count("GET", "/deployments/") == 0
+
+
+def test_owed_events_are_posted_once_by_the_next_daemon(world):
+    w = world()
+    w.deployment()
+
+    def standby():
+        raise Fenced("killed before it posted")
+    w.sink.fence = standby  # the daemon that acted never posts its Event (as if killed)
+    w.reconciler.act(w.reconciler.evaluate(NIGHT, now=T0), now=T0, term=1)
+    assert w.sink.flush(timeout_seconds=5) == 0 and w.fake.events("llm") == []
+    w.sink.fence = None  # the next daemon
+    later = T0 + timedelta(minutes=5)
+    assert w.reconciler.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 1
+    assert w.sink.flush(timeout_seconds=5) == 0
+    [event] = w.fake.events("llm", "chat")
+    record = ActionRecord.read(w.get()["metadata"]["annotations"])
+    assert event["reason"] == "ScaledToZero" and event["metadata"]["name"] == f"chat.{record.id}"
+    assert "posted by the next daemon" in event["message"] and event["firstTimestamp"] == record.at
+    # A daemon after that one finds nothing owed; nor does one after the Event TTL.
+    assert w.reconciler.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 0
+    assert w.reconciler.post_owed_events(NIGHT, now=T0 + timedelta(hours=2), ttl_seconds=3600) == 0
+    assert len(w.fake.events("llm", "chat")) == 1
+
+
+def test_an_unsynced_cache_is_not_an_empty_cluster(fake, prometheus):
+    fake.fail(method="GET", path="/deployments", reset=True, times=None)
+    w = World(fake, prometheus)
+    try:
+        w.view.SYNC_WAIT_SECONDS = 0.2
+        with pytest.raises(NotSynced):
+            w.reconciler.evaluate(NIGHT, now=T0)
+        assert not w.view.synced()
+    finally:
+        w.stop()
+
+
+def _status(w, name, *, ready):
+    w.fake.set_status("deployments.apps", "llm", name, {"replicas": 1, "readyReplicas": ready})
+
+
+def test_a_crash_loop_is_one_start_and_is_let_go_at_max_startup(fake, prometheus):
+    """Ready a few seconds in every thirty: the start stays open from its
+    beginning, its crash cycles never enter the warm-up history, and once
+    max_startup has passed an idle model is paused."""
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=1, annotations={WARM_UPS: "40,41"})
+        prometheus.answer("requests_running", {("llm", "chat"): 0})
+        cycle = [(0, 0), (25, 1), (30, 0), (55, 1), (60, 0), (85, 1), (90, 0)]
+        for seconds, ready in cycle:
+            _status(w, "chat", ready=ready)
+            _wait_cached(w, ready)
+            w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
+        annotations = w.get()["metadata"]["annotations"]
+        assert annotations[STARTED_AT] == "2026-12-07T12:00:00Z", "a relapse must not begin a new start"
+        assert READY_AT not in annotations and annotations[WARM_UPS] == "40,41"
+        now = w.now = T0 + timedelta(seconds=95)
+        [evaluation] = w.reconciler.evaluate(IDLE, now=now)
+        assert (evaluation.decision.action, evaluation.decision.reason_code) == (Action.PAUSE, Code.IDLE_TIMEOUT)
+        w.reconciler.act([evaluation], now=now, term=1)
+        obj = w.get()
+        assert obj["spec"]["replicas"] == 0 and obj["metadata"]["annotations"][WARM_UPS] == "40,41"
+    finally:
+        w.stop()
+
+
+def test_a_model_paused_while_briefly_ready_in_a_crash_loop_keeps_its_history(fake, prometheus):
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=1, annotations={WARM_UPS: "40"})
+        for seconds, ready in [(0, 0), (25, 1)]:
+            _status(w, "chat", ready=ready)
+            _wait_cached(w, ready)
+            w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
+        assert w.get()["metadata"]["annotations"][WARM_UPS] == "40,25"  # looked like a warm-up
+        _status(w, "chat", ready=0)  # relapses; paused before the relapse is recorded
+        _wait_cached(w, 0)
+        workload = w.view.latest(w.reconciler.view.workloads(
+            [DEPLOYMENT])[0])
+        Pauser(w.kube, retry=FAST, clock=lambda: T0 + timedelta(seconds=30)).pause(
+            workload, by="policy/idle", reason="idle")
+        assert w.get()["metadata"]["annotations"][WARM_UPS] == "40"
+    finally:
+        w.stop()
+
+
+def test_a_warm_up_ends_when_the_pods_became_ready_not_when_scaler_looked(fake, prometheus):
+    """A failover: the new leader sees all Ready 16 s after it happened."""
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=1, annotations={STARTED_AT: "2026-12-07T12:00:00Z"},
+                     selector={"matchLabels": {"app": "chat"}})
+        ready = "2026-12-07T12:00:40Z"
+        fake.create("pods", {"metadata": {"name": "chat-1", "labels": {"app": "chat"}},
+                             "status": {"conditions": [{"type": "Ready", "status": "True",
+                                                        "lastTransitionTime": ready}]}}, namespace="llm")
+        fake.create("pods", {"metadata": {"name": "other", "labels": {"app": "other"}},
+                             "status": {"conditions": [{"type": "Ready", "status": "False"}]}}, namespace="llm")
+        _status(w, "chat", ready=1)
+        _wait_cached(w, 1)
+        w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=56), term=1)
+        annotations = w.get()["metadata"]["annotations"]
+        assert (annotations[READY_AT], annotations[WARM_UPS]) == (ready, "40")
+        assert w.sink.flush(timeout_seconds=5) == 0
+        [event] = w.fake.events("llm", "chat", reason="Ready")
+        assert event["message"].startswith("Ready 40s after its start")
+    finally:
+        w.stop()
+
+
+def _wait_cached(w, ready):
+    def cached():
+        [workload] = w.view.workloads([DEPLOYMENT])
+        return workload.ready_replicas == ready or None
+    eventually(cached, timeout_seconds=5, interval_seconds=0.01)
