@@ -79,12 +79,15 @@ def test_functions_and_modules_stay_readable():
     assert too_long == []
 
 
-def test_the_readme_layout_names_every_module():
-    """README's layout is the tree: every module of scaler/ is in it, and
-    nothing it names is missing from the tree."""
+def test_the_documented_layout_names_every_module():
+    """The Layout section of docs/development.md is the tree: every module of
+    scaler/ is in it, and nothing it names is missing from the tree."""
     import re
 
-    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    doc = (ROOT / "docs" / "development.md").read_text()
+    sections = re.split(r"^## Layout[ \t]*$", doc, flags=re.MULTILINE)
+    assert len(sections) == 2, "docs/development.md has exactly one '## Layout' section"
+    layout = re.split(r"^#{1,2} ", sections[1], maxsplit=1, flags=re.MULTILINE)[0]
     tree = layout.split("```", 2)[1]
     named, folder = set(), None
     for line in tree.splitlines():
@@ -93,4 +96,5 @@ def test_the_readme_layout_names_every_module():
         elif match := re.match(r"^    (\w+\.py)", line):
             named.add(f"{folder}/{match[1]}")
     modules = {f"{p.parent.name}/{p.name}" for p in (ROOT / "scaler").glob("*/*.py") if p.name != "__init__.py"}
-    assert named == modules
+    assert named == modules, (f"modules missing from docs/development.md's Layout: {sorted(modules - named)}; "
+                              f"named there but not in scaler/: {sorted(named - modules)}")
