@@ -80,6 +80,8 @@ class Daemon:
         self._events_checked_term = -1
         self._unread: str | None = None  # why the source could not be read, while it cannot
         self.metrics.count_requests(self.kube.request_counts)
+        # Audit logs (and a test's fake API server) tell the replicas apart.
+        self.kube.api_client.user_agent = f"scaler/{settings.identity}"
         self.prometheus = settings.prometheus()
         self.view = WatchingView(self.kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources,
                                  on_synced=self._synced)
@@ -110,7 +112,9 @@ class Daemon:
 
     # Start and stop
 
-    def run(self) -> int:
+    def run(self, *, handle_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT (or `stopping` is set: tests run the
+        daemon in a thread, where no signal handler can be installed)."""
         s = self.settings
         server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
         port = server.server_address[1]
@@ -137,8 +141,9 @@ class Daemon:
         # At once too: a leader elected before the scheduler ran reads the policies in its term.
         self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
                                id="reload", next_run_time=datetime.now(UTC))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stopping.set())
         # In slices: a signal delivered to a worker thread runs its Python
         # handler only when the main thread next wakes.
         while not self.stopping.wait(0.2):

@@ -160,12 +160,15 @@ class Fault:
     delay_seconds: float = 0.0
     times: int | None = 1
     watch: bool | None = None  # only watches (True), only non-watches (False), or both
+    agent: str | None = None  # only requests whose User-Agent starts with this (one of several clients)
     hits: int = 0
 
-    def matches(self, method: str, path: str, watching: bool) -> bool:
+    def matches(self, method: str, path: str, watching: bool, agent: str = "") -> bool:
         if self.times is not None and self.hits >= self.times:
             return False
         if self.watch is not None and self.watch != watching:
+            return False
+        if self.agent is not None and not agent.startswith(self.agent):
             return False
         return (self.method is None or self.method == method) and (self.path is None or bool(
             re.search(self.path, path)))
@@ -180,6 +183,7 @@ class Request:
     status: int = 0
     body: Any = None
     content_type: str = ""
+    agent: str = ""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -643,7 +647,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0]
         watching = method == "GET" and query.get("watch") in ("true", "1")
-        request = Request(method, parts.path, query, "watch" if watching else method.lower(), content_type=content_type)
+        request = Request(method, parts.path, query, "watch" if watching else method.lower(), content_type=content_type,
+                          agent=self.headers.get("User-Agent") or "")
         fake.requests.append(request)
         try:
             self._faults(method, parts.path, watching)
@@ -679,8 +684,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _faults(self, method: str, path: str, watching: bool) -> None:
         fake = self.fake
+        agent = self.headers.get("User-Agent") or ""
         with fake.lock:
-            fault = next((f for f in fake.faults if f.matches(method, path, watching)), None)
+            fault = next((f for f in fake.faults if f.matches(method, path, watching, agent)), None)
             if fault is not None:
                 fault.hits += 1
         if fault is None:

@@ -1,0 +1,179 @@
+"""The daemon in process (run/daemon.py) against the fake API server: who may
+write and when, readiness, and recovering from an API server that was away.
+Elections over real time are the cluster tier's (tests/cluster); here the
+Lease's state is set directly, so a lapse happens exactly when a test says."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from scaler.decide.loading import check_policies
+from scaler.run.daemon import Daemon
+from scaler.run.settings import Settings
+from scaler.run.sources import FilePolicies
+from tests.fakes.prometheus import FakePrometheus
+from tests.helpers import eventually
+
+NIGHT = """
+policies:
+  - name: always-down
+    targets: {namespaces: [llm]}
+    schedule:
+      timezone: UTC
+      windows: [{name: all-week, mode: down, when: "Mon-Sun 00:00-24:00"}]
+"""
+
+
+@pytest.fixture
+def prometheus():
+    server = FakePrometheus().serve()
+    yield server
+    server.stop()
+
+
+def make_daemon(fake, prometheus, tmp_path, *, name="a", leader_election=False, text=NIGHT):
+    (tmp_path / "policies.yaml").write_text(text)
+    settings = Settings(kubeconfig=str(fake.kubeconfig(tmp_path / "kubeconfig")), prometheus_url=prometheus.url,
+                        policies=[tmp_path / "policies.yaml"], identity=name, port=0, bind_address="127.0.0.1",
+                        leader_election=leader_election, evaluation_interval_seconds=30,
+                        wake_check_interval_seconds=30, policy_reload_interval_seconds=30, log_format="console")
+    source = FilePolicies(settings.policies)
+    policies, problems = check_policies(settings.policies)
+    assert not problems
+    return Daemon(settings, policies, source=source, version=source.version())
+
+
+def deployments(fake, *names, replicas=2):
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    for name in names:
+        fake.create("deployments.apps", {"metadata": {"name": name}, "spec": {"replicas": replicas}},
+                    namespace="llm")
+
+
+class Running:
+    """A daemon's run() in a thread, stopped (as SIGTERM does) at the end."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.code: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.code.append(daemon.run(handle_signals=False)),
+                                       daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        eventually(lambda: self.daemon.server, timeout_seconds=5, interval_seconds=0.01)
+        return self
+
+    def readyz(self) -> tuple[int, dict]:
+        url = f"http://127.0.0.1:{self.daemon.server.server_address[1]}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def __exit__(self, *exc) -> None:
+        self.daemon.stopping.set()
+        self.thread.join(8)
+        assert self.code == [0], "the daemon did not stop cleanly"
+
+
+def test_the_daemon_pauses_what_a_window_keeps_down_and_posts_the_events(fake, prometheus, tmp_path):
+    deployments(fake, "a", "b")
+    with Running(make_daemon(fake, prometheus, tmp_path)) as running:
+        eventually(lambda: all(fake.get("deployments.apps", "llm", n)["spec"]["replicas"] == 0 for n in "ab")
+                   or None, timeout_seconds=5, interval_seconds=0.02)
+        eventually(lambda: len(fake.events("llm", reason="ScaledToZero")) == 2 or None, timeout_seconds=5)
+        status, body = running.readyz()
+        assert status == 200 and body["cachesSynced"] is True
+    assert fake.count("PATCH", "/deployments/") == 2
+
+
+def test_not_ready_while_the_api_server_is_away_and_acting_within_seconds_of_its_return(fake, prometheus,
+                                                                                         tmp_path):
+    deployments(fake, "a")
+    away = fake.fail(reset=True, times=None)  # every request: the connection is dropped
+    with Running(make_daemon(fake, prometheus, tmp_path)) as running:
+        # Away until the daemon has been refused a few times (lists and retries).
+        eventually(lambda: sum(r.status == -1 for r in list(fake.requests)) >= 4 or None, timeout_seconds=8)
+        status, body = running.readyz()
+        assert status == 503 and body["cachesSynced"] is False and body["ready"] is False
+        assert fake.get("deployments.apps", "llm", "a")["spec"]["replicas"] == 2
+        back = time.monotonic()
+        away.times = 0  # the server is back
+        eventually(lambda: fake.get("deployments.apps", "llm", "a")["spec"]["replicas"] == 0 or None,
+                   timeout_seconds=8, interval_seconds=0.02)
+        first_write = time.monotonic() - back
+        eventually(lambda: running.readyz()[0] == 200 or None, timeout_seconds=5)
+    assert first_write < 5, f"first write {first_write:.1f}s after the API server came back"
+
+
+def test_a_write_in_flight_when_the_lease_lapses_sends_no_retry(fake, prometheus, tmp_path):
+    """A leader that stops renewing (frozen past its lease, in real life) while
+    its write retries a failed guard: the retry is fenced, nothing more goes out."""
+    deployments(fake, "a")
+    daemon = make_daemon(fake, prometheus, tmp_path, leader_election=True)
+    leadership = daemon.leadership
+    leadership._set(True)  # as the election does on winning
+    leadership.renewed(time.monotonic())
+    daemon._checked_term = leadership.term
+
+    def race_then_lapse(request):
+        # Someone else writes a guarded annotation (the guard will fail), and the lease lapses.
+        fake.patch("deployments.apps", "llm", "a", {"metadata": {"annotations": {"scaler.io/override-until":
+                                                                                 "2000-01-01T00:00:00Z"}}})
+        leadership._last_renewal = time.monotonic() - 3600
+    fake.before("PATCH", "/deployments/a$", race_then_lapse)
+    try:
+        daemon._reconcile()
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    assert fake.count("PATCH", "/deployments/") == 1, "a retry went out after the lease lapsed"
+    assert fake.get("deployments.apps", "llm", "a")["spec"]["replicas"] == 2
+    assert fake.events("llm") == []
+
+
+def test_a_standby_writes_nothing(fake, prometheus, tmp_path):
+    deployments(fake, "a")
+    daemon = make_daemon(fake, prometheus, tmp_path, leader_election=True)
+    try:
+        daemon._reconcile()  # never elected
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    assert fake.count("PATCH") == 0 and fake.count("POST", "/events") == 0
+
+
+def test_a_new_term_posts_what_the_last_one_owed(fake, prometheus, tmp_path):
+    """Killed after its writes landed, before their Events: the next leader posts them, once."""
+    deployments(fake, "a", "b")
+    first = make_daemon(fake, prometheus, tmp_path, name="first")
+    first.events.fence = _never  # killed: its Events never go out
+    first._checked_term = first.leadership.term
+    try:
+        first._reconcile()
+        assert first.events.flush(timeout_seconds=5) == 0 and fake.events("llm") == []
+    finally:
+        first.view.stop(timeout_seconds=2)
+    second = make_daemon(fake, prometheus, tmp_path, name="second")
+    second._checked_term = second.leadership.term
+    try:
+        second._reconcile()
+        second._reconcile()  # once per term, not per reconcile
+        assert second.events.flush(timeout_seconds=5) == 0
+    finally:
+        second.view.stop(timeout_seconds=2)
+    events = fake.events("llm", reason="ScaledToZero")
+    assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b"]
+    assert all("posted by the next daemon" in e["message"] for e in events)
+
+
+def _never():
+    from scaler.cluster.kube import Fenced
+
+    raise Fenced("killed")
