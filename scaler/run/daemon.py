@@ -102,6 +102,7 @@ class Daemon:
             resolve=KindResolver(self.kube),
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
                                settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
+        self.events.writing = self.reconciler.writing
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
