@@ -6,6 +6,7 @@ the instant as an argument."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 
 def utc_now() -> datetime:
@@ -17,6 +18,12 @@ def parse_time(text: str | None) -> datetime | None:
     unreadable or without a zone."""
     if not text:
         return None
+    return _parse_time(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_time(text: str) -> datetime | None:
+    """Cached: every pass reads the same annotations of every workload again."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
