@@ -225,3 +225,17 @@ def test_events_yield_to_writes_in_flight(fake, writing, most):
             "kind": "Deployment", "name": "chat", "namespace": "llm"}, "reason": "ScaledToZero"})
     assert sink.flush(timeout_seconds=8) == 0
     assert peak[0] == most and len(fake.items("events", "llm")) == 8
+
+
+@pytest.mark.parametrize("reason", ["queue 3 > activation threshold 0", "café & croissants", "a < b"])
+def test_free_text_in_the_record_never_blocks_the_next_write(fake, reason):
+    """The API server cannot `test` a string with <, > or & or non-ASCII (it
+    compares encodings); a record holding one must not make every later
+    guarded write fail (found on the cluster: the Ready after a queue wake)."""
+    workload = deployment(fake)
+    p = pauser(fake)
+    p.pause(workload, by="policy/p", reason=reason)
+    paused = Workload(DEPLOYMENT, fake.get("deployments.apps", "llm", "chat"))
+    assert p.resume(paused, by="policy/p", reason=reason).outcome is Outcome.CHANGED
+    assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
+    assert fake.count("PATCH") == 2
