@@ -8,7 +8,10 @@ tick or a restart heals on the next one.
 Signals are fetched concurrently, one query per policy signal, under one
 deadline per evaluation: a late answer is unknown for that evaluation (and
 unknown never scales down). A schedule evaluation fetches none at all, so a
-window edge never waits for Prometheus.
+window edge never waits for Prometheus. When the idle query leaves running
+workloads of a policy unknown, one range query for that policy, under the
+same deadline, finds where their signal was not seen (`signals.gaps`), for
+the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from time import monotonic
 
 import structlog
 
@@ -42,11 +46,12 @@ from scaler.decide.decisions import (
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
-from scaler.decide.times import parse_time
+from scaler.decide.times import parse_time, utc_now
 from scaler.run.isolating import isolated, report_failures
+from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SignalQuery, idle_query, queue_query
-from scaler.signals.results import Vector
+from scaler.signals.queries import SignalQuery, idle_query, queue_query, seen_query
+from scaler.signals.results import Vector, WorkloadKey
 
 log = structlog.get_logger("scaler")
 
@@ -182,15 +187,16 @@ class Evaluator:
 
     # Signals
 
-    def _fetch(self, policies: list[Policy], *, wake_only: bool,
-               errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
-        """Every policy signal at once; what has not answered by the deadline is unknown."""
+    def _fetch(self, policies: list[Policy], *, wake_only: bool, errors: dict[str, str],
+               deadline: float) -> dict[tuple[str, str], Vector]:
+        """Every policy signal at once; what has not answered by the deadline
+        (`time.monotonic()`) is unknown."""
         queries = {policy.name: isolated(errors, policy, partial(queries_of, policy, wake_only=wake_only))
                    for policy in policies}
         ask = partial(self.prometheus.vector, at=self.signals_at) if self.signals_at else self.prometheus.vector
         sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
-        wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
+        wait([future for _, _, future in sent.values()], timeout=max(0.0, deadline - monotonic()))
         vectors: dict[tuple[str, str], Vector] = {}
         signal_errors: list[str] = []  # not `errors`: that one holds the policies' own failures
         for (name, signal), (policy, query, future) in sent.items():
@@ -239,15 +245,51 @@ class Evaluator:
                                                                       now=now))) is not None]
             return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
-        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors)
-        evaluations = self._decide_all(matched, vectors, errors, now=now, wake_only=wake_only, policies=policies)
+        deadline = monotonic() + self.signal_deadline_seconds
+        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline)
+        why = self._explain(matched, vectors, now=now, deadline=deadline)
+        evaluations = self._decide_all(matched, vectors, errors, why, now=now, wake_only=wake_only,
+                                       policies=policies)
         if not wake_only:  # only a full evaluation speaks for every policy: no flapping between passes
             self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
                                                  policies=policies, metrics=self.metrics)
         return conflicts + evaluations
 
+    def _explain(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], *, now: datetime,
+                 deadline: float) -> dict[tuple[str, WorkloadKey], str]:
+        """Why the idle signal is unknown for each running workload the idle
+        query answered without: one range query per policy with such
+        workloads (`signals.gaps`), under the evaluation's deadline. A query
+        that fails or is late leaves the reason without the why."""
+        unseen: dict[str, tuple[Policy, list[WorkloadKey]]] = {}
+        for workload, _, policy in matched:
+            vector, key = vectors.get((policy.name, "idle")), (workload.namespace, workload.name)
+            if vector is not None and vector.error is None and workload.replicas > 0 and key not in vector.values:
+                unseen.setdefault(policy.name, (policy, []))[1].append(key)
+        # The instant the idle query was read at: `plan --at` a past instant's, else now (and never
+        # later than the clock: `plan --at` a future instant reads the signals as of now).
+        at = self.signals_at or min(now, utc_now())
+        sent = {}
+        for name, (policy, keys) in unseen.items():
+            assert policy.idle is not None
+            steps = IdleSteps.at(at, policy.idle.duration_seconds)
+            query = seen_query(policy.idle.query, namespace_label=policy.idle.namespace_label,
+                               workload_label=policy.idle.workload_label)
+            sent[name] = (keys, query, steps, self._queries.submit(self.prometheus.matrix, query, steps.start,
+                                                                    steps.end, steps.step))
+        wait([future for *_, future in sent.values()], timeout=max(0.0, deadline - monotonic()))
+        why: dict[tuple[str, WorkloadKey], str] = {}
+        for name, (keys, query, steps, future) in sent.items():
+            if not future.done() or future.exception() is not None:
+                log.warning("idle signal unknown: could not find where", policy=name, query=query.promql,
+                            error=str(future.exception()) if future.done() else "late for the evaluation's deadline")
+                continue
+            why.update(((name, key), text) for key, text in explain(future.result(), query, keys, steps).items())
+        return why
+
     def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
-                    *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:
+                    why: dict[tuple[str, WorkloadKey], str], *, now: datetime, wake_only: bool,
+                    policies: PolicySet) -> list[Evaluation]:
         evaluations: list[Evaluation] = []
         unknown: dict[tuple[str, str], int] = {}
         for workload, state, policy in matched:
@@ -264,7 +306,8 @@ class Evaluator:
                 unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
             if queue_vector is not None and queue is None:
                 unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            signals = Signals(idle=idle, queue=queue)
+            idle_why = why.get((policy.name, key))
+            signals = Signals(idle=idle, queue=queue, why={"idle": idle_why} if idle_why else None)
             decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
                                                                 now=now))
             if decision is not None:
