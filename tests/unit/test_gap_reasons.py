@@ -20,7 +20,7 @@ from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import load_policies
 from scaler.run.evaluating import Evaluator
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import seen_query
+from scaler.signals.queries import idle_query, seen_query
 
 #: The evaluated instant: 90 s windows at 1 s steps read 10:00:00 to 10:01:30.
 NOW = datetime(2026, 5, 4, 10, 1, 30, 400_000, tzinfo=UTC)
@@ -196,3 +196,33 @@ def test_plan_at_shows_the_hole(cluster, prometheus, tmp_path, capsys):
     assert rows["gone"]["reason"] == HOLD.format("no series")
     instant, ranged = (params for _, params in asked)
     assert float(instant["time"]) == float(ranged["end"]) == T0 + 90
+
+
+def test_a_backtest_asks_for_the_guarded_query_and_holds_while_a_window_covers_the_hole(cluster, prometheus,
+                                                                                        tmp_path, capsys):
+    """backtest replays range queries of the very PromQL the daemon sends, so
+    the coverage guard comes with it: Prometheus leaves the steps whose
+    window covers a hole without a point (tests/tools/test_idle_query.py
+    shows its engine doing so), and the replay holds there, unknown.
+
+    The answer here: busy (5) until 10:00:50, a hole in the signal from
+    10:01:00 to 10:01:40, then 0; with 90 s windows the steps 10:01:00 to
+    10:03:00 cover the hole and have no point; 10:03:10 is the first window
+    seen after it, all 0."""
+    steps = range(0, 301, 10)
+    answer = [series("chat", values=[[T0 + t, "5" if t <= 50 else "0"] for t in steps if not 60 <= t <= 180])]
+    url, asked = prometheus(instant=[], matrix=answer)
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    code = main(["backtest", "--kubeconfig", str(cluster.kubeconfig(tmp_path / "kubeconfig")), "--policies",
+                 str(tmp_path / "policies.yaml"), "--prometheus-url", url, "-o", "json",
+                 "--from", "2026-05-04T10:00:00Z", "--to", "2026-05-04T10:05:00Z", "--step", "10s"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0, document
+    (_, sent), *_ = asked
+    assert sent["query"] == idle_query(QUERY, duration_seconds=90, namespace_label="namespace",
+                                       workload_label="workload").promql
+    assert "count_over_time(vector(1)[90s:1s])" in sent["query"]
+    chat = next(row for row in document["workloads"] if row["name"] == "chat")
+    assert chat["unknownSteps"] == 13
+    assert [(a["at"], a["action"], a["reasonCode"]) for a in chat["actions"]] == [
+        ("2026-05-04T10:03:10Z", "pause", "idle-timeout")]
