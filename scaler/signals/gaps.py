@@ -130,8 +130,8 @@ def describe(gaps: Sequence[Gap]) -> str:
 def explain(result: list, query: SignalQuery, keys: Iterable[WorkloadKey], steps: IdleSteps) -> dict[WorkloadKey, str]:
     """Why each workload of `keys` is unknown, from the range query's
     `data.result` over `steps`: its gaps; 'no series' if it has no points;
-    'not seen at the window's end' if every step has one (it went between
-    the last step and the instant, or the answer changed between the queries)."""
+    'no data after <the last step>' if every step has one (it went between
+    the last step and the instant evaluated, which the idle query reads)."""
     history = History()
     read_matrix(history, result, query, fresh=set())
     why = {}
@@ -141,5 +141,5 @@ def explain(result: list, query: SignalQuery, keys: Iterable[WorkloadKey], steps
             why[key] = "no series"
             continue
         gaps = find_gaps(points, steps)
-        why[key] = describe(gaps) if gaps else "not seen at the window's end"
+        why[key] = describe(gaps) if gaps else f"{NO_DATA} after {_clock(steps.last, with_date=True)} UTC"
     return why

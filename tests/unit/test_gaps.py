@@ -132,7 +132,7 @@ def test_explain_names_each_unknown_workloads_holes():
     why = explain(answer, QUERY, [KEY, ("llm", "quiet"), ("llm", "nan"), ("llm", "gone")], STEPS)
     assert why == {
         KEY: f"no data from 2026-05-04 {clock(20)} to {clock(80)} UTC",
-        ("llm", "quiet"): "not seen at the window's end",
+        ("llm", "quiet"): "no data after 2026-05-04 10:01:30 UTC",  # seen at every step, not at the instant
         ("llm", "nan"): "NaN since 2026-05-04 10:00:00 UTC",
         ("llm", "gone"): "no series",
     }
