@@ -6,6 +6,7 @@ daemon's and `scaler plan`'s) and `scaler plan` show it."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.parse
@@ -15,10 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from scaler.cli.main import main
+from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import load_policies
 from scaler.run.evaluating import Evaluator
+from scaler.run.observability import configure_logging
+from scaler.run.reconciling import Reconciler
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, seen_query
 
@@ -196,6 +200,25 @@ def test_plan_at_shows_the_hole(cluster, prometheus, tmp_path, capsys):
     assert rows["gone"]["reason"] == HOLD.format("no series")
     instant, ranged = (params for _, params in asked)
     assert float(instant["time"]) == float(ranged["end"]) == T0 + 90
+
+
+def test_the_daemons_decision_line_names_the_hole(cluster, prometheus, tmp_path, capsys):
+    """The reconciler (the daemon's evaluate-and-act) logs the hold with the same sentence."""
+    url, _ = prometheus(instant=INSTANT, matrix=MATRIX)
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    reconciler = Reconciler(prometheus=Prometheus(url, timeout_seconds=5), view=ListingView(cluster.client()),
+                            pauser=Pauser(cluster.client()), excluded_namespaces=(), dry_run=True)
+    root = logging.getLogger()
+    handlers, level = root.handlers, root.level
+    configure_logging(log_format="json", level="info")
+    try:
+        reconciler.act(reconciler.evaluate(load_policies([tmp_path / "policies.yaml"]), now=NOW), now=NOW)
+    finally:
+        root.handlers, root.level = handlers, level
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    chat = next(line for line in lines if line.get("event") == "decision" and line.get("workload") == "chat")
+    assert chat["reason"] == HOLD.format("no data from 2026-05-04 10:00:30 to 10:01:00 UTC")
+    assert (chat["action"], chat["reason_code"], chat["replicas_after"]) == ("hold", "metrics-unknown", 2)
 
 
 def test_a_backtest_asks_for_the_guarded_query_and_holds_while_a_window_covers_the_hole(cluster, prometheus,
