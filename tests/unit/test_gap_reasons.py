@@ -119,8 +119,9 @@ INSTANT = [series("code", value=[NOW.timestamp(), "0"])]
 MATRIX = [seen("chat", [*range(0, 30), *range(60, 91)]), seen("code", range(0, 91))]
 
 
-def _evaluate(cluster, url: str, tmp_path, *, deadline_seconds: float = 5, signals_at=None) -> dict:
-    (tmp_path / "policies.yaml").write_text(POLICIES)
+def _evaluate(cluster, url: str, tmp_path, *, deadline_seconds: float = 5, signals_at=None,
+              text: str = POLICIES) -> dict:
+    (tmp_path / "policies.yaml").write_text(text)
     evaluator = Evaluator(prometheus=Prometheus(url, timeout_seconds=5), view=ListingView(cluster.client()),
                           excluded_namespaces=(), signal_deadline_seconds=deadline_seconds)
     evaluator.signals_at = signals_at
@@ -147,6 +148,19 @@ def test_no_range_query_while_every_running_workload_is_seen(cluster, prometheus
     url, asked = prometheus(instant=instant, matrix=MATRIX)
     decisions = _evaluate(cluster, url, tmp_path)
     assert {decisions[name].reason_code for name in ("chat", "code", "gone")} == {Code.IDLE_TIMEOUT}
+    assert [path for path, _ in asked] == ["/api/v1/query"]
+
+
+def test_no_range_query_for_workloads_a_window_holds(cluster, prometheus, tmp_path):
+    """Only a hold on the unknown idle signal asks where the hole was: inside
+    a keep-up window the idle signal decides nothing, and costs nothing."""
+    url, asked = prometheus(instant=INSTANT, matrix=MATRIX)
+    office = POLICIES + """    schedule:
+      timezone: UTC
+      windows: [{name: office, mode: up, when: "Mon-Fri 08:00-20:00"}]
+"""
+    decisions = _evaluate(cluster, url, tmp_path, text=office)  # NOW is a Monday, 10:01 UTC
+    assert {decisions[name].reason_code for name in ("chat", "code", "gone")} == {Code.KEEP_UP_WINDOW}
     assert [path for path, _ in asked] == ["/api/v1/query"]
 
 
