@@ -140,14 +140,15 @@ class Facts:
         return None
 
     def unknown_signals(self) -> list[str]:
-        """The signals this decision depends on that are unknown. The idle
-        signal only matters for a running workload: at zero its pods, and so
-        often its series, are gone, and that is no reason to hold or resume."""
+        """The signals ("idle", "queue") this decision depends on that are
+        unknown. The idle signal only matters for a running workload: at zero
+        its pods, and so often its series, are gone, and that is no reason to
+        hold or resume."""
         unknown = []
         if self.policy.idle is not None and self.current > 0 and not known(self.signals.idle):
-            unknown.append("idle signal")
+            unknown.append("idle")
         if self.policy.wake is not None and not known(self.signals.queue):
-            unknown.append("queue signal")
+            unknown.append("queue")
         return unknown
 
 

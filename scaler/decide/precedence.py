@@ -14,7 +14,7 @@ metrics are unavailable, because it does not depend on them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from scaler.decide.annotations import OVERRIDE_UNTIL
@@ -196,12 +196,21 @@ def keep_down_window_ended(f: Facts) -> Decision | None:
     return None
 
 
+def _unknown(signals: list[str], why: Mapping[str, str] | None) -> str:
+    """'idle signal and queue signal unknown', or with why where it is known:
+    'idle signal unknown (no data from ... to ... UTC) and queue signal unknown'."""
+    if not why or not any(signal in why for signal in signals):
+        return f"{' and '.join(f'{signal} signal' for signal in signals)} unknown"
+    return " and ".join(f"{signal} signal unknown ({why[signal]})" if signal in why else f"{signal} signal unknown"
+                        for signal in signals)
+
+
 def unknown_signal(f: Facts) -> Decision | None:
     """6. A signal the decision needs is unknown: never scale down."""
     unknown = f.unknown_signals()
     if not unknown:
         return None
-    what = f"metrics unavailable: {' and '.join(unknown)} unknown"
+    what = f"metrics unavailable: {_unknown(unknown, f.signals.why)}"
     if f.policy.on_unknown is OnUnknown.RESUME and f.current == 0 and f.workload.paused_by_policy:
         return f.resume(lambda target, source: f"{what}; on_unknown: resume wakes what scaler paused: "
                         f"resuming to {target} ({source})", Code.METRICS_UNKNOWN)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import idle_query, queue_query, resolution_seconds
+from scaler.signals.queries import idle_query, queue_query, resolution_seconds, seen_query
 from scaler.signals.results import parse_vector
 
 QUERY = queue_query("q", namespace_label="namespace", workload_label="workload")
@@ -68,6 +68,8 @@ def test_invalid_label_names_are_refused(label):
         queue_query("q", namespace_label=label, workload_label="workload")
     with pytest.raises(ValueError, match="not a valid Prometheus label name"):
         idle_query("q", duration_seconds=60, namespace_label="namespace", workload_label=label)
+    with pytest.raises(ValueError, match="not a valid Prometheus label name"):
+        seen_query("q", namespace_label=label, workload_label="workload")
 
 
 @pytest.mark.parametrize(("duration", "step"), [(1, 1), (59, 1), (600, 10), (1800, 30), (86400, 60)])
@@ -77,6 +79,17 @@ def test_idle_query_resolution(duration, step):
                         workload_label="workload").promql
     assert f"[{duration}s:{step}s]" in promql
     assert f"offset {duration}s" in promql  # the window's start must have been seen
+    # ... and every step of the window but one (tests/tools/test_idle_query.py runs it on Prometheus's engine)
+    assert f">= -Inf)[{duration}s:{step}s]) >= scalar(count_over_time(vector(1)[{duration}s:{step}s])) - 1" in promql
+
+
+def test_the_gap_finder_reads_what_the_coverage_guard_counts():
+    """The range query that names a hole asks for the very expression the
+    idle query counts at each step, so the two agree on where it was."""
+    for expr in ("up", 'sum by (namespace, workload) (rate(x{a="b"}[5m]))'):
+        seen = seen_query(expr, namespace_label="ns", workload_label="wl").promql
+        idle = idle_query(expr, duration_seconds=1800, namespace_label="ns", workload_label="wl").promql
+        assert f"count_over_time(({seen} >= -Inf)[1800s:30s])" in idle
 
 
 class _Canned(BaseHTTPRequestHandler):
