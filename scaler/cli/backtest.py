@@ -4,7 +4,9 @@ flaps, and the demand that met a paused workload and how long it waited.
 
 Exit codes: 0 replayed; 4 some signal data could not be read (those steps
 are unknown in the replay, and held as the daemon would hold); 1 error (bad
-arguments or policies, an unreachable cluster, a policy that failed).
+policies, an unreachable cluster, a namespace that does not exist, a policy
+that failed); 2 usage (an unreadable time, duration or selector, a period
+that is not one, a --chart path that cannot be written).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from scaler.cli.instants import InstantError, duration, instant
+from scaler.cli.instants import InstantError, check_computable, duration, instant
 from scaler.cli.output import console, print_document, table
-from scaler.cli.plan import reported
+from scaler.cli.plan import reported, valid_policies
+from scaler.cli.scoping import Stop, check_namespace
+from scaler.cluster.kube import KubeconfigError, KubeError
 from scaler.decide.decisions import Action
 from scaler.decide.replaying import Replay, Steps
 from scaler.decide.selectors import Selector, SelectorError
@@ -26,7 +30,7 @@ from scaler.run.backtesting import Backtest, Scope, backtest
 from scaler.run.observability import configure_logging
 from scaler.run.settings import PlanSettings, add_settings_arguments
 
-EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 4
 #: More steps than this is refused: a year at one minute.
 MAX_STEPS = 366 * 1440
 
@@ -79,8 +83,14 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
             from scaler.cli.timeline import check_chart
 
             check_chart(args.chart)  # before the work, not after it
-    except (InstantError, SelectorError, ValueError, RuntimeError) as error:
+        check_computable(valid_policies(settings), steps.start, flag="--from")
+    except (InstantError, SelectorError, ValueError) as error:  # check_chart: ValueError names the path
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as error:  # check_chart: plotly is not installed
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.namespace is not None and not _namespace_exists(settings, args.namespace):
         return EXIT_ERROR
     with _progress() as (progress, on_plan):
         result = reported(lambda: backtest(settings, steps=steps, now=now, scope=Scope(args.namespace, selector),
@@ -103,6 +113,17 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
     if result.failures:
         return EXIT_ERROR
     return EXIT_UNKNOWN if result.signal_errors else EXIT_OK
+
+
+def _namespace_exists(settings: PlanSettings, namespace: str) -> bool:
+    """`-n nope` is an error, as for `scaler status`, not an empty replay;
+    False once it has said why."""
+    try:
+        check_namespace(settings.kube(), namespace)
+    except (Stop, KubeError, KubeconfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 @contextmanager

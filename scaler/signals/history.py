@@ -101,6 +101,10 @@ RangeQuery = Callable[[SignalQuery, datetime, datetime, float], list]
 SPLITS = 4  # a chunk Prometheus could not execute is halved at most this many times
 
 
+def _minute(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment:%m-%d %H:%M}"  # strftime's %Y writes year 1 as "1"
+
+
 def fetch(query: SignalQuery, ask: RangeQuery, *, start: datetime, step_seconds: int, steps: int) -> History:
     """The signal at start, start+step, ... (steps of them), one request per chunk.
 
@@ -127,7 +131,7 @@ def _fetch_chunk(history: History, query: SignalQuery, ask: RangeQuery, start: d
             _fetch_chunk(history, query, ask, start, step_seconds, first, middle, splits - 1)
             _fetch_chunk(history, query, ask, start, step_seconds, middle + 1, last, splits - 1)
             return
-        history.errors.append(f"{begin:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {error}")
+        history.errors.append(f"{_minute(begin)} to {_minute(end)} UTC: {error}")
         history.failed_steps += last - first + 1
         return
     read_matrix(history, result, query, fresh=set())
