@@ -34,10 +34,12 @@ def _parse_time(text: str) -> datetime | None:
 def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
     """UTC, whole seconds, as annotations and Events carry it: cut down, or
     with `round_up` the next whole second, for a moment a wait counts from
-    (a grace counted from a cut-down Ready would end up to 1 s early)."""
+    (a grace counted from a cut-down Ready would end up to 1 s early).
+    Four-digit years, 0001 to 9999 (strftime's %Y writes year 1 as "1")."""
     if round_up and moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%SZ}"
 
 
 def seconds_between(earlier: datetime, later: datetime) -> float:

@@ -24,6 +24,14 @@ def _check_labels(namespace_label: str, workload_label: str) -> None:
             raise ValueError(f"{label!r} is not a valid Prometheus label name")
 
 
+def _enclosed(expr: str) -> str:
+    """The policy's PromQL in parentheses, on lines of its own: a `#`
+    comment runs to the end of its line, so a comment at the end of the
+    policy's query would otherwise swallow the closing parenthesis and all
+    that follows. Nothing is stripped, so a `#` inside a string stays as is."""
+    return f"(\n{expr}\n)"
+
+
 def resolution_seconds(duration_seconds: float) -> int:
     """Subquery step: about 60 points over the idle window, 1 s to 60 s."""
     return int(min(60, max(1, duration_seconds // 60)))
@@ -44,10 +52,11 @@ def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, work
     seconds = math.ceil(duration_seconds)
     step = resolution_seconds(duration_seconds)
     lookback = max(2 * step, 30)
+    inner = _enclosed(expr)
     promql = (
-        f"max {by} (max_over_time(({expr})[{seconds}s:{step}s]))"
-        f" and {on} max {by} ({expr})"
-        f" and {on} max {by} (last_over_time(({expr})[{lookback}s:{step}s] offset {seconds}s))"
+        f"max {by} (max_over_time({inner}[{seconds}s:{step}s]))"
+        f" and {on} max {by} {inner}"
+        f" and {on} max {by} (last_over_time({inner}[{lookback}s:{step}s] offset {seconds}s))"
     )
     promql += f" and {on} ({seen_throughout(expr, by=by, seconds=seconds, step=step)})"
     return SignalQuery(promql, namespace_label, workload_label)
@@ -85,4 +94,5 @@ def seen_query(expr: str, *, namespace_label: str, workload_label: str) -> Signa
 def queue_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
     """The queue right now, summed per workload (several routers may report it)."""
     _check_labels(namespace_label, workload_label)
-    return SignalQuery(f"sum by ({namespace_label}, {workload_label}) ({expr})", namespace_label, workload_label)
+    return SignalQuery(f"sum by ({namespace_label}, {workload_label}) {_enclosed(expr)}", namespace_label,
+                       workload_label)

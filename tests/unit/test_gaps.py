@@ -192,5 +192,5 @@ def test_the_range_query_as_sent_and_its_answer_read(range_server):
     steps = IdleSteps.at(datetime.fromtimestamp(T0 + 90.7, UTC), 90)
     answer = Prometheus(url, timeout_seconds=5).matrix(QUERY, steps.start, steps.end, steps.step)
     assert asked == [{"query": "max by (namespace, workload) (\nvllm:num_requests_running\n)",
-                      "start": str(T0), "end": str(T0 + 90), "step": "1"}]
+                      "start": f"{T0:.3f}", "end": f"{T0 + 90:.3f}", "step": "1"}]
     assert explain(answer, QUERY, [KEY], steps) == {KEY: "no data from 2026-05-04 10:00:30 to 10:01:30 UTC"}
