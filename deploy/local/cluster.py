@@ -1,7 +1,8 @@
 """The local GPU cluster: etcd, kube-apiserver, controller-manager, scheduler,
 kwok with fake GPU nodes, Prometheus and a Pushgateway, all on 127.0.0.1;
 optionally one real node (containerd, runc, kubelet: node.py, node_lifecycle.py)
-with the scaler image built from deploy/Dockerfile loaded into it.
+with the scaler image built from deploy/Dockerfile loaded into it, and
+optionally a real Karpenter with its KWOK provider (karpenter.py).
 
 Standard library only, so it runs on a fresh machine before anything is
 installed. `up` and `down` beside this file are its command-line entry points,
@@ -48,6 +49,7 @@ from components import (  # noqa: E402,F401  (the names other code imports from 
 )
 from components import pid_alive as _pid_alive  # noqa: E402,F401
 from credentials import make_certificates, write_kubeconfig  # noqa: E402
+from karpenter import add_karpenter  # noqa: E402
 from node_lifecycle import add_real_node, build_image, refresh_image, stop_real_node  # noqa: E402,F401
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -98,9 +100,9 @@ def _prometheus_config(cluster: Cluster) -> Path:
 
 
 def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: int = 8,
-       with_real_node: bool = False) -> Cluster:
+       with_real_node: bool = False, karpenter: bool = False) -> Cluster:
     """Start the cluster, or return the one already running in state_dir
-    (adding the real node to it if asked and missing)."""
+    (adding the real node or Karpenter to it if asked and missing)."""
     state_dir = state_dir.resolve()
     existing = _running(state_dir)
     if existing is not None:
@@ -108,6 +110,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: in
             add_real_node(existing)
         elif with_real_node:
             refresh_image(existing)
+        if karpenter and "karpenter" not in existing.pids:
+            add_karpenter(existing, binaries())
         return existing
 
     bin_dir = binaries()
@@ -135,6 +139,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, *, nodes: int = 4, gpus_per_node: in
     (state_dir / "bin").symlink_to(bin_dir)
     if with_real_node:
         add_real_node(cluster)
+    if karpenter:
+        add_karpenter(cluster, bin_dir)
     return cluster
 
 
@@ -305,10 +311,15 @@ def main_up(argv: list[str] | None = None) -> int:
                         default=os.environ.get("SCALER_REAL_NODE", "") not in ("", "0", "false"),
                         help="also start one real node (containerd, runc, kubelet) with the scaler image "
                              "built from deploy/Dockerfile loaded into it (SCALER_REAL_NODE=1)")
+    parser.add_argument("--karpenter", action="store_true",
+                        default=os.environ.get("SCALER_KARPENTER", "") not in ("", "0", "false"),
+                        help="also start Karpenter with its KWOK provider and a GPU NodePool whose nodes "
+                             "take only pods that select and tolerate scaler.io/karpenter=true "
+                             "(SCALER_KARPENTER=1)")
     args = parser.parse_args(argv)
     try:
         cluster = up(args.state_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                     with_real_node=args.real_node)
+                     with_real_node=args.real_node, karpenter=args.karpenter)
     except (ClusterError, subprocess.CalledProcessError) as error:
         print(f"deploy/local/up: {error}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 CACHE_DIR = Path(os.environ.get("SCALER_CACHE_DIR", Path.home() / ".cache" / "scaler"))
 DEFAULT_STATE_DIR = CACHE_DIR / "cluster"
 # Stop consumers before what they depend on, etcd last; anything not named
-# here (the real node's processes) goes first.
+# here (Karpenter, the real node's processes) goes first.
 STOP_ORDER = ("prometheus", "pushgateway", "kwok", "scheduler", "controller-manager", "apiserver", "etcd")
 READY_PATHS = {"prometheus": "/-/ready", "pushgateway": "/-/ready"}
 
