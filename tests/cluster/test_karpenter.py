@@ -75,7 +75,11 @@ def nodeclaims(kube) -> list[dict]:
 
 
 def nodeclaim_of(kube, node_name: str) -> dict | None:
-    return next((c for c in nodeclaims(kube) if c.get("status", {}).get("nodeName") == node_name), None)
+    """The NodeClaim a Node was launched for. Its status.nodeName may lag the
+    Node's readiness; the provider ID is there from launch (the KWOK provider
+    names it after the Node)."""
+    return next((c for c in nodeclaims(kube)
+                 if c.get("status", {}).get("providerID") == f"kwok://{node_name}"), None)
 
 
 def node_exists(kube, name: str) -> bool:
