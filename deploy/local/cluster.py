@@ -29,8 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import node as real_node  # noqa: E402,F401  (cluster.real_node: the node's names, for the demo)
-from components import (  # noqa: E402,F401  (the names other code imports from cluster)
+import node as real_node  # noqa: E402  (cluster.real_node: the node's names, for the demo)
+from components import (  # noqa: E402
     CACHE_DIR,
     DEFAULT_STATE_DIR,
     Cluster,
@@ -47,10 +47,17 @@ from components import (  # noqa: E402,F401  (the names other code imports from 
     stop_processes,
     wait_ready,
 )
-from components import pid_alive as _pid_alive  # noqa: E402,F401
+from components import pid_alive as _pid_alive  # noqa: E402
 from credentials import make_certificates, write_kubeconfig  # noqa: E402
 from karpenter import add_karpenter  # noqa: E402
-from node_lifecycle import add_real_node, build_image, refresh_image, stop_real_node  # noqa: E402,F401
+from node_lifecycle import add_real_node, build_image, refresh_image, stop_real_node  # noqa: E402
+
+# What other code (tests, benchmarks, the demo, up and down) uses from here.
+__all__ = [
+    "CACHE_DIR", "DEFAULT_STATE_DIR", "Cluster", "ClusterError", "_pid_alive", "add_real_node", "binaries",
+    "build_image", "down", "gpu_node_manifest", "main_down", "main_up", "real_node", "refresh_image",
+    "restart_component", "stop_component", "stop_real_node", "up",
+]
 
 SERVICE_CIDR = "10.96.0.0/16"
 GPU_RESOURCE = "nvidia.com/gpu"
