@@ -312,8 +312,8 @@ def main_up(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/local/up", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=Path,
                         default=Path(os.environ.get("SCALER_CLUSTER_STATE_DIR", DEFAULT_STATE_DIR)))
-    parser.add_argument("--nodes", type=int, default=int(os.environ.get("SCALER_GPU_NODES", 4)))
-    parser.add_argument("--gpus-per-node", type=int, default=int(os.environ.get("SCALER_GPUS_PER_NODE", 8)))
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("SCALER_GPU_NODES", "4")))
+    parser.add_argument("--gpus-per-node", type=int, default=int(os.environ.get("SCALER_GPUS_PER_NODE", "8")))
     parser.add_argument("--real-node", action="store_true",
                         default=os.environ.get("SCALER_REAL_NODE", "") not in ("", "0", "false"),
                         help="also start one real node (containerd, runc, kubelet) with the scaler image "
@@ -335,7 +335,8 @@ def main_up(argv: list[str] | None = None) -> int:
 
 
 def main_down(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deploy/local/down", description="Stop the local cluster and remove its state.")
+    parser = argparse.ArgumentParser(prog="deploy/local/down",
+                                     description="Stop the local cluster and remove its state.")
     parser.add_argument("--state-dir", type=Path,
                         default=Path(os.environ.get("SCALER_CLUSTER_STATE_DIR", DEFAULT_STATE_DIR)))
     args = parser.parse_args(argv)

@@ -167,7 +167,7 @@ def _start_containerd(cluster: Cluster, enter: list[str], node_dir: Path) -> Non
             return
         except ClusterError:
             if time.monotonic() > deadline:
-                raise ClusterError(f"containerd not answering after 30s:\n{tail(cluster, 'containerd')}")
+                raise ClusterError(f"containerd not answering after 30s:\n{tail(cluster, 'containerd')}") from None
             time.sleep(0.2)
 
 
@@ -227,7 +227,7 @@ def stop_real_node(cluster: Cluster, *, keep_logs: bool = False) -> None:
             break
         for pid in inside:
             real_node.kill(pid)
-        for name, pid in cluster.pids.items():
+        for pid in cluster.pids.values():
             reap(pid)
         time.sleep(0.1)
     node_pids = {name: pid for name, pid in cluster.pids.items()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cluster as local_cluster
 import karpenter
@@ -209,7 +209,7 @@ def test_a_do_not_disrupt_pod_holds_its_node_until_the_annotation_goes(kube, nam
         return next((datetime.fromisoformat(c["lastTransitionTime"]) for c in conditions
                      if c["type"] == "Consolidatable" and c["status"] == "True"), None)
     hold_until = eventually(consolidatable_since, timeout_seconds=60) + timedelta(seconds=HOLD_SECONDS)
-    while datetime.now(timezone.utc) < hold_until:
+    while datetime.now(UTC) < hold_until:
         assert node_exists(kube, node_name), "the held node went away"
         time.sleep(0.5)
     held_for = time.monotonic() - paused
@@ -248,7 +248,7 @@ def _listening(port: int) -> bool:
 def test_up_with_karpenter_twice_is_one_cluster_and_down_leaves_nothing(tmp_path):
     state_dir = tmp_path / "twice"
     up = [sys.executable, str(ROOT / "deploy/local/up"), "--state-dir", str(state_dir), "--nodes", "1"]
-    first = subprocess.run([*up, "--karpenter"], capture_output=True, text=True, timeout=300)
+    first = subprocess.run([*up, "--karpenter"], check=False, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     started = local_cluster.Cluster.load(state_dir.resolve())
     assert "karpenter" in started.pids
@@ -256,7 +256,7 @@ def test_up_with_karpenter_twice_is_one_cluster_and_down_leaves_nothing(tmp_path
     assert _listening(started.ports["karpenter-health"]) and _listening(started.ports["karpenter-metrics"])
 
     # SCALER_KARPENTER=1 asks the same as --karpenter: nothing new starts.
-    second = subprocess.run(up, capture_output=True, text=True, timeout=60,
+    second = subprocess.run(up, check=False, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "SCALER_KARPENTER": "1"})
     assert second.returncode == 0, second.stderr
     assert "already running" in second.stderr
@@ -264,7 +264,7 @@ def test_up_with_karpenter_twice_is_one_cluster_and_down_leaves_nothing(tmp_path
     assert local_cluster.Cluster.load(state_dir.resolve()).pids == started.pids
 
     down = subprocess.run([sys.executable, str(ROOT / "deploy/local/down"), "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not state_dir.exists()
     assert [name for name, pid in started.pids.items() if local_cluster._pid_alive(pid)] == []
