@@ -122,6 +122,8 @@ def _cron_field(text: str, low: int, high: int, names: dict[str, int] | None = N
             first, last = low, high
         elif "-" in base:
             first, last = (_cron_value(part, names) for part in base.split("-"))
+            if names is CRON_DAYS and base.split("-")[1].lower() == "sun" and first > 0:
+                last = 7  # docs: Sunday ending a range after another day is 7 ('fri-sun')
         else:
             first = _cron_value(base, names)
             last = high if step else first
@@ -148,13 +150,46 @@ class Cron:
                    frozenset(weekdays), day != "*", weekday != "*")
 
     def matches(self, wall: datetime) -> bool:
-        if wall.minute not in self.minutes or wall.hour not in self.hours or wall.month not in self.months:
+        if wall.minute not in self.minutes or wall.hour not in self.hours:
+            return False
+        return self.matches_day(wall)
+
+    def matches_day(self, wall: datetime | date) -> bool:
+        if wall.month not in self.months:
             return False
         day_ok = wall.day in self.days
         weekday_ok = (wall.weekday() + 1) % 7 in self.weekdays
         if self.days_restricted and self.weekdays_restricted:
             return day_ok or weekday_ok  # standard cron: either
         return day_ok and weekday_ok
+
+
+def next_wall_fire(cron: Cron, wall: datetime) -> datetime | None:
+    """The first wall-clock minute at or after `wall` the cron fires at:
+    day by day (five years at most), then minute by minute in a day it
+    fires on."""
+    day = wall.date()
+    for _ in range(5 * 366):
+        if cron.matches_day(day):
+            for minute in range(1440):
+                moment = datetime.combine(day, datetime.min.time()) + timedelta(minutes=minute)
+                if moment >= wall and cron.matches(moment):
+                    return moment
+        day += timedelta(days=1)
+    return None
+
+
+def last_wall_fire(cron: Cron, wall: datetime) -> datetime | None:
+    """The last wall-clock minute at or before `wall` the cron fires at."""
+    day = wall.date()
+    for _ in range(5 * 366):
+        if cron.matches_day(day):
+            for minute in reversed(range(1440)):
+                moment = datetime.combine(day, datetime.min.time()) + timedelta(minutes=minute)
+                if moment <= wall and cron.matches(moment):
+                    return moment
+        day -= timedelta(days=1)
+    return None
 
 
 # ---------------------------------------------------------------- the walk

@@ -15,7 +15,7 @@ metrics are unavailable, because it does not depend on them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from scaler.decide.annotations import OVERRIDE_UNTIL
 from scaler.decide.decisions import (
@@ -36,7 +36,7 @@ from scaler.decide.reverts import (
     reverted_by,
     reverts_of,
 )
-from scaler.decide.times import human_duration, parse_time, seconds_between
+from scaler.decide.times import human_duration, later, parse_time, seconds_between
 from scaler.decide.windows import next_edge
 
 Rule = Callable[[Facts], "Decision | None"]
@@ -132,7 +132,8 @@ def prewarm(f: Facts) -> Decision | None:
     if lead is None or f.windows.keep_up is not None:
         return None
     assert f.policy.schedule is not None
-    window = f.policy.schedule.compiled.state_at(f.now + timedelta(seconds=lead)).keep_up
+    ahead = later(f.now, lead)
+    window = f.policy.schedule.compiled.state_at(ahead).keep_up if ahead is not None else None
     if window is None:
         return None
     return f.keep_up(f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "

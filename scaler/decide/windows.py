@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from scaler.decide.compact import WeeklySpans
 from scaler.decide.cron import LocalCron, cron_trigger, standard_day_of_week
-from scaler.decide.wallclock import UTC, WindowError, utc, zone
+from scaler.decide.wallclock import LAST_INSTANT, UTC, WindowError, utc, zone
 
 __all__ = ["UTC", "Mode", "Outside", "Schedule", "ScheduleState", "Window", "WindowError", "cron_trigger",
            "next_edge", "standard_day_of_week", "zone"]
@@ -69,6 +69,8 @@ class CronPair:
 
     def next_edge(self, after: datetime) -> datetime | None:
         """The first start or end strictly after `after`."""
+        if after >= LAST_INSTANT:
+            return None
         after = after + _ONE_MICROSECOND
         fires = [fire for fire in (self.start.next_at_or_after(after), self.end.next_at_or_after(after))
                  if fire is not None]
