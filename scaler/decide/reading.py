@@ -169,6 +169,28 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+_BOOL_TAG, _STR_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
+
+def _keys_as_words(root: yaml.Node) -> None:
+    """A mapping key written as a bare `on`, `off`, `yes` or `no` is that
+    word, not YAML 1.1's boolean (as in YAML 1.2): a window's `on:` is the
+    key `on`. Values are left as YAML reads them."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                if (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG and not key_node.style
+                        and key_node.value.lower() not in ("true", "false")):
+                    key_node.tag = _STR_TAG
+        stack.extend(_children(node))
+
+
 def read_documents(text: str, file: str, problems: list[Problem]) -> list[Document]:
     """The documents of one file, or [] with the problems added."""
     early = check_text(text, file)
@@ -191,6 +213,7 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
             if unsafe is not None:
                 problems.append(unsafe)
                 return []
+            _keys_as_words(node)
             lines: dict[tuple, int] = {}
             _record_lines(loader, node, (), lines, file, problems)
             documents.append(Document(loader.construct_document(node), lines))

@@ -104,8 +104,8 @@ CASES = [
         id="both-cron-and-when"),
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows:\n        - mode: up\n"
                         "          start: '0 8 * * *'\n",
-                 "{file}:10: schedule.windows[0]: missing end: a window needs start and end (cron), or when "
-                 "(e.g. 'Mon-Fri 08:00-20:00')", id="window-without-end"),
+                 "{file}:10: schedule.windows[0]: missing end: a window needs start and end (cron), when "
+                 "(e.g. 'Mon-Fri 08:00-20:00'), or calendars (on: [...])", id="window-without-end"),
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows: []\n",
                  "{file}:9: schedule.windows: windows is empty; give at least one window or leave schedule out",
                  id="empty-windows"),
@@ -163,7 +163,8 @@ CASES = [
                  "{file}:7: name: duplicate policy name 'good' (first defined at {file}:2)",
                  id="duplicate-name-in-one-file"),
     pytest.param(GOOD + "extra: 1\n", "{file}:7: extra: unknown key 'extra' next to 'policies' (allowed: "
-                                       "policies, and keys starting with 'x-' to hold anchors for merge keys)",
+                                       "policies, calendars, and keys starting with 'x-' to hold anchors for "
+                                       "merge keys)",
                  id="unknown-top-level-key"),
 ]
 
