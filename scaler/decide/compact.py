@@ -178,6 +178,9 @@ class WeeklySpans:
         now = utc(now)
         return any(opens <= now < closes for opens, closes in self._intervals(now))
 
+    def next_change(self, after: datetime) -> datetime | None:
+        return self.next_edge(after)
+
     def next_edge(self, after: datetime) -> datetime | None:
         """The first instant strictly after `after` at which the window opens
         or closes; None for a window that is always open."""

@@ -49,6 +49,8 @@ class _Edges(Protocol):
 
     def next_edge(self, after: datetime) -> datetime | None: ...
 
+    def next_change(self, after: datetime) -> datetime | None: ...
+
 
 class CronPair:
     """A window between a start and an end cron expression."""
@@ -79,6 +81,21 @@ class CronPair:
                  if fire is not None]
         return min(fires) if fires else None
 
+    def next_change(self, after: datetime) -> datetime | None:
+        """The first instant strictly after `after` at which `active_at`
+        changes: open, the first end; closed, the first start with no end
+        at the same instant."""
+        if after >= LAST_INSTANT:
+            return None
+        moment = after + _ONE_MICROSECOND
+        if self.active_at(after):
+            return self.end.next_at_or_after(moment)
+        while (start := self.start.next_at_or_after(moment)) is not None:
+            if self.end.next_at_or_after(start) != start:
+                return start
+            moment = start + _ONE_MICROSECOND
+        return None
+
 
 class _Always:
     """The time part of a window given only calendars: always."""
@@ -89,13 +106,17 @@ class _Always:
     def next_edge(self, after: datetime) -> datetime | None:
         return None
 
+    def next_change(self, after: datetime) -> datetime | None:
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
     """A window at one instant: active or not, and the calendar day (or
     event) that decided it, if one did: `why` is 'today: Epiphany (DE-BY)'
-    for a window off (or only on) on that day, 'now: Offsite (offsites)'
-    for a timed event, '' when no calendar had a say."""
+    for a window open by its time but closed by an `except` calendar, or
+    open only because an `on` calendar holds; 'now: Offsite (offsites)' for
+    a timed event; '' when no calendar had a say."""
 
     active: bool
     why: str = ""
@@ -173,8 +194,7 @@ class Window:
         if self.on:
             on = tuple(occasion for calendar in self.on for occasion in calendar.occasions_at(now, self.tz))
             if not on:
-                names = ", ".join(calendar.name for calendar in self.on)
-                return Check(False, f"today: not a day of {names}") if self.timed else _INACTIVE
+                return _INACTIVE
         off = tuple(occasion for calendar in self.unless for occasion in calendar.occasions_at(now, self.tz))
         if off:
             return Check(False, _because(off))
@@ -189,24 +209,33 @@ class Window:
         """The first instant strictly after `after` (UTC) at which the window
         opens or closes (for a cron window: its start or end fires), or, for
         a window with calendars, at which it opens, closes or changes the
-        day it names; None if it never will. With calendars it looks at no
-        more than _MAX_STEPS edges of its parts and then answers the last,
-        where nothing changes: an edge tick too many, never one too few."""
+        day it names; None if it never will. With calendars it walks the
+        edges of the parts that can change it (at most _MAX_STEPS of them,
+        then it answers the last, where nothing changes: an edge tick too
+        many, never one too few)."""
         after = utc(after)
         if not self.on and not self.unless:
             return self._edges.next_edge(after)
-        calendars = (*self.on, *self.unless)
         current, moment = self.check(after), after
         for _ in range(_MAX_STEPS):
-            parts = [self._edges.next_edge(moment),
-                     *(calendar.next_boundary(moment, self.tz) for calendar in calendars)]
-            found = [edge for edge in parts if edge is not None]
+            found = [edge for edge in self._parts_changing(moment) if edge is not None]
             if not found:
                 return None
             moment = min(found)
             if self.check(moment) != current:
                 return moment
         return moment
+
+    def _parts_changing(self, moment: datetime) -> list[datetime | None]:
+        """The next edges of the parts that can change `check()` after
+        `moment`: while the time part is closed, only its own; while no `on`
+        calendar holds, only theirs; else every part's."""
+        if not self._edges.active_at(moment):
+            return [self._edges.next_change(moment)]
+        if self.on and not any(calendar.occasions_at(moment, self.tz) for calendar in self.on):
+            return [calendar.next_boundary(moment, self.tz) for calendar in self.on]
+        return [self._edges.next_change(moment),
+                *(calendar.next_boundary(moment, self.tz) for calendar in (*self.on, *self.unless))]
 
 
 @dataclass(frozen=True)

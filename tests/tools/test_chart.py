@@ -196,7 +196,7 @@ def test_pod_runs_unprivileged_with_probes_and_limits(helm):
 
 def test_example_policies_are_valid_and_covered_by_the_default_rbac(helm, tmp_path):
     data = only(render(helm), "ConfigMap")["data"]
-    assert sorted(data) == ["batch-workers.yaml", "business-hours.yaml", "weekend-shutdown.yaml"]
+    assert sorted(data) == ["batch-workers.yaml", "business-hours.yaml", "office-hours.yaml", "weekend-shutdown.yaml"]
     for name, text in data.items():
         (tmp_path / name).write_text(text)
     policies = load_policies([tmp_path])
