@@ -22,7 +22,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import holidays as holiday_tables
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from scaler.decide.calendars import Calendar, DateRange, DateSource, HolidaySource, Source
 from scaler.decide.fields import invalid
@@ -145,19 +145,29 @@ def parse_dates(value: Any) -> DateRange:
     return DateRange(first, last)
 
 
-def _check_dates(value: Any) -> Any:
-    parse_dates(value)
-    return value.isoformat() if isinstance(value, date) else value
-
-
-DateText = Annotated[str, BeforeValidator(_check_dates)]
-
-
 class NamedDates(_Model):
-    """Dates with a name, shown in reasons: {date: 2026-12-24..2027-01-01, name: Winter shutdown}."""
+    """Dates with a name, shown in reasons: {date: 2026-12-24..2027-01-01, name: Winter shutdown};
+    a plain '2026-12-24' or '2026-12-24..2027-01-01' is the same without a name."""
 
-    date: DateText = Field(description="A date (2026-12-24) or a range (2026-12-24..2027-01-01).")
+    date: str = Field(description="A date (2026-12-24) or a range (2026-12-24..2027-01-01).")
     name: str = Field("", description="Shown in reasons.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {"date": value}
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> str:
+        parse_dates(value)
+        return value.isoformat() if isinstance(value, date) else value
+
+
+DateItem = Annotated[NamedDates, WithJsonSchema({"anyOf": [
+    {"type": "string", "description": "A date (2026-12-24) or a range, both ends included (2026-12-24..2027-01-01)."},
+    {"type": "object", "properties": {"date": {"type": "string"}, "name": {"type": "string"}},
+     "required": ["date"], "additionalProperties": False}]})]
 
 
 class CalendarSpec(_Model):
@@ -167,7 +177,7 @@ class CalendarSpec(_Model):
     holidays: HolidaysSpec | None = Field(None, description="A country's (and subdivision's) public holidays.")
     ical: IcalSpec | None = Field(None, description="An iCalendar file: its all-day events are days, its timed "
                                                     "events their own spans.")
-    dates: tuple[DateText | NamedDates, ...] | None = Field(
+    dates: tuple[DateItem, ...] | None = Field(
         None, description="Dates and ranges: '2026-12-24', '2026-12-24..2027-01-01', or {date: ..., name: ...}.")
     union: tuple[str, ...] | None = Field(None, description="Other calendars, by name: every day of each.")
 
@@ -186,9 +196,8 @@ class CalendarSpec(_Model):
         if self.dates is not None:
             ranges = []
             for item in self.dates:
-                text, label = (item.date, item.name) if isinstance(item, NamedDates) else (item, "")
-                entry = parse_dates(text)
-                ranges.append(DateRange(entry.first, entry.last, label))
+                entry = parse_dates(item.date)
+                ranges.append(DateRange(entry.first, entry.last, item.name))
             sources.append(DateSource(ranges, label=name))
         if self.ical is not None and ical_text is not None:
             sources.append(IcalSource(parse(ical_text, what=self.ical.where), label=name))

@@ -154,18 +154,20 @@ def _check_cron(expression: str | None) -> str | None:
 Cron = Annotated[str | None, AfterValidator(_check_cron)]
 
 
-def _check_calendars(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-    """Every name is a calendar of the policy set (`loading` passes them in
-    the validation context: {"calendars": {name: Calendar}, "broken": {name}})."""
+def _check_calendar(name: str, info: ValidationInfo) -> str:
+    """A calendar of the policy set (`loading` passes them in the validation
+    context: {"calendars": {name: Calendar}, "broken": {name}})."""
     context = info.context or {}
     known, broken = context.get("calendars", {}), context.get("broken", set())
-    for name in names:
-        if name in broken:  # its own problem is reported where it is defined
-            raise PydanticCustomError(BROKEN_CALENDAR, "calendar {name} is not usable", {"name": name})
-        if name not in known:
-            listed = ", ".join(sorted(known)) or "none are defined (add a top-level calendars: mapping)"
-            raise invalid(f"unknown calendar {name!r} (calendars: {listed})")
-    return names
+    if name in broken:  # its own problem is reported where it is defined
+        raise PydanticCustomError(BROKEN_CALENDAR, "calendar {name} is not usable", {"name": name})
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none are defined (add a top-level calendars: mapping)"
+        raise invalid(f"unknown calendar {name!r} (calendars: {listed})")
+    return name
+
+
+CalendarName = Annotated[str, AfterValidator(_check_calendar)]
 
 
 #: The error type of a reference to a calendar that has a problem of its own.
@@ -185,15 +187,10 @@ class WindowConfig(_Model):
     when: str | None = Field(None, description="Compact form: 'Mon-Fri 08:00-20:00', 'daily 22:00-06:00' "
                                                "(ends the next day), 'Sat,Sun 00:00-24:00', "
                                                "'Fri 18:00-Mon 07:00'.")
-    on: tuple[str, ...] = Field((), description="Active only on the days (and events) of these calendars, by "
-                                                "name; alone, all of each such day.")
-    except_: tuple[str, ...] = Field((), alias="except",
-                                     description="Never active on the days (and events) of these calendars.")
-
-    @field_validator("on", "except_")
-    @classmethod
-    def _calendars(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        return _check_calendars(value, info)
+    on: tuple[CalendarName, ...] = Field((), description="Active only on the days (and events) of these "
+                                                         "calendars, by name; alone, all of each such day.")
+    except_: tuple[CalendarName, ...] = Field((), alias="except",
+                                              description="Never active on the days (and events) of these calendars.")
 
     @field_validator("when")
     @classmethod
