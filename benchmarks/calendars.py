@@ -26,12 +26,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from decisions import make_policies, make_workloads  # noqa: E402
+from decisions import make_policies, make_workloads
 
-from scaler.decide.decisions import select_policy  # noqa: E402
-from scaler.decide.loading import PolicySet, check_texts  # noqa: E402
-from scaler.decide.precedence import decide  # noqa: E402
-from scaler.decide.windows import next_edge  # noqa: E402
+from scaler.decide.decisions import select_policy
+from scaler.decide.loading import PolicySet, check_texts
+from scaler.decide.precedence import decide
+from scaler.decide.windows import next_edge
 
 ICS = "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//bench//EN", *[line for index in range(20) for line in (
     "BEGIN:VEVENT", f"UID:e{index}@bench", "DTSTAMP:20240101T000000Z", f"SUMMARY:event {index}",
