@@ -85,11 +85,20 @@ class IcalTexts:
 
     def version(self) -> tuple:
         """What it read, as it is now: the files' sizes and times, the
-        ConfigMaps' resourceVersions (KubeError if one cannot be read)."""
+        ConfigMaps' resourceVersions, or why one cannot be read (a deleted
+        calendar ConfigMap is a change, whose problem the check reports; it
+        does not stop the policies from being read)."""
         files = _fingerprint(sorted(self.files))
-        maps = tuple((namespace, name, self._kube().get(CONFIGMAPS, namespace, name)["metadata"]["resourceVersion"])
+        maps = tuple((namespace, name, self._resource_version(namespace, name))
                      for namespace, name in sorted(self.configmaps)) if self._kube is not None else ()
         return files, maps
+
+    def _resource_version(self, namespace: str, name: str) -> str:
+        assert self._kube is not None
+        try:
+            return str(self._kube().get(CONFIGMAPS, namespace, name)["metadata"]["resourceVersion"])
+        except KubeError as error:
+            return f"unreadable: {error}"
 
 
 class FilePolicies:

@@ -116,9 +116,16 @@ def test_a_configmap_source_reads_its_own_keys_and_other_configmaps(fake):
         "ConfigMap scaler/policies, eval.yaml:3: calendars.shared.ical: ConfigMap calendars, key shared.ics is not an "
         "iCalendar file: Content line could not be parsed into parts: 'garbage': Invalid content line"]
     assert list(policies) == []
+    # The calendars' ConfigMap deleted: a change, one problem, and the policies are still read.
+    fake.delete("configmaps", "scaler", "calendars")
+    assert source.version() != settled
+    _, problems = source.check()
+    assert [str(problem).split(": ", 3)[:3] for problem in problems] == [
+        ["ConfigMap scaler/policies, eval.yaml:3", "calendars.shared.ical", "cannot read ConfigMap scaler/calendars"]]
+    fake.create("configmaps", {"metadata": {"name": "calendars"}, "data": {"shared.ics": OFFSITES_ICS}},
+                namespace="scaler")
     # A key the policies name that the ConfigMap does not hold.
     fake.patch("configmaps", "scaler", "policies", {"data": {"offsites.ics": None}})
-    fake.patch("configmaps", "scaler", "calendars", {"data": {"shared.ics": OFFSITES_ICS}})
     source.version()
     _, problems = source.check()
     assert [str(problem) for problem in problems] == [
