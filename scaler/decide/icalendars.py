@@ -27,6 +27,8 @@ from scaler.decide.wallclock import place_within
 #: An iCalendar text larger than this is refused (as a policy file is).
 MAX_ICAL_BYTES = 1024 * 1024
 _MARGIN = timedelta(days=2)
+#: The first and last days asked of the library (years 1 and 9999 less a month).
+_EARLIEST, _LATEST = date(MINYEAR, 2, 1), date(MAXYEAR, 11, 30)
 
 #: (start, end, summary): an occurrence as the library gives it; dates for all-day events.
 _Occurrence = tuple[date | datetime, date | datetime, str]
@@ -98,10 +100,15 @@ class IcalSource:
         """Every occurrence overlapping the year, with a margin for zones."""
         found = self._years.get(year)
         if found is None:
-            first = date(year, 1, 1) - _MARGIN if year > MINYEAR else date.min
-            last = date(year + 1, 1, 1) + _MARGIN if year < MAXYEAR else date.max
+            # The library reaches a little beyond the range it is given: keep a month from the ends of time.
+            first = max(date(year, 1, 1), _EARLIEST + _MARGIN) - _MARGIN
+            last = min(date(year, 12, 31), _LATEST - _MARGIN) + _MARGIN
             found = []
-            for event in recurring_ical_events.of(self._calendar).between(first, last):
+            try:
+                occurrences = recurring_ical_events.of(self._calendar).between(first, last) if first < last else []
+            except OverflowError:
+                occurrences = []
+            for event in occurrences:
                 if str(event.get("STATUS", "")).upper() == "CANCELLED":
                     continue
                 found.append((event.start, event.end, str(event.get("SUMMARY", "")).strip()))

@@ -5,6 +5,7 @@ every mistake one file:line; `validate --explain`; each year computed once."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -379,3 +380,18 @@ def test_a_date_that_does_not_exist_is_text_not_a_traceback(tmp_path, capsys):
     path = write(tmp_path, "p.yaml", GOOD.replace("  - name: good\n", "  - name: good\n    description: 2026-02-30\n"))
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().out == "1 policy in 1 file OK\n"
+
+
+@pytest.mark.parametrize("moment", [datetime.min.replace(tzinfo=UTC), datetime(1, 1, 3, tzinfo=UTC),
+                                    datetime(9999, 12, 31, 12, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)])
+def test_calendars_at_the_ends_of_the_calendar(moment):
+    """Holidays, dates and an iCalendar file (the examples in policies/) at
+    years 1 and 9999 decide and find their next edge (or none): the
+    iCalendar library overflowed there."""
+    policies, problems = check_policies([Path(__file__).resolve().parents[2] / "policies"])
+    assert problems == []
+    for policy in policies:
+        if policy.schedule is not None:
+            assert decide(policy=policy, workload=running(), signals=Signals(), now=moment).reason
+            edge = next_edge(policy.schedule.compiled, moment)
+            assert edge is None or edge > moment
