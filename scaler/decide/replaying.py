@@ -227,7 +227,8 @@ def window_runs(policy: Policy, steps: Steps, lead: float | None) -> list[Window
         now = steps.at(first)
         state = compiled.state_at(now)
         later = compiled.state_at(now + ahead).keep_up if lead else None
-        key = seen.setdefault((id(state.keep_down), id(state.keep_up), state.outside_down, id(later)), len(seen))
+        key = seen.setdefault((id(state.keep_down), id(state.keep_up), state.outside_down, id(later), state.off,
+                               state.keep_down_why, state.keep_up_why), len(seen))
         window = (KEEP_DOWN if state.keep_down is not None else KEEP_UP if state.keep_up is not None
                   else OUTSIDE_DOWN if state.outside_down else NO_WINDOW)
         if not runs or runs[-1].key != key:

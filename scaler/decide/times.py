@@ -42,6 +42,14 @@ def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%SZ}"
 
 
+def later(moment: datetime, seconds: float) -> datetime | None:
+    """`moment` plus `seconds`, or None past the end of the calendar (year 9999)."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 def seconds_between(earlier: datetime, later: datetime) -> float:
     """Real elapsed seconds. Not `later - earlier`: Python subtracts two
     datetimes sharing a tzinfo by wall clock, which is off by the DST shift."""

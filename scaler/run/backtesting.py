@@ -24,13 +24,13 @@ from scaler.cluster.views import ListingView
 from scaler.cluster.workloads import Workload
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, WorkloadState
 from scaler.decide.fields import MAX_REPLICAS
-from scaler.decide.loading import check_policies
 from scaler.decide.policies import Policy
 from scaler.decide.replaying import Replay, Steps, Subject, WindowRun, replay, window_runs
 from scaler.decide.selectors import Selector
 from scaler.run.evaluating import Evaluator, queries_of
 from scaler.run.isolating import isolated
 from scaler.run.settings import PlanSettings
+from scaler.run.sources import check_policy_files
 from scaler.signals.history import History, fetch
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import SignalQuery
@@ -156,7 +156,7 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
 
     `on_plan(signals, workloads)` is told the work ahead once it is known;
     `progress("signals" | "workloads", n)` as it is done."""
-    policies, problems = check_policies(settings.policies)
+    policies, problems = check_policy_files(settings)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()
