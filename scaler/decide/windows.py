@@ -30,6 +30,11 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _CACHE_SIZE = 64
 #: How many edges of its parts a window with calendars looks at for its next edge.
 _MAX_STEPS = 2000
+#: Starts in a row that an end at the same instant keeps closed, at most, before a
+#: cron window is said never to open (refused at load; a bound on the search after).
+_MAX_COINCIDENT_STARTS = 4096
+#: Where the load-time check looks for a start that opens the window.
+_CHECKED_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Mode(str, Enum):
@@ -59,9 +64,9 @@ class CronPair:
 
     def __init__(self, start: str, end: str, tz: ZoneInfo) -> None:
         self.start, self.end = LocalCron(start, tz), LocalCron(end, tz)
-        if str(self.start.trigger) == str(self.end.trigger):
-            raise WindowError(f"start '{start}' and end '{end}' fire at the same times, "
-                              "so the window is never open")
+        if str(self.start.trigger) == str(self.end.trigger) or self._opening(_CHECKED_FROM) is None:
+            raise WindowError(f"start '{start}' and end '{end}' fire at the same times (every start falls on "
+                              "an end), so the window is never open")
 
     def active_at(self, now: datetime) -> bool:
         """Start inclusive, end exclusive; a start and end firing at the same
@@ -90,8 +95,16 @@ class CronPair:
         moment = after + _ONE_MICROSECOND
         if self.active_at(after):
             return self.end.next_at_or_after(moment)
-        while (start := self.start.next_at_or_after(moment)) is not None:
-            if self.end.next_at_or_after(start) != start:
+        return self._opening(moment)
+
+    def _opening(self, moment: datetime) -> datetime | None:
+        """The first start at or after `moment` that no end at the same
+        instant keeps closed; None if there is none (or none within
+        _MAX_COINCIDENT_STARTS starts: `42 8-17 * * *` against `*/7 * * * *`
+        would otherwise be searched start by start until year 9999)."""
+        for _ in range(_MAX_COINCIDENT_STARTS):
+            start = self.start.next_at_or_after(moment)
+            if start is None or self.end.next_at_or_after(start) != start:
                 return start
             moment = start + _ONE_MICROSECOND
         return None

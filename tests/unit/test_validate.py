@@ -112,7 +112,7 @@ CASES = [
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows:\n        - mode: up\n"
                         "          start: '0 8 * * 1-5'\n          end: '0 8 * * mon-fri'\n",
                  "{file}:10: schedule.windows[0]: start '0 8 * * 1-5' and end '0 8 * * mon-fri' fire at the "
-                 "same times, so the window is never open", id="start-equals-end"),
+                 "same times (every start falls on an end), so the window is never open", id="start-equals-end"),
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows:\n        - mode: up\n"
                         "          when: daily 08:00-08:00\n",
                  "{file}:11: schedule.windows[0].when: 'daily 08:00-08:00': the window starts and ends at the "

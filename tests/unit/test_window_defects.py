@@ -280,3 +280,21 @@ def test_local_cron_beyond_the_calendar_is_none():
     cron = LocalCron("0 20 31 12 *", zone("America/Los_Angeles"))
     assert cron.next_at_or_after(z("9999-12-31 12:00")) is None
     assert cron.last_at_or_before(datetime.min.replace(tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    pytest.param("42 8-17 * * *", "*/7 * * * *", id="every-start-on-an-end"),
+    pytest.param("0 12 * * 1", "0 * * * *", id="weekly-start-on-hourly-end"),
+])
+def test_a_cron_window_whose_every_start_falls_on_an_end_is_refused(start, end):
+    """Found by the calendar oracle: such a window never opens, and the
+    search for its next opening went start by start until year 9999 (the
+    daemon's edge job would never have returned)."""
+    with pytest.raises(WindowError, match="never open"):
+        Window(name="w", mode=Mode.UP, tz=zone("America/St_Johns"), start=start, end=end)
+
+
+def test_a_window_that_opens_rarely_is_still_accepted_and_found():
+    window = Window(name="w", mode=Mode.UP, tz=zone("UTC"), start="0 0 29 2 *", end="0 1 * * *")
+    assert window.active_at(datetime(2028, 2, 29, 0, 30, tzinfo=UTC))
+    assert not window.active_at(datetime(2027, 2, 28, 0, 30, tzinfo=UTC))
