@@ -49,7 +49,7 @@ def create_namespace(kube, namespace: str, labels: dict[str, str] | None = None)
 
 
 def create_deployments(kube, namespace: str, bodies: list[dict], *, concurrency: int = 16) -> None:
-    from scaler.cluster.workloads import DEPLOYMENT
+    from scaler.cluster.kinds import DEPLOYMENT
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda body: kube.create(DEPLOYMENT.resource, namespace, body), bodies))

@@ -118,8 +118,9 @@ def push(pushgateway: str, name: str, value: float, labels: dict[str, str]) -> N
 def wake_latency(cluster, kube, samples: int) -> list[float]:
     """scaler run with a wake-only policy; pause by policy, push a queue, time
     until the Deployment has replicas again."""
+    from scaler.cluster.kinds import DEPLOYMENT
     from scaler.cluster.pausing import Pauser
-    from scaler.cluster.workloads import DEPLOYMENT, Workload
+    from scaler.cluster.workloads import Workload
 
     namespace = f"bench-wake-{uuid.uuid4().hex[:6]}"
     create_namespace(kube, namespace)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from common import ROOT, create_namespace, local_cluster, start_cluster
 
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Kube
-from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import WARM_UPS
 
 

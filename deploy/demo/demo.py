@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 import cluster as local_cluster  # noqa: E402
 
+from scaler.cluster.kinds import DEPLOYMENT  # noqa: E402
 from scaler.cluster.kube import Kube, Resource  # noqa: E402
-from scaler.cluster.workloads import DEPLOYMENT, Workload  # noqa: E402
+from scaler.cluster.workloads import Workload  # noqa: E402
 from scaler.decide.policies import parse_duration  # noqa: E402
 
 PODS = Resource("", "v1", "pods")

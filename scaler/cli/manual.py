@@ -50,7 +50,6 @@ from scaler.decide.reverts import (
     backoff_until,
     hold_annotations,
     hold_until,
-    replicas_writer,
     reverted_by,
     reverts_of,
 )
@@ -219,7 +218,7 @@ def _notes(w: Workload, now: datetime) -> dict:
     """What is true on the object beyond its size: who set it back, holds, back-offs."""
     a, record = w.annotations, w.record
     hold, backoff, override = hold_until(a), backoff_until(a), parse_time(a.get(OVERRIDE_UNTIL))
-    writer = replicas_writer(w.obj, getattr(w.kind, "replicas_path", ("spec", "replicas")))
+    writer = w.size_writer
     notes = []
     if w.replicas > 0 and record is not None:
         notes.append(f"set to {w.replicas} by {writer or 'someone'} after the pause (record left)")

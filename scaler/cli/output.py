@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from scaler.cluster.workloads import resolve_kind
+from scaler.cluster.kinds import resolve_kind
 from scaler.cluster.writes import Outcome, Result
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from scaler.cluster.batches import Selection, select
 from scaler.cluster.discovery import KindError, KindResolver
+from scaler.cluster.kinds import KINDS, WorkloadKind, resolve_kind
 from scaler.cluster.kube import Forbidden, Kube, KubeconfigError, KubeError, NotFound
 from scaler.cluster.views import NAMESPACES
-from scaler.cluster.workloads import KINDS, Workload, WorkloadKind, resolve_kind
+from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import EXCLUDE
 from scaler.decide.decisions import WorkloadState, is_excluded

@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from scaler.cluster.kinds import WorkloadKind
 from scaler.cluster.kube import Kube, KubeError, NotFound
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, WorkloadKind
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload
 from scaler.cluster.writes import Outcome, Result
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import threading
 
+from scaler.cluster.kinds import ScaledKind, WorkloadKind, resolve_kind
+from scaler.cluster.kinds.scaled import custom_kind
 from scaler.cluster.kube import Kube, NotFound, Resource
-from scaler.cluster.workloads import ScaledKind, WorkloadKind, resolve_kind
 from scaler.decide.kinds import KindName, parse_kind
 
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
@@ -52,8 +53,7 @@ def scaled_kind_from_crd(crd: dict, name: KindName) -> ScaledKind:
     status_text = scale.get("statusReplicasPath")
     status_path = _path(status_text, kind=name.name, field="statusReplicasPath") if status_text else \
         ("status", "replicas")
-    return ScaledKind(name.name, Resource(name.group, name.version, name.plural), replicas_path=spec_path,
-                      ready_path=status_path, key=name.key)
+    return custom_kind(name, size_field=spec_path, ready_path=status_path)
 
 
 class KindResolver:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 
+from scaler.cluster.kinds.base import drop_managed_fields
 from scaler.cluster.kube import Kube, KubeError, Resource
 
 log = structlog.get_logger("scaler.cluster.informers")
@@ -40,7 +41,10 @@ class Informer:
     MAX_BACKOFF_SECONDS = 4.0
 
     def __init__(self, kube: Kube, resource: Resource, *, namespace: str | None = None,
-                 watch_timeout_seconds: int = 300, on_synced: Callable[[], None] | None = None) -> None:
+                 watch_timeout_seconds: int = 300, on_synced: Callable[[], None] | None = None,
+                 slim: Callable[[dict], dict] = drop_managed_fields) -> None:
+        """`slim`: what of each object to keep (a workload kind keeps who set its size)."""
+        self.slim = slim
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
@@ -129,7 +133,7 @@ class Informer:
 
     def _list(self) -> str:
         items, version = self.kube.list(self.resource, self.namespace)
-        fresh = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): _slim(o) for o in items}
+        fresh = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in map(self.slim, items)}
         with self._lock:
             self._objects = fresh
         self.missing = False
@@ -183,7 +187,7 @@ class Informer:
         return version
 
     def _apply(self, event: dict, version: str) -> str:
-        kind, obj = event.get("type"), _slim(event.get("object") or {})
+        kind, obj = event.get("type"), self.slim(event.get("object") or {})
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone()
@@ -202,21 +206,6 @@ class Informer:
                 if current is None or not _newer(current, obj):
                     self._objects[key] = obj
         return new_version
-
-
-def _slim(obj: dict) -> dict:
-    """managedFields is often most of an object, and at ten thousand
-    workloads most of the daemon's memory. Only who wrote the replica count
-    is read (reverts.replicas_writer: a GitOps controller or a person): keep
-    the entries owning spec.replicas, reduced to that one field."""
-    meta = obj.get("metadata", {})
-    entries = meta.pop("managedFields", None) or []
-    kept = [{"manager": entry.get("manager"), "operation": entry.get("operation"), "time": entry.get("time"),
-             "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-            for entry in entries if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})]
-    if kept:
-        meta["managedFields"] = kept
-    return obj
 
 
 def _newer(a: dict, b: dict) -> bool:

@@ -228,7 +228,7 @@ class Pauser:
     def _scaled_objects_for(self, workload: Workload) -> list[dict]:
         """ScaledObjects aimed at this workload, from one LIST per namespace
         per few seconds (a batch of a thousand must not list a thousand times)."""
-        if not writes.keda_may_target(workload):
+        if not workload.kind.keda_targetable:
             return []  # no LIST for kinds a ScaledObject never targets here
         now = time.monotonic()
         with self._keda_lock:

@@ -12,12 +12,14 @@ from datetime import datetime
 import structlog
 
 from scaler.cluster.informers import Informer
+from scaler.cluster.kinds import WorkloadKind
 from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
-from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, PODS, Workload, WorkloadKind, pods_ready_since
+from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, pods_ready_since
 from scaler.cluster.writes import Result
 
 log = structlog.get_logger("scaler")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+PODS = Resource("", "v1", "pods")
 
 
 class ClusterView:
@@ -110,7 +112,7 @@ class WatchingView(ClusterView):
                 key = (kind.resource.path(), namespace)
                 if key not in self._informers:
                     self._informers[key] = Informer(self.kube, kind.resource, namespace=namespace,
-                                                    on_synced=self.on_synced).start()
+                                                    on_synced=self.on_synced, slim=kind.slim).start()
                 created.append(self._informers[key])
         return created
 

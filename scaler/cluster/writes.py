@@ -381,14 +381,9 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     return tests + ops
 
 
-def keda_may_target(workload: Workload) -> bool:
-    """KEDA's ScaledObjects that scaler hands over target Deployments and StatefulSets."""
-    return workload.kind.resource.group == "apps"
-
-
 def scaled_objects_for(workload: Workload, scaled_objects: list[dict]) -> list[dict]:
     """The KEDA ScaledObjects (from a namespace's list) aimed at `workload`."""
-    if not keda_may_target(workload):
+    if not workload.kind.keda_targetable:
         return []
     targets = []
     for item in scaled_objects:

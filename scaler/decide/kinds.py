@@ -61,6 +61,11 @@ EXPECTED = (f"expected one of {', '.join(BUILTIN_KINDS)} (or kubectl's names for
             "subresource written <plural>.<group>/<version> (e.g. vllmservers.serving.example.com/v1alpha1)")
 
 
+def builtin_kind(name: str) -> KindName:
+    """A built-in kind's names, by its kind name (the registry's key)."""
+    return next(kind for kind in _BUILTINS if kind.name == name)
+
+
 def parse_kind(text: str) -> KindName:
     """The kind `text` names; UnknownKind says what is accepted."""
     if not isinstance(text, str):

@@ -26,14 +26,11 @@ from time import monotonic
 import structlog
 
 from scaler.cluster.discovery import KindError
+from scaler.cluster.kinds import WorkloadKind, resolve_kind
 from scaler.cluster.kube import KubeError
 from scaler.cluster.starts import warm_ups
 from scaler.cluster.views import ClusterView
-from scaler.cluster.workloads import (
-    Workload,
-    WorkloadKind,
-    resolve_kind,
-)
+from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import PAUSE_CAUSE, READY_AT, STARTED_AT
 from scaler.decide.decisions import (
     Code,

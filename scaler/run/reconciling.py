@@ -21,11 +21,12 @@ import structlog
 
 from scaler.cluster import actions, writes
 from scaler.cluster.informers import newer
+from scaler.cluster.kinds import WorkloadKind, resolve_kind
 from scaler.cluster.kube import Conflict, Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.starts import open_start, relapsed
 from scaler.cluster.views import ClusterView
-from scaler.cluster.workloads import Workload, WorkloadKind, resolve_kind
+from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result, Write
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
@@ -34,7 +35,6 @@ from scaler.decide.precedence import decide
 from scaler.decide.reverts import (
     HandsOff,
     is_gitops,
-    replicas_writer,
     revert_record,
     reverts_of,
 )
@@ -213,7 +213,7 @@ class Reconciler(Evaluator):
         managedFields) gets a growing back-off; a person hands-off until the
         policy's next window edge, or `hands_off.person_seconds` without one."""
         workload, policy = evaluation.workload, evaluation.policy
-        writer = replicas_writer(workload.obj, getattr(workload.kind, "replicas_path", ("spec", "replicas")))
+        writer = workload.size_writer
         if is_gitops(writer, self.hands_off.gitops_managers):
             assert writer is not None
             return self._reverted(evaluation, manager=writer, now=now, term=term)

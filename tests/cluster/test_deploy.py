@@ -16,8 +16,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Forbidden, Kube, Resource
-from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
 from tests.helpers import (
     FAST,

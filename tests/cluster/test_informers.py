@@ -6,8 +6,8 @@ import pytest
 from kubernetes import client
 
 from scaler.cluster.informers import Gone, Informer
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Kube
-from scaler.cluster.workloads import DEPLOYMENT
 from tests.helpers import eventually, gpu_deployment
 
 

@@ -12,9 +12,9 @@ import yaml
 from kubernetes import client
 
 from scaler.cluster.batches import Selection, run_batch, select
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Kube
 from scaler.cluster.pausing import Pauser
-from scaler.cluster.workloads import DEPLOYMENT
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,

@@ -10,10 +10,10 @@ import pytest
 
 from scaler.cluster.actions import ActionRecord
 from scaler.cluster.informers import NotSynced
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Fenced
 from scaler.cluster.pausing import EventSink, Pauser, Retry
 from scaler.cluster.views import WatchingView
-from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, READY_AT, STARTED_AT, WARM_UPS
 from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import check_texts

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaler.cli.manual import local_zone
-from scaler.cluster.informers import _slim
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.decide.reverts import (
     HoldError,
     backoff_seconds,
@@ -52,11 +52,12 @@ def managed(*entries) -> dict:
 ])
 def test_replicas_writer(obj, writer):
     assert replicas_writer(obj) == writer
-    assert replicas_writer(_slim(obj)) == writer  # the daemon's cache keeps exactly what this needs
+    assert replicas_writer(DEPLOYMENT.slim(obj)) == writer  # the daemon's cache keeps exactly what this needs
 
 
 def test_the_cache_keeps_only_the_replica_owners():
-    obj = _slim(managed(("a", "Update", "t", IMAGE), ("b", "Apply", "t", {**REPLICAS, "f:metadata": {"x": {}}})))
+    obj = DEPLOYMENT.slim(managed(("a", "Update", "t", IMAGE),
+                                  ("b", "Apply", "t", {**REPLICAS, "f:metadata": {"x": {}}})))
     assert obj["metadata"]["managedFields"] == [{"manager": "b", "operation": "Apply", "time": "t",
                                                  "fieldsV1": REPLICAS}]
 

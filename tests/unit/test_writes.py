@@ -10,14 +10,9 @@ import pytest
 
 from scaler.cluster import actions, writes
 from scaler.cluster.actions import ActionRecord
+from scaler.cluster.kinds import DEPLOYMENT, INFERENCESERVICE, STATEFULSET, ScaledKind
 from scaler.cluster.kube import Resource
-from scaler.cluster.workloads import (
-    DEPLOYMENT,
-    INFERENCESERVICE,
-    STATEFULSET,
-    ScaledKind,
-    Workload,
-)
+from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,
@@ -39,7 +34,7 @@ from scaler.decide.times import parse_time
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 STAMP = "2026-03-29T01:30:00Z"
 VLLM = ScaledKind("vllmservers.serving.example.com/v1", Resource("serving.example.com", "v1", "vllmservers"),
-                  replicas_path=("spec", "size"), template_path=("spec", "podTemplate", "spec"))
+                  size_field=("spec", "size"), template_path=("spec", "podTemplate", "spec"))
 GPU_POD = {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}
 
 
