@@ -280,3 +280,11 @@ def elected_pair(daemons, kube, policies, namespace: str, *args: str):
     two.wait_ready()
     holder = eventually(lambda: lease_holder(kube, namespace), timeout_seconds=30)
     return (one, two) if holder == "one" else (two, one)
+
+
+def pause_state(annotations: dict | None) -> dict:
+    """scaler's pause state on an object: its annotations but what a resume
+    leaves (the start times and the last action's record)."""
+    from scaler.decide.annotations import KEPT_AFTER_RESUME, PREFIX
+
+    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in KEPT_AFTER_RESUME}

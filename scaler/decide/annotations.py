@@ -42,6 +42,10 @@ PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, M
 #: an Event its predecessor owed from it (cluster/actions.py).
 LAST_ACTION = PREFIX + "last-action"
 
+#: What a resume leaves on the object: the start bookkeeping and the record
+#: of the last action (the Resumed itself; its Event is named after it).
+KEPT_AFTER_RESUME = (*START_TIMES, LAST_ACTION)
+
 KSERVE_STOP = "serving.kserve.io/stop"
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import cluster as local_cluster
 from kubernetes import client
 
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.helpers import (
     FAST,
     elected_pair,
@@ -23,6 +23,7 @@ from tests.helpers import (
     eventually,
     gpu_deployment,
     lease_holder,
+    pause_state,
     push_metric,
     run_scaler,
     wait_events,
@@ -42,9 +43,6 @@ def _annotations(kube, namespace, name) -> dict:
     return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).metadata.annotations or {}
 
 
-def _ours(annotations: dict) -> dict:
-    """scaler's pause state: its annotations but the start times a resume records."""
-    return {k: v for k, v in annotations.items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start=None, end=None,
@@ -129,7 +127,7 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
         latencies.append(time.monotonic() - pushed)
         # ceil(10 waiting / 4 per replica) = 3 > the recorded 2: the queue wins, within max 8.
         assert _replicas(kube, namespace, "chat") == 3
-        assert _ours(_annotations(kube, namespace, "chat")) == {}
+        assert pause_state(_annotations(kube, namespace, "chat")) == {}
     print(f"\nwake latency (push -> replicas > 0) over {len(latencies)} wakes: "
           f"p50 {statistics.median(latencies):.2f}s, max {max(latencies):.2f}s")
     assert daemon.stop() == 0
@@ -189,7 +187,7 @@ def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespa
     resumed_after = (datetime.now(UTC) - closes).total_seconds()
     print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
     assert paused_after < 2.0 and resumed_after < 2.0
-    assert all(_ours(_annotations(kube, namespace, n)) == {} for n in counts)
+    assert all(pause_state(_annotations(kube, namespace, n)) == {} for n in counts)
     assert daemon.stop() == 0
 
 
@@ -213,7 +211,7 @@ def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, da
         if d.spec.replicas == 0:
             assert d.metadata.annotations[LAST_REPLICAS] == str(counts[d.metadata.name])
         else:
-            assert d.spec.replicas == counts[d.metadata.name] and not _ours(d.metadata.annotations or {})
+            assert d.spec.replicas == counts[d.metadata.name] and not pause_state(d.metadata.annotations or {})
 
     second = daemons(policies, *FAST, name="second")
     eventually(lambda: paused() == len(counts), timeout_seconds=60)
@@ -350,7 +348,7 @@ def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cl
     assert daemon.metric("scaler_actions_total", action="pause", result="dry_run") >= 1
     daemon.let_time_pass()
     assert _replicas(kube, namespace, "llm") == 3
-    assert _ours(_annotations(kube, namespace, "llm")) == {}
+    assert pause_state(_annotations(kube, namespace, "llm")) == {}
     assert events(kube, namespace, "llm", "ScaledToZero") == []
     assert daemon.stop() == 0
 

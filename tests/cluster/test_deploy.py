@@ -18,12 +18,13 @@ from kubernetes.client.rest import ApiException
 
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Forbidden, Kube, Resource
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.helpers import (
     FAST,
     DaemonProcess,
     eventually,
     gpu_deployment,
+    pause_state,
     run_scaler,
     wait_events,
 )
@@ -185,10 +186,8 @@ def _deployment(kube, namespace: str, name: str) -> client.V1Deployment:
     return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
 
 
-def _ours(deployment: client.V1Deployment) -> dict:
-    """scaler's pause state: its annotations but the start times a resume records."""
-    return {k: v for k, v in (deployment.metadata.annotations or {}).items()
-            if k.startswith(PREFIX) and k not in START_TIMES}
+def _pause_state(deployment: client.V1Deployment) -> dict:
+    return pause_state(deployment.metadata.annotations)
 
 
 def _denials(daemon: DaemonProcess) -> list[str]:
@@ -254,7 +253,7 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
     daemon = daemons(tmp_path / "not-read.yaml", *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
 
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 0)
-    annotations = _ours(_deployment(kube, workloads, "llm"))
+    annotations = _pause_state(_deployment(kube, workloads, "llm"))
     assert annotations[LAST_REPLICAS] == "3" and annotations[PAUSED_BY] == "policy/nights"
     assert "from 3 replicas" in wait_events(kube, workloads, "llm", "ScaledToZero")[0].message
     def lease():
@@ -266,7 +265,7 @@ def test_chart_rbac_is_enough_for_a_full_pause_and_resume_and_no_more(
 
     install.set_policies(_nights(mode="up", namespaces=[workloads]))  # hot reload: the window turns keep-up
     _until(daemon, lambda: _deployment(kube, workloads, "llm").spec.replicas == 3)
-    assert _ours(_deployment(kube, workloads, "llm")) == {}
+    assert _pause_state(_deployment(kube, workloads, "llm")) == {}
     assert daemon.stop() == 0  # hands the Lease back: get and patch on it
     assert _denials(daemon) == []
 
@@ -305,12 +304,13 @@ def test_restricted_rbac_acts_in_the_listed_namespaces_and_is_refused_outside(
     daemon = daemons(tmp_path / "not-read.yaml", *FAST, env={**env, "KUBECONFIG": str(kubeconfig)})
 
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 0)
-    assert _ours(_deployment(kube, inside, "llm"))[LAST_REPLICAS] == "2"
+    assert _pause_state(_deployment(kube, inside, "llm"))[LAST_REPLICAS] == "2"
     install.set_policies(_nights(mode="up", namespace_selector=label))
     _until(daemon, lambda: _deployment(kube, inside, "llm").spec.replicas == 2)
     assert daemon.stop() == 0
     assert _denials(daemon) == []
-    assert _deployment(kube, outside, "llm").spec.replicas == 2 and _ours(_deployment(kube, outside, "llm")) == {}
+    untouched = _deployment(kube, outside, "llm")
+    assert untouched.spec.replicas == 2 and _pause_state(untouched) == {}
 
     # Outside the list the identity may not even look, let alone write.
     assert _can(binaries, cluster, install.who, "patch", "deployments.apps", inside)

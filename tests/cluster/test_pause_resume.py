@@ -22,23 +22,17 @@ from scaler.decide.annotations import (
     LAST_REPLICAS,
     MANUAL_PAUSE,
     PAUSED_BY,
-    PREFIX,
-    START_TIMES,
 )
 from scaler.decide.decisions import MANUAL
 from tests.helpers import (
     apply_crd,
     eventually,
     gpu_deployment,
+    pause_state,
     ready_pods,
     run_scaler,
     simple_crd,
 )
-
-
-def _ours(annotations: dict | None) -> dict:
-    """scaler's pause state: its annotations but the start times a resume records."""
-    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _deployment(kube, namespace, name) -> client.V1Deployment:
@@ -80,7 +74,7 @@ def test_batch_of_50_deployments_and_statefulsets_round_trips_exactly(kube, name
     def replicas_now() -> dict[str, int]:
         found = {d.metadata.name: d for d in apps.list_namespaced_deployment(namespace).items}
         found |= {s.metadata.name: s for s in apps.list_namespaced_stateful_set(namespace).items}
-        return {name: (obj.spec.replicas, _ours(obj.metadata.annotations)) for name, obj in found.items()}
+        return {name: (obj.spec.replicas, pause_state(obj.metadata.annotations)) for name, obj in found.items()}
 
     select_all = ["-n", namespace, "-l", "batch=yes", "--kind", "Deployment", "--kind", "StatefulSet", "-o", "json"]
     paused = run_scaler("pause", *select_all, kubeconfig=cluster.kubeconfig)
@@ -135,7 +129,7 @@ def test_human_scale_while_paused_wins_and_is_reported(kube, namespace, cluster)
     assert "someone set replicas to 3 while it was paused (recorded 5); left 3" in resumed.stdout
     deployment = _deployment(kube, namespace, "chat")
     assert deployment.spec.replicas == 3
-    assert _ours(deployment.metadata.annotations) == {}
+    assert pause_state(deployment.metadata.annotations) == {}
     assert "ResumeSkipped" in [e.reason for e in _events(kube, namespace, "chat")]
 
 
@@ -333,7 +327,7 @@ def test_inference_service_stop_annotation_round_trip(kube, namespace, cluster):
     assert resumed.returncode == 0, resumed.stderr
     assert _rows(resumed)["llama"]["replicasAfter"] == 2
     assert KSERVE_STOP not in (isvc()["metadata"].get("annotations") or {})
-    assert _ours(isvc()["metadata"].get("annotations")) == {}
+    assert pause_state(isvc()["metadata"].get("annotations")) == {}
     assert isvc()["spec"]["predictor"]["minReplicas"] == 2
 
 
@@ -444,4 +438,4 @@ def test_manual_pause_of_a_workload_already_at_zero_resumes_to_the_minimum(kube,
     assert resumed.returncode == 0
     assert "no recorded count, used the minimum 2" in resumed.stdout
     assert _deployment(kube, namespace, "cold").spec.replicas == 2
-    assert _ours(_deployment(kube, namespace, "cold").metadata.annotations) == {}
+    assert pause_state(_deployment(kube, namespace, "cold").metadata.annotations) == {}

@@ -9,13 +9,14 @@ import textwrap
 
 from kubernetes import client
 
-from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY, PREFIX, START_TIMES
+from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.helpers import (
     FAST,
     apply_crd,
     events,
     eventually,
     gpu_deployment,
+    pause_state,
     push_metric,
     run_scaler,
     simple_crd,
@@ -32,9 +33,6 @@ def _deployment(kube, namespace, name) -> client.V1Deployment:
     return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
 
 
-def _ours(annotations: dict | None) -> dict:
-    """scaler's pause state: its annotations but the start times a wake records."""
-    return {k: v for k, v in (annotations or {}).items() if k.startswith(PREFIX) and k not in START_TIMES}
 
 
 def _push(cluster, namespace, name, value, workload="chat"):
@@ -72,7 +70,7 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_later_pauses_work(kube, n
         """)
     daemon = daemons(policies, *FAST)
     eventually(lambda: _deployment(kube, namespace, "chat").spec.replicas == 3, timeout_seconds=60)
-    assert _ours(_deployment(kube, namespace, "chat").metadata.annotations) == {}  # nothing to restore
+    assert pause_state(_deployment(kube, namespace, "chat").metadata.annotations) == {}  # nothing to restore
     assert "woken to 3 replicas" in wait_events(kube, namespace, "chat", "Resumed")[0].message
     assert events(kube, namespace, "chat", "ScaledToZero") == []
     # Running like any other workload: idle pauses it with its size recorded, and the queue brings that back.
@@ -120,7 +118,7 @@ def test_a_custom_resource_is_paused_and_resumed_through_its_declared_scale_path
     assert resumed.returncode == 0, resumed.stderr
     obj = objects.get_namespaced_custom_object(group, "v1", namespace, "sizedservers", "big")
     assert obj["spec"] == {"size": 2}
-    assert _ours(obj["metadata"].get("annotations")) == {}
+    assert pause_state(obj["metadata"].get("annotations")) == {}
 
 
 def test_a_failing_policy_is_reported_and_skipped_the_others_act(kube, namespace, cluster, tmp_path, daemons):
