@@ -14,15 +14,11 @@ from collections.abc import Callable
 import structlog
 
 from scaler.cluster.kinds.base import drop_managed_fields
-from scaler.cluster.kube import Kube, KubeError, Resource
+from scaler.cluster.kube import Expired, Kube, KubeError, NotFound, Resource, error_for
 
 log = structlog.get_logger("scaler.cluster.informers")
 
 Key = tuple[str, str]  # (namespace, name)
-
-
-class Gone(Exception):
-    pass
 
 
 class NotSynced(KubeError):
@@ -110,11 +106,11 @@ class Informer:
                 backoff = 0.5
                 while not self._stop.is_set():
                     version = self._watch(version)
-            except Gone:
+            except Expired:
                 log.info("watch expired; re-listing", resource=self.resource.qualified)
                 continue
             except KubeError as error:
-                if error.status == 404:
+                if isinstance(error, NotFound):
                     self.missing = True
                     self._synced_now()
                     self._stop.wait(30)
@@ -165,10 +161,8 @@ class Informer:
         self.kube.count("watch")
         response = api.call_api(method, url, header_params=headers,
                                 _request_timeout=(10, self.watch_timeout_seconds + 30))
-        if response.status == 410:
-            raise Gone()
         if response.status != 200:
-            raise KubeError(verb="watch", resource=self.resource.qualified, status=response.status)
+            raise error_for(response.status)(verb="watch", resource=self.resource.qualified, status=response.status)
         raw = response.response
         self._response = raw
         buffer = b""
@@ -189,10 +183,8 @@ class Informer:
     def _apply(self, event: dict, version: str) -> str:
         kind, obj = event.get("type"), self.slim(event.get("object") or {})
         if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise Gone()
-            raise KubeError(verb="watch", resource=self.resource.qualified, status=obj.get("code"),
-                            detail=obj.get("reason", ""))
+            raise error_for(obj.get("code"))(verb="watch", resource=self.resource.qualified, status=obj.get("code"),
+                                             detail=obj.get("reason", ""))
         meta = obj.get("metadata", {})
         new_version = meta.get("resourceVersion") or version
         if kind == "BOOKMARK":

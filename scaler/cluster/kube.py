@@ -55,9 +55,29 @@ class Conflict(KubeError):
         return f"{self.resource} changed while we wrote it (409 Conflict on {self.verb})"
 
 
-class Forbidden(KubeError):
+class Denied(KubeError):
+    """401 or 403: the API server would not let us."""
+
+
+class Forbidden(Denied):
     def _message(self) -> str:
         return f"forbidden: cannot {self.verb} {self.resource}"
+
+
+class Unauthorized(Denied):
+    def _message(self) -> str:
+        return f"unauthorized: the API server refused our credentials (on {self.verb} {self.resource})"
+
+
+class Expired(KubeError):
+    """410: a watch's resourceVersion was compacted away: list again."""
+
+    def _message(self) -> str:
+        return f"{self.verb} {self.resource}: resourceVersion expired (410 Gone)"
+
+
+class ServerError(KubeError):
+    """5xx: the API server (or what is in front of it) failed."""
 
 
 class Unreachable(KubeError):
@@ -131,6 +151,18 @@ def check_kubeconfig(kubeconfig: str | None, context: str | None) -> None:
                               f"(contexts: {', '.join(map(str, names)) or 'none'})")
 
 
+def no_hidden_retries(configuration: k8s.Configuration) -> k8s.Configuration:
+    """urllib3, left to itself, sends a request again after a 429 or 503 with
+    Retry-After (three times, sleeping as asked) and after an error reading
+    the answer: a write would go out again without asking its fence, long
+    after it was decided. Only a connection that failed before the request
+    was sent is tried again here; every other retry is Kube.request's own,
+    fenced, attempt."""
+    configuration.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0,
+                                          respect_retry_after_header=False, raise_on_status=False)
+    return configuration
+
+
 def _why(error: BaseException) -> str:
     """The innermost cause of a connection failure, without urllib3's wrapping."""
     reason = getattr(error, "reason", None)
@@ -155,8 +187,15 @@ class Throttled(KubeError):
         return f"{self.verb} {self.resource}: still throttled (429) after retrying as asked"
 
 
-_BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid,
-                                          429: Throttled}
+_BY_STATUS: dict[int, type[KubeError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+                                          410: Expired, 422: Invalid, 429: Throttled}
+
+
+def error_for(status: int | None) -> type[KubeError]:
+    """The KubeError type of an HTTP status: by code, never by message."""
+    if status is not None and status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status or 0, KubeError)
 
 
 class RateLimit:
@@ -267,7 +306,7 @@ class Kube:
             except (k8s_config.ConfigException, StopIteration):
                 pass
         configuration.connection_pool_maxsize = pool_size
-        return cls(k8s.ApiClient(configuration), default_namespace=namespace,
+        return cls(k8s.ApiClient(no_hidden_retries(configuration)), default_namespace=namespace,
                    rate_limit=RateLimit(qps=qps, burst=burst))
 
     def request(self, verb: str, method: str, path: str, *, resource_text: str,
@@ -290,8 +329,7 @@ class Kube:
                 break
             time.sleep(min(retry_after, self.MAX_RETRY_AFTER_SECONDS))
         if not 200 <= status < 300:
-            kind = _BY_STATUS.get(status, KubeError)
-            raise kind(verb=verb, resource=resource_text, status=status, detail=_status_detail(data))
+            raise error_for(status)(verb=verb, resource=resource_text, status=status, detail=_status_detail(data))
         return json.loads(data) if data else {}
 
     def _send(self, method: str, path: str, *, verb: str, resource_text: str, query, body, content_type: str,

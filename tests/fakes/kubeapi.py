@@ -539,12 +539,12 @@ class FakeKube:
         """scaler's Kube client, pointed at this server."""
         from kubernetes import client as k8s
 
-        from scaler.cluster.kube import Kube
+        from scaler.cluster.kube import Kube, no_hidden_retries
 
         configuration = k8s.Configuration()
         configuration.host = self.url
         configuration.connection_pool_maxsize = 64
-        return Kube(k8s.ApiClient(configuration), **kwargs)
+        return Kube(k8s.ApiClient(no_hidden_retries(configuration)), **kwargs)
 
     def watch_events(self, kind: Kind, namespace: str | None, since: int) -> list[_Event]:
         return [e for e in self.log if e.version > since and e.key == (kind.group, kind.plural)
