@@ -28,6 +28,7 @@ from scaler.decide.annotations import (
     LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
+    NODES,
     OVERRIDE_UNTIL,
     PAUSE_CAUSE,
     PAUSE_REASON,
@@ -117,10 +118,12 @@ def _annotations(values: dict) -> dict:
     return {"metadata": {"annotations": values}}
 
 
-def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: datetime) -> Write:
+def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: datetime,
+          nodes: str | None = None) -> Write:
     """Scale to 0 and record the count. `by` is "manual" or "policy/<name>";
-    `cause` the rule's reason code. A manual pause also sets the durable
-    paused annotation."""
+    `cause` the rule's reason code; `nodes` the record of the nodes its pods
+    run on (cluster/nodes.py). A manual pause also sets the durable paused
+    annotation."""
     manual = by == MANUAL
     replicas, record = current.replicas, current.record
     if replicas == 0:
@@ -143,6 +146,7 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
         PAUSE_REASON: reason,
         PAUSE_CAUSE: MANUAL if manual else cause,
         OVERRIDE_UNTIL: None,  # a new pause ends an earlier hands-off period
+        NODES: nodes,
     }
     # ... and a person's hold-up that has run out
     values.update({key: None for key in (HOLD_UNTIL, HOLD_FROM) if key in current.annotations})

@@ -34,8 +34,12 @@ WARM_UPS_KEPT = 5
 #: The start bookkeeping above: kept across pauses and resumes (not pause state).
 START_TIMES = (STARTED_AT, READY_AT, WARM_UPS)
 
+#: The nodes the pause's pods ran on and what became of each (JSON, written
+#: with the pause and kept current by the daemon's node follower: docs/nodes.md).
+NODES = PREFIX + "nodes"
+
 #: Everything above but EXCLUDE, which belongs to the user: a resume removes these.
-PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE)
+PAUSE_STATE = (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE, MANUAL_PAUSE, NODES)
 
 #: The last action that called for an Event: its id (the Event is named
 #: after it), reason, type, message and time, as JSON. The next daemon posts

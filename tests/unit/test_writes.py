@@ -19,6 +19,7 @@ from scaler.decide.annotations import (
     KSERVE_STOP,
     LAST_ACTION,
     LAST_REPLICAS,
+    NODES,
     MANUAL_PAUSE,
     OVERRIDE_UNTIL,
     PAUSE_CAUSE,
@@ -81,11 +82,25 @@ def test_policy_pause_records_the_count_and_the_zero_in_one_patch(kind):
     before = current.replicas
     assert write.patch == merged({"metadata": {"annotations": {
         LAST_REPLICAS: str(before), PAUSED_AT: STAMP, PAUSED_BY: "policy/nightly", PAUSE_REASON: "idle 30m",
-        PAUSE_CAUSE: "idle-timeout", OVERRIDE_UNTIL: None}}}, SCALE_TO[kind](0))
+        PAUSE_CAUSE: "idle-timeout", OVERRIDE_UNTIL: None, NODES: None}}}, SCALE_TO[kind](0))
     assert (write.outcome, write.before, write.after, write.gpus) == (Outcome.CHANGED, before, 0, 2 * before)
     assert write.event == ("ScaledToZero", "Normal")
     assert write.message == (f"scaled to zero from {before} replicas by policy/nightly: idle 30m; "
                              f"{2 * before} GPUs freed")
+
+
+def test_a_pause_records_its_nodes_in_the_same_patch_and_a_resume_removes_them():
+    """The nodes record goes with the count and the zero (no nodes known:
+    a leftover record is removed); a resume removes it with the pause state."""
+    record = '{"v":1,"pausedAt":"' + STAMP + '","nodes":[{"name":"gpu-a1","freedGpus":6}]}'
+    write = writes.pause(obj(DEPLOYMENT, 3), by="policy/nightly", reason="idle", cause="idle-timeout", now=NOW,
+                         nodes=record)
+    assert write.patch["metadata"]["annotations"][NODES] == record
+    assert write.patch["spec"] == {"replicas": 0}
+    paused = obj(DEPLOYMENT, 0, {LAST_REPLICAS: "3", PAUSED_AT: STAMP, PAUSED_BY: "policy/nightly",
+                                 NODES: record})
+    resumed = writes.resume(paused, by="policy/nightly", reason="window", fallback_replicas=1, now=NOW)
+    assert resumed.patch["metadata"]["annotations"][NODES] is None
 
 
 @pytest.mark.parametrize("kind", KINDS)

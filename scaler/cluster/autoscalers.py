@@ -1,0 +1,170 @@
+"""What the node autoscalers say about a node, read from their own objects:
+Karpenter (its NodePools' disruption settings and budgets, its
+DisruptionBlocked and Unconsolidatable Events) and cluster-autoscaler (its
+annotations and its status ConfigMap, in the YAML document of 1.30 and later
+or the text of earlier versions). Neither publishes "why is this node still
+here" as one field: Karpenter says it in an Event (deduplicated per node for
+two minutes: docs/karpenter.md), cluster-autoscaler in its logs and metrics,
+so what can be read from objects is read here and the rest is named as
+"waiting".
+
+Pure: reads dicts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import yaml
+
+from scaler.decide.times import parse_time
+
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+KARPENTER_DISRUPTED_TAINT = "karpenter.sh/disrupted"
+KARPENTER_REASONS = ("DisruptionBlocked", "Unconsolidatable")
+SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+CA_DELETING_TAINT = "ToBeDeletedByClusterAutoscaler"
+#: Where cluster-autoscaler writes its status, by default (--status-config-map-name, in its namespace).
+CA_STATUS = "kube-system/cluster-autoscaler-status"
+
+
+def karpenter_managed(node: Mapping) -> bool:
+    """Launched by Karpenter: its NodePool label, or owned by a NodeClaim."""
+    meta = node.get("metadata") or {}
+    return bool((meta.get("labels") or {}).get(NODEPOOL_LABEL)) or any(
+        ref.get("kind") == "NodeClaim" for ref in meta.get("ownerReferences") or [])
+
+
+def being_removed(node: Mapping) -> str | None:
+    """Who is removing the node, if someone visibly is."""
+    taints = {taint.get("key") for taint in (node.get("spec") or {}).get("taints") or []}
+    if KARPENTER_DISRUPTED_TAINT in taints:
+        return "Karpenter is removing it"
+    if CA_DELETING_TAINT in taints:
+        return "cluster-autoscaler is removing it"
+    if (node.get("metadata") or {}).get("deletionTimestamp"):
+        return "it is being deleted"
+    return None
+
+
+def event_time(event: Mapping) -> datetime | None:
+    """When an Event last happened: its series, lastTimestamp, eventTime or creation."""
+    for value in ((event.get("series") or {}).get("lastObservedTime"), event.get("lastTimestamp"),
+                  event.get("eventTime"), event.get("firstTimestamp"),
+                  (event.get("metadata") or {}).get("creationTimestamp")):
+        when = parse_time(value) if isinstance(value, str) else None
+        if when is not None:
+            return when
+    return None
+
+
+def karpenter_says(events: Iterable[Mapping], *, since: datetime) -> str | None:
+    """Karpenter's latest word on why it does not disrupt the node
+    (DisruptionBlocked, Unconsolidatable), said at or after `since`."""
+    latest: tuple[datetime, str] | None = None
+    for event in events:
+        when = event_time(event)
+        if event.get("reason") not in KARPENTER_REASONS or when is None or when < since:
+            continue
+        if latest is None or when >= latest[0]:
+            latest = (when, str(event.get("message") or event.get("reason")))
+    return None if latest is None else latest[1]
+
+
+def _zero(value: object) -> bool:
+    text = str(value).strip()
+    return text in ("0", "0%")
+
+
+def nodepool_holds(pool: Mapping, *, empty: bool) -> list[str]:
+    """What in a NodePool keeps Karpenter from removing its node: a budget
+    of zero nodes (always, or during a schedule), consolidation switched off
+    (consolidateAfter: Never), or a policy that only consolidates empty nodes
+    while this one is not empty."""
+    name = (pool.get("metadata") or {}).get("name", "?")
+    disruption = (pool.get("spec") or {}).get("disruption") or {}
+    found = []
+    if str(disruption.get("consolidateAfter")) == "Never":
+        found.append(f"NodePool {name} has consolidateAfter: Never (Karpenter never consolidates its nodes)")
+    if disruption.get("consolidationPolicy") == "WhenEmpty" and not empty:
+        found.append(f"NodePool {name} consolidates only empty nodes (consolidationPolicy: WhenEmpty)")
+    for budget in disruption.get("budgets") or []:
+        reasons = budget.get("reasons")
+        if not _zero(budget.get("nodes", "10%")) or (reasons and not {"Empty", "Underutilized"} & set(reasons)):
+            continue
+        when = (f" during '{budget['schedule']}' for {budget.get('duration', '?')}" if budget.get("schedule")
+                else "")
+        found.append(f"NodePool {name} has a disruption budget of nodes: {budget.get('nodes')}{when}")
+    return found
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """One cluster-autoscaler node group, as its status ConfigMap gives it."""
+
+    name: str
+    min_size: int | None
+    max_size: int | None
+    target: int | None
+
+    @property
+    def at_minimum(self) -> bool:
+        return self.min_size is not None and self.target is not None and self.target <= self.min_size
+
+
+@dataclass(frozen=True)
+class AutoscalerStatus:
+    """cluster-autoscaler's status ConfigMap: it runs, and its node groups."""
+
+    groups: tuple[NodeGroup, ...]
+
+    def group_of(self, node: Mapping) -> NodeGroup | None:
+        """The node group a node belongs to: the group whose name is one of
+        the node's label values (the clouds' node group labels carry it), or
+        ends with "/" and one (a group named by URL)."""
+        values = {v for v in ((node.get("metadata") or {}).get("labels") or {}).values() if len(v) > 2}
+        return next((g for g in self.groups if g.name in values or g.name.rsplit("/", 1)[-1] in values), None)
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_LEGACY_SIZES = re.compile(r"cloudProviderTarget=(\d+)\s*\(minSize=(\d+),\s*maxSize=(\d+)\)")
+
+
+def read_autoscaler_status(configmap: Mapping) -> AutoscalerStatus:
+    """The status ConfigMap's `status` key: cluster-autoscaler 1.30 and later
+    write a YAML document (nodeGroups[].health.{cloudProviderTarget, minSize,
+    maxSize}); earlier versions a text block ("Name: ... Health: Healthy (...
+    cloudProviderTarget=1 (minSize=1, maxSize=5))"). Anything else: a
+    status with no groups (cluster-autoscaler runs; its groups are unknown)."""
+    text = str((configmap.get("data") or {}).get("status") or "")
+    try:
+        document = yaml.safe_load(text) if "autoscalerStatus:" in text else None
+    except yaml.YAMLError:
+        document = None
+    if isinstance(document, dict):
+        groups = []
+        for item in document.get("nodeGroups") or []:
+            if isinstance(item, dict) and item.get("name"):
+                health: dict = item["health"] if isinstance(item.get("health"), dict) else {}
+                groups.append(NodeGroup(str(item["name"]), _number(health.get("minSize")),
+                                        _number(health.get("maxSize")), _number(health.get("cloudProviderTarget"))))
+        return AutoscalerStatus(tuple(groups))
+    groups, name = [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Name:"):
+            name = stripped.removeprefix("Name:").strip()
+        elif stripped.startswith("Health:") and name:
+            sizes = _LEGACY_SIZES.search(stripped)
+            target, low, high = (int(v) for v in sizes.groups()) if sizes else (None, None, None)
+            groups.append(NodeGroup(name, low, high, target))
+            name = None
+    return AutoscalerStatus(tuple(groups))

@@ -1,0 +1,220 @@
+"""Where a paused workload's node is now, and what keeps it: the one function
+`assess`, table-tested on canned objects (tests/unit/test_blockers.py).
+
+A node is **released** once it is gone (no Node object); **reused** when a
+GPU pod of another workload was scheduled there after the pause (the GPUs
+work for someone else); else **held**, with what holds it in words, most
+specific first:
+
+- `do-not-disrupt`: `karpenter.sh/do-not-disrupt: "true"` on a pod or the node;
+- `scale-down-disabled`: `cluster-autoscaler.kubernetes.io/scale-down-disabled` on the node;
+- `safe-to-evict`: `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` on a pod;
+- `pdb`: a PodDisruptionBudget that allows no eviction of a pod on it;
+- `pod`: another workload's pod still on it (DaemonSet and mirror pods do
+  not keep a node: both autoscalers ignore them);
+- `nodepool`: its Karpenter NodePool's budget, consolidateAfter or policy;
+- `node-group-minimum`: its cluster-autoscaler node group is at its minimum;
+- `karpenter`: only Karpenter's own Event says why (DisruptionBlocked, Unconsolidatable);
+- `no-autoscaler`: no node autoscaler manages it, so nothing will remove it;
+- `waiting`: nothing found blocking it; the autoscaler has not removed it yet.
+
+Pure: reads dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaler.cluster import autoscalers as a
+from scaler.cluster.kinds.base import gpus_in_pod_spec, label_selector
+from scaler.cluster.nodes import HELD, MAX_BLOCKERS, MAX_TEXT, RELEASED, REUSED, Assessment, Blocker, NodeFacts
+from scaler.decide.selectors import Selector, SelectorError
+from scaler.decide.times import parse_time
+
+#: How long Karpenter's DisruptionBlocked word is taken as current (it is
+#: deduplicated per node for two minutes, then said again: docs/karpenter.md).
+KARPENTER_WORD_SECONDS = 300.0
+KINDS = ("do-not-disrupt", "scale-down-disabled", "safe-to-evict", "pdb", "pod", "nodepool", "node-group-minimum",
+         "karpenter", "no-autoscaler", "waiting")
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What the follower reads once per pass, for every node."""
+
+    #: NodePools by name; None: Karpenter's CRDs are not installed.
+    nodepools: Mapping[str, Mapping] | None = None
+    #: cluster-autoscaler's status; None: it has none (not installed, or elsewhere).
+    autoscaler: a.AutoscalerStatus | None = None
+    #: PodDisruptionBudgets by namespace (of the namespaces of the pods read).
+    pdbs: Mapping[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sight:
+    """One node as read in a pass: its object (None: gone), the pods bound to
+    it, and the Events about it; `gone_at`, for a gone node, the best known
+    time it went."""
+
+    node: Mapping | None
+    pods: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    gone_at: datetime | None = None
+
+
+def _meta(obj: Mapping) -> Mapping:
+    return obj.get("metadata") or {}
+
+
+def pod_name(pod: Mapping) -> str:
+    return f"{_meta(pod).get('namespace', '')}/{_meta(pod).get('name', '')}"
+
+
+def _controller(pod: Mapping) -> Mapping | None:
+    refs = _meta(pod).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), refs[0] if refs else None)
+
+
+def owner_text(pod: Mapping) -> str:
+    """`Deployment chat`, `StatefulSet db`, `DaemonSet dcgm-exporter`, `no controller`."""
+    ref = _controller(pod)
+    if ref is None:
+        return "no controller"
+    kind, name = ref.get("kind", "?"), ref.get("name", "?")
+    template = (_meta(pod).get("labels") or {}).get("pod-template-hash")
+    if kind == "ReplicaSet" and template and name.endswith("-" + template):
+        return f"Deployment {name[:-len(template) - 1]}"
+    return f"{kind} {name}"
+
+
+def ignored(pod: Mapping) -> bool:
+    """Pods no autoscaler waits for: DaemonSet pods, mirror (static) pods,
+    finished pods, and pods already being deleted."""
+    ref = _controller(pod)
+    annotations = _meta(pod).get("annotations") or {}
+    return (ref is not None and ref.get("kind") in ("DaemonSet", "Node")) or "kubernetes.io/config.mirror" in \
+        annotations or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or bool(
+        _meta(pod).get("deletionTimestamp"))
+
+
+def _matches(pdb: Mapping, pod: Mapping) -> bool:
+    selector = (pdb.get("spec") or {}).get("selector")
+    if not isinstance(selector, dict):
+        return False  # policy/v1: a null selector selects no pod, an empty one every pod
+    try:
+        return Selector.parse(label_selector(selector) or "").matches(_meta(pod).get("labels") or {})
+    except SelectorError:
+        return False
+
+
+def _pod_blockers(pod: Mapping, around: Surroundings, ca_seen: bool) -> list[Blocker]:
+    """What one pod that is not the workload's own does to its node."""
+    name, annotations = pod_name(pod), _meta(pod).get("annotations") or {}
+    described = f"pod {name} ({owner_text(pod)}, not a DaemonSet)"
+    found = []
+    if annotations.get(a.DO_NOT_DISRUPT) == "true":
+        found.append(Blocker("do-not-disrupt", f"{described} has {a.DO_NOT_DISRUPT}"))
+    elif annotations.get(a.SAFE_TO_EVICT) == "false":
+        found.append(Blocker("safe-to-evict", f'{described} has {a.SAFE_TO_EVICT}: "false"'))
+    else:
+        why = _ca_refuses(pod, around) if ca_seen and annotations.get(a.SAFE_TO_EVICT) != "true" else None
+        found.append(Blocker("pod", f"{described}{f': {why}' if why else ''}"))
+    namespace = _meta(pod).get("namespace", "")
+    for pdb in around.pdbs.get(namespace, []):
+        status = pdb.get("status") or {}
+        if _matches(pdb, pod) and not status.get("disruptionsAllowed"):
+            found.append(Blocker("pdb", f"PodDisruptionBudget {namespace}/{_meta(pdb).get('name')} allows no "
+                                        f"eviction of pod {name} ({status.get('currentHealthy', '?')} healthy, "
+                                        f"{status.get('desiredHealthy', '?')} needed)"))
+    return found
+
+
+def _ca_refuses(pod: Mapping, around: Surroundings) -> str | None:
+    """cluster-autoscaler's default refusals to evict (its --skip-nodes-with-* flags)."""
+    if _controller(pod) is None:
+        return "not managed by a controller, which cluster-autoscaler does not evict"
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    if any("emptyDir" in v or "hostPath" in v for v in volumes):
+        return "local storage (emptyDir or hostPath), which cluster-autoscaler does not evict by default"
+    namespace = _meta(pod).get("namespace", "")
+    if namespace == "kube-system" and not any(_matches(pdb, pod) for pdb in around.pdbs.get(namespace, [])):
+        return "a kube-system pod without a PodDisruptionBudget, which cluster-autoscaler does not evict by default"
+    return None
+
+
+def _node_blockers(node: Mapping, sight: Sight, around: Surroundings, *, empty: bool,
+                   since: datetime) -> list[Blocker]:
+    annotations = _meta(node).get("annotations") or {}
+    found = []
+    if annotations.get(a.DO_NOT_DISRUPT) == "true":
+        found.append(Blocker("do-not-disrupt", f"the node has {a.DO_NOT_DISRUPT}"))
+    if annotations.get(a.SCALE_DOWN_DISABLED) == "true":
+        found.append(Blocker("scale-down-disabled", f"the node has {a.SCALE_DOWN_DISABLED}"))
+    if a.karpenter_managed(node):
+        pool_name = (_meta(node).get("labels") or {}).get(a.NODEPOOL_LABEL)
+        pool = (around.nodepools or {}).get(pool_name or "")
+        found += [Blocker("nodepool", text) for text in (a.nodepool_holds(pool, empty=empty) if pool else [])]
+        said = a.karpenter_says(sight.events, since=since)
+        if said:
+            found.append(Blocker("karpenter", f"Karpenter: {said}"))
+    elif around.autoscaler is not None:
+        group = around.autoscaler.group_of(node)
+        if group is not None and group.at_minimum:
+            found.append(Blocker("node-group-minimum", f"cluster-autoscaler node group {group.name} is at its "
+                                                       f"minimum size ({group.min_size})"))
+    else:
+        karpenter = " (Karpenter runs, but no NodeClaim owns it)" if around.nodepools is not None else ""
+        found.append(Blocker("no-autoscaler", f"no node autoscaler manages it{karpenter}, so nothing removes it"))
+    return found
+
+
+def _waiting(node: Mapping, own_pods: int, around: Surroundings) -> Blocker:
+    removal = a.being_removed(node)
+    if removal:
+        return Blocker("waiting", removal)
+    if own_pods:
+        return Blocker("waiting", f"{own_pods} of its own pods still terminating")
+    if a.karpenter_managed(node):
+        pool_name = (_meta(node).get("labels") or {}).get(a.NODEPOOL_LABEL) or "?"
+        pool = (around.nodepools or {}).get(pool_name) or {}
+        after = ((pool.get("spec") or {}).get("disruption") or {}).get("consolidateAfter")
+        return Blocker("waiting", f"nothing found blocking it; waiting for Karpenter to consolidate it (NodePool "
+                                  f"{pool_name}{f', consolidateAfter {after}' if after else ''})")
+    return Blocker("waiting", "nothing found blocking it; waiting for cluster-autoscaler to remove it "
+                              "(after --scale-down-unneeded-time, 10m by default)")
+
+
+def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime, around: Surroundings,
+           gpu_resources: tuple[str, ...], now: datetime) -> Assessment:
+    """Where one node of a paused workload is: released, reused or held (and by what)."""
+    node = sight.node
+    if node is None:
+        return Assessment(RELEASED, released_at=min(sight.gone_at or now, now))
+    facts = NodeFacts.of(node, gpu_resources)
+    own = [pod for pod in sight.pods if ours(pod) and (pod.get("status") or {}).get("phase") not in
+           ("Succeeded", "Failed")]
+    others = [pod for pod in sight.pods if not ours(pod) and not ignored(pod)]
+    for pod in others:
+        scheduled = parse_time(_meta(pod).get("creationTimestamp"))
+        if gpus_in_pod_spec(pod.get("spec") or {}, gpu_resources) and scheduled is not None and scheduled > paused_at:
+            return Assessment(REUSED, facts=facts, reused_by=pod_name(pod))
+    ca_seen = around.autoscaler is not None and not a.karpenter_managed(node)
+    found = [b for pod in others for b in _pod_blockers(pod, around, ca_seen)]
+    # Karpenter says it again every two minutes or so while the hold lasts:
+    # an older word is stale (the hold may have ended).
+    said_since = max(paused_at, now - timedelta(seconds=KARPENTER_WORD_SECONDS))
+    found += _node_blockers(node, sight, around, empty=not others, since=said_since)
+    found.sort(key=lambda blocker: KINDS.index(blocker.kind))
+    if not found or a.being_removed(node):
+        found.insert(0, _waiting(node, len(own), around))
+    return Assessment(HELD, tuple(Blocker(b.kind, b.text[:MAX_TEXT]) for b in found[:MAX_BLOCKERS]), facts)
+
+
+def freed_not_released(records: Iterable[tuple[str | None, int]]) -> dict[str, int]:
+    """GPUs by blocker kind, from (blocked_by, freed GPUs) of held nodes: the gauge's values."""
+    totals = dict.fromkeys(KINDS, 0)
+    for kind, gpus in records:
+        totals[kind if kind in totals else "waiting"] += gpus
+    return totals
