@@ -375,15 +375,16 @@ class Kube:
         return self.request("get", "GET", resource.path(namespace, name),
                             resource_text=describe(resource, namespace, name))
 
-    def list(self, resource: Resource, namespace: str | None = None, *,
-             label_selector: str | None = None, limit: int = 500) -> tuple[list[dict], str]:
+    def list(self, resource: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None, limit: int = 500) -> tuple[list[dict], str]:
         """All objects (following continue tokens) and the list's resourceVersion."""
         items: list[dict] = []
         token = None
         while True:
             page = self.request("list", "GET", resource.path(namespace),
                                 resource_text=describe(resource, namespace),
-                                query={"labelSelector": label_selector, "limit": limit, "continue": token})
+                                query={"labelSelector": label_selector, "fieldSelector": field_selector,
+                                       "limit": limit, "continue": token})
             items.extend(page.get("items", []))
             token = page.get("metadata", {}).get("continue")
             if not token:

@@ -29,6 +29,7 @@ import structlog
 from scaler.cluster import actions, writes
 from scaler.cluster.actions import EVENTS, ActionRecord
 from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeError, NotFound
+from scaler.cluster.placing import Placement
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import SCALED_OBJECTS, Outcome, Result, Write
 from scaler.decide.decisions import MANUAL
@@ -117,9 +118,11 @@ class Pauser:
 
     def __init__(self, kube: Kube, *, retry: Retry = Retry(), component: str = "scaler",
                  clock: Callable[[], datetime] = utc_now, events: EventSink | None = None,
-                 fence: Fence | None = None) -> None:
-        """`fence`: asked before the writes that follow one (the KEDA hand-over)."""
+                 fence: Fence | None = None, placement: Placement | None = None) -> None:
+        """`fence`: asked before the writes that follow one (the KEDA hand-over).
+        `placement`: where pods run, so a pause records its nodes (cluster/placing.py)."""
         self.kube = kube
+        self.placement = placement
         self.fence = fence
         self.retry = retry
         self.events = events
@@ -136,9 +139,13 @@ class Pauser:
 
     def pause(self, workload: Workload, *, by: str, reason: str, cause: str | None = None,
               dry_run: bool = False, fence: Callable[[Workload], None] | None = None) -> Result:
-        """See `writes.pause`."""
-        return self.apply(workload, lambda current: writes.pause(current, by=by, reason=reason, cause=cause,
-                                                                  now=self.clock()), dry_run=dry_run, fence=fence)
+        """See `writes.pause`; the nodes its pods run on are recorded with it."""
+        def write_for(current: Workload) -> Write:
+            now = self.clock()
+            nodes = (self.placement.record(current, now=now)
+                     if self.placement is not None and current.replicas > 0 and not dry_run else None)
+            return writes.pause(current, by=by, reason=reason, cause=cause, now=now, nodes=nodes)
+        return self.apply(workload, write_for, dry_run=dry_run, fence=fence)
 
     def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
                fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,

@@ -1,0 +1,123 @@
+"""Where a workload's pods run, read for its pause, and the nodes they run on.
+
+A pause records the nodes its pods ran on (cluster/nodes.py) in its own
+patch, so the pods are read before it: one LIST per namespace, kept a few
+seconds (as the KEDA ScaledObjects are in pausing.py), so a window edge that
+pauses a thousand workloads lists each namespace about once, never once per
+workload. The daemon also keeps every Node in a watch cache (slimmed to what
+following reads); a pause takes each node's facts from it without a request,
+and the node follower (run/following.py) reads nodes there.
+
+Reading never stops a pause: pods that cannot be read (no RBAC, an error)
+mean no record, and the pause goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from scaler.cluster.informers import Informer
+from scaler.cluster.kube import Kube, KubeError, Resource
+from scaler.cluster.nodes import NodeFacts, gpus_by_node, record_at_pause
+from scaler.cluster.views import PODS
+from scaler.cluster.workloads import Workload
+from scaler.decide.selectors import Selector, SelectorError
+
+log = structlog.get_logger("scaler")
+NODES = Resource("", "v1", "nodes", namespaced=False)
+
+
+def slim_node(node: dict) -> dict:
+    """What following reads of a Node: its names, labels, annotations, owner
+    (a NodeClaim), deletion, provider ID, taints and allocatable resources."""
+    meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+    return {
+        "metadata": {key: meta[key] for key in ("name", "uid", "resourceVersion", "creationTimestamp",
+                                                "deletionTimestamp", "labels", "annotations", "ownerReferences")
+                     if key in meta},
+        "spec": {key: spec[key] for key in ("providerID", "taints", "unschedulable") if key in spec},
+        "status": {"allocatable": (node.get("status") or {}).get("allocatable") or {}},
+    }
+
+
+def slim_pod(pod: dict) -> dict:
+    """What a pause reads of a pod: its labels, node, GPUs and phase."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    containers = [{"resources": c.get("resources") or {}} for c in spec.get("containers") or []]
+    init = [{"resources": c.get("resources") or {}} for c in spec.get("initContainers") or []]
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+            "spec": {"nodeName": spec.get("nodeName"), "containers": containers, "initContainers": init},
+            "status": {"phase": (pod.get("status") or {}).get("phase")}}
+
+
+class Placement:
+    """Pods by namespace (a short-lived cache) and nodes (a watch cache, once
+    `watch_nodes` has started it); safe to share between threads."""
+
+    def __init__(self, kube: Kube, *, cache_seconds: float = 5.0) -> None:
+        self.kube = kube
+        self.cache_seconds = cache_seconds
+        self._pods: dict[str, tuple[float, list[dict]]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.nodes: Informer | None = None
+
+    def watch_nodes(self, *, on_synced: Callable[[], None] | None = None) -> Informer:
+        if self.nodes is None:
+            self.nodes = Informer(self.kube, NODES, slim=slim_node, on_synced=on_synced).start()
+        return self.nodes
+
+    def stop(self, *, timeout_seconds: float = 5) -> None:
+        if self.nodes is not None:
+            self.nodes.stop(timeout_seconds=timeout_seconds)
+
+    def node(self, name: str) -> dict | None:
+        """The Node from the watch cache (None: gone, or no cache)."""
+        return self.nodes.get("", name) if self.nodes is not None else None
+
+    def nodes_listed(self) -> bool:
+        """The watch cache has listed the nodes: a node missing from it is gone."""
+        return self.nodes is not None and self.nodes.synced.is_set() and not self.nodes.missing
+
+    def pods(self, namespace: str) -> list[dict]:
+        """The namespace's pods, listed at most once per `cache_seconds`."""
+        with self._lock:
+            lock = self._locks.setdefault(namespace, threading.Lock())
+            now = time.monotonic()
+            for stale in [ns for ns, (at, _) in self._pods.items() if now - at > self.cache_seconds]:
+                del self._pods[stale]  # a batch's namespaces are not kept past it
+        with lock:  # one LIST per namespace at a time; the others wait for it
+            cached = self._pods.get(namespace)
+            if cached is None or time.monotonic() - cached[0] > self.cache_seconds:
+                items, _ = self.kube.list(PODS, namespace)
+                cached = (time.monotonic(), [slim_pod(pod) for pod in items])
+                with self._lock:
+                    self._pods[namespace] = cached
+        return cached[1]
+
+    def record(self, workload: Workload, *, now: datetime) -> str | None:
+        """The `scaler.io/nodes` value for pausing `workload` now: the nodes
+        its pods run on and the GPUs they hold on each, or None (it holds no
+        GPUs, its kind names no pod selector, or its pods cannot be read)."""
+        selector_text = workload.kind.pod_selector(workload.obj)
+        if not selector_text or workload.gpus_per_replica() == 0:
+            return None
+        try:
+            selector = Selector.parse(selector_text)
+            pods = self.pods(workload.namespace)
+        except (SelectorError, KubeError) as error:
+            log.info("pods unreadable: the pause records no nodes", namespace=workload.namespace,
+                     workload=workload.name, error=str(error))
+            return None
+        ours = [pod for pod in pods if selector.matches(pod["metadata"]["labels"])]
+        held = gpus_by_node(ours, workload.gpu_resources)
+        if not held:
+            return None
+        facts = {name: NodeFacts.of(node, workload.gpu_resources) for name in held
+                 if (node := self.node(name)) is not None}
+        return record_at_pause(held, facts=facts, now=now).annotation()
