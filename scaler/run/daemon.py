@@ -11,6 +11,7 @@ misfire grace), each independent of the others (no job waits for another):
   edge anyway);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
+- follow: the nodes paused workloads ran on, held or gone (run/following.py);
 - reload: re-reads the policies (files, or a ConfigMap through the API) when
   they change; a bad set is reported and the last good one stays in force.
   A new leader acts only once it has read them in its own term, so a
@@ -47,6 +48,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scaler.cluster.discovery import KindResolver
 from scaler.cluster.kube import Fenced, Kube, KubeError
 from scaler.cluster.pausing import EventSink, Pauser
+from scaler.cluster.placing import Placement
 from scaler.cluster.starts import warm_ups
 from scaler.cluster.views import WatchingView
 from scaler.decide.facts import next_prewarm
@@ -55,6 +57,7 @@ from scaler.decide.policies import Policy
 from scaler.decide.reverts import HandsOff
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
+from scaler.run.following import Follower
 from scaler.run.leading import Leadership
 from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.run.reconciling import Reconciler, kinds_of
@@ -93,9 +96,10 @@ class Daemon:
             retry_period_seconds=settings.lease_retry_period_seconds, on_change=self._leadership_changed)
         self.stopping = threading.Event()
         self.events = EventSink(self.kube, fence=self._holds_lease)
+        self.placement = Placement(self.kube)
+        pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, placement=self.placement)
         self.reconciler = Reconciler(
-            prometheus=self.prometheus, view=self.view,
-            pauser=Pauser(self.kube, events=self.events, fence=self._holds_lease),
+            prometheus=self.prometheus, view=self.view, pauser=pauser,
             excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
             may_act=self._may_act,
             concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
@@ -103,6 +107,10 @@ class Daemon:
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
                                settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
         self.events.writing = self.reconciler.writing
+        self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
+                                 kinds=lambda: kinds_of(self.policies, self.reconciler.resolve, {}),
+                                 may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,
+                                 metrics=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
@@ -142,6 +150,7 @@ class Daemon:
         # At once too: a leader elected before the scheduler ran reads the policies in its term.
         self.scheduler.add_job(self._job(self._reload), IntervalTrigger(seconds=s.policy_reload_interval_seconds),
                                id="reload", next_run_time=datetime.now(UTC))
+        self.follower.schedule(self.scheduler, self._job)
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: self.stopping.set())
@@ -171,6 +180,7 @@ class Daemon:
             log.warning("events not posted before shutdown", events=unsent)
         self.leadership.release()  # only now: a standby must not act on what we were writing
         self.view.stop(timeout_seconds=max(min(deadline - time.monotonic(), 5), 0.1))
+        self.follower.stop(timeout_seconds=max(min(deadline - time.monotonic(), 2), 0.1))
         if self.server is not None:
             self.server.shutdown()
         watchdog.cancel()
@@ -233,7 +243,7 @@ class Daemon:
             self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
 
     def _job_event(self, event: JobEvent) -> None:
-        job = event.job_id if event.job_id in ("reconcile", "wake", "reload") else "edge"
+        job = event.job_id if event.job_id in ("reconcile", "wake", "reload", "follow") else "edge"
         if event.code == EVENT_JOB_MISSED:
             self.metrics.missed_runs.labels(job, "late").inc()
             log.warning("scheduled run missed", task=job, why="started too late")

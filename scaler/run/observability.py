@@ -21,9 +21,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from scaler.cluster.blockers import KINDS as BLOCKER_KINDS
+
 ACTIONS = ("pause", "resume", "scale_up")
 RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
 SIGNALS = ("idle", "queue")
+JOBS = ("reconcile", "wake", "edge", "reload", "follow")
 
 
 class Metrics:
@@ -72,15 +75,28 @@ class Metrics:
         self.pause_reverts = Counter("scaler_pause_reverts_total",
                                      "Pauses a GitOps controller set back (scaler then backs off), by its "
                                      "managedFields manager.", ["manager"], registry=r)
+        self._node_metrics(r)
         for action in ACTIONS:
             for result in RESULTS:
                 self.actions.labels(action, result)
         for kind in ("full", "edge", "wake"):
             self.reconcile_seconds.labels(kind)
-        for job in ("reconcile", "wake", "edge", "reload"):
+        for job in JOBS:
             self.job_errors.labels(job)
             for why in ("late", "busy"):
                 self.missed_runs.labels(job, why)
+
+    def _node_metrics(self, r: CollectorRegistry) -> None:
+        """What the node follower (run/following.py) exports."""
+        self.node_release_seconds = Histogram(
+            "scaler_node_release_seconds", "From a pause to the going of a node its pods ran on (one observation per "
+            "paused workload and node released).", registry=r,
+            buckets=(10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600, 7200, 21600))
+        self.gpus_freed_not_released = Gauge(
+            "scaler_gpus_freed_not_released", "GPUs paused workloads freed on nodes that are still there, by what "
+            "holds the node first (docs/nodes.md): freed, but still on the bill.", ["blocker"], registry=r)
+        for blocker in BLOCKER_KINDS:
+            self.gpus_freed_not_released.labels(blocker)
 
     def count_requests(self, requests: Callable[[], dict[str, int]]) -> None:
         """Export the Kubernetes client's request counts at scrape time."""

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scaler.cluster.actions import DEFAULT_EVENT_TTL_SECONDS
+from scaler.cluster.autoscalers import CA_STATUS
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES
 from scaler.decide.decisions import DEFAULT_EXCLUDED_NAMESPACES
 from scaler.decide.reverts import (
@@ -154,6 +155,15 @@ class Settings(PlanSettings):
     event_ttl_seconds: float = Field(DEFAULT_EVENT_TTL_SECONDS, gt=0,
                                      description="the API server's --event-ttl: a new leader posts the Events its "
                                                  "predecessor owed for actions younger than this")
+    node_follow_interval_seconds: float = Field(
+        15, ge=0, description="how often the nodes of paused workloads are checked: released, reused, or held and by "
+                              "what (0: not followed; docs/nodes.md)")
+    node_held_warning_seconds: float = Field(
+        1800, gt=0, description="one Warning Event on a paused workload whose node is still held this long after "
+                                "the pause, naming what holds it")
+    cluster_autoscaler_status: str = Field(
+        CA_STATUS, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description="NAMESPACE/NAME of cluster-autoscaler's status ConfigMap, read for its node groups")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
