@@ -31,7 +31,10 @@ from scaler.cli.scoping import (
 )
 from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
+from scaler.cluster.nodes import NodesRecord
+from scaler.cluster.nodes import summary as nodes_summary
 from scaler.cluster.pausing import Pauser
+from scaler.cluster.placing import Placement
 from scaler.cluster.starts import warm_ups
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
@@ -39,6 +42,7 @@ from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
+    NODES,
     OVERRIDE_UNTIL,
     STARTED_AT,
 )
@@ -148,7 +152,7 @@ def run_pause(args) -> int:
     except Stop as error:
         return _fail(error)
     reason = args.reason or f"paused manually by {_user()}"
-    pauser = Pauser(selected.kube)
+    pauser = Pauser(selected.kube, placement=Placement(selected.kube))
     results = run_batch(
         selected.workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
         concurrency=selected.settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
@@ -261,8 +265,17 @@ def _status_row(w: Workload, now: datetime) -> dict | None:
         "pausedForSeconds": int((now - since).total_seconds()) if since else None,
         "resumeTo": recorded if paused else None,
         "gpus": w.gpus(recorded or 0) if paused else 0,
-        "reason": record.reason if record else None, **extra,
+        "reason": record.reason if record else None, **extra, **_nodes(w if paused else None),
     }
+
+
+def _nodes(w: Workload | None) -> dict:
+    """Where the GPUs a pause freed are: each node its pods ran on, released,
+    reused or held (and by what), as the daemon's node follower last wrote."""
+    record = NodesRecord.read(w.annotations, NODES) if w is not None else None
+    if record is None:
+        return {"nodes": [], "nodesSummary": None}
+    return {"nodes": [node.as_json() for node in record.nodes], "nodesSummary": nodes_summary(record)}
 
 
 def run_status(args) -> int:
@@ -296,21 +309,38 @@ def _status_table(rows: list[dict], *, wide: bool) -> None:
     if not rows:
         return
     columns = ["NAMESPACE", "KIND", "NAME", "STATE", "REPLICAS", "RECORDED", "PAUSED BY", "SINCE", "GPUS",
-               "WARM-UP", "NOTE"]
+               "WARM-UP", "NODES", "NOTE"]
     if wide:
-        columns += ["WARM-UPS", "REPLICAS SET BY", "PAUSED AT", "HOLD UNTIL", "BACKOFF UNTIL"]
+        columns += ["WARM-UPS", "REPLICAS SET BY", "PAUSED AT", "HOLD UNTIL", "BACKOFF UNTIL", "NODE DETAIL"]
     lines = []
     for r in rows:
         by = (r["pausedBy"] + (" (durable)" if r["manual"] else "")) if r["pausedBy"] else "-"
         note = "; ".join(([r["reason"]] if r["reason"] and r["state"] == "paused" else []) + r["notes"])
         warm = r["warmUps"]  # the last start's warm-up: about what a resume takes now
         line = [r["namespace"], r["kind"], r["name"], r["state"], str(r["replicas"]), str(r["recorded"] or "-"),
-                by, _ago(r["pausedForSeconds"]), str(r["gpus"]), f"{warm[-1]:.0f}s" if warm else "-", note]
+                by, _ago(r["pausedForSeconds"]), str(r["gpus"]), f"{warm[-1]:.0f}s" if warm else "-",
+                r["nodesSummary"] or "-", note]
         if wide:
             line += [", ".join(f"{value:.0f}s" for value in warm) or "-", r["changedBy"] or "-", r["pausedAt"] or "-",
-                     r["holdUntil"] or "-", r["backoffUntil"] or "-"]
+                     r["holdUntil"] or "-", r["backoffUntil"] or "-", _node_detail(r["nodes"])]
         lines.append(line)
     console().print(table(columns, lines))
+
+
+def _node_detail(nodes: list[dict]) -> str:
+    """-o wide: every node, its GPUs and where it is."""
+    parts = []
+    for node in nodes:
+        what = f"{node['instanceType'] or '?'}, {node['gpus'] if node['gpus'] is not None else '?'} GPUs"
+        if node["state"] == "released":
+            where = f"released {node['releasedAfterSeconds']:.0f}s after pause" if node["releasedAfterSeconds"] \
+                is not None else "released"
+        elif node["state"] == "reused":
+            where = f"reused by pod {node['reusedBy']}"
+        else:
+            where = "held: " + ("; ".join(node["blockers"]) if node["checked"] else "not checked yet")
+        parts.append(f"{node['name']} ({what}, {node['freedGpus']} freed): {where}")
+    return " | ".join(parts) or "-"
 
 
 def _ago(seconds: int | None) -> str:
