@@ -2,7 +2,7 @@
 `assess`, table-tested on canned objects (tests/unit/test_blockers.py).
 
 A node is **released** once it is gone (no Node object); **reused** when a
-GPU pod of another workload was scheduled there after the pause (the GPUs
+GPU pod of another workload was bound there after the pause (the GPUs
 work for someone else); else **held**, with what holds it in words, most
 specific first:
 
@@ -87,6 +87,18 @@ def owner_text(pod: Mapping) -> str:
     if kind == "ReplicaSet" and template and name.endswith("-" + template):
         return f"Deployment {name[:-len(template) - 1]}"
     return f"{kind} {name}"
+
+
+def scheduled_at(pod: Mapping) -> datetime | None:
+    """When the pod was bound to its node: its PodScheduled condition, else
+    its start, else its creation (a pod pending since before the pause that
+    lands on the freed GPUs after it reuses them)."""
+    for found in (pod.get("status") or {}).get("conditions") or []:
+        if found.get("type") == "PodScheduled" and found.get("status") == "True":
+            when = parse_time(found.get("lastTransitionTime"))
+            if when is not None:
+                return when
+    return parse_time((pod.get("status") or {}).get("startTime")) or parse_time(_meta(pod).get("creationTimestamp"))
 
 
 def ignored(pod: Mapping) -> bool:
@@ -197,7 +209,7 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
            ("Succeeded", "Failed")]
     others = [pod for pod in sight.pods if not ours(pod) and not ignored(pod)]
     for pod in others:
-        scheduled = parse_time(_meta(pod).get("creationTimestamp"))
+        scheduled = scheduled_at(pod)
         if gpus_in_pod_spec(pod.get("spec") or {}, gpu_resources) and scheduled is not None and scheduled > paused_at:
             return Assessment(REUSED, facts=facts, reused_by=pod_name(pod))
     ca_seen = around.autoscaler is not None and not a.karpenter_managed(node)

@@ -59,9 +59,13 @@ class Placement:
     """Pods by namespace (a short-lived cache) and nodes (a watch cache, once
     `watch_nodes` has started it); safe to share between threads."""
 
-    def __init__(self, kube: Kube, *, cache_seconds: float = 5.0) -> None:
+    def __init__(self, kube: Kube, *, cache_seconds: float = 5.0, refresh_seconds: float = 1.0) -> None:
+        """`refresh_seconds`: a workload with Ready replicas but none of its
+        pods in a list older than this lists its namespace again (its pods
+        came after the list), at most once per this long."""
         self.kube = kube
         self.cache_seconds = cache_seconds
+        self.refresh_seconds = refresh_seconds
         self._pods: dict[str, tuple[float, list[dict]]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -84,8 +88,10 @@ class Placement:
         """The watch cache has listed the nodes: a node missing from it is gone."""
         return self.nodes is not None and self.nodes.synced.is_set() and not self.nodes.missing
 
-    def pods(self, namespace: str) -> list[dict]:
-        """The namespace's pods, listed at most once per `cache_seconds`."""
+    def pods(self, namespace: str, *, older_than_seconds: float | None = None) -> list[dict]:
+        """The namespace's pods, listed at most once per `cache_seconds` (or,
+        with `older_than_seconds`, again if the list is older than that)."""
+        fresh_seconds = self.cache_seconds if older_than_seconds is None else older_than_seconds
         with self._lock:
             lock = self._locks.setdefault(namespace, threading.Lock())
             now = time.monotonic()
@@ -93,7 +99,7 @@ class Placement:
                 del self._pods[stale]  # a batch's namespaces are not kept past it
         with lock:  # one LIST per namespace at a time; the others wait for it
             cached = self._pods.get(namespace)
-            if cached is None or time.monotonic() - cached[0] > self.cache_seconds:
+            if cached is None or time.monotonic() - cached[0] > fresh_seconds:
                 items, _ = self.kube.list(PODS, namespace)
                 cached = (time.monotonic(), [slim_pod(pod) for pod in items])
                 with self._lock:
@@ -109,12 +115,14 @@ class Placement:
             return None
         try:
             selector = Selector.parse(selector_text)
-            pods = self.pods(workload.namespace)
+            ours = [pod for pod in self.pods(workload.namespace) if selector.matches(pod["metadata"]["labels"])]
+            if not ours and workload.ready_replicas:  # its pods came after the list
+                ours = [pod for pod in self.pods(workload.namespace, older_than_seconds=self.refresh_seconds)
+                        if selector.matches(pod["metadata"]["labels"])]
         except (SelectorError, KubeError) as error:
             log.info("pods unreadable: the pause records no nodes", namespace=workload.namespace,
                      workload=workload.name, error=str(error))
             return None
-        ours = [pod for pod in pods if selector.matches(pod["metadata"]["labels"])]
         held = gpus_by_node(ours, workload.gpu_resources)
         if not held:
             return None

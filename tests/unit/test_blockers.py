@@ -56,7 +56,8 @@ def pod(name: str, *, namespace: str = "rec", app: str | None = None, gpus: int 
     resources = {"requests": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
     return {"metadata": meta, "spec": {"nodeName": NAME, "containers": [{"resources": resources}],
                                        **({"volumes": volumes} if volumes else {})},
-            "status": {"phase": "Running"}}
+            "status": {"phase": "Running", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": meta["creationTimestamp"]}]}}
 
 
 def plain_node(name: str = "gpu-node-1", **labels: str) -> dict:
@@ -176,6 +177,12 @@ def test_a_gpu_pod_scheduled_after_the_pause_reuses_the_node():
     # Without GPUs it is only another pod on the node.
     small = pod("logger-x", created=PAUSED + timedelta(seconds=5))
     assert run(Sight(NODE, [small])).state == HELD
+    # Created before the pause, bound after it (it was pending for the GPUs): reused.
+    waiting = pod("queued-x", gpus=1, created=PAUSED - timedelta(minutes=3))
+    waiting["status"]["conditions"][0]["lastTransitionTime"] = "2026-12-05T03:25:40Z"
+    assert run(Sight(NODE, [waiting])).reused_by == "rec/queued-x"
+    del waiting["status"]["conditions"]
+    assert run(Sight(NODE, [waiting])).state == HELD  # no condition: its creation decides
 
 
 GROUP_NODE = plain_node(**{"cloud.google.com/gke-nodepool": "gpu-a100"})
