@@ -69,6 +69,11 @@ WORKLOAD_GRANTS = {
     ("", "events", "create"), ("", "events", "list"),
     ("", "pods", "list"),  # when a start's pods became Ready (its warm-up)
 }
+# What the node follower reads (docs/nodes.md): nodes watched, PDBs and Karpenter's NodePools listed; the
+# pods on a node and its Events through the pods and events lists above.
+NODE_GRANTS = {("", "nodes", "list"), ("", "nodes", "watch"), ("policy", "poddisruptionbudgets", "list"),
+               ("karpenter.sh", "nodepools", "list")}
+AUTOSCALER_STATUS_GRANTS = {("", "configmaps[cluster-autoscaler-status]", "get")}
 LEASE_GRANTS = {("coordination.k8s.io", "leases", "create"),
                 *{("coordination.k8s.io", "leases[scaler]", v) for v in ("get", "update", "patch")}}
 
@@ -88,7 +93,7 @@ def test_default_render_is_the_objects_users_get(helm):
     docs = render(helm)
     assert sorted(d["kind"] for d in docs) == sorted([
         "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Role",
-        "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"])
+        "RoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"])
     assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert only(docs, "Deployment")["spec"]["replicas"] == 2
     service = only(docs, "Service")
@@ -130,12 +135,16 @@ def test_every_variable_the_chart_sets_is_a_daemon_setting_and_parses(helm, monk
 
 def test_cluster_mode_grants_exactly_what_the_daemon_uses(helm):
     docs = render(helm)
-    assert grants(only(docs, "ClusterRole")) == WORKLOAD_GRANTS | {("", "namespaces", "list"),
-                                                                   ("", "namespaces", "watch")}
+    assert grants(only(docs, "ClusterRole")) == WORKLOAD_GRANTS | NODE_GRANTS | {("", "namespaces", "list"),
+                                                                                 ("", "namespaces", "watch")}
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
     assert grants(roles["scaler-leader-election"]) == LEASE_GRANTS
     assert grants(roles["scaler-policies"]) == {("", "configmaps[scaler-policies]", "get")}
-    assert {role["metadata"]["namespace"] for role in roles.values()} == {"scaler"}
+    # cluster-autoscaler's status, in its own namespace, that ConfigMap only.
+    assert grants(roles["scaler-autoscaler-status"]) == AUTOSCALER_STATUS_GRANTS
+    assert {name: role["metadata"]["namespace"] for name, role in roles.items()} == {
+        "scaler-leader-election": "scaler", "scaler-policies": "scaler", "scaler-autoscaler-status": "kube-system"}
+    assert env_of(docs)["SCALER_NODE_FOLLOW_INTERVAL_SECONDS"] == "15"
     binding = only(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
 
@@ -153,6 +162,28 @@ def test_restricted_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(h
         assert binding["roleRef"]["name"] == "scaler"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
     assert env_of(docs)["SCALER_NAMESPACES"] == "team-a,team-b"
+    assert env_of(docs)["SCALER_NODE_FOLLOW_INTERVAL_SECONDS"] == "0"  # following reads cluster-wide: off
+
+
+def test_restricted_mode_follows_nodes_only_when_asked_with_a_read_only_cluster_role(helm):
+    docs = render(helm, "--set", "watchNamespaces={team-a}", "--set", "nodeFollowing.enabled=true",
+                  "--set", "nodeFollowing.clusterAutoscalerStatus=autoscaling/ca-status")
+    assert grants(only(docs, "ClusterRole", "scaler-nodes")) == NODE_GRANTS | {("", "pods", "list"),
+                                                                               ("", "events", "list")}
+    assert only(docs, "ClusterRoleBinding", "scaler-nodes")["roleRef"]["name"] == "scaler-nodes"
+    status = only(docs, "Role", "scaler-autoscaler-status")
+    assert status["metadata"]["namespace"] == "autoscaling"
+    assert grants(status) == {("", "configmaps[ca-status]", "get")}
+    env = env_of(docs)
+    assert (env["SCALER_NODE_FOLLOW_INTERVAL_SECONDS"], env["SCALER_CLUSTER_AUTOSCALER_STATUS"]) == (
+        "15", "autoscaling/ca-status")
+
+
+def test_node_following_off_grants_nothing_for_it(helm):
+    docs = render(helm, "--set", "nodeFollowing.enabled=false")
+    assert not grants(only(docs, "ClusterRole")) & NODE_GRANTS
+    assert [d for d in docs if d["metadata"]["name"] == "scaler-autoscaler-status"] == []
+    assert env_of(docs)["SCALER_NODE_FOLLOW_INTERVAL_SECONDS"] == "0"
 
 
 def test_extra_scalable_resources_add_get_list_watch_patch_and_their_crds(helm):
@@ -160,8 +191,8 @@ def test_extra_scalable_resources_add_get_list_watch_patch_and_their_crds(helm):
     where its /scale subresource says (specReplicasPath)."""
     docs = render(helm, "--set", "extraScalableResources[0].apiGroup=serving.example.com",
                   "--set", "extraScalableResources[0].resources={vllmservers}")
-    assert grants(only(docs, "ClusterRole")) - WORKLOAD_GRANTS - {("", "namespaces", "list"),
-                                                                  ("", "namespaces", "watch")} == {
+    assert grants(only(docs, "ClusterRole")) - WORKLOAD_GRANTS - NODE_GRANTS - {("", "namespaces", "list"),
+                                                                                ("", "namespaces", "watch")} == {
         ("serving.example.com", "vllmservers", verb) for verb in ("get", "list", "watch", "patch")} | {
         ("apiextensions.k8s.io", "customresourcedefinitions[vllmservers.serving.example.com]", "get")}
 
@@ -239,7 +270,9 @@ def test_more_replicas_without_leader_election_are_refused(helm):
     docs = render(helm, "--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
     assert env_of(docs)["SCALER_LEADER_ELECTION"] == "false"
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
-    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["scaler-policies"]  # no Lease grant
+    # No Lease grant.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == ["scaler-autoscaler-status",
+                                                                            "scaler-policies"]
 
 
 def test_service_monitor_is_off_by_default_and_scrapes_metrics_when_on(helm):

@@ -186,5 +186,5 @@ def test_the_panels_users_asked_for_are_there(dashboard):
         "scaler_reconcile_duration_seconds_bucket", "scaler_last_successful_reconcile_timestamp_seconds",
         "scaler_query_errors_total", "scaler_signal_unknown_workloads", "scaler_leader", "scaler_policies_loaded",
         "scaler_policy_reload_errors_total", "scaler_kube_requests_total", "scaler_scheduler_job_errors_total",
-        "scaler_scheduler_missed_runs_total",
+        "scaler_scheduler_missed_runs_total", "scaler_gpus_freed_not_released", "scaler_node_release_seconds_bucket",
     } <= used

@@ -113,3 +113,42 @@ namespace NAME).
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+
+{{/* Whether the daemon follows pauses to their nodes (nodeFollowing.enabled):
+"auto" is on with the ClusterRole and off with watchNamespaces, whose promise
+is no cluster-wide permission at all. */}}
+{{- define "scaler.followsNodes" -}}
+{{- $enabled := toString .Values.nodeFollowing.enabled -}}
+{{- if eq $enabled "auto" -}}
+{{- if .Values.watchNamespaces }}false{{ else }}true{{ end -}}
+{{- else -}}
+{{- $enabled -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+What the node follower reads (scaler/run/following.py; docs/nodes.md): the
+nodes (a watch cache), the pods bound to each followed node (a LIST by
+spec.nodeName, so in every namespace), the PodDisruptionBudgets of their
+namespaces, the Events on the nodes (namespace default), and Karpenter's
+NodePools. With (dict "root" $ "pods" true) also pods and Events, which the
+ClusterRole of cluster mode grants already. cluster-autoscaler's status
+ConfigMap is a Role of its own in its namespace (get, that name only).
+*/}}
+{{- define "scaler.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list"]
+- apiGroups: ["karpenter.sh"]
+  resources: ["nodepools"]
+  verbs: ["list"]
+{{- if .pods }}
+- apiGroups: [""]
+  resources: ["pods", "events"]
+  verbs: ["list"]
+{{- end }}
+{{- end -}}
