@@ -38,9 +38,12 @@ class Informer:
 
     def __init__(self, kube: Kube, resource: Resource, *, namespace: str | None = None,
                  watch_timeout_seconds: int = 300, on_synced: Callable[[], None] | None = None,
-                 slim: Callable[[dict], dict] = drop_managed_fields) -> None:
-        """`slim`: what of each object to keep (a workload kind keeps who set its size)."""
+                 slim: Callable[[dict], dict] = drop_managed_fields,
+                 on_deleted: Callable[[dict], None] | None = None) -> None:
+        """`slim`: what of each object to keep (a workload kind keeps who set its
+        size); `on_deleted(obj)`: told of each deletion the watch reports, as it comes."""
         self.slim = slim
+        self.on_deleted = on_deleted
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
@@ -193,6 +196,8 @@ class Informer:
         with self._lock:
             if kind == "DELETED":
                 self._objects.pop(key, None)
+                if self.on_deleted is not None:
+                    self.on_deleted(obj)
             else:
                 current = self._objects.get(key)
                 if current is None or not _newer(current, obj):

@@ -27,9 +27,12 @@ from scaler.cluster.nodes import NodeFacts, gpus_by_node, record_at_pause
 from scaler.cluster.views import PODS
 from scaler.cluster.workloads import Workload
 from scaler.decide.selectors import Selector, SelectorError
+from scaler.decide.times import utc_now
 
 log = structlog.get_logger("scaler")
 NODES = Resource("", "v1", "nodes", namespaced=False)
+#: How long a watched deletion is remembered (the follower asks within a pass interval).
+GONE_KEPT_SECONDS = 3600.0
 
 
 def slim_node(node: dict) -> dict:
@@ -70,11 +73,25 @@ class Placement:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.nodes: Informer | None = None
+        self._gone: dict[str, datetime] = {}  # node name -> when its deletion was watched
 
     def watch_nodes(self, *, on_synced: Callable[[], None] | None = None) -> Informer:
         if self.nodes is None:
-            self.nodes = Informer(self.kube, NODES, slim=slim_node, on_synced=on_synced).start()
+            self.nodes = Informer(self.kube, NODES, slim=slim_node, on_synced=on_synced,
+                                  on_deleted=self._deleted).start()
         return self.nodes
+
+    def _deleted(self, node: dict) -> None:
+        now = utc_now()
+        with self._lock:
+            for name in [name for name, at in self._gone.items() if (now - at).total_seconds() > GONE_KEPT_SECONDS]:
+                del self._gone[name]
+            self._gone[(node.get("metadata") or {}).get("name", "")] = now
+
+    def gone_at(self, name: str) -> datetime | None:
+        """When this process watched the node's deletion (None: it did not)."""
+        with self._lock:
+            return self._gone.get(name)
 
     def stop(self, *, timeout_seconds: float = 5) -> None:
         if self.nodes is not None:

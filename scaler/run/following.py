@@ -170,8 +170,12 @@ class Follower:
         return self.kube.list(EVENTS, "default", field_selector=selector)[0]
 
     def _gone_at(self, name: str, *, now: datetime) -> datetime:
-        """When the node went: the latest Event saying so, after it was last
-        seen here; else now (within one pass interval of the truth)."""
+        """When the node went: when the watch reported its deletion; else (it
+        went while another replica led, or before this one watched) the
+        latest Event saying so after it was last seen here; else now."""
+        watched = self.placement.gone_at(name)
+        if watched is not None:
+            return watched
         seen = self._seen.get(name)
         try:
             events = [e for e in self._node_events(name) if e.get("reason") in GONE_REASONS]

@@ -72,14 +72,17 @@ class World:
         self.placement = Placement(self.kube)
         self.pauser = Pauser(self.kube, retry=FAST, clock=lambda: T0, placement=self.placement)
         self.metrics = Metrics()
+        self.followers: list[Follower] = []
         self.follower = self.make_follower(warn_after_seconds=warn_after_seconds)
 
-    def make_follower(self, *, warn_after_seconds: float = 1800) -> Follower:
+    def make_follower(self, *, warn_after_seconds: float = 1800, placement: Placement | None = None) -> Follower:
         settings = Settings(node_held_warning_seconds=warn_after_seconds, node_follow_interval_seconds=15)
-        follower = Follower(self.kube, settings, placement=self.placement, pauser=self.pauser, view=self.view,
+        placement = placement or self.placement
+        follower = Follower(self.kube, settings, placement=placement, pauser=self.pauser, view=self.view,
                             kinds=lambda: [DEPLOYMENT], may_act=lambda term: term == self.term, metrics=self.metrics)
         follower.start()
-        eventually(self.placement.nodes_listed, timeout_seconds=5)
+        eventually(placement.nodes_listed, timeout_seconds=5)
+        self.followers.append(follower)
         return follower
 
     def node(self, name: str, *, gpus: int = 8, karpenter: bool = True, labels=None, annotations=None) -> None:
@@ -145,7 +148,8 @@ class World:
         return self.metrics.gpus_freed_not_released.labels(blocker)._value.get()
 
     def stop(self) -> None:
-        self.follower.stop(timeout_seconds=2)
+        for follower in self.followers:
+            follower.stop(timeout_seconds=2)
         self.view.stop(timeout_seconds=2)
 
 
@@ -354,12 +358,26 @@ def test_a_new_leader_goes_on_following_dates_a_node_that_went_meanwhile_and_rep
                              "involvedObject": {"kind": "Node", "name": "gpu-a1"}, "reason": "RemovingNode",
                              "message": "Node gpu-a1 event: Removing Node gpu-a1 from Controller",
                              "lastTimestamp": stamp(T0 + timedelta(seconds=31))})
-    successor = w.make_follower()
+    successor = w.make_follower(placement=Placement(w.kube))  # a new process: it watched no deletion
     successor.follow(now=T0 + timedelta(seconds=95), term=1)
     assert w.record("llm")["nodes"][0]["releasedAfterSeconds"] == 31.0
     successor.follow(now=T0 + timedelta(seconds=110), term=1)
     w.follow(120)
     assert len(w.events("llm", "NodesReleased")) == 1
+
+
+def test_a_node_whose_deletion_was_watched_is_dated_by_the_watch(world):
+    """Not by the pass that noticed it: a pass interval (15 s) later."""
+    w = world()
+    w.node("gpu-a1")
+    w.deployment("llm", node="gpu-a1")
+    w.pause("llm")
+    before = datetime.now(UTC).replace(microsecond=0)
+    w.gone("llm-5d8f9-0", node="gpu-a1")
+    after = datetime.now(UTC)
+    w.follower.follow(now=after + timedelta(minutes=5), term=1)
+    released = datetime.fromisoformat(w.record("llm")["nodes"][0]["releasedAt"])
+    assert before <= released <= after
 
 
 def test_an_event_owed_by_a_follower_that_died_is_posted_once_by_the_next_leader(world):
