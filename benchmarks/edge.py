@@ -9,6 +9,8 @@ minute, and the daemon started before it with the default 30 s interval, so
 periodic reconciles overlap the edge's batch as they do for users. Read from
 the daemon's own JSON log and /metrics: edge -> last write, edge -> last
 Event, PATCHes, GETs (a refused guard costs one) and Event POSTs per object,
+LISTs in all (the namespace's pods, for the nodes each pause records, and its
+KEDA ScaledObjects: each once per 5 s),
 the daemon's CPU seconds and peak RSS, and lines on stderr that are not JSON.
 Then the objects are set back and a minimal client (benchmarks/common.py:
 stdlib http.client, 16 keep-alive connections, nothing but the PATCHes)
@@ -131,6 +133,8 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
         "fraction_of_ceiling": round(ceiling_seconds / scaler_seconds, 2),
         "patches_per_object": round((after.get("patch", 0) - before.get("patch", 0)) / size, 3),
         "gets_per_object": round((after.get("get", 0) - before.get("get", 0)) / size, 3),
+        # Pods (a pause records its nodes) and KEDA ScaledObjects, each listed once per namespace per 5 s.
+        "lists": after.get("list", 0) - before.get("list", 0),
         "event_posts_per_object": round((after.get("create", 0) - before.get("create", 0)) / size, 3),
         "events_done_after_writes_seconds": round(events_seconds, 2),
         "cpu_seconds": round(cpu_after - cpu_before, 1), "peak_rss_mib": peak_rss,

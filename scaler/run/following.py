@@ -105,7 +105,7 @@ class Follower:
             self.kube.request("list", "GET", NODES.path(), resource_text="nodes", query={"limit": 1})
         except Denied as error:
             self.enabled = False
-            log.error("cannot read nodes: paused workloads are not followed to their nodes (grant nodes get, list "
+            log.error("cannot read nodes: paused workloads are not followed to their nodes (grant nodes list "
                       "and watch: docs/nodes.md)", error=str(error))
             return
         except KubeError:
