@@ -137,6 +137,17 @@ def wait_for(what: str, condition: Callable[[], object], timeout_seconds: float,
         time.sleep(interval)
 
 
+def settle(what: str, condition: Callable[[], object], timeout_seconds: float, interval: float = 0.5) -> bool:
+    """Like wait_for, for what is then counted: a timeout is a warning, and
+    what is missing shows in the counts."""
+    try:
+        wait_for(what, condition, timeout_seconds, interval)
+        return True
+    except TimeoutError as error:
+        print(f"warning: {error}", file=sys.stderr, flush=True)
+        return False
+
+
 # The API server: restarted with extra flags, and its audit log read.
 
 def _admin_context(cluster) -> ssl.SSLContext:
@@ -344,10 +355,10 @@ def log_lines(daemon: DaemonProcess, event: str, since: datetime | None = None) 
     return [r for r in daemon.logs(event) if since is None or parse_time(r["timestamp"]) >= since]
 
 
-def changed(daemon: DaemonProcess, namespace: str) -> set[str]:
-    """The objects whose write this daemon logged as landed."""
-    return {r["workload"] for r in daemon.logs("decision")
-            if r.get("namespace") == namespace and r.get("result") == "changed"}
+def changed(daemon: DaemonProcess, namespace: str, action: str | None = None) -> set[str]:
+    """The objects whose write (of `action`) this daemon logged as landed."""
+    return {r["workload"] for r in daemon.logs("decision") if r.get("namespace") == namespace
+            and r.get("result") == "changed" and action in (None, r.get("action"))}
 
 
 def owed_posted(daemon: DaemonProcess) -> int:
@@ -508,7 +519,7 @@ def storm_edge(storm: Storm, acting: Acting, pausing: str | None, resuming: str 
     kill = acting.kill_and_replace()
     killed: DaemonProcess = kill.pop("killed")
     row = {"pausing": objects if pausing else 0, "resuming": objects if resuming else 0,
-           "writes_before_kill": scrape_log_changed(killed, (pausing, resuming)), **kill}
+           "writes_before_kill": edge_writes(storm, killed, pausing, resuming), **kill}
     row.update(settle_edge(storm, acting.leader, pausing, resuming))
     row["owed_events_posted_by_next"] = owed_posted(acting.leader)
     if election:
@@ -517,10 +528,16 @@ def storm_edge(storm: Storm, acting: Acting, pausing: str | None, resuming: str 
     return row
 
 
-def scrape_log_changed(daemon: DaemonProcess, namespaces) -> int:
-    """Writes the killed daemon logged as landed at this edge (a kill may
-    cut the line of one that landed)."""
-    return sum(len(changed(daemon, ns)) for ns in namespaces if ns)
+def edge_writes(storm: Storm, daemon: DaemonProcess, pausing: str | None, resuming: str | None) -> int:
+    """This edge's writes that landed from `daemon`: from the audit log when
+    there is one (a kill may cut the log line of a write that landed), else
+    from its log."""
+    if storm.audit is None:
+        return sum(len(changed(daemon, ns, action)) for ns, action in ((pausing, "pause"), (resuming, "resume"))
+                   if ns)
+    return sum(1 for ns in (pausing, resuming) if ns
+               for w in storm.audit.of(resource="deployments", namespace=ns, agent=agent_of(daemon), verb="patch")
+               if w.code == 200 and w.replicas is not None and (w.replicas == 0) == (ns == pausing))
 
 
 def settle_edge(storm: Storm, leader: DaemonProcess, pausing: str | None, resuming: str | None) -> dict:
@@ -533,11 +550,8 @@ def settle_edge(storm: Storm, leader: DaemonProcess, pausing: str | None, resumi
     def evented() -> bool:
         return all(all(storm.events(ns).get(n, Counter())[reason] for n in storm.objects(ns))
                    for ns, reason in ((pausing, "ScaledToZero"), (resuming, "Resumed")) if ns)
-    try:
-        wait_for("every object written", lambda: not any(states()), 180, interval=0.5)
-        wait_for("every Event posted", evented, 120, interval=0.5)
-    except TimeoutError as error:
-        print(f"warning: {error}", file=sys.stderr)
+    if settle("every object written", lambda: not any(states()), 180):
+        settle("every Event posted", evented, 120)
     before = scrape(leader).get("reconciles", 0)
     wait_for("one more reconcile", lambda: reconciled(leader, before), 90, interval=0.3)
     wrong_p, wrong_r = states()
@@ -564,7 +578,8 @@ def written_by_both(storm: Storm, old: DaemonProcess, new: DaemonProcess, namesp
                     by[w.name].add(w.agent)
             both += sum(1 for agents in by.values() if agent_of(old) in agents and agent_of(new) in agents)
         else:
-            both += len(changed(old, namespace) & changed(new, namespace))
+            action = "pause" if namespace == pausing else "resume"
+            both += len(changed(old, namespace, action) & changed(new, namespace, action))
     return both
 
 
@@ -711,7 +726,7 @@ def split_trial(storm: Storm, pair: Pair, trial: int, objects: int, writers: int
     def resumes_evented() -> bool:
         events = storm.events(namespace)
         return all(events.get(n, Counter())["Resumed"] >= events.get(n, Counter())["ScaledToZero"] for n in names)
-    wait_for("the Events of every resume", resumes_evented, 60, interval=0.5)
+    settle("the Events of every resume", resumes_evented, 60)
     row = split_row(storm, namespace, names, old=leader, new=standby, stopped_wall=stopped_wall,
                     took_over_wall=took_over_wall, continued_wall=continued_wall)
     row.update({"racing_writes": racer.written, "takeover_seconds": round(took_over, 2),
@@ -822,9 +837,8 @@ def throttled(storm: Storm, *, objects: int, window_minutes: int = 1, concurrenc
         wait_for("every object resumed", lambda: not wrong_resumed(storm.objects(namespace)), 600, interval=1)
         settled = (datetime.now(UTC) - closes).total_seconds()
         names = sorted(storm.objects(namespace))
-        wait_for("the Events", lambda: all(
-            (e := storm.events(namespace).get(n, Counter()))["Resumed"] >= e["ScaledToZero"] for n in names),
-            300, interval=1)
+        settle("the Events", lambda: all(
+            (e := storm.events(namespace).get(n, Counter()))["Resumed"] >= e["ScaledToZero"] for n in names), 300, 1)
         before = scrape(daemon).get("reconciles", 0)
         wait_for("one more reconcile", lambda: reconciled(daemon, before), 120, interval=0.5)
     finally:
@@ -837,7 +851,7 @@ def throttled(storm: Storm, *, objects: int, window_minutes: int = 1, concurrenc
     row = {"scenario": "throttled", "objects": objects, "inflight": inflight, "window_seconds": window_minutes * 60,
            "paused_before_end": paused_at_end, "pauses_logged": len(pauses_logged),
            "pauses_logged_after_end": sum(1 for r in pauses_logged if parse_time(r["timestamp"]) > closes),
-           "paused_at_after_end": 0, "pauses_dropped_as_no_longer_wanted": len(dropped),
+           "pauses_dropped_as_no_longer_wanted": len(dropped),
            "end_to_all_resumed_seconds": round(settled, 1)}
     if storm.audit is not None:
         patches = storm.audit.of(resource="deployments", namespace=namespace, agent="scaler/throttled", verb="patch")
@@ -847,7 +861,8 @@ def throttled(storm: Storm, *, objects: int, window_minutes: int = 1, concurrenc
             "pauses_landed": sum(1 for w in pauses if w.code == 200),
             "late_pauses_landed": sum(1 for w in pauses if w.code == 200 and w.received >= closes),
             "pauses_in_flight_at_end": sum(1 for w in pauses if w.code == 200 and w.received < closes < w.completed),
-            "late_pauses_refused": sum(1 for w in pauses if w.code != 200 and w.received >= closes)})
+            "last_pause_received_seconds_after_end": round(max(
+                ((w.received - closes).total_seconds() for w in pauses if w.code == 200), default=-1e9), 3)})
         expected = Counter(w.name for w in pauses if w.code == 200).__getitem__
     else:
         paused = {r["workload"] for r in pauses_logged}
@@ -932,19 +947,32 @@ def edge_count(storm: Storm, *, objects: int, reconcile_offset_seconds: float = 
     storm.write_policies([policy])  # the same policies, a new mtime: reloaded, and a reconcile at once
     wait_for("the edge", lambda: datetime.now(UTC) >= opens - timedelta(seconds=1), 120, interval=0.05)
     before = scrape(daemon)
+    ends: list[float] = []  # when each full reconcile finished, in seconds from the edge
+    watching = threading.Event()
+
+    def watch() -> None:
+        seen = before.get("reconciles", 0)
+        while not watching.is_set():
+            if (count := scrape(daemon).get("reconciles", 0)) > seen:
+                seen = count
+                ends.append(round((datetime.now(UTC) - opens).total_seconds(), 2))
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     wait_for("every object paused", lambda: not wrong_paused(storm.objects(namespace)), 300, interval=0.3)
     names = sorted(storm.objects(namespace))
-    wait_for("every Event", lambda: all(storm.events(namespace).get(n, Counter())["ScaledToZero"] for n in names),
-             120, interval=0.5)
+    settle("every Event", lambda: all(storm.events(namespace).get(n, Counter())["ScaledToZero"] for n in names), 120)
     last = scrape(daemon).get("reconciles", 0)
     wait_for("one more reconcile", lambda: reconciled(daemon, last), interval_seconds + 60, interval=0.5)
     after = scrape(daemon)
+    watching.set()
+    watcher.join(5)
     logged = [r for r in daemon.logs("decision") if r.get("namespace") == namespace and r.get("action") == "pause"]
     landed = [r for r in logged if r.get("result") == "changed"]
     written_at = [parse_time(r["timestamp"]) for r in landed]
     row = {"scenario": "edge", "objects": objects, "interval_seconds": interval_seconds,
            "patches": int(after.get("patch", 0) - before.get("patch", 0)), "changed": len(landed),
-           "reconciles_during": int(after.get("reconciles", 0) - before.get("reconciles", 0)),
+           "reconciles_ended_at_seconds_after_edge": ends,
            "conflicts_after_retries": int(after.get("actions_conflict", 0) - before.get("actions_conflict", 0)),
            "failed": int(after.get("actions_failed", 0) - before.get("actions_failed", 0)),
            "edge_to_last_write_seconds": round((max(written_at) - opens).total_seconds(), 2),
@@ -984,6 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     kills.add_argument("--trigger", choices=("edge", "reload"), default="edge")
     kills.add_argument("--edge-minutes", type=int, default=1)
     kills.add_argument("--concurrency", type=int, default=16)
+    kills.add_argument("--interval-seconds", type=float, default=10, help="the daemons' evaluation interval")
     split = commands.add_parser("split-brain", help="SIGSTOP the leader across its lease while its writes retry")
     split.add_argument("--trials", type=int, default=5)
     split.add_argument("--objects", type=int, default=40)
@@ -1011,7 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.scenario == "kills":
             kill_storm(storm, batches=args.batches, objects=args.objects, election=args.election,
-                       trigger=args.trigger, edge_minutes=args.edge_minutes, concurrency=args.concurrency)
+                       trigger=args.trigger, edge_minutes=args.edge_minutes, concurrency=args.concurrency,
+                       interval_seconds=args.interval_seconds)
         elif args.scenario == "split-brain":
             split_brain(storm, trials=args.trials, objects=args.objects, writers=args.writers, qps=args.qps)
         elif args.scenario == "throttled":
