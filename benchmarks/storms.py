@@ -241,6 +241,7 @@ class Storm:
     kube: Kube = field(init=False)
     rng: random.Random = field(init=False)
     daemons: list[DaemonProcess] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kube = Kube.from_environment(kubeconfig=str(self.cluster.kubeconfig), pool_size=32)
@@ -260,6 +261,7 @@ class Storm:
         """A fresh namespace of `objects` Deployments, created paused (no pods)."""
         namespace = f"storm-{label}-{uuid.uuid4().hex[:5]}"
         create_namespace(self.kube, namespace)
+        self.namespaces.append(namespace)
         bodies = []
         for i in range(objects):
             body = deployment(f"d-{i:05d}", replicas=size_of(f"d-{i}"), labels={"storm": label})
@@ -275,11 +277,18 @@ class Storm:
         self.daemons.append(started)
         return started
 
-    def close(self) -> None:
+    def close(self, *, delete: bool = True) -> None:
+        """Kill every daemon it started (a stopped one is continued first);
+        delete its namespaces (the API server's garbage collector does the rest)."""
         for daemon in self.daemons:
             if daemon.process and daemon.process.poll() is None:
                 daemon.process.send_signal(signal.SIGCONT)
             daemon.kill()
+        for namespace in self.namespaces if delete else ():
+            try:
+                self.kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+            except KubeError as error:
+                print(f"warning: {error}", file=sys.stderr)
 
     def objects(self, namespace: str) -> dict[str, tuple[int, dict]]:
         items, _ = self.kube.list(DEPLOYMENT.resource, namespace)
@@ -299,6 +308,7 @@ class Storm:
         if not hasattr(self, "_lease_namespace"):
             self._lease_namespace = f"storm-lease-{uuid.uuid4().hex[:5]}"
             create_namespace(self.kube, self._lease_namespace)
+            self.namespaces.append(self._lease_namespace)
         return self._lease_namespace
 
     def holder(self, lease: str, namespace: str) -> str | None:
@@ -306,6 +316,12 @@ class Storm:
             return (self.kube.get(LEASES, namespace, lease).get("spec") or {}).get("holderIdentity") or None
         except KubeError:
             return None
+
+
+def events_cover(storm: Storm, namespace: str, names, wanted: Callable[[Counter], bool]) -> bool:
+    """Whether every object's Events (one LIST) are as `wanted`."""
+    events = storm.events(namespace)
+    return all(wanted(events.get(n, Counter())) for n in names)
 
 
 def wrong_paused(objects: dict[str, tuple[int, dict]]) -> list[str]:
@@ -436,12 +452,13 @@ class Acting:
 
 def kill_storm(storm: Storm, *, batches: int, objects: int, election: bool = False, trigger: str = "edge",
                edge_minutes: int = 1, concurrency: int = 16, lease: tuple[int, int, int] = (6, 4, 1),
-               interval_seconds: float = 30) -> dict:
+               interval_seconds: float = 30, edges: int | None = None) -> dict:
     """Edges 1..batches+1: edge j pauses batch j and resumes batch j-1; the
     acting daemon is SIGKILLed after a random number of that edge's writes.
     trigger "edge": real window edges on minute boundaries, `edge_minutes`
     apart (the edge job acts); "reload": the policy file is flipped (the
-    reload's reconcile acts), for tests that cannot wait for minutes."""
+    reload's reconcile acts), for tests that cannot wait for minutes.
+    `edges`: stop after that many (default: all, batches + 1)."""
     lease_ref = ("scaler-storms", storm.lease_namespace()) if election else None
     flags = ("--concurrency", str(concurrency), "--evaluation-interval-seconds", f"{interval_seconds:g}")
     election_flags = () if not election else (
@@ -472,7 +489,7 @@ def kill_storm(storm: Storm, *, batches: int, objects: int, election: bool = Fal
     storm.write_policies(policies(1, flipped=False))
     acting.begin()
     rows = []
-    for j in range(1, batches + 2):
+    for j in range(1, min(batches + 1, edges or batches + 1) + 1):
         pausing, resuming = namespaces.get(j) if j <= batches else None, namespaces.get(j - 1)
         if trigger == "edge":
             wait_for(f"edge {j}", lambda at=edges[j]: datetime.now(UTC) >= at, 600, interval=0.02)
@@ -548,7 +565,7 @@ def settle_edge(storm: Storm, leader: DaemonProcess, pausing: str | None, resumi
                 wrong_resumed(storm.objects(resuming)) if resuming else [])
 
     def evented() -> bool:
-        return all(all(storm.events(ns).get(n, Counter())[reason] for n in storm.objects(ns))
+        return all(events_cover(storm, ns, storm.objects(ns), lambda e, r=reason: e[r] > 0)
                    for ns, reason in ((pausing, "ScaledToZero"), (resuming, "Resumed")) if ns)
     if settle("every object written", lambda: not any(states()), 180):
         settle("every Event posted", evented, 120)
@@ -837,8 +854,8 @@ def throttled(storm: Storm, *, objects: int, window_minutes: int = 1, concurrenc
         wait_for("every object resumed", lambda: not wrong_resumed(storm.objects(namespace)), 600, interval=1)
         settled = (datetime.now(UTC) - closes).total_seconds()
         names = sorted(storm.objects(namespace))
-        settle("the Events", lambda: all(
-            (e := storm.events(namespace).get(n, Counter()))["Resumed"] >= e["ScaledToZero"] for n in names), 300, 1)
+        settle("the Events", lambda: events_cover(storm, namespace, names, lambda e: e["Resumed"] >= e["ScaledToZero"]),
+               300, 1)
         before = scrape(daemon).get("reconciles", 0)
         wait_for("one more reconcile", lambda: reconciled(daemon, before), 120, interval=0.5)
     finally:
@@ -940,7 +957,8 @@ def edge_count(storm: Storm, *, objects: int, reconcile_offset_seconds: float = 
     opens = next_minute(datetime.now(UTC) + timedelta(seconds=interval_seconds + 15))
     policy = down_window("edge", namespace, "edge", opens=opens, closes=opens + timedelta(minutes=30))
     storm.write_policies([policy])
-    daemon = storm.daemon("edge", "--concurrency", str(concurrency))
+    daemon = storm.daemon("edge", "--concurrency", str(concurrency), "--evaluation-interval-seconds",
+                          f"{interval_seconds:g}")
     daemon.wait_ready(120)
     touch_at = opens - timedelta(seconds=interval_seconds) + timedelta(seconds=reconcile_offset_seconds)
     wait_for("the moment to touch the policies", lambda: datetime.now(UTC) >= touch_at, 120, interval=0.01)
@@ -961,7 +979,7 @@ def edge_count(storm: Storm, *, objects: int, reconcile_offset_seconds: float = 
     watcher.start()
     wait_for("every object paused", lambda: not wrong_paused(storm.objects(namespace)), 300, interval=0.3)
     names = sorted(storm.objects(namespace))
-    settle("every Event", lambda: all(storm.events(namespace).get(n, Counter())["ScaledToZero"] for n in names), 120)
+    settle("every Event", lambda: events_cover(storm, namespace, names, lambda e: e["ScaledToZero"] > 0), 120)
     last = scrape(daemon).get("reconciles", 0)
     wait_for("one more reconcile", lambda: reconciled(daemon, last), interval_seconds + 60, interval=0.5)
     after = scrape(daemon)
