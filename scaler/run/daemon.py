@@ -277,18 +277,18 @@ class Daemon:
         self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now, term=term)
 
     def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
-        """Once per term, when it may act, before any job of the term acts:
-        the Events its predecessor (killed, or deposed) owed for the actions
-        recorded on the objects; an action of this term (resuming at once what
-        it paused) would rewrite the record. Event names make a repeat
-        impossible. A failed check is retried by the next job."""
-        with self._owed_lock:
-            if self._events_checked_term == term or not self._may_act(None, term):
+        """Once per term, when it may act, before any job of the term acts: the
+        Events its predecessor (killed, or deposed) owed for the actions recorded
+        on the objects (an action of this term would rewrite a record). Event
+        names make a repeat impossible; a failed check is retried by the next job."""
+        with self._owed_lock:  # again after a write whose answer was lost: it may have landed
+            if (self._events_checked_term == term and not self.reconciler.unsure.is_set()) \
+                    or not self._may_act(None, term):
                 return
+            self.reconciler.unsure.clear()
             try:
-                posted = self.reconciler.post_owed_events(
-                    policies, now=now, ttl_seconds=self.settings.event_ttl_seconds,
-                    namespaces=self.settings.namespaces)
+                posted = self.reconciler.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
+                                                          ttl_seconds=self.settings.event_ttl_seconds)
             except KubeError as error:
                 log.warning("owed Events not checked; the next pass retries", error=str(error))
                 return

@@ -207,6 +207,29 @@ def test_a_new_term_posts_what_the_last_one_owed_before_it_acts_on_the_same_obje
     assert all("posted by the next daemon" in e["message"] for e in paused)
 
 
+def test_a_pause_whose_answer_is_lost_still_gets_its_event_in_the_same_term(fake, prometheus, tmp_path):
+    """The connection drops after the API server applied the pause: the
+    daemon cannot tell it landed (the write is logged failed), but the
+    object carries the action's record, so the next pass of the same term
+    looks for owed Events again and posts it."""
+    deployments(fake, "a")
+    fake.fail(method="PATCH", path="/deployments/a$", reset=True, after=True)
+    daemon = make_daemon(fake, prometheus, tmp_path)
+    daemon._checked_term = daemon.leadership.term
+
+    def posted():
+        daemon._reconcile()
+        daemon.events.flush(timeout_seconds=2)
+        return fake.events("llm", reason="ScaledToZero")
+    try:
+        daemon._reconcile()
+        assert fake.get("deployments.apps", "llm", "a")["spec"]["replicas"] == 0
+        [event] = eventually(posted, timeout_seconds=5)
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    assert event["involvedObject"]["name"] == "a" and fake.count("PATCH", "/deployments/") == 1
+
+
 def _never():
     from scaler.cluster.kube import Fenced
 
