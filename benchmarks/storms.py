@@ -452,13 +452,13 @@ class Acting:
 
 def kill_storm(storm: Storm, *, batches: int, objects: int, election: bool = False, trigger: str = "edge",
                edge_minutes: int = 1, concurrency: int = 16, lease: tuple[int, int, int] = (6, 4, 1),
-               interval_seconds: float = 30, edges: int | None = None) -> dict:
+               interval_seconds: float = 30, stop_after: int | None = None) -> dict:
     """Edges 1..batches+1: edge j pauses batch j and resumes batch j-1; the
     acting daemon is SIGKILLed after a random number of that edge's writes.
     trigger "edge": real window edges on minute boundaries, `edge_minutes`
     apart (the edge job acts); "reload": the policy file is flipped (the
     reload's reconcile acts), for tests that cannot wait for minutes.
-    `edges`: stop after that many (default: all, batches + 1)."""
+    `stop_after`: that many edges (default: all, batches + 1)."""
     lease_ref = ("scaler-storms", storm.lease_namespace()) if election else None
     flags = ("--concurrency", str(concurrency), "--evaluation-interval-seconds", f"{interval_seconds:g}")
     election_flags = () if not election else (
@@ -489,7 +489,7 @@ def kill_storm(storm: Storm, *, batches: int, objects: int, election: bool = Fal
     storm.write_policies(policies(1, flipped=False))
     acting.begin()
     rows = []
-    for j in range(1, min(batches + 1, edges or batches + 1) + 1):
+    for j in range(1, min(batches + 1, stop_after or batches + 1) + 1):
         pausing, resuming = namespaces.get(j) if j <= batches else None, namespaces.get(j - 1)
         if trigger == "edge":
             wait_for(f"edge {j}", lambda at=edges[j]: datetime.now(UTC) >= at, 600, interval=0.02)

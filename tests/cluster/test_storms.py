@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import storms  # noqa: E402 - benchmarks/ is not a package
+import storms  # benchmarks/ is not a package: on sys.path above
 
 NONE = {"missing": 0, "duplicate": 0}
 
@@ -45,7 +45,7 @@ def test_a_daemon_killed_mid_batch_at_each_edge_loses_no_count_and_no_event(stor
 
 def test_a_leader_killed_mid_batch_leaves_its_standby_nothing_to_repeat(storm):
     result = storms.kill_storm(storm, batches=1, objects=100, election=True, trigger="reload", interval_seconds=3,
-                               edges=1)
+                               stop_after=1)
     [row] = result["rows"]
     assert row["wrong_paused"] == 0 and row["scaled_to_zero"] == NONE, row
     assert row["objects_written_by_both"] == 0, row
