@@ -289,6 +289,19 @@ class Storm:
                 self.kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
             except KubeError as error:
                 print(f"warning: {error}", file=sys.stderr)
+        # Until they are gone: a daemon started meanwhile (the next storm's)
+        # would find actions recorded on objects whose Events the namespace's
+        # deletion already removed, and post them into a namespace that
+        # refuses them.
+        settle("the storm's namespaces deleted", lambda: not any(
+            self._exists(namespace) for namespace in (self.namespaces if delete else ())), 300, interval=1)
+
+    def _exists(self, namespace: str) -> bool:
+        try:
+            self.kube.get(Resource("", "v1", "namespaces", namespaced=False), None, namespace)
+            return True
+        except KubeError:
+            return False
 
     def objects(self, namespace: str) -> dict[str, tuple[int, dict]]:
         items, _ = self.kube.list(DEPLOYMENT.resource, namespace)
