@@ -623,34 +623,39 @@ def agent_of(daemon: DaemonProcess) -> str:
 class Racer:
     """Other writers changing a guarded annotation (scaler.io/override-until,
     to an instant in the past, so the decision stays the same) on every
-    object of a namespace, round and round: the daemon's guarded PATCHes fail
-    with 422, and it re-reads and retries."""
+    object of a namespace, each object once every `every_seconds`: the
+    daemon's guarded PATCHes that read the object before such a write fail
+    with 422, and it re-reads and retries; paced, so that some of its
+    retries get through and the leader keeps making progress."""
 
-    def __init__(self, cluster, namespace: str, names: list[str], writers: int) -> None:
+    def __init__(self, cluster, namespace: str, names: list[str], writers: int, every_seconds: float = 1.0) -> None:
         self.kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=writers + 2)
         self.kube.api_client.user_agent = "storms/racer"
-        self.namespace, self.names = namespace, names
+        self.namespace, self.names, self.every_seconds = namespace, names, every_seconds
         self.stop_event = threading.Event()
         self.written = 0
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(writers)]
+        self.threads = [threading.Thread(target=self._run, args=(names[i::writers],), daemon=True)
+                        for i in range(writers)]
 
     def __enter__(self) -> Racer:
         for thread in self.threads:
             thread.start()
         return self
 
-    def _run(self, offset: int) -> None:
-        count = offset
+    def _run(self, names: list[str]) -> None:
+        count = 0
         while not self.stop_event.is_set():
-            name = self.names[count % len(self.names)]
-            past = (datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=count)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            try:
-                self.kube.patch(DEPLOYMENT.resource, self.namespace, name,
-                                {"metadata": {"annotations": {OVERRIDE_UNTIL: past}}})
-                self.written += 1
-            except KubeError:
-                pass
-            count += len(self.threads)
+            started = time.monotonic()
+            for name in names:
+                count += 1
+                past = (datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=count)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                try:
+                    self.kube.patch(DEPLOYMENT.resource, self.namespace, name,
+                                    {"metadata": {"annotations": {OVERRIDE_UNTIL: past}}})
+                    self.written += 1
+                except KubeError:
+                    pass
+            self.stop_event.wait(max(self.every_seconds - (time.monotonic() - started), 0))
 
     def stop(self) -> None:
         self.stop_event.set()
