@@ -53,3 +53,49 @@ def create_deployments(kube, namespace: str, bodies: list[dict], *, concurrency:
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda body: kube.create(DEPLOYMENT.resource, namespace, body), bodies))
+
+
+def minimal_client_patches(cluster, namespace: str, bodies: dict[str, list[dict]], *,
+                           connections: int = 16) -> float:
+    """The machine's write ceiling: the JSON patches in `bodies` (name ->
+    operations) sent by a minimal stdlib client, one keep-alive TLS connection
+    per thread, nothing else done per write. Seconds for all of them."""
+    import http.client
+    import json
+    import ssl
+    import threading
+    import time
+
+    pki = cluster.state_dir / "pki"
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    port = int(cluster.apiserver_url.rsplit(":", 1)[1])
+    names = list(bodies)
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def worker() -> None:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context)
+        while True:
+            with lock:
+                if not names:
+                    break
+                name = names.pop()
+            connection.request("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+                               body=json.dumps(bodies[name]),
+                               headers={"Content-Type": "application/json-patch+json", "Accept": "application/json"})
+            answer = connection.getresponse()
+            text = answer.read()
+            if answer.status != 200:
+                failures.append(f"{name}: {answer.status} {text[:200]!r}")
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"the minimal client's patches failed: {failures[:5]}")
+    return time.perf_counter() - started

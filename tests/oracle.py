@@ -122,6 +122,8 @@ def _cron_field(text: str, low: int, high: int, names: dict[str, int] | None = N
             first, last = low, high
         elif "-" in base:
             first, last = (_cron_value(part, names) for part in base.split("-"))
+            if names is CRON_DAYS and base.split("-")[1].lower() == "sun" and first > 0:
+                last = 7  # docs: Sunday ending a range after another day is 7 ('fri-sun')
         else:
             first = _cron_value(base, names)
             last = high if step else first
@@ -148,13 +150,46 @@ class Cron:
                    frozenset(weekdays), day != "*", weekday != "*")
 
     def matches(self, wall: datetime) -> bool:
-        if wall.minute not in self.minutes or wall.hour not in self.hours or wall.month not in self.months:
+        if wall.minute not in self.minutes or wall.hour not in self.hours:
+            return False
+        return self.matches_day(wall)
+
+    def matches_day(self, wall: datetime | date) -> bool:
+        if wall.month not in self.months:
             return False
         day_ok = wall.day in self.days
         weekday_ok = (wall.weekday() + 1) % 7 in self.weekdays
         if self.days_restricted and self.weekdays_restricted:
             return day_ok or weekday_ok  # standard cron: either
         return day_ok and weekday_ok
+
+
+def next_wall_fire(cron: Cron, wall: datetime) -> datetime | None:
+    """The first wall-clock minute at or after `wall` the cron fires at:
+    day by day (five years at most), then minute by minute in a day it
+    fires on."""
+    day = wall.date()
+    for _ in range(5 * 366):
+        if cron.matches_day(day):
+            for minute in range(1440):
+                moment = datetime.combine(day, datetime.min.time()) + timedelta(minutes=minute)
+                if moment >= wall and cron.matches(moment):
+                    return moment
+        day += timedelta(days=1)
+    return None
+
+
+def last_wall_fire(cron: Cron, wall: datetime) -> datetime | None:
+    """The last wall-clock minute at or before `wall` the cron fires at."""
+    day = wall.date()
+    for _ in range(5 * 366):
+        if cron.matches_day(day):
+            for minute in reversed(range(1440)):
+                moment = datetime.combine(day, datetime.min.time()) + timedelta(minutes=minute)
+                if moment <= wall and cron.matches(moment):
+                    return moment
+        day -= timedelta(days=1)
+    return None
 
 
 # ---------------------------------------------------------------- the walk
@@ -233,3 +268,76 @@ def transitions(tz: ZoneInfo, year: int) -> list[datetime]:
             offset = following.astimezone(tz).utcoffset()
         moment = following
     return found
+
+
+# ---------------------------------------------------------------- calendars
+#
+# From docs/policies.md ("Calendars"): a calendar's days (a holiday, a date,
+# an all-day event) are whole local days in the policy's zone, from the
+# moment the clock has shown that day's midnight to the moment it has shown
+# the next one's; so at any instant the day is the date of the latest wall
+# time the clock has shown. A timed event is its own span, start included,
+# end excluded, its wall times (in its own zone, or the policy's if floating)
+# happening at the first moment that zone's clock has shown them. A window
+# with calendars is active when its time part is (or always, without one),
+# and with `on` the instant is on a day or in an event of one of them, and
+# with `except` on none of theirs.
+
+
+@dataclass
+class Calendar:
+    """A calendar as the oracle knows it: dates, and timed events as
+    (start wall time, end wall time, zone or None for floating)."""
+
+    days: set[date]
+    events: list[tuple[datetime, datetime, ZoneInfo | None]]
+
+
+def happens(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The first UTC minute at which the clock in `tz` has shown `wall` (a
+    whole minute) or later: walked minute by minute."""
+    moment = (wall - timedelta(hours=15)).replace(tzinfo=UTC)  # no zone is more than 14 hours ahead of UTC
+    shown = _floor_minute(_wall(moment, tz))
+    while shown < wall:
+        moment += MINUTE
+        shown = max(shown, _floor_minute(_wall(moment, tz)))
+    return moment
+
+
+def shown_days(tz: ZoneInfo, first: datetime, last: datetime) -> dict[datetime, date]:
+    """The local day at every UTC minute from `first` to `last`: the date of
+    the latest wall-clock minute shown so far."""
+    moment = first - timedelta(days=2)
+    shown = _floor_minute(_wall(moment, tz))
+    days = {}
+    while moment <= last:
+        shown = max(shown, _floor_minute(_wall(moment, tz)))
+        if moment >= first:
+            days[moment] = shown.date()
+        moment += MINUTE
+    return days
+
+
+def member(calendar: Calendar, days: dict[datetime, date], tz: ZoneInfo) -> dict[datetime, bool]:
+    """Whether each minute of `days` is on a day or in an event of `calendar`."""
+    spans = [(happens(start, zone or tz), happens(end, zone or tz)) for start, end, zone in calendar.events]
+    return {moment: day in calendar.days or any(opens <= moment < closes for opens, closes in spans)
+            for moment, day in days.items()}
+
+
+def walk_with_calendars(spec: dict, tz: ZoneInfo, first: datetime, last: datetime,
+                        calendars: dict[str, Calendar]) -> dict[datetime, bool | None]:
+    """`walk`, for a window that may also have `on` and `except` (calendar
+    names) and no time part."""
+    days = shown_days(tz, first, last)
+    if "when" in spec or "start" in spec:
+        base = walk({key: spec[key] for key in ("when", "start", "end") if key in spec}, tz, first, last)
+    else:
+        base = dict.fromkeys(days, True)
+    on = [member(calendars[name], days, tz) for name in spec.get("on", ())]
+    off = [member(calendars[name], days, tz) for name in spec.get("except", ())]
+    states: dict[datetime, bool | None] = {}
+    for moment, state in base.items():
+        allowed = (not on or any(m[moment] for m in on)) and not any(m[moment] for m in off)
+        states[moment] = (state and allowed) if state is not None else (False if not allowed else None)
+    return states

@@ -4,7 +4,9 @@ flaps, and the demand that met a paused workload and how long it waited.
 
 Exit codes: 0 replayed; 4 some signal data could not be read (those steps
 are unknown in the replay, and held as the daemon would hold); 1 error (bad
-arguments or policies, an unreachable cluster, a policy that failed).
+policies, an unreachable cluster, a namespace that does not exist, a policy
+that failed); 2 usage (an unreadable time, duration or selector, a period
+that is not one, a --chart path that cannot be written).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
-from scaler.cli.instants import InstantError, duration, instant
+from scaler.cli.instants import InstantError, check_computable, duration, instant
 from scaler.cli.output import console, print_document, table
-from scaler.cli.plan import reported
+from scaler.cli.plan import reported, valid_policies
+from scaler.cli.scoping import Stop, check_namespace
+from scaler.cluster.kube import KubeconfigError, KubeError
 from scaler.decide.decisions import Action
 from scaler.decide.replaying import Replay, Steps
 from scaler.decide.selectors import Selector, SelectorError
@@ -26,7 +30,9 @@ from scaler.run.backtesting import Backtest, Scope, backtest
 from scaler.run.observability import configure_logging
 from scaler.run.settings import PlanSettings, add_settings_arguments
 
-EXIT_OK, EXIT_ERROR, EXIT_UNKNOWN = 0, 1, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 4
+#: Where a workload's size at the start came from.
+START_FROM_HISTORY, START_FROM_TODAY = "kube-state-metrics", "today (no history)"
 #: More steps than this is refused: a year at one minute.
 MAX_STEPS = 366 * 1440
 
@@ -60,12 +66,14 @@ def _period(args: argparse.Namespace, now: datetime) -> tuple[Steps, float | Non
         raise InstantError(f"--to {rfc3339(end)} is not after --from {rfc3339(start)}")
     if end > now:
         raise InstantError(f"--to {rfc3339(end)} is in the future: history ends now ({rfc3339(now)})")
-    start = start.astimezone(UTC).replace(microsecond=0)
+    start, end = start.replace(microsecond=0), end.replace(microsecond=0)
+    if end <= start:
+        raise InstantError(f"--to {rfc3339(end)} is not a whole second after --from {rfc3339(start)}")
     count = int((end - start).total_seconds() // step) + 1
     if count > MAX_STEPS:
         raise InstantError(f"{count} steps of {human_duration(step)}: more than {MAX_STEPS}; take a longer --step")
     warm_up = duration(args.warm_up, flag="--warm-up") if args.warm_up else None
-    return Steps(start, int(step), count), warm_up, duration(args.flap_window, flag="--flap-window")
+    return Steps(start, int(step), count, until=end), warm_up, duration(args.flap_window, flag="--flap-window")
 
 
 def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
@@ -79,8 +87,14 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
             from scaler.cli.timeline import check_chart
 
             check_chart(args.chart)  # before the work, not after it
-    except (InstantError, SelectorError, ValueError, RuntimeError) as error:
+        check_computable(valid_policies(settings), steps.start, flag="--from")
+    except (InstantError, SelectorError, ValueError) as error:  # check_chart: ValueError names the path
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as error:  # check_chart: plotly is not installed
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.namespace is not None and not _namespace_exists(settings, args.namespace):
         return EXIT_ERROR
     with _progress() as (progress, on_plan):
         result = reported(lambda: backtest(settings, steps=steps, now=now, scope=Scope(args.namespace, selector),
@@ -100,9 +114,22 @@ def run_backtest(settings: PlanSettings, *, options: argparse.Namespace) -> int:
         print(f"timeline written to {args.chart}", file=sys.stderr)
     for message in result.signal_errors:
         print(f"warning: signal unknown (held): {message}", file=sys.stderr)
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
     if result.failures:
         return EXIT_ERROR
     return EXIT_UNKNOWN if result.signal_errors else EXIT_OK
+
+
+def _namespace_exists(settings: PlanSettings, namespace: str) -> bool:
+    """`-n nope` is an error, as for `scaler status`, not an empty replay;
+    False once it has said why."""
+    try:
+        check_namespace(settings.kube(), namespace)
+    except (Stop, KubeError, KubeconfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 @contextmanager
@@ -131,6 +158,8 @@ def workload_summary(replay: Replay, *, flap_seconds: float) -> dict:
         "namespace": s.state.namespace, "kind": s.state.kind, "name": s.state.name, "policy": s.policy.name,
         "size": s.size, "gpusPerReplica": s.gpus_per_replica,
         "warmUpSeconds": round(s.warm_up_seconds, 1), "warmUpSource": s.warm_up_source,
+        "startReplicas": s.size if s.start_replicas is None else s.start_replicas,
+        "startSizeFrom": START_FROM_TODAY if s.start_replicas is None else START_FROM_HISTORY,
         "gpuHours": round(replay.gpu_hours, 3), "gpuHoursAlwaysUp": round(replay.gpu_hours_always_up, 3),
         "gpuHoursSaved": round(replay.gpu_hours_saved, 3),
         "pauses": replay.count(Action.PAUSE), "wakes": replay.count(Action.RESUME),
@@ -149,7 +178,7 @@ def summary(result: Backtest, *, flap_seconds: float) -> dict:
     rows = [workload_summary(replay, flap_seconds=flap_seconds) for replay in result.replays]
     used, up = sum(r["gpuHours"] for r in rows), sum(r["gpuHoursAlwaysUp"] for r in rows)
     return {
-        "from": rfc3339(result.steps.start), "to": rfc3339(result.steps.at(result.steps.count - 1)),
+        "from": rfc3339(result.steps.start), "to": rfc3339(result.steps.end),
         "stepSeconds": result.steps.step_seconds, "steps": result.steps.count,
         "flapWindowSeconds": flap_seconds, "prometheusRequests": result.requests,
         "total": {"workloads": len(rows), "gpuHours": round(used, 3), "gpuHoursAlwaysUp": round(up, 3),
@@ -160,6 +189,7 @@ def summary(result: Backtest, *, flap_seconds: float) -> dict:
                   "waitSecondsWorst": max((r["waitSecondsWorst"] for r in rows), default=0.0),
                   "unknownSteps": sum(r["unknownSteps"] for r in rows)},
         "workloads": rows, "signalErrors": result.signal_errors, "policyErrors": result.failures,
+        "warnings": result.warnings,
     }
 
 
@@ -172,18 +202,24 @@ def _print_table(document: dict, *, wide: bool) -> None:
     rows = [(r["namespace"], r["name"], r["policy"], _hours(r["gpuHours"]), _hours(r["gpuHoursAlwaysUp"]),
              _hours(r["gpuHoursSaved"]), str(r["pauses"]), str(r["wakes"]), str(r["flaps"]),
              str(r["demandWhilePaused"]), human_duration(r["waitSecondsWorst"]) if r["demandWhilePaused"] else "-",
-             f"{r['warmUpSeconds']:g}s {r['warmUpSource']}", f"{r['unknownPercent']:g}%" if r["unknownSteps"] else "-")
+             f"{r['warmUpSeconds']:g}s {r['warmUpSource']}",
+             f"{r['startReplicas']} {'history' if r['startSizeFrom'] == START_FROM_HISTORY else 'today'}",
+             f"{r['unknownPercent']:g}%" if r["unknownSteps"] else "-")
             for r in document["workloads"]]
-    rows += [("-", "-", f["policy"], "", "", "", "", "", "", "", "", "", f"failed: {f['source'] or 'policy'}: "
+    rows += [("-", "-", f["policy"], "", "", "", "", "", "", "", "", "", "", f"failed: {f['source'] or 'policy'}: "
               f"{f['error']}") for f in document["policyErrors"]]
     screen.print(table(("NAMESPACE", "NAME", "POLICY", "GPU-H USED", "ALWAYS UP", "SAVED", "PAUSES", "WAKES",
-                        "FLAPS", "DEMAND AT 0", "WORST WAIT", "WARM-UP", "UNKNOWN"), rows))
+                        "FLAPS", "DEMAND AT 0", "WORST WAIT", "WARM-UP", "START", "UNKNOWN"), rows))
     total = document["total"]
     screen.print(f"{document['from']} to {document['to']}, {document['steps']} steps of "
                  f"{human_duration(document['stepSeconds'])}, {total['workloads']} workload(s): "
                  f"{_hours(total['gpuHoursSaved'])} of {_hours(total['gpuHoursAlwaysUp'])} GPU-hours saved "
                  f"({total['savedPercent']:g}%), {total['pauses']} pauses, {total['wakes']} wakes, "
                  f"{total['flaps']} flaps; {document['prometheusRequests']} Prometheus requests")
+    known = sum(1 for r in document["workloads"] if r["startSizeFrom"] == START_FROM_HISTORY)
+    if document["workloads"]:
+        screen.print(f"start size: from kube-state-metrics for {known}, today's (no history) for "
+                     f"{len(document['workloads']) - known} workload(s)")
     if wide:
         for r in document["workloads"]:
             for act in r["actions"]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scaler import __version__
-from scaler.cli import manual
+from scaler.cli import calendars, manual
 from scaler.cli.output import OUTPUTS
 from scaler.decide.loading import check_policies
 from scaler.decide.policies import json_schema
@@ -42,18 +42,27 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 def _validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="policy file, or directory of *.yaml/*.yml files (not recursive)")
+    calendars.add_arguments(parser)
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Exit 0 with one summary line if every policy is valid; otherwise exit 1
-    with one `file:line: field: message` line per problem."""
+    with one `file:line: field: message` line per problem. `--explain
+    CALENDAR` lists the days the calendar yields instead of the summary."""
     policies, problems = check_policies(args.paths)
+    for problem in problems:
+        print(problem)
     if problems:
-        for problem in problems:
-            print(problem)
         print(f"{_plural(len(problems), 'problem')}", file=sys.stderr)
+    if args.explain is not None:
+        return calendars.explain(policies, args) or (1 if problems else 0)
+    if problems:
         return 1
-    print(f"{_plural(len(policies), 'policy', 'policies')} in {_plural(len(policies.files), 'file')} OK")
+    defined = f", {_plural(len(policies.calendars), 'calendar')}" if policies.calendars else ""
+    print(f"{_plural(len(policies), 'policy', 'policies')}{defined} in {_plural(len(policies.files), 'file')} OK")
+    for name in policies.unread:
+        print(f"calendar {name!r}: its iCalendar file is in a ConfigMap, read through the API by the daemon and "
+              "`scaler plan`, not here")
     return 0
 
 

@@ -9,7 +9,8 @@ import getpass
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scaler.cli.output import (
     DOCUMENTS,
@@ -155,12 +156,28 @@ def run_pause(args) -> int:
     return _report(sort_results(results + selected.rows), args=args, verb="pause")
 
 
+def local_zone() -> tzinfo:
+    """This machine's time zone as IANA rules (so `--until 02:30` on a day
+    the clocks change is placed as windows are): $TZ (a name or a file),
+    else /etc/localtime, else just the offset in force now."""
+    name = os.environ.get("TZ", "").removeprefix(":")
+    try:
+        if name and not name.startswith("/"):
+            return ZoneInfo(name)
+        with open(name or "/etc/localtime", "rb") as file:
+            return ZoneInfo.from_file(file, key=name or "localtime")
+    except (OSError, ValueError, ZoneInfoNotFoundError):  # e.g. a POSIX rule such as TZ=CET-1CEST
+        zone = datetime.now(UTC).astimezone().tzinfo
+        assert zone is not None
+        return zone
+
+
 def _hold(args) -> dict[str, str] | None:
     if args.hold_for is None and args.hold_until is None:
         return None
     try:
         return hold_annotations(for_text=args.hold_for, until_text=args.hold_until,
-                                now=datetime.now(UTC).astimezone())
+                                now=datetime.now(local_zone()))
     except HoldError as error:
         raise Stop(str(error), code=2) from None
 

@@ -1,9 +1,9 @@
 """`scaler plan`: what the daemon would do now, and why.
 
-Exit codes, for scripts and CI gates, distinct from argparse's usage error
-(2): 0 nothing would change, 3 changes are pending, 4 some signals were
-unknown, 1 error (bad policies, unreachable cluster, a policy that failed at
-run time: its row says why).
+Exit codes, for scripts and CI gates: 0 nothing would change, 3 changes are
+pending, 4 some signals were unknown, 1 error (bad policies, unreachable
+cluster, a policy that failed at run time: its row says why), 2 usage (what
+argparse refuses, an unreadable or incomputable --at).
 
 4 wins over 3: with a signal unknown, the daemon holds what depends on it,
 so the pending list may be short of what it will do once Prometheus answers;
@@ -17,15 +17,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from scaler.cli.instants import InstantError, instant
+from scaler.cli.instants import InstantError, check_computable, instant
 from scaler.cli.output import DOCUMENTS, console, print_document, print_names, table
 from scaler.cluster.kube import KubeconfigError, KubeError
+from scaler.decide.loading import check_policies
+from scaler.decide.policies import Policy
 from scaler.decide.times import rfc3339, utc_now
 from scaler.run.observability import configure_logging
 from scaler.run.planning import Evaluation, plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
 
-EXIT_NO_CHANGES, EXIT_ERROR, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 3, 4
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_USAGE, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 T = TypeVar("T")
 
 
@@ -42,12 +44,22 @@ def reported(work: Callable[[], T]) -> T | None:
     return None
 
 
-def _instant(at: str | None) -> tuple[datetime, datetime | None]:
-    """(the instant evaluated, the instant the signals are read at: None for now)."""
+def valid_policies(settings: PlanSettings) -> list[Policy]:
+    """The policies, to check an instant against; none when they are invalid
+    (the evaluation reports that, one line per problem)."""
+    policies, problems = check_policies(settings.policies)
+    return [] if problems else list(policies)
+
+
+def _instant(at: str | None, policies: Callable[[], list[Policy]]) -> tuple[datetime, datetime | None]:
+    """(the instant evaluated, the instant the signals are read at: None for
+    now); InstantError if it cannot be read or the policies cannot be worked
+    out at it."""
     now = utc_now()
     if at is None:
         return now, None
     moment = instant(at, now=now, flag="--at")
+    check_computable(policies(), moment, flag="--at")
     if moment > now:
         print(f"note: {rfc3339(moment)} is in the future: windows as of then, signals as of now", file=sys.stderr)
         return moment, None
@@ -58,10 +70,10 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     # Log lines (a failed query, say) go to stderr, so `-o json` prints only the document on stdout.
     configure_logging(log_format="auto", level="warning")
     try:
-        now, signals_at = _instant(at)
+        now, signals_at = _instant(at, lambda: valid_policies(settings))
     except InstantError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     found = reported(lambda: plan(settings, now=now, signals_at=signals_at))
     if found is None:
         return EXIT_ERROR

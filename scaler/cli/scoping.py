@@ -75,12 +75,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         try:
             Selector.parse(args.selector)
         except SelectorError as error:
-            raise Stop(str(error)) from None
+            raise Stop(str(error), EXIT_USAGE) from None
     try:
         for text in [*(args.kinds or ()), *(typed_names(args) or ())]:
             resolve_kind(text)
     except UnknownKind as error:
-        raise Stop(str(error)) from None
+        raise Stop(str(error), EXIT_USAGE) from None
 
 
 def require_scope(args: argparse.Namespace, *, verb: str) -> None:
@@ -146,7 +146,9 @@ def scope(args: argparse.Namespace, *, all_kinds: bool = False) -> Scope:
             kinds = list(KINDS.values()) if all_kinds and not args.kinds else \
                 [resolve(text) for text in (args.kinds or DEFAULT_KINDS)]
             groups = [(kinds, tuple(getattr(args, "names", ()) or ()))]
-    except (KindError, KubeError) as error:
+    except KindError as error:  # a kind given as an argument that scaler cannot scale
+        raise Stop(str(error), EXIT_USAGE) from None
+    except KubeError as error:
         raise Stop(str(error)) from None
     namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace)
     workloads, rows = [], []

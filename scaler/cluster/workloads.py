@@ -218,19 +218,27 @@ class PauseRecord:
 
 @dataclass(frozen=True)
 class Workload:
-    """One object of a registered kind, as read from the API server."""
+    """One object of a registered kind, as read from the API server (never
+    changed in place: a write's answer is a new Workload). What every pass
+    reads many times is read from the object once, here."""
 
     kind: WorkloadKind
     obj: dict = field(repr=False)
     gpu_resources: tuple[str, ...] = DEFAULT_GPU_RESOURCES
+    namespace: str = field(init=False, repr=False)
+    name: str = field(init=False, repr=False)
+    annotations: dict[str, str] = field(init=False, repr=False)
+    replicas: int = field(init=False, repr=False)
+    ready_replicas: int = field(init=False, repr=False)
 
-    @property
-    def namespace(self) -> str:
-        return self.obj["metadata"].get("namespace", "")
-
-    @property
-    def name(self) -> str:
-        return self.obj["metadata"]["name"]
+    def __post_init__(self) -> None:
+        meta = self.obj["metadata"]
+        set_ = object.__setattr__
+        set_(self, "namespace", meta.get("namespace", ""))
+        set_(self, "name", meta["name"])
+        set_(self, "annotations", meta.get("annotations") or {})
+        set_(self, "replicas", self.kind.replicas(self.obj))
+        set_(self, "ready_replicas", self.kind.ready_replicas(self.obj))
 
     @property
     def resource_version(self) -> str:
@@ -239,18 +247,6 @@ class Workload:
     @property
     def labels(self) -> dict[str, str]:
         return self.obj["metadata"].get("labels") or {}
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return self.obj["metadata"].get("annotations") or {}
-
-    @property
-    def replicas(self) -> int:
-        return self.kind.replicas(self.obj)
-
-    @property
-    def ready_replicas(self) -> int:
-        return self.kind.ready_replicas(self.obj)
 
     @property
     def record(self) -> PauseRecord | None:

@@ -11,6 +11,7 @@ merge patch, so either both land or neither does; the record is never 0.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -325,6 +326,22 @@ def _leaves(patch: dict, path: tuple[str, ...] = ()):
             yield (*path, key), value
 
 
+#: What a JSON-patch `test` of a string can match on kube-apiserver: it
+#: compares the JSON encodings, and the server's escapes <, > and & and
+#: writes other characters raw, so a test of "a>b" or "é" fails whatever
+#: the object holds (recorded: tests/fixtures/api/exchanges.json).
+_TESTABLE = re.compile(r"[ -~]*")
+_UNTESTABLE = re.compile(r"[<>&]")
+
+
+def testable(value: Any) -> bool:
+    """Whether a `test` of `value` can succeed on the real API server. Free
+    text (a pause reason with "queue 3 > 0", a person's "café") cannot; the
+    fields written with it (the pause time, the action record's id) guard it."""
+    return not isinstance(value, str) or (_TESTABLE.fullmatch(value) is not None
+                                          and _UNTESTABLE.search(value) is None)
+
+
 def json_patch(patch: dict, current: Workload) -> list[dict]:
     """The merge patch `patch` as JSON-patch operations, after `test`s that
     the fields it writes and scaler's annotations still hold what was read.
@@ -335,7 +352,8 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     writers cause no conflict. A missing field is tested as null. An object
     with no annotations at all is the one exception: the whole map is tested
     absent and added, so anyone's first annotation on it in between costs one
-    re-read."""
+    re-read. A value the server cannot test (see `testable`) is not tested;
+    the record's other fields, written with it, are."""
     obj = current.obj
     annotations = _dig(obj, ("metadata", "annotations"))
     guarded = {path for path, _ in _leaves(patch)}
@@ -345,7 +363,8 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
         # No annotations at all: the map itself must still be absent, and is added whole.
         guarded = {path for path in guarded if path[:2] != ("metadata", "annotations")}
         guarded.add(("metadata", "annotations"))
-    tests = [{"op": "test", "path": _pointer(path), "value": _dig(obj, path)} for path in sorted(guarded)]
+    tests = [{"op": "test", "path": _pointer(path), "value": value} for path in sorted(guarded)
+             if testable(value := _dig(obj, path))]
     ops: list[dict[str, Any]] = []
     new_annotations: dict[str, Any] = {}
     for path, value in _leaves(patch):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import MINYEAR, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from scaler.decide.wallclock import WindowError, place, utc, wall
+from scaler.decide.wallclock import LAST_INSTANT, WindowError, place_within, utc, wall
 
 #: Python's numbering: Monday = 0.
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -139,7 +139,10 @@ class WeeklySpans:
         """The real (start, end) instants of the spans of the weeks around
         `moment`, without empty ones (a span inside a DST gap), joined where
         they touch."""
-        local = wall(moment, self.tz)
+        try:
+            local = wall(moment, self.tz)
+        except OverflowError:  # the wall clock is before year 1 or after 9999: the nearest week there is
+            local = datetime.min if moment.year == MINYEAR else datetime.max
         monday = datetime.combine(local.date() - timedelta(days=local.weekday()), time())
         joined = self._weeks.get(monday)
         if joined is None:
@@ -151,11 +154,14 @@ class WeeklySpans:
     def _place(self, monday: datetime) -> list[tuple[datetime, datetime]]:
         placed = []
         for week in (-2, -1, 0, 1, 2):
-            base = monday + timedelta(weeks=week)
             for start, end in self.spans or ():
-                opens = place(base + timedelta(minutes=start), self.tz)
-                closes = place(base + timedelta(minutes=end), self.tz)
-                if opens < closes:
+                try:
+                    base = monday + timedelta(weeks=week)
+                    opens = place_within(base + timedelta(minutes=start), self.tz)
+                    closes = place_within(base + timedelta(minutes=end), self.tz) or LAST_INSTANT
+                except OverflowError:  # a week before year 1 or after 9999: none
+                    continue
+                if opens is not None and opens < closes:
                     placed.append((opens, closes))
         placed.sort()
         joined: list[tuple[datetime, datetime]] = []
@@ -172,11 +178,14 @@ class WeeklySpans:
         now = utc(now)
         return any(opens <= now < closes for opens, closes in self._intervals(now))
 
+    def next_change(self, after: datetime) -> datetime | None:
+        return self.next_edge(after)
+
     def next_edge(self, after: datetime) -> datetime | None:
         """The first instant strictly after `after` at which the window opens
         or closes; None for a window that is always open."""
         if self.spans is None:
             return None
         after = utc(after)
-        edges = [edge for interval in self._intervals(after) for edge in interval if edge > after]
+        edges = [edge for interval in self._intervals(after) for edge in interval if after < edge < LAST_INSTANT]
         return min(edges) if edges else None

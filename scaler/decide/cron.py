@@ -13,41 +13,59 @@ standard cron:
 
 from __future__ import annotations
 
+import calendar
 import re
-from datetime import datetime, timedelta
+from bisect import bisect_left, bisect_right
+from datetime import MAXYEAR, MINYEAR, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.cron import BaseField, CronTrigger
+from apscheduler.triggers.cron.expressions import AllExpression, RangeExpression
 
-from scaler.decide.wallclock import UTC, WindowError, place
+from scaler.decide.wallclock import UTC, WindowError, earliest, place_within, shown
 
 #: Standard cron numbering: 0 (and 7) = Sunday.
 DAY_NAMES: tuple[str, ...] = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 CRON_FIELDS: tuple[str, ...] = ("minute", "hour", "day", "month", "day_of_week")
 _FIELD_WORDS = {"minute": "minute", "hour": "hour", "day": "day of month", "month": "month",
                 "day_of_week": "day of week"}
-#: How far back to look for a trigger's most recent fire time, nearest first.
-#: The first span holding a fire is walked forward fire by fire; the last
-#: covers a leap day (29 Feb) four years back.
-_LOOKBACKS = tuple(timedelta(days=days) for days in (1 / 720, 1 / 24, 1, 8, 32, 370, 1462))
-_ONE_SECOND = timedelta(seconds=1)
-#: More than any DST shift (the largest, Antarctica/Troll, is 2 hours).
-_DST_MARGIN = timedelta(hours=3)
+DAY_MINUTES = 24 * 60
 
 
-def _day_number(token: str, *, expression: str, range_end: bool = False) -> int:
+def _day_number(token: str, *, expression: str) -> tuple[int, bool]:
+    """(number, is Sunday written as a name or 0) for one day-of-week token:
+    0-7 with 0 and 7 Sunday, or a name."""
     if token.isdigit():
         number = int(token)
         if number > 7:
             raise _cron_error(expression, f"day of week {token!r}: must be 0-7 (0 and 7 are Sunday) "
                                           "or a day name")
-        return 7 if number == 7 and range_end else number % 7
+        return number, number == 0
     name = token.lower()[:3]
     if len(token) != 3 or name not in DAY_NAMES:
         raise _cron_error(expression, f"day of week {token!r}: must be 0-7 (0 and 7 are Sunday) "
                                       "or a day name (sun, mon, ...)")
     number = DAY_NAMES.index(name)
-    return 7 if number == 0 and range_end else number
+    return number, number == 0
+
+
+def _day_range(base: str, *, stepped: bool, expression: str) -> tuple[int, int]:
+    """(first, last) of one day-of-week range or value, on cron's 0-7 scale:
+    `7-7` is Sunday alone, `5-7` Friday to Sunday; a range ending on Sunday
+    written 0 or `sun` after another day ends on 7 (`fri-sun`)."""
+    if base == "*":
+        return 0, 6
+    if "-" not in base:
+        first, _ = _day_number(base, expression=expression)
+        return first, 7 if stepped else first  # '1/2' is '1-7/2', as in cronie
+    first_text, _, last_text = base.partition("-")
+    first, _ = _day_number(first_text, expression=expression)
+    last, sunday = _day_number(last_text, expression=expression)
+    if sunday and first > 0 and not last_text.isdigit():
+        last = 7
+    if first > last:
+        raise _cron_error(expression, f"day of week {base!r}: the range runs backwards")
+    return first, last
 
 
 def standard_day_of_week(text: str, *, expression: str = "") -> str:
@@ -59,19 +77,8 @@ def standard_day_of_week(text: str, *, expression: str = "") -> str:
         base, _, step_text = part.partition("/")
         if (step_text and not step_text.isdigit()) or step_text == "0":
             raise _cron_error(expression, f"day of week {part!r}: the step must be a positive number")
-        step = int(step_text) if step_text else 1
-        if base == "*":
-            first, last = 0, 6
-        elif "-" in base:
-            first_text, _, last_text = base.partition("-")
-            first = _day_number(first_text, expression=expression)
-            last = _day_number(last_text, expression=expression, range_end=True)
-            if first > last:
-                raise _cron_error(expression, f"day of week {part!r}: the range runs backwards")
-        else:
-            first = _day_number(base, expression=expression)
-            last = 7 if step_text else first  # '1/2' is '1-7/2', as in cronie
-        days.update(day % 7 for day in range(first, last + 1, step))
+        first, last = _day_range(base, stepped=bool(step_text), expression=expression)
+        days.update(day % 7 for day in range(first, last + 1, int(step_text) if step_text else 1))
     if days == set(range(7)):
         return "*"
     return ",".join(DAY_NAMES[day] for day in sorted(days))
@@ -118,57 +125,142 @@ def _field_detail(fields: list[str], error: ValueError) -> str:
     return _aps_detail(error)
 
 
+def _matches(field: BaseField, moment: datetime) -> bool:
+    value = field.get_next_value(moment)
+    return value is not None and value == field.get_value(moment)
+
+
+_PLAIN = (AllExpression, RangeExpression)
+_MONDAY = date(2024, 1, 1)
+
+
+class WallCron:
+    """The fire times of a valid cron expression on a wall clock (naive
+    datetimes), found a day at a time: the minutes of a day are a sorted
+    list, the days of a month are worked out once per month. No walk fire
+    by fire, so `* 4-13 * 12 *` asked about June costs what `0 8 * * *`
+    does. Years 1 to 9999; None beyond them."""
+
+    __slots__ = ("_day", "_day_of_week", "_days", "_fixed_days", "_months", "_times", "_weekdays")
+
+    def __init__(self, trigger: CronTrigger) -> None:
+        fields = {field.name: field for field in trigger.fields}
+        minutes = [m for m in range(60) if _matches(fields["minute"], datetime(2000, 1, 1, 0, m))]
+        hours = [h for h in range(24) if _matches(fields["hour"], datetime(2000, 1, 1, h))]
+        self._times = tuple(hour * 60 + minute for hour in hours for minute in minutes)
+        self._months = frozenset(m for m in range(1, 13) if _matches(fields["month"], datetime(2000, m, 1)))
+        self._day, self._day_of_week = fields["day"], fields["day_of_week"]
+        self._weekdays = frozenset(
+            day for day in range(7) if _matches(self._day_of_week, datetime.combine(_MONDAY, time()) + timedelta(day)))
+        plain = all(type(expression) in _PLAIN for expression in self._day.expressions)
+        self._fixed_days = frozenset(d for d in range(1, 32) if _matches(self._day, datetime(2000, 1, d))) \
+            if plain else None
+        self._days: dict[tuple[int, int], tuple[int, ...]] = {}
+
+    def _month_days(self, year: int, month: int) -> tuple[int, ...]:
+        """The days of `month` on which it fires, sorted."""
+        days = self._days.get((year, month))
+        if days is None:
+            if month not in self._months:
+                days = ()
+            else:
+                first_weekday, length = calendar.monthrange(year, month)
+                days = tuple(day for day in range(1, length + 1)
+                             if (first_weekday + day - 1) % 7 in self._weekdays
+                             and (day in self._fixed_days if self._fixed_days is not None
+                                  else _matches(self._day, datetime(year, month, day))))
+            if len(self._days) >= 256:
+                self._days.clear()
+            self._days[(year, month)] = days
+        return days
+
+    def next_at_or_after(self, wall: datetime) -> datetime | None:
+        """The first fire time at or after wall time `wall`."""
+        minute = wall.hour * 60 + wall.minute + (1 if (wall.second, wall.microsecond) != (0, 0) else 0)
+        year, month, day = wall.year, wall.month, wall.day
+        while True:
+            days = self._month_days(year, month)
+            index = bisect_left(days, day)
+            if index < len(days) and days[index] == day:
+                at = bisect_left(self._times, minute)
+                if at < len(self._times):
+                    return _fire(year, month, day, self._times[at])
+                index += 1
+            if index < len(days):
+                return _fire(year, month, days[index], self._times[0])
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+            if year > MAXYEAR:
+                return None
+            day, minute = 1, 0
+
+    def last_at_or_before(self, wall: datetime) -> datetime | None:
+        """The last fire time at or before wall time `wall`."""
+        minute = wall.hour * 60 + wall.minute
+        year, month, day = wall.year, wall.month, wall.day
+        while True:
+            days = self._month_days(year, month)
+            index = bisect_right(days, day) - 1
+            if index >= 0 and days[index] == day:
+                at = bisect_right(self._times, minute) - 1
+                if at >= 0:
+                    return _fire(year, month, day, self._times[at])
+                index -= 1
+            if index >= 0:
+                return _fire(year, month, days[index], self._times[-1])
+            year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+            if year < MINYEAR:
+                return None
+            day, minute = 31, DAY_MINUTES
+
+
+def _fire(year: int, month: int, day: int, minute: int) -> datetime:
+    return datetime(year, month, day, minute // 60, minute % 60)
+
+
 class LocalCron:
     """A cron expression on the wall clock of a time zone, answering in UTC.
 
-    APScheduler 3.x computes fire times in the zone itself and gets some
-    wrong around DST (a weekly `0 0 * * mon` in Europe/Berlin skips the
-    Monday after the spring-forward Sunday). So the trigger runs on a clock
-    without DST, the local wall time, and each wall-clock fire time is then
-    placed on the real time line by `wallclock.place`.
+    Fire times are wall-clock times (`WallCron`), placed on the real time
+    line by `wallclock.place`: a fire written as W happens at the first
+    moment the clock has shown W or later. (APScheduler 3.x computing fire
+    times in the zone itself gets some wrong around DST: a weekly
+    `0 0 * * mon` in Europe/Berlin skips the Monday after the spring-forward
+    Sunday.) Placing never reorders wall times, so the first fire at or
+    after an instant is the first wall fire at or after the earliest wall
+    time placed there (`wallclock.earliest`), and the last fire at or before
+    it the last wall fire the clock has shown (`wallclock.shown`): even
+    across a whole skipped day (Pacific/Apia, 2011-12-30), whose times all
+    happen at the jump. A fire that cannot be placed (before year 1 or after
+    9999 in UTC) is none; one before year 1 happens at the first instant.
     """
 
-    __slots__ = ("expression", "trigger", "tz")
+    __slots__ = ("expression", "trigger", "tz", "wall")
 
     def __init__(self, expression: str, tz: ZoneInfo) -> None:
         self.expression = expression
         self.tz = tz
         self.trigger = cron_trigger(expression)
+        self.wall = WallCron(self.trigger)
 
-    def _wall(self, instant: datetime) -> datetime:
-        return instant.astimezone(self.tz).replace(tzinfo=UTC, fold=0)
-
-    def _instant(self, wall_time: datetime) -> datetime:
-        return place(wall_time, self.tz)
+    def _instant(self, fire: datetime | None) -> datetime | None:
+        return place_within(fire, self.tz) if fire is not None else None
 
     def next_at_or_after(self, moment: datetime) -> datetime | None:
         """The first fire time at or after `moment` (UTC)."""
-        start = self._wall(moment)
-        if (moment - _DST_MARGIN).astimezone(self.tz).utcoffset() != moment.astimezone(self.tz).utcoffset():
-            start -= _DST_MARGIN  # a fire inside a gap just before `moment` happens at the gap's end
-        fire = self.trigger.get_next_fire_time(None, start)
-        while fire is not None:
-            instant = self._instant(fire)
-            if instant >= moment:
-                return instant
-            fire = self.trigger.get_next_fire_time(None, fire + _ONE_SECOND)
-        return None
+        try:
+            start = earliest(moment, self.tz)
+        except OverflowError:  # the wall clock is before year 1, or after 9999
+            if moment.year > MINYEAR:
+                return None
+            start = datetime.min
+        return self._instant(self.wall.next_at_or_after(start))
 
     def last_at_or_before(self, moment: datetime) -> datetime | None:
-        """The most recent fire time at or before `moment` (UTC), found by
-        walking fire times forward from the nearest lookback holding one
-        (APScheduler has no previous fire time)."""
-        for lookback in _LOOKBACKS:
-            fire = self.trigger.get_next_fire_time(None, self._wall(moment - lookback))
-            if fire is None:
-                continue
-            instant = self._instant(fire)
-            if instant > moment:
-                continue
-            while True:
-                fire = self.trigger.get_next_fire_time(None, fire + _ONE_SECOND)
-                following = self._instant(fire) if fire is not None else None
-                if following is None or following > moment:
-                    return instant
-                instant = following
-        return None
+        """The most recent fire time at or before `moment` (UTC)."""
+        try:
+            end = shown(moment, self.tz)
+        except OverflowError:  # the wall clock is before year 1, or after 9999
+            if moment.year == MINYEAR:
+                return None
+            end = datetime.max
+        return self._instant(self.wall.last_at_or_before(end))

@@ -109,10 +109,14 @@ class WorkloadState:
 class Signals:
     """One value per signal for one workload; None = unknown (no series,
     NaN, Inf, a query error or timeout). `idle` is the signal's maximum over
-    the policy's idle duration."""
+    the policy's idle duration, unknown unless Prometheus saw the signal
+    through that duration."""
 
     idle: float | None = None
     queue: float | None = None
+    #: Why a signal is unknown, where that is known: "idle" -> "no data from
+    #: 2026-05-04 10:02:00 to 10:03:00 UTC"; the unknown-signal row says it.
+    why: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

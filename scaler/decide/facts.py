@@ -12,7 +12,7 @@ from typing import Any, TypeGuard
 
 from scaler.decide.decisions import Action, Code, Decision, Signals, WorkloadState
 from scaler.decide.policies import Policy, WakeSignal
-from scaler.decide.times import human_duration, seconds_between
+from scaler.decide.times import human_duration, later, seconds_between
 from scaler.decide.windows import ScheduleState, next_edge
 
 _NO_WINDOWS = ScheduleState()
@@ -140,14 +140,15 @@ class Facts:
         return None
 
     def unknown_signals(self) -> list[str]:
-        """The signals this decision depends on that are unknown. The idle
-        signal only matters for a running workload: at zero its pods, and so
-        often its series, are gone, and that is no reason to hold or resume."""
+        """The signals ("idle", "queue") this decision depends on that are
+        unknown. The idle signal only matters for a running workload: at zero
+        its pods, and so often its series, are gone, and that is no reason to
+        hold or resume."""
         unknown = []
         if self.policy.idle is not None and self.current > 0 and not known(self.signals.idle):
-            unknown.append("idle signal")
+            unknown.append("idle")
         if self.policy.wake is not None and not known(self.signals.queue):
-            unknown.append("queue signal")
+            unknown.append("queue")
         return unknown
 
 
@@ -170,7 +171,9 @@ def next_prewarm(policy: Policy, warm_ups: tuple[float, ...], now: datetime) -> 
         return None
     assert policy.schedule is not None
     schedule, ahead = policy.schedule.compiled, timedelta(seconds=lead)
-    edge = now + ahead
+    edge = later(now, lead)
+    if edge is None:
+        return None
     for _ in range(8):  # a few edges: the next opening of a keep-up window
         following = next_edge(schedule, edge)
         if following is None:

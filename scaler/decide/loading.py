@@ -1,8 +1,11 @@
 """Loading policy files, with every problem reported as file:line.
 
-A policy file is YAML holding either a top-level `policies:` list or a single
-policy mapping; several documents separated by `---` are allowed. A path may
-be a directory: every *.yaml and *.yml file directly in it, sorted by name.
+A policy file is YAML holding either a top-level `policies:` list (and
+`calendars:`, named calendars defined once in the whole set of files) or a
+single policy mapping; several documents separated by `---` are allowed. A
+path may be a directory: every *.yaml and *.yml file directly in it, sorted
+by name. iCalendar texts are read by an `IcalReader`: beside the policy
+file here; through the API where the policies come from a ConfigMap.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from scaler.decide.policies import Policy
+from scaler.decide.calendar_sets import CalendarSet, CalendarUnreadable, IcalReader, not_read, read_ical_file
+from scaler.decide.calendar_specs import CalendarSpec
+from scaler.decide.calendars import Calendar
+from scaler.decide.policies import BROKEN_CALENDAR, Policy
 from scaler.decide.reading import (
     MAX_FILE_BYTES,
     Document,
@@ -26,7 +32,8 @@ from scaler.decide.reading import (
     read_documents,
 )
 
-__all__ = ["Policy", "PolicyError", "PolicySet", "Problem", "check_policies", "check_texts", "load_policies"]
+__all__ = ["CalendarUnreadable", "IcalReader", "Policy", "PolicyError", "PolicySet", "Problem", "check_policies",
+           "check_texts", "load_policies", "read_ical_file"]
 
 
 class PolicyError(Exception):
@@ -45,6 +52,11 @@ class PolicySet:
     policies: tuple[Policy, ...]
     files: tuple[str, ...]
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: The calendars defined, by name, and where (file:line).
+    calendars: Mapping[str, Calendar] = field(default_factory=dict)
+    calendar_sources: Mapping[str, str] = field(default_factory=dict)
+    #: Calendars whose iCalendar text was not read here (a ConfigMap, for `validate`).
+    unread: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[Policy]:
         return iter(self.policies)
@@ -65,9 +77,9 @@ class PolicySet:
 _SHAPE_HELP = "expected a mapping: 'policies:' with a list of policies, or one policy"
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class that holds the last key of `loc` (inside a Policy)."""
-    model: type[BaseModel] | None = Policy
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class that holds the last key of `loc` (inside `root`)."""
+    model: type[BaseModel] | None = root
     for part in loc:
         if isinstance(part, int) or model is None:
             continue
@@ -87,10 +99,10 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def _message(error: Mapping[str, Any], root: type[BaseModel] = Policy) -> str:
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         allowed = [info.alias or name for name, info in model.model_fields.items()] if model else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -101,33 +113,66 @@ def _message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _validate_policy(data: Any, *, file: str, document: Document, base: tuple,
-                     problems: list[Problem]) -> Policy | None:
+def _validate_policy(data: Any, *, file: str, document: Document, base: tuple, problems: list[Problem],
+                     context: Mapping[str, Any]) -> Policy | None:
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, context=context)
     except ValidationError as error:
         for detail in error.errors():
+            if detail["type"] == BROKEN_CALENDAR:
+                continue  # the calendar's own problem is reported where it is defined
             loc = tuple(detail["loc"])
             problems.append(Problem(file, document.line(base + loc), field_path(loc), _message(detail)))
     return None
 
 
-def _policies_in(document: Document) -> tuple[list[tuple[Any, tuple]], list[tuple[str, tuple]]]:
-    """(policy data, path) pairs in a document, and shape problems as (message, path)."""
+@dataclass(frozen=True)
+class _Item:
+    """A policy's or a calendar's data, where it was written."""
+
+    data: Any
+    file: str
+    document: Document
+    path: tuple
+
+    @property
+    def line(self) -> int | None:
+        return self.document.line(self.path)
+
+    def problem(self, loc: tuple, message: str) -> Problem:
+        return Problem(self.file, self.document.line(self.path + loc), field_path(self.path + loc), message)
+
+
+_TOP_KEYS = ("policies", "calendars")
+
+
+def _contents(document: Document, file: str, problems: list[Problem]) -> tuple[list[_Item], list[_Item]]:
+    """The policies and the calendars of a document; shape problems are added."""
     data = document.data
+    here = _Item(data, file, document, ())
     if not isinstance(data, dict):
-        return [], [(_SHAPE_HELP, ())]
+        problems.append(here.problem((), _SHAPE_HELP))
+        return [], []
+    if not any(key in data for key in _TOP_KEYS):
+        return [here], []
+    problems.extend(here.problem((key,), f"unknown key {key!r} next to 'policies' (allowed: policies, calendars, "
+                                         "and keys starting with 'x-' to hold anchors for merge keys)")
+                    for key in data if key not in _TOP_KEYS and not (isinstance(key, str) and key.startswith("x-")))
+    calendars = data.get("calendars", {})
+    if not isinstance(calendars, dict):
+        problems.append(here.problem(("calendars",), "expected a mapping of calendar names to calendars"))
+        calendars = {}
+    found = [_Item(value, file, document, ("calendars", name)) for name, value in calendars.items()]
     if "policies" not in data:
-        return [(data, ())], []
-    shape = [(f"unknown key {key!r} next to 'policies' (allowed: policies, and keys starting with 'x-' "
-              "to hold anchors for merge keys)", (key,))
-             for key in data if key != "policies" and not (isinstance(key, str) and key.startswith("x-"))]
+        return [], found
     items = data["policies"]
     if not isinstance(items, list):
-        return [], [*shape, ("expected a list of policies", ("policies",))]
-    if not items:
-        return [], [*shape, ("the list of policies is empty", ("policies",))]
-    return [(item, ("policies", index)) for index, item in enumerate(items)], shape
+        problems.append(here.problem(("policies",), "expected a list of policies"))
+    elif not items:
+        problems.append(here.problem(("policies",), "the list of policies is empty"))
+    else:
+        return [_Item(item, file, document, ("policies", index)) for index, item in enumerate(items)], found
+    return [], found
 
 
 def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
@@ -165,22 +210,23 @@ def _read_text(path: Path, file: str, problems: list[Problem]) -> str | None:
     return None
 
 
-def check_policies(paths: Iterable[str | Path]) -> tuple[PolicySet, list[Problem]]:
+def check_policies(paths: Iterable[str | Path], *,
+                   read_ical: IcalReader = read_ical_file) -> tuple[PolicySet, list[Problem]]:
     """Every policy that validated, and every problem found (all of them,
     not just the first)."""
     problems: list[Problem] = []
     files = _files(paths, problems)
     texts = ((str(path), _read_text(path, str(path), problems)) for path in files)
-    return check_texts(texts, problems=problems)
+    return check_texts(texts, problems=problems, read_ical=read_ical)
 
 
-def check_texts(texts: Iterable[tuple[str, str | None]], *,
-                problems: list[Problem] | None = None) -> tuple[PolicySet, list[Problem]]:
+def check_texts(texts: Iterable[tuple[str, str | None]], *, problems: list[Problem] | None = None,
+                read_ical: IcalReader = not_read) -> tuple[PolicySet, list[Problem]]:
     """As `check_policies`, for texts already read, each named as its
     problems will be (a file, or a ConfigMap key); a None text is skipped."""
     problems = [] if problems is None else problems
-    policies: list[Policy] = []
-    sources: dict[str, str] = {}
+    items: list[_Item] = []
+    definitions: list[_Item] = []
     names: list[str] = []
     for file, text in texts:
         names.append(file)
@@ -188,34 +234,42 @@ def check_texts(texts: Iterable[tuple[str, str | None]], *,
             problems.append(Problem(file, None, "", f"larger than {MAX_FILE_BYTES} bytes, the limit for a policy "
                                                     "file (split it)"))
         elif text is not None:
-            policies.extend(_check_text(text, file, sources, problems))
-    return PolicySet(tuple(policies), tuple(names), sources), problems
+            documents = [document for document in read_documents(text, file, problems) if document.data is not None]
+            if not documents and not any(problem.file == file for problem in problems):
+                problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
+            for document in documents:
+                found, defined = _contents(document, file, problems)
+                items += found
+                definitions += defined
+    calendars = CalendarSet(read_ical, problems, describe=lambda detail: _message(detail, CalendarSpec))
+    calendars.build(definitions)
+    policies, sources = _check_items(items, calendars.context, problems)
+    order = {name: index for index, name in enumerate(names)}
+    problems.sort(key=lambda problem: (order.get(problem.file, -1), problem.line or 0))  # file by file, line by line
+    return PolicySet(tuple(policies), tuple(names), sources, calendars.built, calendars.sources,
+                     tuple(calendars.unread)), problems
 
 
-def _check_text(text: str, file: str, sources: dict[str, str], problems: list[Problem]) -> list[Policy]:
-    """The valid policies of one text; its problems are added to `problems`,
-    and each policy's name to `sources` (names must be unique across texts)."""
+def _check_items(items: list[_Item], context: Mapping[str, Any],
+                 problems: list[Problem]) -> tuple[list[Policy], dict[str, str]]:
+    """The valid policies among `items`; names must be unique across files."""
     policies: list[Policy] = []
-    documents = [document for document in read_documents(text, file, problems) if document.data is not None]
-    if not documents and not any(problem.file == file for problem in problems):
-        problems.append(Problem(file, 1, "", f"empty file: {_SHAPE_HELP}"))
-    for document in documents:
-        items, shape = _policies_in(document)
-        problems.extend(Problem(file, document.line(path_), field_path(path_), message) for message, path_ in shape)
-        for data, base in items:
-            line = document.line((*base, "name") if isinstance(data, dict) and "name" in data else base)
-            name = data.get("name") if isinstance(data, dict) else None
-            first = sources.get(name) if isinstance(name, str) else None
-            duplicate = first is not None
-            if first is not None:
-                problems.append(Problem(file, line, "name",
-                                        f"duplicate policy name {name!r} (first defined at {first})"))
-            elif isinstance(name, str):
-                sources[name] = f"{file}:{line}"
-            policy = _validate_policy(data, file=file, document=document, base=base, problems=problems)
-            if policy is not None and not duplicate:
-                policies.append(policy)
-    return policies
+    sources: dict[str, str] = {}
+    for item in items:
+        data = item.data
+        line = item.document.line((*item.path, "name") if isinstance(data, dict) and "name" in data else item.path)
+        name = data.get("name") if isinstance(data, dict) else None
+        first = sources.get(name) if isinstance(name, str) else None
+        if first is not None:
+            problems.append(Problem(item.file, line, "name",
+                                    f"duplicate policy name {name!r} (first defined at {first})"))
+        elif isinstance(name, str):
+            sources[name] = f"{item.file}:{line}"
+        policy = _validate_policy(data, file=item.file, document=item.document, base=item.path, problems=problems,
+                                  context=context)
+        if policy is not None and first is None:
+            policies.append(policy)
+    return policies, sources
 
 
 def load_policies(paths: Iterable[str | Path]) -> PolicySet:

@@ -24,7 +24,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from scaler.decide.calendar_specs import CalendarSpec
+from scaler.decide.calendars import Calendar
 from scaler.decide.fields import (
     MAX_REPLICAS,
     MIN_TARGET_PER_REPLICA,
@@ -151,9 +154,30 @@ def _check_cron(expression: str | None) -> str | None:
 Cron = Annotated[str | None, AfterValidator(_check_cron)]
 
 
+def _check_calendar(name: str, info: ValidationInfo) -> str:
+    """A calendar of the policy set (`loading` passes them in the validation
+    context: {"calendars": {name: Calendar}, "broken": {name}})."""
+    context = info.context or {}
+    known, broken = context.get("calendars", {}), context.get("broken", set())
+    if name in broken:  # its own problem is reported where it is defined
+        raise PydanticCustomError(BROKEN_CALENDAR, "calendar {name} is not usable", {"name": name})
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none are defined (add a top-level calendars: mapping)"
+        raise invalid(f"unknown calendar {name!r} (calendars: {listed})")
+    return name
+
+
+CalendarName = Annotated[str, AfterValidator(_check_calendar)]
+
+
+#: The error type of a reference to a calendar that has a problem of its own.
+BROKEN_CALENDAR = "broken_calendar"
+
+
 class WindowConfig(_Model):
     """A time window: `start` and `end` as standard 5-field cron (0 and 7 =
-    Sunday), or the compact `when`."""
+    Sunday), or the compact `when`; with `on`, only on the days of those
+    calendars; with `except`, never on theirs."""
 
     name: str | None = Field(None, description="Shown in reasons; defaults to the `when` text.")
     mode: Mode = Field(description="up: keep workloads up (no idle scaling; resume what scaler paused). "
@@ -163,6 +187,10 @@ class WindowConfig(_Model):
     when: str | None = Field(None, description="Compact form: 'Mon-Fri 08:00-20:00', 'daily 22:00-06:00' "
                                                "(ends the next day), 'Sat,Sun 00:00-24:00', "
                                                "'Fri 18:00-Mon 07:00'.")
+    on: tuple[CalendarName, ...] = Field((), description="Active only on the days (and events) of these "
+                                                         "calendars, by name; alone, all of each such day.")
+    except_: tuple[CalendarName, ...] = Field((), alias="except",
+                                              description="Never active on the days (and events) of these calendars.")
 
     @field_validator("when")
     @classmethod
@@ -179,22 +207,22 @@ class WindowConfig(_Model):
 
     @model_validator(mode="after")
     def _complete(self) -> WindowConfig:
-        if self.when is None:
+        if self.when is None and not (self.start is None and self.end is None and (self.on or self.except_)):
             if self.start is None or self.end is None:
                 missing = "start" if self.start is None else "end"
-                raise invalid(f"missing {missing}: a window needs start and end (cron), or when "
-                               "(e.g. 'Mon-Fri 08:00-20:00')")
+                raise invalid(f"missing {missing}: a window needs start and end (cron), when "
+                               "(e.g. 'Mon-Fri 08:00-20:00'), or calendars (on: [...])")
             try:
                 Window(name="check", mode=self.mode, start=self.start, end=self.end, tz=zone("UTC"))
             except WindowError as error:
                 raise invalid(str(error)) from None
         return self
 
-    def compile(self, *, index: int, tz: Any) -> Window:
+    def compile(self, *, index: int, tz: Any, calendars: Mapping[str, Calendar]) -> Window:
         name = self.name or self.when or f"windows[{index}]"
-        if self.when is not None:
-            return Window.from_when(self.when, name=name, mode=self.mode, tz=tz)
-        return Window(name=name, mode=self.mode, start=self.start, end=self.end, tz=tz)
+        return Window(name=name, mode=self.mode, start=self.start, end=self.end, tz=tz, when=self.when,
+                      on=tuple(calendars[name] for name in self.on),
+                      unless=tuple(calendars[name] for name in self.except_))
 
 
 def _check_zone(name: str) -> str:
@@ -223,13 +251,18 @@ class ScheduleConfig(_Model):
         return value
 
     def model_post_init(self, context: Any) -> None:
-        self.compiled  # noqa: B018 - build it at load, not on the first tick
+        # Built at load, not on the first tick, with the set's calendars (see _check_calendars).
+        self.__dict__["compiled"] = self._compile((context or {}).get("calendars", {}))
 
     @cached_property
     def compiled(self) -> Schedule:
         """The schedule windows.py evaluates."""
+        return self._compile({})
+
+    def _compile(self, calendars: Mapping[str, Calendar]) -> Schedule:
         tz = zone(self.timezone)
-        windows = tuple(window.compile(index=index, tz=tz) for index, window in enumerate(self.windows))
+        windows = tuple(window.compile(index=index, tz=tz, calendars=calendars)
+                        for index, window in enumerate(self.windows))
         return Schedule(windows=windows, tz=tz, outside=self.outside)
 
 
@@ -330,9 +363,12 @@ class Policy(_Model):
 
 
 class PolicyFile(_Model):
-    """The recommended shape of a policy file: a list under `policies:`."""
+    """The recommended shape of a policy file: a list under `policies:`, and
+    calendars (each defined once in the whole set of files)."""
 
-    policies: tuple[Policy, ...]
+    calendars: dict[str, CalendarSpec] = Field(
+        default_factory=dict, description="Named calendars, for windows' on: and except:.")
+    policies: tuple[Policy, ...] = ()
 
 
 def json_schema() -> dict[str, Any]:

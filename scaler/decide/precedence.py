@@ -14,8 +14,9 @@ metrics are unavailable, because it does not depend on them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 
 from scaler.decide.annotations import OVERRIDE_UNTIL
 from scaler.decide.decisions import (
@@ -36,7 +37,7 @@ from scaler.decide.reverts import (
     reverted_by,
     reverts_of,
 )
-from scaler.decide.times import human_duration, parse_time, seconds_between
+from scaler.decide.times import human_duration, later, parse_time, seconds_between
 from scaler.decide.windows import next_edge
 
 Rule = Callable[[Facts], "Decision | None"]
@@ -93,6 +94,8 @@ def keep_down_window(f: Facts) -> Decision | None:
     if window is None:
         return None
     active = f"keep-down window {window.description} is active"
+    if f.windows.keep_down_why:
+        active += f" ({f.windows.keep_down_why})"
     if f.current > 0:
         return f.decision(Action.PAUSE, 0, f"{active}: pausing {f.current} replicas", Code.KEEP_DOWN_WINDOW)
     return f.hold(f"{active}: staying at 0", Code.KEEP_DOWN_WINDOW)
@@ -122,7 +125,8 @@ def keep_up_window(f: Facts) -> Decision | None:
     window = f.windows.keep_up
     if window is None:
         return None
-    return f.keep_up(f"keep-up window {window.description} is active", Code.KEEP_UP_WINDOW,
+    why = f" ({f.windows.keep_up_why})" if f.windows.keep_up_why else ""
+    return f.keep_up(f"keep-up window {window.description} is active{why}", Code.KEEP_UP_WINDOW,
                      running="no idle scale-down")
 
 
@@ -132,7 +136,8 @@ def prewarm(f: Facts) -> Decision | None:
     if lead is None or f.windows.keep_up is not None:
         return None
     assert f.policy.schedule is not None
-    window = f.policy.schedule.compiled.state_at(f.now + timedelta(seconds=lead)).keep_up
+    ahead = later(f.now, lead)
+    window = f.policy.schedule.compiled.state_at(ahead).keep_up if ahead is not None else None
     if window is None:
         return None
     return f.keep_up(f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "
@@ -196,12 +201,21 @@ def keep_down_window_ended(f: Facts) -> Decision | None:
     return None
 
 
+def _unknown(signals: list[str], why: Mapping[str, str] | None) -> str:
+    """'idle signal and queue signal unknown', or with why where it is known:
+    'idle signal unknown (no data from ... to ... UTC) and queue signal unknown'."""
+    if not why or not any(signal in why for signal in signals):
+        return f"{' and '.join(f'{signal} signal' for signal in signals)} unknown"
+    return " and ".join(f"{signal} signal unknown ({why[signal]})" if signal in why else f"{signal} signal unknown"
+                        for signal in signals)
+
+
 def unknown_signal(f: Facts) -> Decision | None:
     """6. A signal the decision needs is unknown: never scale down."""
     unknown = f.unknown_signals()
     if not unknown:
         return None
-    what = f"metrics unavailable: {' and '.join(unknown)} unknown"
+    what = f"metrics unavailable: {_unknown(unknown, f.signals.why)}"
     if f.policy.on_unknown is OnUnknown.RESUME and f.current == 0 and f.workload.paused_by_policy:
         return f.resume(lambda target, source: f"{what}; on_unknown: resume wakes what scaler paused: "
                         f"resuming to {target} ({source})", Code.METRICS_UNKNOWN)
@@ -282,8 +296,21 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
         return Decision(Action.CONFLICT, workload.replicas,
                         f"{policy}; left alone until one has a higher priority", Code.CONFLICT)
     facts = Facts(policy, workload, signals, now)
-    for rule in RULES:
+    for index, rule in enumerate(RULES):
         decision = rule(facts)
         if decision is not None:
-            return decision
+            return _with_days_off(decision, facts) if index > _KEEP_UP else decision
     raise AssertionError("no_rule always answers")
+
+
+_KEEP_UP = RULES.index(keep_up_window)
+
+
+def _with_days_off(decision: Decision, f: Facts) -> Decision:
+    """A decision below the keep-up row, on a day a calendar keeps a window
+    closed, says so first: 'keep-up window 'office' is off today: Heilige
+    Drei Könige (DE-BY); outside every keep-up window ...'."""
+    off = f.windows.off
+    if not off:
+        return decision
+    return replace(decision, reason=f"{'; '.join(off)}; {decision.reason}")

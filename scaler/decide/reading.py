@@ -169,6 +169,32 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+_BOOL_TAG, _STR_TAG, _TIMESTAMP_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
+
+
+def _as_yaml_1_2(root: yaml.Node) -> None:
+    """Two YAML 1.1 readings that YAML 1.2 (and editors) drop: a mapping
+    key written as a bare `on`, `off`, `yes` or `no` is that word, not a
+    boolean (a window's `on:` is the key `on`); and a date or time is text
+    (`2026-12-24`, and `2026-02-30`, which would otherwise stop the reader
+    with a traceback), for the field that reads it to check."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and node.tag == _TIMESTAMP_TAG:
+            node.tag = _STR_TAG
+        if isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                if (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG and not key_node.style
+                        and key_node.value.lower() not in ("true", "false")):
+                    key_node.tag = _STR_TAG
+        stack.extend(_children(node))
+
+
 def read_documents(text: str, file: str, problems: list[Problem]) -> list[Document]:
     """The documents of one file, or [] with the problems added."""
     early = check_text(text, file)
@@ -191,6 +217,7 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
             if unsafe is not None:
                 problems.append(unsafe)
                 return []
+            _as_yaml_1_2(node)
             lines: dict[tuple, int] = {}
             _record_lines(loader, node, (), lines, file, problems)
             documents.append(Document(loader.construct_document(node), lines))

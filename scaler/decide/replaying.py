@@ -8,9 +8,12 @@ once and is Ready `warm_up_seconds` later (so the start-up rules, grace and
 delay, play out as they would). Unknown signals are unknown here too: the
 rows that would hold on them hold, and the steps are counted.
 
-The replay starts from the workload running at its size (`Subject.size`)
-with no pause, start or human record: history says nothing reliable about
-what a person did, so a replay shows the policy alone.
+The replay starts from the workload as it was at the start of the period
+where history says (`Subject.start_replicas`, from kube-state-metrics), else
+running at its size today (`Subject.size`), with no start or human record:
+history says nothing reliable about what a person did, so a replay shows the
+policy alone. A state lasts until the next step, and the last one until the
+period's end (`Steps.until`), so GPU-hours are those of [start, end].
 
 Fast path. At 1,000 workloads over a week at one-minute steps a replay makes
 ten million evaluations; nearly all repeat the one before. A decision is
@@ -57,18 +60,35 @@ Points = Sequence[Sequence]
 @dataclass(frozen=True)
 class Steps:
     """The instants of a replay: start, start + step, ... (count of them),
-    in whole seconds, as a range query answers them."""
+    in whole seconds, as a range query answers them; and the period's end,
+    which the last step's state lasts until."""
 
     start: datetime
     step_seconds: int
     count: int
+    #: the period's end, from the last step to one step after it; None: one step after it
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.until is not None and not self.at(self.count - 1) <= self.until <= self.at(self.count):
+            raise ValueError(f"the period ends at {self.until}, not within its last step")
 
     def at(self, index: int) -> datetime:
         return self.start + timedelta(seconds=index * self.step_seconds)
 
     @property
     def end(self) -> datetime:
-        return self.at(self.count)
+        """The period's end: `until`, else one step after the last."""
+        return self.until if self.until is not None else self.at(self.count)
+
+    @property
+    def seconds(self) -> float:
+        """The period's length."""
+        return (self.end - self.start).total_seconds()
+
+    def lasting(self, first: int, following: int) -> float:
+        """Seconds from step `first` until step `following` (`count`: the period's end)."""
+        return (min(self.at(following), self.end) - self.at(first)).total_seconds()
 
     def index_at_or_after(self, moment: datetime) -> int:
         """The first step at or after `moment`."""
@@ -81,13 +101,18 @@ class Subject:
 
     state: WorkloadState
     policy: Policy
-    #: replicas while up: its replicas now, else the size a pause recorded, else min_replicas
+    #: replicas while up: at the start if history says more than 0, else its replicas now, else the size a
+    #: pause recorded, else min_replicas
     size: int
     gpus_per_replica: int
     #: seconds from a start to all Ready
     warm_up_seconds: float
     #: "measured" (its recorded warm-ups), "declared" (--warm-up) or "none" (0 s assumed)
     warm_up_source: str = "none"
+    #: replicas at the start of the period (all Ready); None: `size`, as no history says
+    start_replicas: int | None = None
+    #: at 0 at the start, as paused by its policy (resumed by its rules), or by someone else (only a queue wakes it)
+    start_paused_by_policy: bool = False
 
     @property
     def lead(self) -> float | None:
@@ -143,7 +168,7 @@ class Replay:
     @property
     def gpu_hours_always_up(self) -> float:
         s = self.subject
-        return s.size * s.gpus_per_replica * self.steps.count * self.steps.step_seconds / 3600
+        return s.size * s.gpus_per_replica * self.steps.seconds / 3600
 
     @property
     def gpu_hours_saved(self) -> float:
@@ -202,7 +227,8 @@ def window_runs(policy: Policy, steps: Steps, lead: float | None) -> list[Window
         now = steps.at(first)
         state = compiled.state_at(now)
         later = compiled.state_at(now + ahead).keep_up if lead else None
-        key = seen.setdefault((id(state.keep_down), id(state.keep_up), state.outside_down, id(later)), len(seen))
+        key = seen.setdefault((id(state.keep_down), id(state.keep_up), state.outside_down, id(later), state.off,
+                               state.keep_down_why, state.keep_up_why), len(seen))
         window = (KEEP_DOWN if state.keep_down is not None else KEEP_UP if state.keep_up is not None
                   else OUTSIDE_DOWN if state.outside_down else NO_WINDOW)
         if not runs or runs[-1].key != key:
@@ -285,8 +311,12 @@ class _Run:
 
     def __init__(self, subject: Subject, result: Replay) -> None:
         self.subject, self.result = subject, result
-        self.state = replace(subject.state, replicas=subject.size, ready_replicas=subject.size, last_replicas=None,
-                             paused_by=None, manual_pause=False, pause_cause=None, started_at=None, ready_at=None)
+        replicas = subject.size if subject.start_replicas is None else subject.start_replicas
+        paused = replicas == 0 and subject.start_paused_by_policy
+        self.state = replace(subject.state, replicas=replicas, ready_replicas=replicas,
+                             last_replicas=subject.size if paused else None,
+                             paused_by=POLICY_PAUSE_PREFIX + subject.policy.name if paused else None,
+                             manual_pause=False, pause_cause=None, started_at=None, ready_at=None)
         self.ready_due: datetime | None = None
         self.due_index = -1
         self.wait: Wait | None = None
@@ -377,7 +407,8 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
 
 
 def _account(result: Replay) -> None:
-    """GPU-seconds held: replicas hold their GPUs from the step they are asked for."""
-    gpus, step = result.subject.gpus_per_replica, result.steps.step_seconds
-    result.gpu_seconds = sum(replicas * gpus * step * (following - first)
+    """GPU-seconds held: replicas hold their GPUs from the step they are asked
+    for until the next change, the last ones until the period's end."""
+    gpus, steps = result.subject.gpus_per_replica, result.steps
+    result.gpu_seconds = sum(replicas * gpus * steps.lasting(first, following)
                              for first, following, replicas, _ in result.spans())

@@ -16,6 +16,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic_core import PydanticCustomError
 
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
@@ -24,7 +27,9 @@ from scaler.decide.annotations import (
     REVERTED_BY,
     REVERTS,
 )
-from scaler.decide.times import parse_time, rfc3339
+from scaler.decide.fields import MAX_DURATION_SECONDS
+from scaler.decide.times import parse_time, rfc3339, seconds_between
+from scaler.decide.wallclock import place, wall
 
 #: managedFields managers of GitOps controllers: Argo CD's server-side apply,
 #: Flux's kustomize-controller and helm-controller.
@@ -124,16 +129,18 @@ class HoldError(ValueError):
 def hold_annotations(*, for_text: str | None = None, until_text: str | None = None,
                      now: datetime) -> dict[str, str]:
     """The annotations of `scaler resume --for 2h` or `--until next-window |
-    RFC 3339 | HH:MM` (the next such wall-clock time in `now`'s zone, so pass
-    a local `now`)."""
+    RFC 3339 | HH:MM`. HH:MM is the next such wall-clock time in `now`'s
+    zone (pass `now` in the local IANA zone), placed by the windows' rule: a
+    time the clocks skip happens when they jump, a repeated one at its first
+    occurrence. A hold is at most a year (MAX_DURATION_SECONDS), either way."""
     from scaler.decide.policies import parse_duration
 
     start = {HOLD_FROM: rfc3339(now)}
     if for_text is not None:
         try:
             seconds = parse_duration(for_text)
-        except ValueError:
-            raise HoldError(f"--for {for_text!r} is not a duration (write e.g. 90m, 2h, 1h30m, 1d)") from None
+        except PydanticCustomError as error:  # not a duration, or longer than a year: its message says which
+            raise HoldError(f"--for {error.message()}") from None
         if seconds <= 0:
             raise HoldError(f"--for {for_text!r} must be longer than 0")
         return {HOLD_UNTIL: rfc3339(now + timedelta(seconds=seconds)), **start}
@@ -142,14 +149,27 @@ def hold_annotations(*, for_text: str | None = None, until_text: str | None = No
         return {HOLD_UNTIL: NEXT_WINDOW, **start}
     clock = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
     if clock:
-        until = now.replace(hour=int(clock[1]), minute=int(clock[2]), second=0, microsecond=0)
-        if until <= now:
-            until += timedelta(days=1)
-        return {HOLD_UNTIL: rfc3339(until), **start}
+        return {HOLD_UNTIL: rfc3339(_next_wall_time(now, hour=int(clock[1]), minute=int(clock[2]))), **start}
     parsed = parse_time(text)
     if parsed is None:
         raise HoldError(f"--until {text!r} is not a time: write next-window, HH:MM (local time) or RFC 3339 "
                         "with a zone (2026-05-01T18:00:00Z)")
     if parsed <= now:
         raise HoldError(f"--until {text!r} is in the past")
+    if seconds_between(now, parsed) > MAX_DURATION_SECONDS:
+        raise HoldError(f"--until {text!r} is more than a year ahead ({MAX_DURATION_SECONDS:.0f}s), the longest "
+                        "hold scaler accepts")
     return {HOLD_UNTIL: rfc3339(parsed), **start}
+
+
+def _next_wall_time(now: datetime, *, hour: int, minute: int) -> datetime:
+    """The first instant after `now` at which `now`'s zone shows hour:minute
+    (or has jumped past it), today or tomorrow. A fixed offset (no IANA
+    zone) has no gaps: the wall time is simply there."""
+    zone = now.tzinfo
+    if isinstance(zone, ZoneInfo):
+        today = wall(now, zone).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        until = place(today, zone)
+        return until if until > now else place(today + timedelta(days=1), zone)
+    until = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return until if until > now else until + timedelta(days=1)

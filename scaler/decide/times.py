@@ -6,6 +6,7 @@ the instant as an argument."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 
 def utc_now() -> datetime:
@@ -17,6 +18,12 @@ def parse_time(text: str | None) -> datetime | None:
     unreadable or without a zone."""
     if not text:
         return None
+    return _parse_time(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_time(text: str) -> datetime | None:
+    """Cached: every pass reads the same annotations of every workload again."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -27,10 +34,20 @@ def parse_time(text: str | None) -> datetime | None:
 def rfc3339(moment: datetime, *, round_up: bool = False) -> str:
     """UTC, whole seconds, as annotations and Events carry it: cut down, or
     with `round_up` the next whole second, for a moment a wait counts from
-    (a grace counted from a cut-down Ready would end up to 1 s early)."""
+    (a grace counted from a cut-down Ready would end up to 1 s early).
+    Four-digit years, 0001 to 9999 (strftime's %Y writes year 1 as "1")."""
     if round_up and moment.microsecond:
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%SZ}"
+
+
+def later(moment: datetime, seconds: float) -> datetime | None:
+    """`moment` plus `seconds`, or None past the end of the calendar (year 9999)."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
 
 
 def seconds_between(earlier: datetime, later: datetime) -> float:

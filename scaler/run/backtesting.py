@@ -2,9 +2,11 @@
 workloads as they are now and the signals Prometheus kept.
 
 Reads only: it lists the workloads once (today's labels decide which policy
-manages each, as in `plan`), sends one range query per policy signal (in
-chunks for long periods), and replays each workload with the same decisions
-the daemon makes (`decide.replaying`). Nothing is written anywhere.
+manages each, as in `plan`), asks Prometheus once per kind how big each
+workload was at the start (kube-state-metrics), sends one range query per
+policy signal (in chunks for long periods), and replays each workload with
+the same decisions the daemon makes (`decide.replaying`). Nothing is written
+anywhere.
 """
 
 from __future__ import annotations
@@ -20,19 +22,25 @@ from functools import partial
 from scaler.cluster.discovery import KindResolver
 from scaler.cluster.views import ListingView
 from scaler.cluster.workloads import Workload
-from scaler.decide.decisions import WorkloadState
-from scaler.decide.loading import check_policies
+from scaler.decide.decisions import POLICY_PAUSE_PREFIX, WorkloadState
+from scaler.decide.fields import MAX_REPLICAS
 from scaler.decide.policies import Policy
 from scaler.decide.replaying import Replay, Steps, Subject, WindowRun, replay, window_runs
 from scaler.decide.selectors import Selector
 from scaler.run.evaluating import Evaluator, queries_of
 from scaler.run.isolating import isolated
 from scaler.run.settings import PlanSettings
+from scaler.run.sources import check_policy_files
 from scaler.signals.history import History, fetch
 from scaler.signals.prometheus import Prometheus
+from scaler.signals.queries import SignalQuery
 
 #: Policies whose signals are fetched (and held) at once.
 POLICIES_AHEAD = 2
+
+#: kube-state-metrics' series of a kind's desired replicas, and its label naming the object.
+START_SIZES = {"Deployment": ("kube_deployment_spec_replicas", "deployment"),
+               "StatefulSet": ("kube_statefulset_replicas", "statefulset")}
 
 
 @dataclass
@@ -51,6 +59,8 @@ class Backtest:
     windows: dict[tuple[str, float | None], list[WindowRun]] = field(default_factory=dict)
     #: (namespace, name) -> {"idle": points, "queue": points} (None: no series), kept with keep_points
     points: dict[tuple[str, str], dict[str, list | None]] = field(default_factory=dict)
+    #: what the replay could not read and did without (today's sizes for want of the start's)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,12 +85,35 @@ def warm_up_of(state: WorkloadState, declared: float | None) -> tuple[float, str
     return 0.0, "none"
 
 
-def subject_of(workload: Workload, state: WorkloadState, policy: Policy, declared: float | None) -> Subject:
+def subject_of(workload: Workload, state: WorkloadState, policy: Policy, declared: float | None,
+               started: int | None = None) -> Subject:
+    """`started`: its replicas at the start, as history has them (None: no
+    history). At 0, it starts paused by its policy if it carries its record
+    today (the policy is acting on it), else as someone else's zero."""
     record = workload.record
-    size = workload.replicas or (record.last_replicas if record and record.last_replicas else policy.min_replicas)
+    today = workload.replicas or (record.last_replicas if record and record.last_replicas else policy.min_replicas)
     seconds, source = warm_up_of(state, declared)
-    return Subject(state, policy, size=size, gpus_per_replica=workload.gpus_per_replica(),
-                   warm_up_seconds=seconds, warm_up_source=source)
+    return Subject(state, policy, size=started or today, gpus_per_replica=workload.gpus_per_replica(),
+                   warm_up_seconds=seconds, warm_up_source=source, start_replicas=started,
+                   start_paused_by_policy=started == 0 and record is not None
+                   and record.paused_by == POLICY_PAUSE_PREFIX + policy.name)
+
+
+def start_sizes(prometheus: Prometheus, kinds: set[str], at: datetime, result: Backtest,
+                ) -> dict[tuple[str, str, str], int]:
+    """(kind, namespace, name) -> replicas at `at`, as kube-state-metrics
+    recorded them: one instant query per kind it has a series for."""
+    sizes = {}
+    for kind in sorted(kinds & START_SIZES.keys()):
+        metric, label = START_SIZES[kind]
+        vector = prometheus.vector(SignalQuery(f"max by (namespace, {label}) ({metric})", "namespace", label), at=at)
+        result.requests += 1
+        if vector.error is not None:
+            result.warnings.append(f"{kind} sizes at the start unknown, today's used: {vector.error}")
+        for (namespace, name), value in vector.values.items():
+            if value is not None and value.is_integer() and 0 <= value <= MAX_REPLICAS:
+                sizes[(kind, namespace, name)] = int(value)
+    return sizes
 
 
 Progress = Callable[[str, int], None]
@@ -123,7 +156,7 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
 
     `on_plan(signals, workloads)` is told the work ahead once it is known;
     `progress("signals" | "workloads", n)` as it is done."""
-    policies, problems = check_policies(settings.policies)
+    policies, problems = check_policy_files(settings)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()
@@ -139,9 +172,10 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
                        for name, error in sorted(errors.items())]
     used = list({policy.name: policy for _, _, policy in matched}.values())
     on_plan(sum(len(queries_of(policy)) for policy in used), len(matched))
+    sizes = start_sizes(prometheus, {workload.kind.key for workload, _, _ in matched}, steps.start, result)
     by_policy: dict[str, list] = {}
     for workload, state, policy in matched:
-        by_policy.setdefault(policy.name, []).append((workload, state, policy))
+        by_policy.setdefault(policy.name, []).append((workload, state, policy, sizes.get(workload.key)))
     failed: dict[str, str] = {}
     collecting = gc.isenabled()
     gc.disable()  # millions of small point lists: the collector would walk them again and again
@@ -160,21 +194,22 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
 def _replay_policy(result: Backtest, matched: list, histories: dict[str, History], failed: dict[str, str],
                    declared_warm_up: float | None, keep_points: bool, progress: Progress) -> None:
     idle, queue = histories.get("idle"), histories.get("queue")
-    for workload, state, policy in matched:
+    for workload, state, policy, started in matched:
         if policy.name not in failed:
             key = (state.namespace, state.name)
             points = {"idle": idle.points.get(key) if idle else None,
                       "queue": queue.points.get(key) if queue else None}
             # subject_of() stays inside isolated(), as before: whatever it raises fails only this policy.
-            isolated(failed, policy, partial(_replay_one, result, workload, state, policy, declared_warm_up, points))
+            isolated(failed, policy, partial(_replay_one, result, workload, state, policy, declared_warm_up, points,
+                                             started))
             if keep_points:
                 result.points[key] = points
         progress("workloads", 1)
 
 
 def _replay_one(result: Backtest, workload: Workload, state: WorkloadState, policy: Policy,
-                declared_warm_up: float | None, points: dict) -> None:
-    subject = subject_of(workload, state, policy, declared_warm_up)
+                declared_warm_up: float | None, points: dict, started: int | None) -> None:
+    subject = subject_of(workload, state, policy, declared_warm_up, started)
     lead = subject.lead
     windows = result.windows.get((subject.policy.name, lead))
     if windows is None:

@@ -102,6 +102,7 @@ class Daemon:
             resolve=KindResolver(self.kube),
             hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
                                settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
+        self.events.writing = self.reconciler.writing
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
@@ -277,9 +278,8 @@ class Daemon:
         self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now, term=term)
 
     def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
-        """Once per term, when it may act, before any job of the term acts: the
-        Events its predecessor (killed, or deposed) owed for the actions recorded
-        on the objects (an action of this term would rewrite a record). Event
+        """Once per term, when it may act, before any job of the term acts (one would rewrite records): the
+        Events its predecessor (killed, or deposed) owed for the actions recorded on the objects. Event
         names make a repeat impossible; a failed check is retried by the next job."""
         with self._owed_lock:  # again after a write whose answer was lost: it may have landed
             if (self._events_checked_term == term and not self.reconciler.unsure.is_set()) \

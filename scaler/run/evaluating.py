@@ -8,16 +8,20 @@ tick or a restart heals on the next one.
 Signals are fetched concurrently, one query per policy signal, under one
 deadline per evaluation: a late answer is unknown for that evaluation (and
 unknown never scales down). A schedule evaluation fetches none at all, so a
-window edge never waits for Prometheus.
+window edge never waits for Prometheus. When running workloads of a policy
+are held because the idle query left them unknown, one range query for that
+policy, under the same deadline, finds where their signal was not seen
+(`signals.gaps`), for the reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
+from time import monotonic
 
 import structlog
 
@@ -42,10 +46,11 @@ from scaler.decide.decisions import (
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
-from scaler.decide.times import parse_time
+from scaler.decide.times import parse_time, utc_now
 from scaler.run.isolating import isolated, report_failures
+from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SignalQuery, idle_query, queue_query
+from scaler.signals.queries import SignalQuery, idle_query, queue_query, seen_query
 from scaler.signals.results import Vector
 
 log = structlog.get_logger("scaler")
@@ -182,15 +187,16 @@ class Evaluator:
 
     # Signals
 
-    def _fetch(self, policies: list[Policy], *, wake_only: bool,
-               errors: dict[str, str]) -> dict[tuple[str, str], Vector]:
-        """Every policy signal at once; what has not answered by the deadline is unknown."""
+    def _fetch(self, policies: list[Policy], *, wake_only: bool, errors: dict[str, str],
+               deadline: float) -> dict[tuple[str, str], Vector]:
+        """Every policy signal at once; what has not answered by the deadline
+        (`time.monotonic()`) is unknown."""
         queries = {policy.name: isolated(errors, policy, partial(queries_of, policy, wake_only=wake_only))
                    for policy in policies}
         ask = partial(self.prometheus.vector, at=self.signals_at) if self.signals_at else self.prometheus.vector
         sent = {(policy.name, signal): (policy, query, self._queries.submit(ask, query))
                 for policy in policies for signal, query in queries[policy.name] or ()}
-        wait([future for _, _, future in sent.values()], timeout=self.signal_deadline_seconds)
+        wait([future for _, _, future in sent.values()], timeout=max(0.0, deadline - monotonic()))
         vectors: dict[tuple[str, str], Vector] = {}
         signal_errors: list[str] = []  # not `errors`: that one holds the policies' own failures
         for (name, signal), (policy, query, future) in sent.items():
@@ -239,12 +245,61 @@ class Evaluator:
                                                                       now=now))) is not None]
             return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
-        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors)
+        deadline = monotonic() + self.signal_deadline_seconds
+        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline)
         evaluations = self._decide_all(matched, vectors, errors, now=now, wake_only=wake_only, policies=policies)
+        evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline)
         if not wake_only:  # only a full evaluation speaks for every policy: no flapping between passes
             self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
                                                  policies=policies, metrics=self.metrics)
         return conflicts + evaluations
+
+    def _explain(self, evaluations: list[Evaluation], vectors: dict[tuple[str, str], Vector],
+                 errors: dict[str, str], *, now: datetime, deadline: float) -> list[Evaluation]:
+        """Say where the hole was for each running workload held because the
+        idle query answered without it: one range query per policy with such
+        workloads (`signals.gaps`), under the evaluation's deadline, then the
+        decision again with the why. A query that fails or is late leaves the
+        reason without it. Workloads a row above decided for (a window, a
+        start) cost no query."""
+        unseen: dict[str, tuple[Policy, list[int]]] = {}
+        for index, evaluation in enumerate(evaluations):
+            workload, policy = evaluation.workload, evaluation.policy
+            vector = vectors.get((policy.name, "idle")) if policy is not None else None
+            if (policy is not None and vector is not None and vector.error is None and workload.replicas > 0
+                    and evaluation.decision.reason_code is Code.METRICS_UNKNOWN
+                    and (workload.namespace, workload.name) not in vector.values):
+                unseen.setdefault(policy.name, (policy, []))[1].append(index)
+        if not unseen:
+            return evaluations
+        # The instant the idle query was read at: `plan --at` a past instant's, else now (and never
+        # later than the clock: `plan --at` a future instant reads the signals as of now).
+        at = self.signals_at or min(now, utc_now())
+        sent = {}
+        for name, (policy, indexes) in unseen.items():
+            assert policy.idle is not None
+            steps = IdleSteps.at(at, policy.idle.duration_seconds)
+            query = seen_query(policy.idle.query, namespace_label=policy.idle.namespace_label,
+                               workload_label=policy.idle.workload_label)
+            sent[name] = (policy, indexes, query, steps,
+                          self._queries.submit(self.prometheus.matrix, query, steps.start, steps.end, steps.step))
+        wait([future for *_, future in sent.values()], timeout=max(0.0, deadline - monotonic()))
+        explained = list(evaluations)
+        for name, (policy, indexes, query, steps, future) in sent.items():
+            if not future.done() or future.exception() is not None:
+                log.warning("idle signal unknown: could not find where", policy=name, query=query.promql,
+                            error=str(future.exception()) if future.done() else "late for the evaluation's deadline")
+                continue
+            why = explain(future.result(), query, {(evaluations[i].workload.namespace, evaluations[i].workload.name)
+                                                   for i in indexes}, steps)
+            for i in indexes:
+                e = evaluations[i]
+                signals = replace(e.signals, why={"idle": why[(e.workload.namespace, e.workload.name)]})
+                decision = isolated(errors, policy, partial(decide, policy=policy, workload=e.state, signals=signals,
+                                                                    now=now))
+                if decision is not None:
+                    explained[i] = Evaluation(e.workload, e.state, policy, decision, signals)
+        return explained
 
     def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
                     *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:

@@ -195,7 +195,9 @@ def configure_logging(*, log_format: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        # Levels are the stdlib root's (set below): a logger cached on first use
+        # keeps the wrapper it was made with, and must still follow a new level.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

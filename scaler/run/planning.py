@@ -9,10 +9,10 @@ from scaler.cluster.discovery import KindResolver
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.facts import next_prewarm
-from scaler.decide.loading import check_policies
 from scaler.decide.times import rfc3339
 from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
+from scaler.run.sources import check_policy_files
 
 
 def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None = None,
@@ -21,7 +21,7 @@ def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None =
     signal errors seen, and the policies that failed (each {"policy",
     "source", "error"}: skipped, the others were evaluated). Signals are read
     as of `signals_at` if given, else as of now; the workloads are as they are."""
-    policies, problems = check_policies(settings.policies)
+    policies, problems = check_policy_files(settings)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()

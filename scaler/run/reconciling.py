@@ -114,6 +114,11 @@ class Reconciler(Evaluator):
                      left=len(todo) - len(done))
         return done
 
+    def writing(self) -> int:
+        """Writes in flight now (the Event sink yields to them)."""
+        with self._in_flight_lock:
+            return len(self._in_flight)
+
     @staticmethod
     def _override_to_clear(evaluation: Evaluation) -> bool:
         return evaluation.decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None

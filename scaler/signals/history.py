@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from scaler.signals.queries import SignalQuery
-from scaler.signals.results import WorkloadKey
+from scaler.signals.results import QueryError, WorkloadKey
 
 #: Steps per request: Prometheus refuses (end - start) / step > 11,000, so
 #: a week at one minute (10,081 steps) is one request.
@@ -98,9 +98,11 @@ def read_matrix(history: History, result: list, query: SignalQuery, *, fresh: se
 RangeQuery = Callable[[SignalQuery, datetime, datetime, float], list]
 
 
-#: Prometheus's answers when one request asks too much: the chunk is halved and asked again.
-TOO_BIG = ("too many samples", "exceeded maximum resolution")
-SPLITS = 4  # a chunk is halved at most this many times
+SPLITS = 4  # a chunk Prometheus could not execute is halved at most this many times
+
+
+def _minute(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment:%m-%d %H:%M}"  # strftime's %Y writes year 1 as "1"
 
 
 def fetch(query: SignalQuery, ask: RangeQuery, *, start: datetime, step_seconds: int, steps: int) -> History:
@@ -108,7 +110,8 @@ def fetch(query: SignalQuery, ask: RangeQuery, *, start: datetime, step_seconds:
 
     `ask(query, first instant, last instant, step)` returns the answer's
     `data.result` or raises; a failed chunk is recorded, the others are kept.
-    A chunk Prometheus finds too big (its sample limit) is halved and asked again."""
+    A chunk Prometheus could not execute (`QueryError.too_big`: its sample
+    limit) is halved and asked again."""
     history = History()
     for first, last in chunks(steps):
         _fetch_chunk(history, query, ask, start, step_seconds, first, last, SPLITS)
@@ -123,12 +126,12 @@ def _fetch_chunk(history: History, query: SignalQuery, ask: RangeQuery, start: d
     try:
         result = ask(query, begin, end, step_seconds)
     except Exception as error:  # noqa: BLE001 - reported per chunk; unknown, never zero
-        if splits > 0 and last > first and any(text in str(error) for text in TOO_BIG):
+        if splits > 0 and last > first and isinstance(error, QueryError) and error.too_big:
             middle = (first + last) // 2
             _fetch_chunk(history, query, ask, start, step_seconds, first, middle, splits - 1)
             _fetch_chunk(history, query, ask, start, step_seconds, middle + 1, last, splits - 1)
             return
-        history.errors.append(f"{begin:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {error}")
+        history.errors.append(f"{_minute(begin)} to {_minute(end)} UTC: {error}")
         history.failed_steps += last - first + 1
         return
     read_matrix(history, result, query, fresh=set())

@@ -1,8 +1,14 @@
 """The Prometheus client: instant and range queries with scaler's timeouts and auth.
 
+Queries are POSTed with a form-encoded body, as Prometheus's HTTP API allows
+for /api/v1/query and /api/v1/query_range: a long query never meets a limit
+on the length of a URL (a 414, or a proxy that drops the connection).
+
 Unknown is not zero. An HTTP error, a timeout or an unreachable server comes
 back as a `Vector` with an error, which is None for every workload, and the
-decision layer holds."""
+decision layer holds. Failures are told apart by exception type and HTTP
+status, never by the text of a message.
+"""
 
 from __future__ import annotations
 
@@ -11,90 +17,121 @@ from datetime import datetime
 from pathlib import Path
 
 import requests
-from requests.adapters import Retry
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from scaler.signals.queries import SignalQuery
-from scaler.signals.results import Vector, parse_vector
+from scaler.signals.results import QueryError, Vector, parse_vector
+
+#: Answers retried once: a proxy or a restarting Prometheus.
+RETRIED_STATUSES = (502, 503, 504)
 
 
-def _failures() -> tuple[type[Exception], ...]:
-    from prometheus_api_client import PrometheusApiClientException
+def _is_timeout(error: object) -> bool:
+    # urllib3's NewConnectionError (refused, no route) is a ConnectTimeoutError by inheritance only.
+    return (isinstance(error, urllib3.exceptions.TimeoutError)
+            and not isinstance(error, urllib3.exceptions.NewConnectionError))
 
-    return (PrometheusApiClientException, ValueError, KeyError, TypeError, requests.RequestException, OSError)
+
+def _timed_out(error: Exception) -> bool:
+    """A timeout, however requests wraps it: its own Timeout, or urllib3's
+    timeout inside a ConnectionError (a read timeout while the body streams,
+    or retries that ended on one)."""
+    if isinstance(error, requests.Timeout):
+        return True
+    cause = error.args[0] if error.args else None
+    return _is_timeout(cause) or _is_timeout(getattr(cause, "reason", None))  # a MaxRetryError's last error
 
 
-class RangeQueryError(Exception):
-    """A range query that did not answer, phrased for the person reading."""
+def _excerpt(text: str, limit: int = 300) -> str:
+    return " ".join(text.split())[:limit]
 
 
 class Prometheus:
-    """Instant queries through prometheus-api-client, with our timeouts and auth."""
+    """Instant and range queries, with our timeouts, auth and TLS."""
 
     def __init__(self, url: str, *, timeout_seconds: float = 10, bearer_token_file: Path | None = None,
                  username: str | None = None, password_file: Path | None = None,
                  ca_file: Path | None = None, retries: int = 1) -> None:
-        from prometheus_api_client import PrometheusConnect
-
-        session = requests.Session()
-        session.verify = str(ca_file) if ca_file else True
-        self.bearer_token_file = bearer_token_file
-        auth = None
+        self.session = requests.Session()
+        # Passed with each request: a session's own `verify` loses to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: str | bool = str(ca_file) if ca_file else True
         if username is not None:
-            auth = (username, password_file.read_text().strip() if password_file else "")
-        self.client = PrometheusConnect(
-            url=url.rstrip("/"), session=session, auth=auth, timeout=timeout_seconds,
-            # Retry a refused connection or a 502-504 once; a read timeout is
-            # final (a hung Prometheus would otherwise cost two timeouts a query).
-            retry=Retry(total=retries, read=0, backoff_factor=0.1, status_forcelist=(502, 503, 504)),
-        )
+            self.session.auth = (username, password_file.read_text().strip() if password_file else "")
+        # Retry a refused connection or a 502-504 once (queries are reads, so a
+        # POST may be sent again); a read timeout is final (a hung Prometheus
+        # would otherwise cost two timeouts a query). The last answer is kept,
+        # so a 503 after its retry is reported with its status and body.
+        retry = Retry(total=retries, read=False, backoff_factor=0.1, status_forcelist=RETRIED_STATUSES,
+                      allowed_methods=frozenset({"POST"}), raise_on_status=False)
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(max_retries=retry))
+        self.bearer_token_file = bearer_token_file
         self.url = url
-        self._failures = _failures()
         self.timeout_seconds = timeout_seconds
         self.queries = 0
         self._count = threading.Lock()  # evaluations query from several threads
 
-    def _counted(self) -> None:
+    def _headers(self) -> dict[str, str]:
+        # Re-read on every query: projected service-account tokens rotate.
+        if self.bearer_token_file is None:
+            return {}
+        return {"Authorization": f"Bearer {self.bearer_token_file.read_text().strip()}"}
+
+    def _post(self, path: str, form: dict[str, str]) -> list:
+        """The answer's `data.result`, or QueryError saying what went wrong."""
         with self._count:
             self.queries += 1
-        self.client.headers = self._headers()
+        try:
+            headers = self._headers()
+        except OSError as error:
+            raise QueryError(f"Prometheus at {self.url}: cannot read the bearer token file "
+                             f"{self.bearer_token_file}: {error.strerror or error}") from None
+        try:
+            response = self.session.post(f"{self.url.rstrip('/')}{path}", data=form, headers=headers,
+                                         verify=self.verify, timeout=self.timeout_seconds)
+        except (requests.RequestException, OSError) as error:  # OSError: e.g. a CA file that is not there
+            if _timed_out(error):
+                raise QueryError(f"Prometheus at {self.url} timed out after {self.timeout_seconds:g}s") from None
+            raise QueryError(f"Prometheus at {self.url} unreachable: {type(error).__name__}: "
+                             f"{str(error)[:200]}") from None
+        return self._read(response)
+
+    def _read(self, response: requests.Response) -> list:
+        try:
+            body = response.json()
+        except ValueError:  # not JSON (requests' JSONDecodeError is one)
+            body = None
+        status = response.status_code
+        if status != 200 or (isinstance(body, dict) and body.get("status") == "error"):
+            fields = body if isinstance(body, dict) else {}
+            error_type = fields.get("errorType") if isinstance(fields.get("errorType"), str) else None
+            detail = fields["error"] if isinstance(fields.get("error"), str) else response.text
+            raise QueryError(f"Prometheus at {self.url} answered an error: HTTP {status}"
+                             + (f" {error_type}" if error_type else "")
+                             + (f": {_excerpt(detail)}" if detail.strip() else ""),
+                             status=status, error_type=error_type)
+        if body is None:
+            raise QueryError(f"Prometheus at {self.url} sent an unreadable answer: not JSON: "
+                             f"{_excerpt(response.text, 200)!r}")
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or "result" not in data:
+            raise QueryError(f"Prometheus at {self.url} sent an unreadable answer: no data.result in "
+                             f"{_excerpt(response.text, 200)!r}")
+        return data["result"]
 
     def matrix(self, query: SignalQuery, start: datetime, end: datetime, step_seconds: float) -> list:
         """The `data.result` of a range query from start to end (inclusive);
-        raises `RangeQueryError` saying what went wrong."""
-        self._counted()
-        try:
-            return self.client.custom_query_range(query.promql, start_time=start, end_time=end,
-                                                  step=f"{step_seconds:g}")
-        except self._failures as error:
-            raise RangeQueryError(self._failure(error)) from None
-
-    def _headers(self) -> dict[str, str] | None:
-        # Re-read on every query: projected service-account tokens rotate.
-        if self.bearer_token_file is None:
-            return None
-        return {"Authorization": f"Bearer {self.bearer_token_file.read_text().strip()}"}
+        raises `QueryError` saying what went wrong."""
+        return self._post("/api/v1/query_range", {"query": query.promql, "start": f"{start.timestamp():.3f}",
+                                                  "end": f"{end.timestamp():.3f}", "step": f"{step_seconds:g}"})
 
     def vector(self, query: SignalQuery, *, at: datetime | None = None) -> Vector:
         """The signal per workload now, or as of `at` (`scaler plan --at`)."""
-        self._counted()
+        form = {"query": query.promql, **({"time": f"{at.timestamp():.3f}"} if at else {})}
         try:
-            result = self.client.custom_query(query.promql, params={"time": at.timestamp()} if at else None)
-        except self._failures as error:
-            return Vector(error=self._failure(error))
+            result = self._post("/api/v1/query", form)
+        except QueryError as error:
+            return Vector(error=str(error))
         return parse_vector(result, query)
-
-    def _failure(self, error: Exception) -> str:
-        """What went wrong with a query, for the person reading."""
-        from prometheus_api_client import PrometheusApiClientException
-
-        if isinstance(error, PrometheusApiClientException):
-            return f"Prometheus at {self.url} answered an error: {str(error)[:300]}"
-        if isinstance(error, (ValueError, KeyError, TypeError)):
-            # Not JSON, or JSON without data.result. Before RequestException:
-            # requests' JSONDecodeError is both, and this is no network fault.
-            return f"Prometheus at {self.url} sent an unreadable answer: {type(error).__name__}: {str(error)[:200]}"
-        # requests reports an exhausted read retry as a ConnectionError
-        # wrapping the timeout; tell the two apart for the person reading.
-        if isinstance(error, requests.Timeout) or "timed out" in str(error).lower():
-            return f"Prometheus at {self.url} timed out after {self.timeout_seconds:g}s"
-        return f"Prometheus at {self.url} unreachable: {type(error).__name__}: {str(error)[:200]}"

@@ -24,6 +24,14 @@ def _check_labels(namespace_label: str, workload_label: str) -> None:
             raise ValueError(f"{label!r} is not a valid Prometheus label name")
 
 
+def _enclosed(expr: str) -> str:
+    """The policy's PromQL in parentheses, on lines of its own: a `#`
+    comment runs to the end of its line, so a comment at the end of the
+    policy's query would otherwise swallow the closing parenthesis and all
+    that follows. Nothing is stripped, so a `#` inside a string stays as is."""
+    return f"(\n{expr}\n)"
+
+
 def resolution_seconds(duration_seconds: float) -> int:
     """Subquery step: about 60 points over the idle window, 1 s to 60 s."""
     return int(min(60, max(1, duration_seconds // 60)))
@@ -33,24 +41,58 @@ def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, work
     """The signal's maximum over the idle window, per workload, computed by
     Prometheus so a daemon restart does not reset anyone's idle clock.
 
-    Two guards keep missing data from looking idle: the series must have a
-    sample now (not stale), and one at the start of the window (a window
-    Prometheus saw only the end of is not a full idle window)."""
+    Three guards keep missing data from looking idle: the series must have a
+    sample now (not stale), one at the start of the window (a window
+    Prometheus saw only the end of is not a full idle window), and one at
+    every step of the window but at most `GAP_TOLERANCE_STEPS` (`seen_throughout`:
+    `max_over_time` alone skips a hole)."""
     _check_labels(namespace_label, workload_label)
     by = f"by ({namespace_label}, {workload_label})"
     on = f"on ({namespace_label}, {workload_label})"
     seconds = math.ceil(duration_seconds)
     step = resolution_seconds(duration_seconds)
     lookback = max(2 * step, 30)
+    inner = _enclosed(expr)
     promql = (
-        f"max {by} (max_over_time(({expr})[{seconds}s:{step}s]))"
-        f" and {on} max {by} ({expr})"
-        f" and {on} max {by} (last_over_time(({expr})[{lookback}s:{step}s] offset {seconds}s))"
+        f"max {by} (max_over_time({inner}[{seconds}s:{step}s]))"
+        f" and {on} max {by} {inner}"
+        f" and {on} max {by} (last_over_time({inner}[{lookback}s:{step}s] offset {seconds}s))"
     )
+    promql += f" and {on} ({seen_throughout(expr, by=by, seconds=seconds, step=step)})"
     return SignalQuery(promql, namespace_label, workload_label)
+
+
+#: Steps of the idle window's subquery that may go unseen before the window
+#: is unknown: one lost scrape, or a series a step late at the window's edge.
+GAP_TOLERANCE_STEPS = 1
+
+
+def seen_throughout(expr: str, *, by: str, seconds: int, step: int) -> str:
+    """The workloads whose signal was seen at every step of the idle window's
+    subquery but at most GAP_TOLERANCE_STEPS. A step is unseen when no series
+    has a sample within Prometheus's lookback (a stale marker after a failed
+    scrape ends it at once) or the value is NaN (`>= -Inf` drops only NaN).
+    Prometheus counts the steps too (`vector(1)` over the same subquery), so
+    the bound holds however the instant falls on the step grid and whether
+    the subquery's range includes its start (Prometheus 2) or not (3).
+
+    The user's expression is on lines of its own: a `# comment` in it ends
+    at its line."""
+    window = f"[{seconds}s:{step}s]"
+    return (f"count_over_time((max {by} (\n{expr}\n) >= -Inf){window})"
+            f" >= scalar(count_over_time(vector(1){window})) - {GAP_TOLERANCE_STEPS}")
+
+
+def seen_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
+    """The idle signal per workload as `seen_throughout` reads it at each step:
+    asked as a range query over the window to say where it was not seen."""
+    _check_labels(namespace_label, workload_label)
+    return SignalQuery(f"max by ({namespace_label}, {workload_label}) (\n{expr}\n)", namespace_label,
+                       workload_label)
 
 
 def queue_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
     """The queue right now, summed per workload (several routers may report it)."""
     _check_labels(namespace_label, workload_label)
-    return SignalQuery(f"sum by ({namespace_label}, {workload_label}) ({expr})", namespace_label, workload_label)
+    return SignalQuery(f"sum by ({namespace_label}, {workload_label}) {_enclosed(expr)}", namespace_label,
+                       workload_label)

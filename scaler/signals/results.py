@@ -1,4 +1,5 @@
-"""Reading a Prometheus instant-query answer: a value per workload, or None.
+"""Reading a Prometheus instant-query answer: a value per workload, or None;
+and the error a query that got no answer raises.
 
 Pure, so every odd answer is tested on canned JSON. Unknown is not zero: a
 NaN or ±Inf value, or a value that is not a number, makes that workload's
@@ -13,6 +14,24 @@ from dataclasses import dataclass, field
 from scaler.signals.queries import SignalQuery
 
 WorkloadKey = tuple[str, str]  # (namespace, workload name)
+
+
+class QueryError(Exception):
+    """A query that got no usable answer; the message is for the person
+    reading. `status` is the HTTP status Prometheus answered (None: no
+    answer, or an unreadable one) and `error_type` its `errorType`
+    (bad_data, execution, timeout, ...): code reads these, never the text."""
+
+    def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error_type = status, error_type
+
+    @property
+    def too_big(self) -> bool:
+        """Prometheus could not execute the query (422, errorType execution).
+        Over a long range its sample limit ("too many samples") is the usual
+        cause, and a shorter range fits under it."""
+        return self.status == 422
 
 
 @dataclass

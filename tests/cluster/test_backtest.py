@@ -5,7 +5,10 @@ Fidelity: the daemon runs a scripted scenario (busy, idle, a queue wake, a
 keep-down window and its end); then the backtest replays the same period
 from what Prometheus kept. Its actions must be the daemon's Events, one for
 one, each within one evaluation interval, and its GPU-hours those of the
-pods that actually ran (sampled from the API server) within 5%."""
+pods that actually ran (sampled from the API server) within 5%. Queries
+are POSTed, and a workload's size at the start is read from
+kube-state-metrics' series (pushed here: the local cluster runs no
+kube-state-metrics)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from kubernetes import client
 
 from scaler.decide.times import rfc3339
 from tests.cluster.test_daemon import _push, _replicas, _write
-from tests.helpers import events, eventually, gpu_deployment, run_scaler
+from tests.helpers import events, eventually, gpu_deployment, instant_query, push_metric, run_scaler
 
 INTERVAL = 3  # the daemon's evaluation interval, and the backtest's step
 LOAD_SECONDS = 8
@@ -148,7 +151,7 @@ def test_the_backtest_replays_what_the_daemon_did(kube, namespace, cluster, tmp_
     assert row["warmUpSource"] == "measured" and LOAD_SECONDS <= row["warmUpSeconds"] <= LOAD_SECONDS + 10
     assert row["demandWhilePaused"] == 1 and row["waitSecondsWorst"] == row["warmUpSeconds"]
 
-    ran = sampler.gpu_seconds(start.timestamp(), end.timestamp() + INTERVAL) / 3600
+    ran = sampler.gpu_seconds(start.timestamp(), end.timestamp()) / 3600
     print(f"GPU-hours: pods ran {ran:.4f}, backtest {row['gpuHours']:.4f}, always up {row['gpuHoursAlwaysUp']:.4f}")
     assert abs(row["gpuHours"] - ran) <= 0.05 * ran
     assert 0 < row["gpuHoursSaved"] < row["gpuHoursAlwaysUp"]
@@ -195,12 +198,47 @@ def test_a_backtest_with_prometheus_unreachable_holds_everything_and_says_so(kub
     assert "Prometheus at http://127.0.0.1:1 unreachable" in result.stderr
     document = json.loads(result.stdout)
     row = document["workloads"][0]
-    assert row["pauses"] == 0 and row["gpuHours"] == row["gpuHoursAlwaysUp"] == round(2 * 21 * 30 / 3600, 3)
-    assert row["unknownSteps"] == document["steps"] == 21 and document["prometheusRequests"] == 2
+    # 2 GPUs for the 10 minutes asked for (the last of the 21 steps is the period's end)
+    assert row["pauses"] == 0 and row["gpuHours"] == row["gpuHoursAlwaysUp"] == round(2 * 600 / 3600, 3)
+    assert row["startSizeFrom"] == "today (no history)"
+    # one instant query for the Deployments' sizes at the start, one range query per signal
+    assert row["unknownSteps"] == document["steps"] == 21 and document["prometheusRequests"] == 3
     table = run_scaler("backtest", "--policies", str(policies), "--from", rfc3339(end - timedelta(minutes=10)),
                        "--to", rfc3339(end), "--step", "30s", "-n", namespace, kubeconfig=cluster.kubeconfig,
                        env={"SCALER_PROMETHEUS_URL": "http://127.0.0.1:1"})
     assert table.returncode == 4
     row = next(line.split() for line in table.stdout.splitlines() if line.startswith(namespace))
-    assert row[1:6] == ["chat", "chat", "0.35", "0.35", "0.00"] and row[-1] == "100%", table.stdout
-    assert "21 steps of 30s, 1 workload(s): 0.00 of 0.35 GPU-hours saved (0%)" in table.stdout
+    assert row[1:6] == ["chat", "chat", "0.33", "0.33", "0.00"] and row[-1] == "100%", table.stdout
+    assert "21 steps of 30s, 1 workload(s): 0.00 of 0.33 GPU-hours saved (0%)" in table.stdout
+
+
+def test_a_backtest_starts_a_workload_at_its_size_in_kube_state_metrics(kube, namespace, cluster, tmp_path):
+    """Today it runs 1 replica; kube-state-metrics' series says 3 at the start."""
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=1, gpus=2))
+    push_metric(cluster.pushgateway_url, job="kube-state-metrics", name="kube_deployment_spec_replicas", value=3,
+                labels={"namespace": namespace, "deployment": "chat"},
+                grouping={"namespace": namespace, "deployment": "chat"})
+    eventually(lambda: instant_query(cluster.prometheus_url,
+                                     f'kube_deployment_spec_replicas{{namespace="{namespace}"}}'),
+               timeout_seconds=60)
+    # Prometheus has had a sample since before this (the next whole second: --from is cut to one)
+    start = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    eventually(lambda: datetime.now(UTC) >= start + timedelta(seconds=2), timeout_seconds=10, interval_seconds=0.2)
+    policies = _write(tmp_path / "policies.yaml", f"""
+        policies:
+          - name: chat
+            targets: {{namespaces: [{namespace}], selector: app=chat}}
+            schedule:
+              timezone: UTC
+              windows: [{{name: always, mode: up, when: "daily 00:00-24:00"}}]
+        """)
+    result = run_scaler("backtest", "--policies", str(policies), "--from", rfc3339(start), "--to", "now", "--step",
+                        "1s", "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig,
+                        env={"SCALER_PROMETHEUS_URL": cluster.prometheus_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    row = document["workloads"][0]
+    assert (row["startReplicas"], row["startSizeFrom"]) == (3, "kube-state-metrics"), result.stdout + result.stderr
+    seconds = (datetime.fromisoformat(document["to"].replace("Z", "+00:00")) - start).total_seconds()
+    assert row["gpuHours"] == row["gpuHoursAlwaysUp"] == round(3 * 2 * seconds / 3600, 3)
+    assert document["prometheusRequests"] == 1 and document["warnings"] == []

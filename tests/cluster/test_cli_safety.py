@@ -132,14 +132,14 @@ def _hostile_cases(namespace, tmp_path, closed_port):
     K = "--kubeconfig"
     return [
         # (arguments, exit code, a piece of the one `error:` line)
-        (("pause", "-l", "app=(", *n), 1, "invalid label selector 'app=(': '(' is not a valid label value at column 5"),
-        (("pause", "-l", "app in (a", *n), 1, "expected ',' or ')' in a set of values at the end"),
-        (("resume", "-l", "=x", *n), 1, "expected a label key but found '=' at column 1"),
-        (("status", "-l", "a b", *n), 1, "after 'a' but found 'b' at column 3"),
-        (("pause", "x", "--kind", "Pod", *n), 1, "unknown kind 'Pod': expected one of Deployment, StatefulSet, "
+        (("pause", "-l", "app=(", *n), 2, "invalid label selector 'app=(': '(' is not a valid label value at column 5"),
+        (("pause", "-l", "app in (a", *n), 2, "expected ',' or ')' in a set of values at the end"),
+        (("resume", "-l", "=x", *n), 2, "expected a label key but found '=' at column 1"),
+        (("status", "-l", "a b", *n), 2, "after 'a' but found 'b' at column 3"),
+        (("pause", "x", "--kind", "Pod", *n), 2, "unknown kind 'Pod': expected one of Deployment, StatefulSet, "
                                                  "InferenceService"),
-        (("status", "--kind", "widgets.example.com", *n), 1, "needs its version"),
-        (("pause", "pod/x", *n), 1, "unknown kind 'pod': expected one of Deployment"),
+        (("status", "--kind", "widgets.example.com", *n), 2, "needs its version"),
+        (("pause", "pod/x", *n), 2, "unknown kind 'pod': expected one of Deployment"),
         (("pause", "deploy/x", "y", *n), 2, "give every NAME as TYPE/NAME (deploy/llm), or none of them and --kind"),
         (("resume", "deploy/x", "--kind", "sts", *n), 2, "--kind and TYPE/NAME both give the kind"),
         (("pause", "deploy/", *n), 2, "'deploy/': expected TYPE/NAME, e.g. deploy/llm"),

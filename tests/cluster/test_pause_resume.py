@@ -204,7 +204,7 @@ def test_kubectl_type_name_form_selects_each_name_in_its_own_kind(kube, namespac
 
 def test_unknown_kind_is_a_clear_error(namespace, cluster):
     result = run_scaler("pause", "-n", namespace, "--kind", "Pod", kubeconfig=cluster.kubeconfig)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (README's exit codes)
     assert "unknown kind 'Pod': expected one of Deployment, StatefulSet, InferenceService" in result.stderr
 
 

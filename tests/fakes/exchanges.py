@@ -83,6 +83,7 @@ def steps(ns: str) -> list[tuple[str, str, str, dict, Any, str, bool]]:
          APPLY, True),
         ("update-by-person", "PATCH", d, {"fieldManager": "kubectl-scale"}, {"spec": {"replicas": 5}}, MERGE,
          True),
+        *_string_tests(d),
         ("create-second", "POST", deployments, {}, _deployment("e", 1), JSON, True),
         ("list-first-page", "GET", deployments, {"limit": "1"}, None, JSON, True),
         ("list-by-label", "GET", deployments, {"labelSelector": "app=e"}, None, JSON, True),
@@ -97,6 +98,22 @@ def steps(ns: str) -> list[tuple[str, str, str, dict, Any, str, bool]]:
         ("delete", "DELETE", d, {}, None, JSON, True),
         ("get-deleted", "GET", d, {}, None, JSON, True),
     ]
+
+
+#: Annotation values a JSON-patch `test` compares: the server compares JSON
+#: encodings (its own escapes <, > and &; Python's escapes non-ASCII).
+STRINGS = {"plain": "a b:c/d", "greater": "queue 3 > 0", "ampersand": "a&b", "accent": "café",
+           "line-separator": "a\u2028b", "newline": "a\nb", "json": '{"id":"ab","m":"x"}'}
+
+
+def _string_tests(d: str) -> list:
+    steps = []
+    for label, value in STRINGS.items():
+        steps.append((f"set-string-{label}", "PATCH", d, {}, {"metadata": {"annotations": {"t": value}}}, MERGE,
+                      True))
+        steps.append((f"test-string-{label}", "PATCH", d, {},
+                      [{"op": "test", "path": "/metadata/annotations/t", "value": value}], PATCH, True))
+    return steps
 
 
 def summary(status: int, body: Any, *, message: bool = True) -> dict:

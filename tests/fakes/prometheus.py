@@ -1,61 +1,52 @@
-"""A Prometheus HTTP API in process, for the unit tier: instant and range
-queries (GET or POST, as Prometheus takes both), answered from what a test
-set per query text, with the faults a real one has (an error answer, a hang,
-nothing listening)."""
+"""Prometheus's query API on loopback, for the unit tier: /api/v1/query and
+/api/v1/query_range, by GET or by POST with a form body, as the real one
+takes them. What it answers is up to the test (`instant`, `range`); a
+request line over 64 KiB is refused with 414 by http.server itself, as real
+servers and proxies refuse long URLs. Every request is logged (`requests`).
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-Values = dict[tuple[str, str], float | str]
+
+@dataclass(frozen=True)
+class Query:
+    method: str
+    path: str
+    form: dict[str, str]
+
+    @property
+    def promql(self) -> str:
+        return self.form.get("query", "")
 
 
+def _nothing(query: Query) -> list:
+    return []
+
+
+@dataclass
 class FakePrometheus:
-    def __init__(self) -> None:
-        #: (substring of the PromQL, {(namespace, workload): value}); the first match answers
-        self.answers: list[tuple[str, Values]] = []
-        self.queries: list[dict[str, str]] = []
-        self.status = 200
-        self.hang = threading.Event()
-        self.hang.set()  # cleared: every query waits until it is set again
-        self._server: ThreadingHTTPServer | None = None
+    """`instant(query)` and `range(query)` return a `data.result` list (or
+    raise to answer 422 execution with the message)."""
 
-    def answer(self, substring: str, values: Values) -> None:
-        self.answers.insert(0, (substring, values))
+    instant: Callable[[Query], list] = _nothing
+    range: Callable[[Query], list] = _nothing
+    requests: list[Query] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
 
     def serve(self) -> FakePrometheus:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+        class Handler(_Handler):
+            pass
 
-            def do_GET(self) -> None:
-                self._answer(parse_qs(urlsplit(self.path).query))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
-                self._answer({**parse_qs(urlsplit(self.path).query), **form})
-
-            def _answer(self, params: dict[str, list[str]]) -> None:
-                flat = {k: v[-1] for k, v in params.items()}
-                fake.queries.append(flat)
-                fake.hang.wait()
-                body = fake.body(urlsplit(self.path).path, flat)
-                status = fake.status
-                data = json.dumps(body if status == 200 else {"status": "error", "errorType": "internal",
-                                                               "error": "injected"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        Handler.fake = fake
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -63,25 +54,61 @@ class FakePrometheus:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
+        assert self._server is not None, "serve() first"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def body(self, path: str, params: dict[str, str]) -> dict:
-        promql = params.get("query", "")
-        values = next((v for substring, v in self.answers if substring in promql), {})
-        at = float(params.get("time") or params.get("end") or 0)
-        if path.endswith("/query_range"):
-            start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
-            points = [[start + i * step, str(0)] for i in range(int((end - start) // step) + 1)]
-            result = [{"metric": {"namespace": ns, "workload": wl},
-                       "values": [[t, str(value)] for t, _ in points]} for (ns, wl), value in values.items()]
-            return {"status": "success", "data": {"resultType": "matrix", "result": result}}
-        result = [{"metric": {"namespace": ns, "workload": wl}, "value": [at, str(value)]}
-                  for (ns, wl), value in values.items()]
-        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+    def answer(self, substring: str, values: dict[tuple[str, str], float]) -> None:
+        """Instant queries whose PromQL contains `substring` answer these
+        values per (namespace, workload); others answer what they did."""
+        before = self.instant
+
+        def instant(query: Query) -> list:
+            if substring not in query.promql:
+                return before(query)
+            at = float(query.form.get("time") or 0)
+            return [{"metric": {"namespace": ns, "workload": wl}, "value": [at, str(value)]}
+                    for (ns, wl), value in values.items()]
+        self.instant = instant
 
     def stop(self) -> None:
-        self.hang.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakePrometheus
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._answer("GET", urlsplit(self.path).query)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._answer("POST", self.rfile.read(length).decode())
+
+    def _answer(self, method: str, encoded: str) -> None:
+        path = urlsplit(self.path).path
+        query = Query(method, path, {key: values[0] for key, values in parse_qs(encoded).items()})
+        self.fake.requests.append(query)
+        answer = {"/api/v1/query": (self.fake.instant, "vector"), "/api/v1/query_range": (self.fake.range, "matrix")}
+        if path not in answer:
+            return self._send(404, {"status": "error", "errorType": "not_found", "error": f"no {path}"})
+        if not query.promql:
+            return self._send(400, {"status": "error", "errorType": "bad_data", "error": "no query"})
+        respond, kind = answer[path]
+        try:
+            result = respond(query)
+        except Exception as error:  # noqa: BLE001 - the test's way to make a query fail
+            return self._send(422, {"status": "error", "errorType": "execution", "error": str(error)})
+        self._send(200, {"status": "success", "data": {"resultType": kind, "result": result}})
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

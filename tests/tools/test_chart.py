@@ -198,7 +198,7 @@ def test_pod_runs_unprivileged_with_probes_and_limits(helm):
 
 def test_example_policies_are_valid_and_covered_by_the_default_rbac(helm, tmp_path):
     data = only(render(helm), "ConfigMap")["data"]
-    assert sorted(data) == ["batch-workers.yaml", "business-hours.yaml", "weekend-shutdown.yaml"]
+    assert sorted(data) == ["batch-workers.yaml", "business-hours.yaml", "office-hours.yaml", "weekend-shutdown.yaml"]
     for name, text in data.items():
         (tmp_path / name).write_text(text)
     policies = load_policies([tmp_path])
@@ -213,6 +213,17 @@ def test_policies_value_replaces_the_examples(helm, tmp_path):
     nights.write_text("policies:\n  - name: nights\n    targets: {namespaces: [llm]}\n")
     docs = render(helm, "--set-file", f"policies.nights\\.yaml={nights}")
     assert only(docs, "ConfigMap")["data"] == {"nights.yaml": nights.read_text()}
+
+
+def test_an_icalendar_file_is_a_key_beside_the_policies(helm, tmp_path):
+    """A calendar's {file: offsites.ics} is another key of the policies' ConfigMap."""
+    office = tmp_path / "office.yaml"
+    office.write_text("calendars:\n  o: {ical: {file: offsites.ics}}\npolicies:\n  - name: office\n")
+    offsites = tmp_path / "offsites.ics"
+    offsites.write_text("BEGIN:VCALENDAR\nEND:VCALENDAR\n")
+    docs = render(helm, "--set-file", f"policies.office\\.yaml={office}", "--set-file",
+                  f"policies.offsites\\.ics={offsites}")
+    assert sorted(only(docs, "ConfigMap")["data"]) == ["office.yaml", "offsites.ics"]
 
 
 def test_a_policy_key_the_daemon_would_not_read_is_refused(helm):

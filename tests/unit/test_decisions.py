@@ -106,6 +106,8 @@ def ago(minutes: float, now: datetime = TUESDAY_NIGHT) -> datetime:
 
 QUIET = Signals(idle=0.5, queue=0)
 BUSY = Signals(idle=60, queue=0)
+HOLE = "no data from 2024-06-04 20:40:00 to 20:41:00 UTC"
+GAP = Signals(idle=None, queue=0, why={"idle": HOLE})  # the idle window had a hole
 
 # policy, workload fields, signals, now, (action, replicas, code), a piece of the reason
 TABLE = [
@@ -223,6 +225,20 @@ TABLE = [
     pytest.param(POLICY, running(2), Signals(idle=None, queue=-math.inf), TUESDAY_NIGHT,
                  (Action.HOLD, 2, Code.METRICS_UNKNOWN), "idle signal and queue signal unknown",
                  id="both-unknown-named"),
+    pytest.param(POLICY, running(2), GAP, TUESDAY_NIGHT, (Action.HOLD, 2, Code.METRICS_UNKNOWN),
+                 f"metrics unavailable: idle signal unknown ({HOLE}): holding at 2 (never scale down on missing data)",
+                 id="idle-unknown-gap-named"),
+    pytest.param(POLICY, running(2), Signals(idle=None, queue=None, why={"idle": HOLE}), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN),
+                 f"metrics unavailable: idle signal unknown ({HOLE}) and queue signal unknown: holding at 2",
+                 id="both-unknown-gap-named-for-idle"),
+    pytest.param(POLICY, running(2), Signals(idle=0, queue=None, why={"idle": HOLE}), TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.METRICS_UNKNOWN), "metrics unavailable: queue signal unknown: holding at 2",
+                 id="queue-unknown-a-stale-idle-why-is-not-told"),
+    pytest.param(POLICY, paused(), GAP, TUESDAY_NIGHT, (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue",
+                 id="idle-unknown-gap-not-consulted-at-zero"),
+    pytest.param(OUTSIDE_DOWN, running(2), GAP, TUESDAY_NIGHT, (Action.PAUSE, 0, Code.OUTSIDE_DOWN),
+                 "pausing 2 replicas", id="outside-down-pauses-with-an-idle-gap"),
     pytest.param(POLICY, paused(), Signals(idle=0, queue=None), TUESDAY_NIGHT,
                  (Action.HOLD, 0, Code.METRICS_UNKNOWN), "holding at 0", id="queue-unknown-at-zero-holds"),
     pytest.param(POLICY, paused(), Signals(idle=None, queue=0), TUESDAY_NIGHT,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scaler.cli.instants import InstantError, duration, instant
 from scaler.signals.history import MAX_POINTS, chunks, fetch
 from scaler.signals.queries import queue_query
+from scaler.signals.results import QueryError
 
 START = datetime(2026, 11, 16, tzinfo=UTC)
 T0 = int(START.timestamp())
@@ -68,7 +69,8 @@ def test_a_chunk_over_prometheus_sample_limit_is_halved_until_it_fits():
     def ask(query, begin, end, step):
         asked.append((begin, end))
         if (end - begin) > timedelta(minutes=30):
-            raise RuntimeError("Prometheus at x answered an error: query processing would load too many samples")
+            raise QueryError("Prometheus at x answered an error: HTTP 422 execution: query processing would load "
+                             "too many samples into memory in query execution", status=422, error_type="execution")
         return [series("chat", [[int(begin.timestamp()), "1"]])]
 
     history = fetch(QUERY, ask, start=START, step_seconds=60, steps=100)
@@ -78,11 +80,32 @@ def test_a_chunk_over_prometheus_sample_limit_is_halved_until_it_fits():
 
 def test_a_chunk_that_stays_too_big_is_reported_not_retried_forever():
     def ask(query, begin, end, step):
-        raise RuntimeError("query processing would load too many samples into memory")
+        raise QueryError("Prometheus at x answered an error: HTTP 422 execution: query processing would load too "
+                         "many samples into memory in query execution", status=422, error_type="execution")
 
     history = fetch(QUERY, ask, start=START, step_seconds=60, steps=100)
     assert history.requests == 1 + 2 + 4 + 8 + 16 and history.failed_steps == 100
     assert len(history.errors) == 16 and all("too many samples" in error for error in history.errors)
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(QueryError("Prometheus at x answered an error: HTTP 400 bad_data: parse error", status=400,
+                            error_type="bad_data"), id="http-400"),
+    pytest.param(QueryError("Prometheus at x answered an error: HTTP 503 timeout: too many samples", status=503,
+                            error_type="timeout"), id="http-503-whatever-it-says"),
+    pytest.param(QueryError("Prometheus at x timed out after 10s"), id="no-answer"),
+    pytest.param(RuntimeError("query processing would load too many samples"), id="not-a-query-error"),
+])
+def test_only_a_query_prometheus_could_not_execute_is_halved_whatever_the_text_says(error):
+    """Halving is for 422 (the sample limit): a bad query or an unreachable
+    Prometheus would fail as often in halves, at up to 31 times the requests."""
+    def ask(query, begin, end, step):
+        raise error
+
+    history = fetch(QUERY, ask, start=START, step_seconds=60, steps=100)
+    assert history.requests == 1 and history.failed_steps == 100
+    assert history.errors == [f"{START:%Y-%m-%d %H:%M} to {START + timedelta(minutes=99):%Y-%m-%d %H:%M} UTC: "
+                              f"{error}"]
 
 
 def test_two_series_for_one_workload_give_the_larger_value_and_an_unusable_one_makes_it_unknown():

@@ -79,7 +79,7 @@ def cron_forms(draw) -> str:
     day = month = weekday = "*"
     if restrict == "weekday":
         weekday = draw(st.sampled_from(["1-5", "0", "7", "6,0", "sat,sun", "mon-fri", "5-7", "*/2", "1/3",
-                                        "fri", "0-6"]))
+                                        "fri", "0-6", "7-7", "sun-sun", "7-7/2", "fri-sun", "sun-tue"]))
     elif restrict == "day":
         day = draw(st.sampled_from(["1", "15", "28-31", "30", "31", "1-7", "*/2", "29"]))
     elif restrict == "month":

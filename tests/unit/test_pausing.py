@@ -229,3 +229,39 @@ def test_a_retried_write_carries_one_action_id(fake):
     sent = [r.body for r in fake.requests if r.method == "PATCH"]
     ids = {op["value"] for body in sent for op in body if op["path"].endswith("last-action") and op["op"] == "add"}
     assert len(sent) == 2 and len({ActionRecord.read({LAST_ACTION: v}).id for v in ids}) == 1
+
+
+@pytest.mark.parametrize(("writing", "most"), [(1, 1), (0, 4)])
+def test_events_yield_to_writes_in_flight(fake, writing, most):
+    """While a batch writes, one Event at a time: the writes keep the API server."""
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    now, peak, lock, release = [0], [0], threading.Lock(), threading.Event()
+
+    def hold(request):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        release.wait(0.2)
+        with lock:
+            now[0] -= 1
+    fake.before("POST", "/events$", hold)
+    sink = EventSink(fake.client(), workers=4, writing=lambda: writing)
+    for i in range(8):
+        sink.post({"metadata": {"name": f"e{i}", "namespace": "llm"}, "involvedObject": {
+            "kind": "Deployment", "name": "chat", "namespace": "llm"}, "reason": "ScaledToZero"})
+    assert sink.flush(timeout_seconds=8) == 0
+    assert peak[0] == most and len(fake.items("events", "llm")) == 8
+
+
+@pytest.mark.parametrize("reason", ["queue 3 > activation threshold 0", "café & croissants", "a < b"])
+def test_free_text_in_the_record_never_blocks_the_next_write(fake, reason):
+    """The API server cannot `test` a string with <, > or & or non-ASCII (it
+    compares encodings); a record holding one must not make every later
+    guarded write fail (found on the cluster: the Ready after a queue wake)."""
+    workload = deployment(fake)
+    p = pauser(fake)
+    p.pause(workload, by="policy/p", reason=reason)
+    paused = Workload(DEPLOYMENT, fake.get("deployments.apps", "llm", "chat"))
+    assert p.resume(paused, by="policy/p", reason=reason).outcome is Outcome.CHANGED
+    assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
+    assert fake.count("PATCH") == 2

@@ -192,3 +192,55 @@ def test_replicas_warming_under_a_window_are_ready_at_their_step_not_at_the_next
     assert fast.changes == every.changes
     assert (63, 3, 3) in fast.changes  # resumed at 09:00 (step 60), Ready 150 s later: seen at step 63
     assert fast.evaluations < every.evaluations
+
+
+# ---------------------------------------------------------------- GPU-hours over the period
+
+def _integral(result, steps: Steps, *, start_replicas: int, gpus: int) -> float:
+    """GPU-hours computed apart from the replay's spans: replicas x GPUs
+    integrated over [start, end], the replicas changing at each action's time."""
+    replicas, since, seconds = start_replicas, steps.start, 0.0
+    for act in result.acts:
+        seconds += replicas * gpus * (act.at - since).total_seconds()
+        replicas, since = act.after, act.at
+    seconds += replicas * gpus * (steps.end - since).total_seconds()
+    return seconds / 3600
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.floats(0, 1), st.sampled_from([None, 0, 1, 5]), st.booleans())
+def test_gpu_hours_are_the_integral_of_replicas_times_gpus_over_the_period(scenario, into_last, started, paused):
+    """Whatever the policy, signals, step and where in its last step the
+    period ends; from any start state (history's size, or at zero paused by
+    its policy or by someone else)."""
+    spec, count, idle, queue, warm_up, step, size, start = scenario
+    p = Policy.model_validate(spec)
+    begin = start.replace(tzinfo=UTC, microsecond=0)
+    steps = Steps(begin, step, count, until=begin + timedelta(seconds=step * (count - 1 + into_last)))
+    subject = Subject(STATE, p, size=started or size, gpus_per_replica=2, warm_up_seconds=warm_up,
+                      start_replicas=started, start_paused_by_policy=paused)
+    result = replay(subject, steps, windows=window_runs(p, steps, subject.lead),
+                    idle=points(steps, idle), queue=points(steps, queue))
+    initial = size if started is None else started
+    assert result.gpu_hours == pytest.approx(_integral(result, steps, start_replicas=initial, gpus=2))
+    assert result.gpu_hours_always_up == pytest.approx((started or size) * 2 * steps.seconds / 3600)
+    assert all(act.at <= steps.end for act in result.acts)
+
+
+def test_the_period_ends_within_its_last_step():
+    with pytest.raises(ValueError, match="not within its last step"):
+        Steps(MONDAY, 60, 10, until=MONDAY + timedelta(minutes=11))
+    with pytest.raises(ValueError, match="not within its last step"):
+        Steps(MONDAY, 60, 10, until=MONDAY + timedelta(minutes=8))
+    assert Steps(MONDAY, 60, 10, until=MONDAY + timedelta(minutes=9)).seconds == 540
+
+
+def test_at_zero_at_the_start_paused_by_its_policy_is_woken_by_its_window():
+    p = policy(schedule={"timezone": "UTC", "windows": [{"name": "day", "mode": "up", "when": "daily 09:00-17:00"}]})
+    steps = Steps(MONDAY + timedelta(hours=8), 60, 120)
+    woken = replay(Subject(STATE, p, size=3, gpus_per_replica=1, warm_up_seconds=0, start_replicas=0,
+                           start_paused_by_policy=True), steps, windows=window_runs(p, steps, None))
+    assert [(act.index, act.action, act.after) for act in woken.acts] == [(60, Action.RESUME, 3)]
+    left = replay(Subject(STATE, p, size=3, gpus_per_replica=1, warm_up_seconds=0, start_replicas=0), steps,
+                  windows=window_runs(p, steps, None))
+    assert left.acts == [] and left.gpu_hours == 0

@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from scaler.cli.main import COMMANDS, main
+from scaler.decide.reading import read_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def validate(capsys, *paths) -> tuple[int, list[str]]:
 def test_valid_files_print_one_summary_line(capsys):
     code, lines = validate(capsys, ROOT / "policies")
     assert code == 0
-    assert lines == ["5 policies in 4 files OK"]
+    assert lines == ["7 policies, 4 calendars in 6 files OK"]
 
 
 def test_singular_summary(tmp_path, capsys):
@@ -104,8 +104,8 @@ CASES = [
         id="both-cron-and-when"),
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows:\n        - mode: up\n"
                         "          start: '0 8 * * *'\n",
-                 "{file}:10: schedule.windows[0]: missing end: a window needs start and end (cron), or when "
-                 "(e.g. 'Mon-Fri 08:00-20:00')", id="window-without-end"),
+                 "{file}:10: schedule.windows[0]: missing end: a window needs start and end (cron), when "
+                 "(e.g. 'Mon-Fri 08:00-20:00'), or calendars (on: [...])", id="window-without-end"),
     pytest.param(GOOD + "    schedule:\n      timezone: UTC\n      windows: []\n",
                  "{file}:9: schedule.windows: windows is empty; give at least one window or leave schedule out",
                  id="empty-windows"),
@@ -163,7 +163,8 @@ CASES = [
                  "{file}:7: name: duplicate policy name 'good' (first defined at {file}:2)",
                  id="duplicate-name-in-one-file"),
     pytest.param(GOOD + "extra: 1\n", "{file}:7: extra: unknown key 'extra' next to 'policies' (allowed: "
-                                       "policies, and keys starting with 'x-' to hold anchors for merge keys)",
+                                       "policies, calendars, and keys starting with 'x-' to hold anchors for "
+                                       "merge keys)",
                  id="unknown-top-level-key"),
 ]
 
@@ -237,8 +238,9 @@ def test_schema_is_json_that_accepts_the_examples_and_rejects_mistakes(capsys):
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     for path in sorted((ROOT / "policies").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            assert not list(validator.iter_errors(document)), path
+        # Read as scaler and editors (YAML 1.2) read them: a bare `on:` key is the word, not true.
+        for document in read_documents(path.read_text(), str(path), []):
+            assert not list(validator.iter_errors(document.data)), path
     bad = {"policies": [{"name": "x", "idle": {"query": "up", "threshold": 1, "duration": "5m"}, "idel": {}}]}
     assert list(validator.iter_errors(bad))
     assert list(validator.iter_errors({"name": "x", "min_replicas": "many"}))
@@ -261,4 +263,4 @@ def test_no_subcommand_prints_help_and_exits_2(capsys):
 def test_python_dash_m_scaler_validate():
     result = subprocess.run([sys.executable, "-m", "scaler", "validate", "policies"], cwd=ROOT,
                             capture_output=True, check=False, text=True, timeout=60)
-    assert (result.returncode, result.stdout) == (0, "5 policies in 4 files OK\n")
+    assert (result.returncode, result.stdout) == (0, "7 policies, 4 calendars in 6 files OK\n")
