@@ -43,7 +43,11 @@ class EventSink:
     at most what was in flight (the next daemon posts those: actions.owed).
     `fence` is asked before each post: only the Lease holder posts. An Event
     whose name is already taken was posted by someone else (the daemon that
-    acted, or the next one recovering it): counted as posted. `flush` waits
+    acted, or the next one recovering it): counted as posted. One refused
+    for a while (throttled past its Retry-Afters, a server error, the server
+    away) is tried again `retries` times, `retry_seconds` later and doubling:
+    its write has landed, and a later action on the object would leave it
+    owed by no record. `flush` sends the waiting retries at once and waits
     for every Event still queued (shutdown).
 
     While writes are in flight (`writing()` says how many), Events go out one
@@ -51,23 +55,25 @@ class EventSink:
     Event costs it about what a PATCH does); the rest follow at full pace."""
 
     def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None,
-                 writing: Callable[[], int] = lambda: 0) -> None:
+                 writing: Callable[[], int] = lambda: 0, retries: int = 5, retry_seconds: float = 2.0) -> None:
         self.kube = kube
         self.fence = fence
         self.writing = writing
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
+        self.retries, self.retry_seconds = retries, retry_seconds
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
         self._pending = 0
         self._idle = threading.Condition()
-        #: Events posted, found already posted, and left to the next leader.
-        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0}
+        self._waiting: dict[threading.Timer, tuple[dict, int]] = {}
+        #: Events posted, found already posted, left to the next leader, refused, and retries sent.
+        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0, "retried": 0}
 
     def post(self, body: dict) -> None:
         with self._idle:
             self._pending += 1
-        self._pool.submit(self._post, body)
+        self._pool.submit(self._post, body, 0)
 
-    def _post(self, body: dict) -> None:
+    def _post(self, body: dict, attempt: int) -> None:
         outcome = "posted"
         try:
             if self.writing():
@@ -80,19 +86,41 @@ class EventSink:
         except Conflict:
             outcome = "already"
         except KubeError as error:
+            if attempt < self.retries and (error.status is None or error.status == 429 or error.status >= 500):
+                self._later(body, attempt + 1)
+                return  # still pending
             outcome = "failed"
             involved = body["involvedObject"]
             log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
                         kind=involved["kind"], event_reason=body["reason"], error=str(error))
-        finally:
+        with self._idle:
+            self.counts[outcome] += 1
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def _later(self, body: dict, attempt: int) -> None:
+        def send() -> None:
             with self._idle:
-                self.counts[outcome] += 1
-                self._pending -= 1
-                self._idle.notify_all()
+                if self._waiting.pop(timer, None) is None:
+                    return  # flush sent it already
+                self.counts["retried"] += 1
+            self._pool.submit(self._post, body, attempt)
+        timer = threading.Timer(self.retry_seconds * 2 ** (attempt - 1), send)
+        timer.daemon = True
+        with self._idle:
+            self._waiting[timer] = (body, attempt)
+        timer.start()
 
     def flush(self, *, timeout_seconds: float) -> int:
-        """Wait until every queued Event is posted; the number still pending."""
+        """Send the waiting retries now, and wait until every queued Event is
+        posted; the number still pending."""
         deadline = time.monotonic() + timeout_seconds
+        with self._idle:
+            waiting, self._waiting = self._waiting, {}
+            self.counts["retried"] += len(waiting)
+        for timer, (body, attempt) in waiting.items():
+            timer.cancel()
+            self._pool.submit(self._post, body, attempt)
         with self._idle:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)

@@ -89,6 +89,8 @@ class Reconciler(Evaluator):
         self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
+        #: Set when a write's answer was lost (no answer, a 5xx): it may have landed, its Event owed.
+        self.unsure = threading.Event()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
         #: When a replica of a start was first seen Ready, by (workload, start).
         self._first_ready: dict[tuple[tuple[str, str, str], datetime], datetime] = {}
@@ -192,7 +194,7 @@ class Reconciler(Evaluator):
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, str(error))
             label = "gone"
         except KubeError as error:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+            result = self._failed(workload, error)
             label = "conflict" if isinstance(error, Conflict) else "failed"
         else:
             label = _LABELS[result.outcome]
@@ -206,6 +208,13 @@ class Reconciler(Evaluator):
             log.info("decision", **({"note": result.reason} if result.outcome is not Outcome.CHANGED
                                     and not self.dry_run else {}), **fields)
         return result
+
+    def _failed(self, workload: Workload, error: KubeError) -> Result:
+        """A write that failed; without an answer (or with a 5xx) it may still
+        have landed, with its action record: `unsure` asks for owed Events again."""
+        if error.status is None or error.status >= 500:
+            self.unsure.set()
+        return Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
 
     def _clear_override(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
         """Someone set the replicas of a workload we had paused back up: drop
@@ -227,7 +236,7 @@ class Reconciler(Evaluator):
         except Fenced as why:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
         except KubeError as error:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+            result = self._failed(workload, error)
         self.view.took(result, workload)
         log.info("human override", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
                  policy=evaluation.decision.policy, reason=result.reason, result=result.outcome.value,
@@ -247,7 +256,7 @@ class Reconciler(Evaluator):
         except Fenced as why:
             result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
         except KubeError as error:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
+            result = self._failed(workload, error)
         self.view.took(result, workload)
         if self.metrics and result.outcome is not Outcome.FAILED:
             self.metrics.pause_reverts.labels(manager).inc()
