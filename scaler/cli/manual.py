@@ -44,9 +44,9 @@ from scaler.decide.annotations import (
 )
 from scaler.decide.decisions import MANUAL
 from scaler.decide.reverts import (
-    ADVICE,
     NEXT_WINDOW,
     HoldError,
+    advice,
     backoff_until,
     hold_annotations,
     hold_until,
@@ -195,8 +195,8 @@ def run_resume(args) -> int:
 
     def resume(workload):
         begun = time.monotonic()
-        result = pauser.resume(workload, by=MANUAL, reason=reason, fallback_replicas=args.min_replicas,
-                               hold=hold, dry_run=args.dry_run)
+        result = pauser.manual_resume(workload, reason=reason, minimum=args.min_replicas, hold=hold,
+                                      dry_run=args.dry_run)
         started[(workload.kind.name, workload.namespace, workload.name)] = begun
         return result
 
@@ -226,7 +226,8 @@ def _notes(w: Workload, now: datetime) -> dict:
         notes.append(f"this pause holds, after {reverts_of(a)} revert(s) by {reverted_by(a)}")
     elif reverted_by(a):
         count = reverts_of(a)
-        notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); {ADVICE}"
+        notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); "
+                     f"{advice(w.kind.size_field)}"
                      + (f"; no pause before {backoff:%Y-%m-%d %H:%M %Z}" if backoff and backoff > now else ""))
     if a.get(HOLD_UNTIL) == NEXT_WINDOW:  # its end depends on the policy, which status does not read
         notes.append(f"held up until the policy's next window edge after {a.get(HOLD_FROM)}")

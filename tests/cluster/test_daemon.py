@@ -331,8 +331,11 @@ def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, na
     next_edge += timedelta(days=0 if now.hour < 12 else 1)
     assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
     skipped = wait_events(kube, namespace, "chat", "ResumeSkipped")
-    assert "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
-    assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override")
+    # The decision's sentence, as in its log line, then what was written.
+    sentence = "someone set replicas to 3 while policy/nights had it paused (recorded 5): leaving 3"
+    assert skipped[0].message.startswith(f"{sentence}; cleared the pause record; policy/nights leaves it alone until ")
+    assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override"
+                           and line.get("reason") == sentence)
     assert daemon.stop() == 0
 
 
