@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from scaler.cluster.informers import Gone, Informer
+from scaler.cluster.informers import Informer
 from scaler.cluster.kinds import DEPLOYMENT
-from scaler.cluster.kube import Kube
+from scaler.cluster.kube import Expired, Kube
 from tests.helpers import eventually, gpu_deployment
 
 
@@ -39,5 +39,5 @@ def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
     its run loop does on Gone."""
     informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
                         namespace=namespace)
-    with pytest.raises(Gone):
+    with pytest.raises(Expired):
         informer._watch("1")
