@@ -289,6 +289,8 @@ def run_status(args) -> int:
                         + (f"; {others} running with scaler state" if others else ""))
     for problem in problems:
         print(f"failed: {problem.reason}", file=sys.stderr)
+    for kind in [r for r in selected.rows if r.outcome is Outcome.SKIPPED and r.name == "*"]:
+        print(f"note: {kind.kind} {kind.reason}", file=sys.stderr)  # a kind it may not list
     return EXIT_ERROR if problems else EXIT_OK
 
 

@@ -151,7 +151,7 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
     if relapsed(current, now=now):  # paused while relapsing: that Ready was no warm-up
         values.update(relapse_cleanup(current))
     gpus = current.gpus(replicas)
-    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0)), Outcome.CHANGED,
+    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0, now=now)), Outcome.CHANGED,
                  replicas, 0, gpus, f"scaled to zero from {replicas} replicas by {by}: {reason}; {gpus} GPUs freed",
                  event=("ScaledToZero", "Normal"))
 
@@ -214,7 +214,7 @@ def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, n
     clear.update({key: None for key in REVERT_STATE if key in current.annotations})
     clear.update(hold)
     held = f"; held up until {hold[HOLD_UNTIL]}" if hold else ""
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, target)),
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, target, now=now)),
                  Outcome.CHANGED, 0, target, gpus,
                  f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed{held}",
                  event=("Resumed", "Normal"))
@@ -246,7 +246,7 @@ def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: dateti
     recorded, as for any wake."""
     clear: dict[str, str | None] = {key: None for key in PAUSE_STATE if key in current.annotations}
     gpus = current.gpus(replicas)
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas, now=now)),
                  Outcome.CHANGED, 0, replicas, gpus,
                  f"woken to {replicas} replicas by {by} (it was at 0, not paused by scaler): {reason}; "
                  f"{gpus} GPUs claimed", event=("Resumed", "Normal"))
@@ -263,7 +263,7 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: dat
                else f"already at {before} replicas (wanted {replicas})")
         return Write(None, Outcome.UNCHANGED, before, before, 0, why)
     gpus = current.gpus(replicas - before)
-    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas)), Outcome.CHANGED,
+    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas, now=now)), Outcome.CHANGED,
                  before, replicas, gpus,
                  f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
                  event=("ScaledUp", "Normal"))

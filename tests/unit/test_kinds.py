@@ -6,6 +6,7 @@ revert), its GPUs, and whether KEDA may target it."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,6 +14,7 @@ from scaler.cluster.kinds import DEPLOYMENT, INFERENCESERVICE, STATEFULSET
 from scaler.cluster.kinds.scaled import custom_kind
 from scaler.decide.kinds import parse_kind
 
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 GPU = {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}
 VLLM = custom_kind(parse_kind("vllmservers.serving.example.com/v1"), size_field=("spec", "size"))
 
@@ -60,7 +62,7 @@ CASES = [
 def test_a_kind_in_a_table(kind, obj, pause, resume, gpus, keda):
     running = 2 if kind is INFERENCESERVICE else 3  # a running InferenceService is its minReplicas
     assert kind.replicas(obj) == running and kind.ready_replicas(obj) == running
-    assert kind.scale_patch(obj, 0) == pause and kind.scale_patch(obj, 3) == resume
+    assert kind.scale_patch(obj, 0, now=NOW) == pause and kind.scale_patch(obj, 3, now=NOW) == resume
     assert kind.gpus_per_replica(obj, ("nvidia.com/gpu",)) == gpus
     assert kind.keda_targetable is keda
     # Someone else's write after scaler's: theirs, on the raw object and in the cache alike.

@@ -41,7 +41,7 @@ class InferenceServiceKind(KindBehaviour):
     def ready_condition_since(self, obj: dict) -> datetime | None:
         return true_since(obj, "Ready")
 
-    def scale_patch(self, obj: dict, replicas: int) -> dict:
+    def scale_patch(self, obj: dict, replicas: int, *, now: datetime) -> dict:
         # null deletes the key in a merge patch: a running service has no stop annotation.
         return {"metadata": {"annotations": {KSERVE_STOP: "true" if replicas == 0 else None}}}
 
