@@ -43,6 +43,7 @@ from scaler.decide.annotations import (
     STARTED_AT,
 )
 from scaler.decide.decisions import MANUAL
+from scaler.decide.kinds import BUILTIN_KINDS
 from scaler.decide.reverts import (
     ADVICE,
     NEXT_WINDOW,
@@ -66,8 +67,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = Tr
     scope_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     parser.add_argument("-l", "--selector", help="label selector, kubectl syntax (app=llm,tier!=dev)")
     parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
-                        help="Deployment, StatefulSet, InferenceService, or plural.group/version of a "
-                             "custom resource with /scale; repeatable (default: Deployment and StatefulSet)")
+                        help=f"{', '.join(BUILTIN_KINDS)}, or plural.group/version of a custom resource with "
+                             "/scale; repeatable (default: Deployment and StatefulSet)")
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     add_settings_arguments(parser, ClusterSettings)
 
