@@ -44,6 +44,7 @@ _BUILTINS = (
     KindName("JobSet", "jobset.x-k8s.io", "v1alpha2", "jobsets", builtin=True),
     KindName("RayCluster", "ray.io", "v1", "rayclusters", builtin=True),
     KindName("RayJob", "ray.io", "v1", "rayjobs", builtin=True),
+    KindName("Notebook", "kubeflow.org", "v1", "notebooks", builtin=True),
 )
 _SHORT_NAMES = {"deploy": "Deployment", "sts": "StatefulSet", "isvc": "InferenceService"}
 _BY_SPELLING: dict[str, KindName] = {}

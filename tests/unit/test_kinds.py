@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 import pytest
 
 from scaler.cluster import writes
-from scaler.cluster.kinds import DEPLOYMENT, INFERENCESERVICE, JOB, JOBSET, RAYCLUSTER, RAYJOB, STATEFULSET
+from scaler.cluster.kinds import (
+    DEPLOYMENT,
+    INFERENCESERVICE,
+    JOB,
+    JOBSET,
+    NOTEBOOK,
+    RAYCLUSTER,
+    RAYJOB,
+    STATEFULSET,
+)
 from scaler.cluster.kinds.scaled import custom_kind
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import LAST_REPLICAS
@@ -84,6 +93,16 @@ def rayjob(**status):
                        status or {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
 
 
+def notebook(stopped=None):
+    obj = deployment(0, {"f:metadata": {"f:annotations": {"f:kubeflow-resource-stopped": {}}}})
+    obj["metadata"]["annotations"] = {} if stopped is None else {"kubeflow-resource-stopped": stopped}
+    obj["spec"] = {"template": {"spec": GPU}}
+    obj["status"] = {"readyReplicas": 1, "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:09Z"}]}
+    return obj
+
+
+STOPPED = "kubeflow-resource-stopped"
 REPLICAS = {"f:spec": {"f:replicas": {}}}
 SUSPEND, RESUME = {"spec": {"suspend": True}}, {"spec": {"suspend": False}}
 CASES = [
@@ -102,6 +121,9 @@ CASES = [
     pytest.param(JOBSET, jobset(), 1, SUSPEND, RESUME, 2 * 2 * 2, False, id="JobSet"),
     pytest.param(RAYCLUSTER, raycluster(), 1, SUSPEND, RESUME, 3 * 2 * 2 + 1 * 2, False, id="RayCluster"),
     pytest.param(RAYJOB, rayjob(), 1, SUSPEND, RESUME, 3 * 2 * 2 + 1 * 2, False, id="RayJob"),
+    # a notebook is one server; its stop annotation records when (Kubeflow's convention)
+    pytest.param(NOTEBOOK, notebook(), 1, {"metadata": {"annotations": {STOPPED: "2026-01-01T09:00:00Z"}}},
+                 {"metadata": {"annotations": {STOPPED: None}}}, 2, False, id="Notebook"),
 ]
 
 
@@ -217,3 +239,19 @@ def test_a_pause_suspends_and_records_one_a_resume_unsuspends_in_guarded_patches
     resume = writes.resume(Workload(kind, paused), by="policy/nights", reason="day", fallback_replicas=1, now=NOW)
     assert resume.patch["spec"] == {"suspend": False} and resume.patch["metadata"]["annotations"][LAST_REPLICAS] is None
     assert (resume.before, resume.after, resume.gpus) == (0, 1, gpus)
+
+
+@pytest.mark.parametrize("value", ["2026-01-01T08:00:00Z", "odh-notebook-controller-lock", ""])
+def test_a_notebook_is_stopped_whatever_its_stop_annotation_holds(value):
+    """Kubeflow's controller reads only whether the annotation is there."""
+    obj = notebook(value)
+    obj["status"] = {"readyReplicas": 0}
+    assert (NOTEBOOK.replicas(obj), NOTEBOOK.ready_replicas(obj)) == (0, 0)
+    assert NOTEBOOK.gpus_per_replica(obj, ("nvidia.com/gpu",)) == 2  # what a resume claims
+
+
+def test_a_notebook_is_ready_at_one_ready_replica_since_its_ready_condition():
+    obj = notebook()
+    assert NOTEBOOK.ready_condition_since(obj) == datetime(2026, 1, 1, 0, 0, 9, tzinfo=UTC)
+    obj["status"] = {"readyReplicas": 0}
+    assert NOTEBOOK.ready_replicas(obj) == 0 and not NOTEBOOK.finished(obj)

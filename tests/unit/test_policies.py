@@ -78,6 +78,7 @@ def test_valid_kinds(kind):
     ("job", "Job"), ("jobs", "Job"), ("jobs.batch/v1", "Job"), ("job.batch", "Job"),
     ("jobset", "JobSet"), ("jobsets.jobset.x-k8s.io/v1alpha2", "JobSet"),
     ("raycluster", "RayCluster"), ("rayclusters.ray.io/v1", "RayCluster"), ("rayjobs.ray.io", "RayJob"),
+    ("notebook", "Notebook"), ("notebooks.kubeflow.org/v1", "Notebook"), ("notebook.kubeflow.org", "Notebook"),
 ])
 def test_kubectl_spellings_are_one_kind(spelling, canonical):
     policy = Policy.model_validate({**MINIMAL, "targets": {"kinds": [spelling]}})
