@@ -43,6 +43,7 @@ from scaler.decide.annotations import (
     STARTED_AT,
 )
 from scaler.decide.decisions import MANUAL
+from scaler.decide.kinds import BUILTIN_KINDS
 from scaler.decide.reverts import (
     NEXT_WINDOW,
     HoldError,
@@ -66,8 +67,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = Tr
     scope_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     parser.add_argument("-l", "--selector", help="label selector, kubectl syntax (app=llm,tier!=dev)")
     parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
-                        help="Deployment, StatefulSet, InferenceService, or plural.group/version of a "
-                             "custom resource with /scale; repeatable (default: Deployment and StatefulSet)")
+                        help=f"{', '.join(BUILTIN_KINDS)}, or plural.group/version of a custom resource with "
+                             "/scale; repeatable (default: Deployment and StatefulSet)")
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     add_settings_arguments(parser, ClusterSettings)
 
@@ -290,6 +291,8 @@ def run_status(args) -> int:
                         + (f"; {others} running with scaler state" if others else ""))
     for problem in problems:
         print(f"failed: {problem.reason}", file=sys.stderr)
+    for kind in [r for r in selected.rows if r.outcome is Outcome.SKIPPED and r.name == "*"]:
+        print(f"note: {kind.kind} {kind.reason}", file=sys.stderr)  # a kind it may not list
     return EXIT_ERROR if problems else EXIT_OK
 
 

@@ -201,13 +201,18 @@ class Pauser:
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
               fence: Callable[[Workload], None] | None = None) -> Result:
         """Work out the write from the object as last read, send it guarded,
-        and when a guard fails re-read and work it out again (bounded).
+        and when a guard fails re-read and work it out again (bounded). A
+        workload that has finished (its kind says so) gets no write at all.
         `fence(current)` is asked right before every attempt goes out (and
         raises Fenced to stop it): leadership, and whether the write still
         means what it meant with the object as now read."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
         action_id = f"{random.getrandbits(64):016x}"  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
+            if current.finished:  # done for good, perhaps since it was read: nothing to pause or resume
+                return Result(current.kind.name, current.namespace, current.name, Outcome.SKIPPED,
+                              f"finished: this {current.kind.name} has run to its end (completed or failed); "
+                              "scaler leaves it alone", current.replicas, current.replicas)
             write = write_for(current)
             result = Result.of(current, write)
             if write.patch is None:

@@ -151,7 +151,7 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
     if relapsed(current, now=now):  # paused while relapsing: that Ready was no warm-up
         values.update(relapse_cleanup(current))
     gpus = current.gpus(replicas)
-    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0)), Outcome.CHANGED,
+    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0, now=now)), Outcome.CHANGED,
                  replicas, 0, gpus, f"scaled to zero from {replicas} replicas by {by}: {reason}; {gpus} GPUs freed",
                  event=("ScaledToZero", "Normal"))
 
@@ -187,7 +187,7 @@ def resume(current: Workload, *, by: str, reason: str, replicas: int, now: datet
     # The pause held until a resume: no GitOps controller is fighting it (any more).
     clear = {**_present(current, (*PAUSE_STATE, *REVERT_STATE)), **hold}
     gpus = current.gpus(replicas)
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas, now=now)),
                  Outcome.CHANGED, 0, replicas, gpus,
                  f"resumed to {replicas} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed{held}",
                  event=("Resumed", "Normal"))
@@ -251,7 +251,7 @@ def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: dateti
     pause records its size as usual); leftover override or cause annotations
     go, and the start is recorded, as for any wake."""
     gpus, clear = current.gpus(replicas), _present(current, PAUSE_STATE)
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas, now=now)),
                  Outcome.CHANGED, 0, replicas, gpus,
                  f"woken to {replicas} replicas by {by} (it was at 0, not paused by scaler): {reason}; "
                  f"{gpus} GPUs claimed", event=("Resumed", "Normal"))
@@ -268,7 +268,7 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: dat
                else f"already at {before} replicas (wanted {replicas})")
         return Write(None, Outcome.UNCHANGED, before, before, 0, why)
     gpus = current.gpus(replicas - before)
-    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas)), Outcome.CHANGED,
+    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas, now=now)), Outcome.CHANGED,
                  before, replicas, gpus,
                  f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
                  event=("ScaledUp", "Normal"))
