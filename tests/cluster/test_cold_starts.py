@@ -22,7 +22,6 @@ from scaler.decide.annotations import (
     WARM_UPS,
 )
 from scaler.decide.times import human_duration, parse_time
-from scaler.decide.windows import zone
 from tests.cluster.test_daemon import _push, _replicas, _write
 from tests.helpers import (
     FAST,
@@ -251,32 +250,3 @@ def test_prewarm_has_the_model_ready_when_the_window_opens(kube, namespace, clus
     prewarmed = daemon.wait_log("decision", lambda line: line.get("reason_code") == "prewarm")
     assert f"opens within {human_duration(load)} (prewarm): resuming to 2" in prewarmed[0]["reason"]
     assert daemon.stop() == 0
-
-
-def test_plan_shows_the_upcoming_prewarm_and_its_lead(kube, namespace, cluster, tmp_path):
-    apps = client.AppsV1Api(kube)
-    body = _paused("chat", policy="chat", last=2, load_seconds=0, cause="outside-down")
-    body.metadata.annotations[WARM_UPS] = "50,74,61"
-    apps.create_namespaced_deployment(namespace, body)
-    policies = _write(tmp_path / "policies.yaml", f"""
-        policies:
-          - name: chat
-            targets: {{namespaces: [{namespace}], selector: app=chat}}
-            schedule:
-              timezone: Europe/Berlin
-              outside: down
-              windows: [{{name: office, mode: up, when: "daily 09:00-17:00"}}]
-            prewarm: auto
-        """)
-    result = run_scaler("plan", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url,
-                        "-o", "json", kubeconfig=cluster.kubeconfig)
-    assert result.returncode in (0, 3), result.stderr  # nothing or changes pending; never an error
-    prewarms = json.loads(result.stdout)["prewarms"]
-    assert [(row["name"], row["leadSeconds"], row["lead"]) for row in prewarms] == [("chat", 74, "measured warm-up")]
-    opens = parse_time(prewarms[0]["windowOpensAt"])
-    assert opens.astimezone(zone("Europe/Berlin")).strftime("%H:%M") == "09:00"
-    assert (opens - parse_time(prewarms[0]["resumeAt"])).total_seconds() == 74
-    table = run_scaler("plan", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url,
-                       kubeconfig=cluster.kubeconfig)
-    assert f"pre-warm: {namespace}/chat resumes at " in table.stdout
-    assert "74s (measured warm-up) before its keep-up window opens" in table.stdout
