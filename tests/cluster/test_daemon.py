@@ -126,38 +126,6 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
     assert daemon.stop() == 0
 
 
-def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespace, cluster, tmp_path, daemons):
-    apps = client.AppsV1Api(kube)
-    counts = {"a": 1, "b": 3, "c": 5}
-    for name, count in counts.items():
-        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=1,
-                                                                    labels={"tier": "gpu"}))
-    now = datetime.now(UTC)
-    if now.second > 45:  # leave the daemon time to start before the edge
-        time.sleep(61 - now.second)
-        now = datetime.now(UTC)
-    opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    closes = opens + timedelta(minutes=1)
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(
-        namespace, start=f"{opens.minute} {opens.hour} * * *", end=f"{closes.minute} {closes.hour} * * *"))
-    # A long interval: only the exact-time edge job can act on time.
-    daemon = daemons(policies, "--evaluation-interval-seconds", "300")
-    daemon.wait_ready()
-    assert [_replicas(kube, namespace, n) for n in counts] == list(counts.values())
-
-    def all_at(replicas: dict) -> bool:
-        return {n: _replicas(kube, namespace, n) for n in counts} == replicas
-
-    eventually(lambda: all_at(dict.fromkeys(counts, 0)), timeout_seconds=90, interval_seconds=0.1)
-    paused_after = (datetime.now(UTC) - opens).total_seconds()
-    eventually(lambda: all_at(counts), timeout_seconds=90, interval_seconds=0.1)
-    resumed_after = (datetime.now(UTC) - closes).total_seconds()
-    print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
-    assert paused_after < 2.0 and resumed_after < 2.0
-    assert all(pause_state(_annotations(kube, namespace, n)) == {} for n in counts)
-    assert daemon.stop() == 0
-
-
 def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     counts = {f"w-{i:02d}": i % 6 + 1 for i in range(40)}
