@@ -7,7 +7,6 @@ import statistics
 import textwrap
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 
@@ -188,30 +187,6 @@ def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, c
         assert len(events(kube, namespace, f"d{i}", "ScaledToZero")) == 1
     assert standby.stop() == 0
     assert leader() is None  # SIGTERM released the lease
-
-
-def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, namespace, cluster, tmp_path,
-                                                                        daemons):
-    apps = client.AppsV1Api(kube)
-    apps.create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=5, gpus=1, labels={"tier": "gpu"}))
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    daemon = daemons(policies, *FAST)
-    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=30)
-
-    apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 3}})
-    eventually(lambda: "scaler.io/override-until" in _annotations(kube, namespace, "chat"), timeout_seconds=30)
-    daemon.let_time_pass()  # two more reconciles: the keep-down window is still active
-    annotations = _annotations(kube, namespace, "chat")
-    assert _replicas(kube, namespace, "chat") == 3
-    assert LAST_REPLICAS not in annotations
-    now = datetime.now(UTC)
-    next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
-    next_edge += timedelta(days=0 if now.hour < 12 else 1)
-    assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
-    skipped = wait_events(kube, namespace, "chat", "ResumeSkipped")
-    assert "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
-    assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override")
-    assert daemon.stop() == 0
 
 
 def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster, tmp_path, daemons):

@@ -1,21 +1,34 @@
-"""The daemon (run/daemon.py) in process for unit tests: its real run() in a
-thread against the fake API server and a fake Prometheus, with intervals of
-fractions of a second, its JSON log lines captured, its metrics read from its
-registry. What `tests.helpers.DaemonProcess` is for the cluster tier, without
-a Python start or a real cluster."""
+"""The daemon in process for unit tests, two ways.
+
+`Running`: its real run() (run/daemon.py) in a thread against the fake API
+server and a fake Prometheus, with intervals of fractions of a second, its
+JSON log lines captured (`Log`), its metrics read from its registry. What
+`tests.helpers.DaemonProcess` is for the cluster tier, without a Python
+start or a real cluster.
+
+`Passes`: one daemon's memory (its reconciler and watch cache) running the
+passes `scaler run` runs, at instants the test gives: minutes and hours of
+a scenario in simulated time (time is an argument)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
 
-from scaler.decide.loading import PolicyError
+from scaler.cluster.kinds import DEPLOYMENT
+from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.views import WatchingView
+from scaler.decide.loading import PolicyError, PolicySet, check_texts
+from scaler.decide.reverts import HandsOff
 from scaler.run.daemon import Daemon
-from scaler.run.observability import configure_logging
+from scaler.run.observability import Metrics, configure_logging
+from scaler.run.reconciling import Reconciler
 from scaler.run.settings import Settings
 from scaler.run.sources import policy_source
+from scaler.signals.prometheus import Prometheus
 from tests.helpers import eventually
 
 #: Intervals of the in-process daemon: a reconcile every 0.3 s, wake checks
@@ -148,3 +161,53 @@ def _killed() -> None:
 def wait_until(check, *, timeout_seconds: float = 5):
     """`eventually` with a short poll, for in-process daemons."""
     return eventually(check, timeout_seconds=timeout_seconds, interval_seconds=0.02)
+
+
+def policies(text: str) -> PolicySet:
+    found, problems = check_texts([("policies.yaml", text)])
+    assert not problems, problems
+    return found
+
+
+class Passes:
+    """One daemon's memory (its reconciler, watch cache, Event sink and
+    metrics) running the passes `scaler run` runs, at the instant `now` the
+    test gives; `leading` says whether its writes may go out (a standby's may
+    not). Its writes' timestamps and its fence read the same instant."""
+
+    def __init__(self, fake, prometheus_url: str, policy_set: PolicySet, *, now: datetime, leading: bool = True,
+                 hands_off: HandsOff = HandsOff()) -> None:
+        self.fake, self.policies, self.leading, self.now = fake, policy_set, leading, now
+        kube = fake.client()
+        self.view = WatchingView(kube)
+        self.sink = EventSink(kube)
+        self.metrics = Metrics()
+        self.reconciler = Reconciler(
+            prometheus=Prometheus(prometheus_url, timeout_seconds=2), view=self.view,
+            pauser=Pauser(kube, retry=Retry(attempts=8, base_seconds=0.001, max_seconds=0.01),
+                          clock=lambda: self.now, events=self.sink),
+            excluded_namespaces=(), dry_run=False, metrics=self.metrics, hands_off=hands_off,
+            may_act=lambda policy, term: self.leading, clock=lambda: self.now)
+
+    def seen(self, name: str, namespace: str = "llm") -> None:
+        """Wait until the watch cache holds the Deployment as the API server
+        has it now (the watch's lag, not time passing)."""
+        version = self.fake.get("deployments.apps", namespace, name)["metadata"]["resourceVersion"]
+        eventually(lambda: any(w.namespace == namespace and w.name == name
+                               and w.obj["metadata"]["resourceVersion"] == version
+                               for w in self.view.workloads([DEPLOYMENT])) or None,
+                   timeout_seconds=5, interval_seconds=0.005)
+
+    def step(self, now: datetime, *, full: bool = True) -> list:
+        """A full reconcile (or a wake check) at `now`: decide, write, record starts."""
+        self.now = now
+        evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=not full)
+        self.reconciler.act(evaluations, now=now)
+        self.reconciler.track_starts(self.policies, now=now)
+        return evaluations
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def stop(self) -> None:
+        self.view.stop(timeout_seconds=2)

@@ -17,9 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scaler.cluster.kinds import DEPLOYMENT
-from scaler.cluster.pausing import EventSink, Pauser, Retry
-from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import (
     LAST_REPLICAS,
     PAUSE_CAUSE,
@@ -30,16 +27,12 @@ from scaler.decide.annotations import (
     WARM_UPS,
 )
 from scaler.decide.decisions import Code
-from scaler.decide.loading import check_texts
 from scaler.decide.times import parse_time, rfc3339
-from scaler.run.reconciling import Reconciler
-from scaler.signals.prometheus import Prometheus
 from tests.fakes.bodies import deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
-from tests.helpers import eventually
+from tests.unit.running import Passes, policies
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-FAST = Retry(attempts=8, base_seconds=0.001, max_seconds=0.01)
 DEPLOYMENTS = "deployments.apps"
 
 
@@ -107,48 +100,7 @@ class Model:
             self.fake.set_status(DEPLOYMENTS, "llm", "chat", {"replicas": replicas, "readyReplicas": replicas})
 
 
-class Daemon:
-    """One daemon's memory (its reconciler and watch cache) running the
-    passes `scaler run` runs, at the instant `now` the test gives; `leading`
-    says whether its writes may go out (a standby's may not)."""
-
-    def __init__(self, fake, prometheus, policies, *, leading: bool = True) -> None:
-        self.fake, self.policies, self.leading = fake, policies, leading
-        self.now = T0
-        kube = fake.client()
-        self.view = WatchingView(kube)
-        self.sink = EventSink(kube)
-        self.reconciler = Reconciler(
-            prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=self.view,
-            pauser=Pauser(kube, retry=FAST, clock=lambda: self.now, events=self.sink), excluded_namespaces=(),
-            dry_run=False, may_act=lambda policy, term: self.leading, clock=lambda: self.now)
-
-    def seen(self, model: Model) -> None:
-        """Wait until the cache holds what the API server has (the watch's lag, not time passing)."""
-        obj = model.obj()
-        eventually(lambda: any(w.obj["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
-                               for w in self.view.workloads([DEPLOYMENT])) or None,
-                   timeout_seconds=5, interval_seconds=0.005)
-
-    def step(self, now: datetime, *, full: bool) -> list:
-        """A wake check, or a full reconcile: the schedules, then everything with the signals."""
-        self.now = now
-        evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=not full)
-        self.reconciler.act(evaluations, now=now)
-        self.reconciler.track_starts(self.policies, now=now)
-        return evaluations
-
-    def stop(self) -> None:
-        self.view.stop(timeout_seconds=2)
-
-
-def _policies(text: str):
-    found, problems = check_texts([("policies.yaml", text)])
-    assert not problems, problems
-    return found
-
-
-def run(daemons: list[Daemon], model: Model, *, seconds: int, start: int = 0, queue=None, prometheus=None,
+def run(daemons: list[Passes], model: Model, *, seconds: int, start: int = 0, queue=None, prometheus=None,
         stop_when=lambda t: False, reasons: list | None = None) -> int:
     """Every simulated second from `start` to `seconds`: each daemon runs a
     wake check, and on even seconds a full reconcile, and the cluster follows
@@ -160,7 +112,7 @@ def run(daemons: list[Daemon], model: Model, *, seconds: int, start: int = 0, qu
             prometheus.answer("gateway_pending_requests", {("llm", "chat"): queue(t)})
         model.follow(now)
         for daemon in daemons:
-            daemon.seen(model)
+            daemon.seen("chat")
             evaluations = daemon.step(now, full=t % 2 == 0)
             if reasons is not None:
                 reasons += [(e.decision.reason_code, e.decision.reason) for e in evaluations]
@@ -172,10 +124,10 @@ def run(daemons: list[Daemon], model: Model, *, seconds: int, start: int = 0, qu
 
 @pytest.fixture
 def daemons(fake, prometheus):
-    made: list[Daemon] = []
+    made: list[Passes] = []
 
-    def make(text: str, **kwargs) -> Daemon:
-        made.append(Daemon(fake, prometheus, _policies(text), **kwargs))
+    def make(text: str, **kwargs) -> Passes:
+        made.append(Passes(fake, prometheus.url, policies(text), now=T0, **kwargs))
         return made[-1]
     yield make
     for daemon in made:
