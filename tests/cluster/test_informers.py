@@ -36,7 +36,7 @@ def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
 def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
     """The API server answers a watch from a resourceVersion it no longer
     has with 410 Gone; the informer must treat that as 're-list', which
-    its run loop does on Gone."""
+    its run loop does on Expired."""
     informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
                         namespace=namespace)
     with pytest.raises(Expired):

@@ -142,7 +142,7 @@ def test_sigterm_at_random_moments_exits_clean_and_loses_no_write(kube, namespac
         holder = client.CoordinationV1Api(kube).read_namespaced_lease(lease, namespace).spec.holder_identity
         assert not holder, f"trial {trial}: the Lease is still held by {holder}"
         for d in apps.list_namespaced_deployment(namespace).items:  # never a zero without its count
-            ours = pause_state(d.metadata.annotations or {})
+            ours = pause_state(d.metadata.annotations)
             if d.spec.replicas == 0:
                 assert ours[LAST_REPLICAS] == str(counts[d.metadata.name]), (trial, d.metadata.name)
             else:
