@@ -32,7 +32,6 @@ from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeErro
 from scaler.cluster.placing import Placement
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import SCALED_OBJECTS, Outcome, Result, Write
-from scaler.decide.decisions import MANUAL
 from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
@@ -44,7 +43,11 @@ class EventSink:
     at most what was in flight (the next daemon posts those: actions.owed).
     `fence` is asked before each post: only the Lease holder posts. An Event
     whose name is already taken was posted by someone else (the daemon that
-    acted, or the next one recovering it): counted as posted. `flush` waits
+    acted, or the next one recovering it): counted as posted. One refused
+    for a while (throttled past its Retry-Afters, a server error, the server
+    away) is tried again `retries` times, `retry_seconds` later and doubling:
+    its write has landed, and a later action on the object would leave it
+    owed by no record. `flush` sends the waiting retries at once and waits
     for every Event still queued (shutdown).
 
     While writes are in flight (`writing()` says how many), Events go out one
@@ -52,23 +55,25 @@ class EventSink:
     Event costs it about what a PATCH does); the rest follow at full pace."""
 
     def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None,
-                 writing: Callable[[], int] = lambda: 0) -> None:
+                 writing: Callable[[], int] = lambda: 0, retries: int = 5, retry_seconds: float = 2.0) -> None:
         self.kube = kube
         self.fence = fence
         self.writing = writing
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
+        self.retries, self.retry_seconds = retries, retry_seconds
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
         self._pending = 0
         self._idle = threading.Condition()
-        #: Events posted, found already posted, and left to the next leader.
-        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0}
+        self._waiting: dict[threading.Timer, tuple[dict, int]] = {}
+        #: Events posted, found already posted, left to the next leader, refused, and retries sent.
+        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0, "retried": 0}
 
     def post(self, body: dict) -> None:
         with self._idle:
             self._pending += 1
-        self._pool.submit(self._post, body)
+        self._pool.submit(self._post, body, 0)
 
-    def _post(self, body: dict) -> None:
+    def _post(self, body: dict, attempt: int) -> None:
         outcome = "posted"
         try:
             if self.writing():
@@ -81,19 +86,41 @@ class EventSink:
         except Conflict:
             outcome = "already"
         except KubeError as error:
+            if attempt < self.retries and (error.status is None or error.status == 429 or error.status >= 500):
+                self._later(body, attempt + 1)
+                return  # still pending
             outcome = "failed"
             involved = body["involvedObject"]
             log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
                         kind=involved["kind"], event_reason=body["reason"], error=str(error))
-        finally:
+        with self._idle:
+            self.counts[outcome] += 1
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def _later(self, body: dict, attempt: int) -> None:
+        def send() -> None:
             with self._idle:
-                self.counts[outcome] += 1
-                self._pending -= 1
-                self._idle.notify_all()
+                if self._waiting.pop(timer, None) is None:
+                    return  # flush sent it already
+                self.counts["retried"] += 1
+            self._pool.submit(self._post, body, attempt)
+        timer = threading.Timer(self.retry_seconds * 2 ** (attempt - 1), send)
+        timer.daemon = True
+        with self._idle:
+            self._waiting[timer] = (body, attempt)
+        timer.start()
 
     def flush(self, *, timeout_seconds: float) -> int:
-        """Wait until every queued Event is posted; the number still pending."""
+        """Send the waiting retries now, and wait until every queued Event is
+        posted; the number still pending."""
         deadline = time.monotonic() + timeout_seconds
+        with self._idle:
+            waiting, self._waiting = self._waiting, {}
+            self.counts["retried"] += len(waiting)
+        for timer, (body, attempt) in waiting.items():
+            timer.cancel()
+            self._pool.submit(self._post, body, attempt)
         with self._idle:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)
@@ -147,19 +174,28 @@ class Pauser:
             return writes.pause(current, by=by, reason=reason, cause=cause, now=now, nodes=nodes)
         return self.apply(workload, write_for, dry_run=dry_run, fence=fence)
 
-    def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
-               fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,
-               hold: dict[str, str] | None = None, dry_run: bool = False,
+    def resume(self, workload: Workload, *, by: str, reason: str, replicas: int, dry_run: bool = False,
                fence: Callable[[Workload], None] | None = None) -> Result:
-        """See `writes.resume`."""
+        """See `writes.resume`: to `replicas`, the size a decision chose."""
         return self.apply(workload, lambda current: writes.resume(
-            current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
-            override_until=override_until, hold=hold, now=self.clock()), dry_run=dry_run, fence=fence)
+            current, by=by, reason=reason, replicas=replicas, now=self.clock()), dry_run=dry_run, fence=fence)
 
-    def reverted(self, workload: Workload, *, manager: str, record: dict[str, str], first: bool,
+    def manual_resume(self, workload: Workload, *, reason: str = "manual resume", minimum: int = 1,
+                      hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
+        """See `writes.manual_resume`: to the recorded count, read again with each attempt."""
+        return self.apply(workload, lambda current: writes.manual_resume(
+            current, reason=reason, minimum=minimum, hold=hold, now=self.clock()), dry_run=dry_run)
+
+    def hands_off(self, workload: Workload, *, by: str, reason: str, until: datetime, dry_run: bool = False,
+                  fence: Callable[[Workload], None] | None = None) -> Result:
+        """See `writes.hands_off`."""
+        return self.apply(workload, lambda current: writes.hands_off(current, by=by, reason=reason, until=until),
+                          dry_run=dry_run, fence=fence)
+
+    def reverted(self, workload: Workload, *, reason: str, record: dict[str, str], first: bool,
                  dry_run: bool = False, fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.reverted`."""
-        return self.apply(workload, lambda current: writes.reverted(current, manager=manager, record=record,
+        return self.apply(workload, lambda current: writes.reverted(current, reason=reason, record=record,
                                                                      first=first), dry_run=dry_run, fence=fence)
 
     def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False,
@@ -172,13 +208,18 @@ class Pauser:
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
               fence: Callable[[Workload], None] | None = None) -> Result:
         """Work out the write from the object as last read, send it guarded,
-        and when a guard fails re-read and work it out again (bounded).
+        and when a guard fails re-read and work it out again (bounded). A
+        workload that has finished (its kind says so) gets no write at all.
         `fence(current)` is asked right before every attempt goes out (and
         raises Fenced to stop it): leadership, and whether the write still
         means what it meant with the object as now read."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
         action_id = f"{random.getrandbits(64):016x}"  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
+            if current.finished:  # done for good, perhaps since it was read: nothing to pause or resume
+                return Result(current.kind.name, current.namespace, current.name, Outcome.SKIPPED,
+                              f"finished: this {current.kind.name} has run to its end (completed or failed); "
+                              "scaler leaves it alone", current.replicas, current.replicas)
             write = write_for(current)
             result = Result.of(current, write)
             if write.patch is None:

@@ -79,8 +79,8 @@ class Daemon:
         self.source, self._version = source, version
         #: The leadership term in which the policies were last read: only that term may act.
         self._checked_term = -1
-        #: The term in which the Events a previous daemon owed were posted.
-        self._events_checked_term = -1
+        #: The term in which the Events a previous daemon owed were posted (every acting job waits for it).
+        self._events_checked_term, self._owed_lock = -1, threading.Lock()
         self._unread: str | None = None  # why the source could not be read, while it cannot
         self.metrics.count_requests(self.kube.request_counts)
         # Audit logs (and a test's fake API server) tell the replicas apart.
@@ -262,12 +262,12 @@ class Daemon:
         policies = self.policies
         term = self.leadership.term
         try:
+            self._post_owed_events(policies, now, term)
             self._act_on_schedules(policies, now, term)
             evaluations = self.reconciler.evaluate(policies, now=now)
             self.health.details["failingPolicies"] = dict(self.reconciler.policy_errors)
             self.reconciler.act(evaluations, now=now, term=term)
             self.reconciler.track_starts(policies, now=now, term=term)
-            self._post_owed_events(policies, now, term)
         except KubeError as error:
             self.health.api_reachable = False
             log.error("reconcile failed", error=str(error))
@@ -288,22 +288,31 @@ class Daemon:
         self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now, term=term)
 
     def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
-        """Once per term, when it may act: the Events its predecessor (killed,
-        or deposed before it posted them) owed for the actions recorded on the
-        objects. Event names make a repeat impossible."""
-        if self._events_checked_term == term or not self._may_act(None, term):
-            return
-        posted = self.reconciler.post_owed_events(policies, now=now, ttl_seconds=self.settings.event_ttl_seconds,
-                                                  namespaces=self.settings.namespaces)
-        self._events_checked_term = term
+        """Once per term, when it may act, before any job of the term acts (one would rewrite records): the
+        Events its predecessor (killed, or deposed) owed for the actions recorded on the objects. Event
+        names make a repeat impossible; a failed check is retried by the next job."""
+        with self._owed_lock:  # again after a write whose answer was lost: it may have landed
+            if (self._events_checked_term == term and not self.reconciler.unsure.is_set()) \
+                    or not self._may_act(None, term):
+                return
+            self.reconciler.unsure.clear()
+            try:
+                posted = self.reconciler.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
+                                                          ttl_seconds=self.settings.event_ttl_seconds)
+            except KubeError as error:
+                log.warning("owed Events not checked; the next pass retries", error=str(error))
+                return
+            self._events_checked_term = term
         if posted:
             log.info("posting the Events a previous daemon owed", events=posted)
 
     def _edge(self) -> None:
         started = time.monotonic()
         now = utc_now()
+        term = self.leadership.term
         try:
-            self._act_on_schedules(self.policies, now, self.leadership.term)
+            self._post_owed_events(self.policies, now, term)
+            self._act_on_schedules(self.policies, now, term)
         except KubeError as error:
             log.error("window edge failed; the next reconcile retries", error=str(error))
         finally:
@@ -314,6 +323,7 @@ class Daemon:
         started = time.monotonic()
         now = utc_now()
         term = self.leadership.term
+        self._post_owed_events(self.policies, now, term)
         evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
         self.reconciler.act(evaluations, now=now, term=term)
         self.reconciler.track_starts(self.policies, now=now, term=term)  # cold starts measured to a wake check

@@ -149,7 +149,9 @@ def now_text() -> str:
 class Fault:
     """What to do to requests that match: `status` answers it, `hang` holds it
     until the event is set, `reset` drops the connection, `delay_seconds`
-    slows it. `times` matching requests are affected (None: every one)."""
+    slows it. `times` matching requests are affected (None: every one).
+    `after`: the request is carried out first, and only its answer is lost
+    (a write that landed, as far as the client can tell, or not)."""
 
     method: str | None = None
     path: str | None = None  # a regular expression searched in the path
@@ -161,10 +163,11 @@ class Fault:
     times: int | None = 1
     watch: bool | None = None  # only watches (True), only non-watches (False), or both
     agent: str | None = None  # only requests whose User-Agent starts with this (one of several clients)
+    after: bool = False
     hits: int = 0
 
-    def matches(self, method: str, path: str, watching: bool, agent: str = "") -> bool:
-        if self.times is not None and self.hits >= self.times:
+    def matches(self, method: str, path: str, watching: bool, agent: str = "", after: bool = False) -> bool:
+        if self.after != after or (self.times is not None and self.hits >= self.times):
             return False
         if self.watch is not None and self.watch != watching:
             return False
@@ -507,7 +510,7 @@ class FakeKube:
         Handler.fake = fake
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-kube",
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-kube",
                          daemon=True).start()
         return self
 
@@ -666,6 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._watch(route, query, request)
                 return
             status, body = self._dispatch(method, route, query, request)
+            self._faults(method, parts.path, watching, after=True)
         except ApiError as error:
             request.status = error.code
             self._send(error.code, error.body(), headers=error.headers,
@@ -682,11 +686,11 @@ class _Handler(BaseHTTPRequestHandler):
         request.status = status
         self._send(status, json.dumps(body).encode())
 
-    def _faults(self, method: str, path: str, watching: bool) -> None:
+    def _faults(self, method: str, path: str, watching: bool, *, after: bool = False) -> None:
         fake = self.fake
         agent = self.headers.get("User-Agent") or ""
         with fake.lock:
-            fault = next((f for f in fake.faults if f.matches(method, path, watching, agent)), None)
+            fault = next((f for f in fake.faults if f.matches(method, path, watching, agent, after)), None)
             if fault is not None:
                 fault.hits += 1
         if fault is None:

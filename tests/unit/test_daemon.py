@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -171,6 +172,62 @@ def test_a_new_term_posts_what_the_last_one_owed(fake, prometheus, tmp_path):
     events = fake.events("llm", reason="ScaledToZero")
     assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b"]
     assert all("posted by the next daemon" in e["message"] for e in events)
+
+
+def test_a_new_term_posts_what_the_last_one_owed_before_it_acts_on_the_same_objects(fake, prometheus, tmp_path):
+    """Deposed (or killed) right after its pauses landed, before their Events;
+    the keep-down window has ended when the next leader takes over, so it
+    resumes them at once: the pauses' Events are still posted (a resume
+    rewrites scaler.io/last-action, so they are owed only until then)."""
+    deployments(fake, "a", "b")
+    first = make_daemon(fake, prometheus, tmp_path, name="first")
+    first.events.fence = _never
+    first._checked_term = first.leadership.term
+    try:
+        first._reconcile()
+        assert first.events.flush(timeout_seconds=5) == 0 and fake.events("llm") == []
+    finally:
+        first.view.stop(timeout_seconds=2)
+    # The same policy, its keep-down window now 12 hours away.
+    opens = datetime.now(UTC) + timedelta(hours=12)
+    closes = opens + timedelta(minutes=1)
+    ended = NIGHT.replace('when: "Mon-Sun 00:00-24:00"', f'start: "{opens.minute} {opens.hour} * * *", '
+                                                         f'end: "{closes.minute} {closes.hour} * * *"')
+    second = make_daemon(fake, prometheus, tmp_path, name="second", text=ended)
+    second._checked_term = second.leadership.term
+    try:
+        second._reconcile()
+        assert second.events.flush(timeout_seconds=5) == 0
+    finally:
+        second.view.stop(timeout_seconds=2)
+    assert all(fake.get("deployments.apps", "llm", n)["spec"]["replicas"] == 2 for n in "ab")
+    assert sorted(e["involvedObject"]["name"] for e in fake.events("llm", reason="Resumed")) == ["a", "b"]
+    paused = fake.events("llm", reason="ScaledToZero")
+    assert sorted(e["involvedObject"]["name"] for e in paused) == ["a", "b"]
+    assert all("posted by the next daemon" in e["message"] for e in paused)
+
+
+def test_a_pause_whose_answer_is_lost_still_gets_its_event_in_the_same_term(fake, prometheus, tmp_path):
+    """The connection drops after the API server applied the pause: the
+    daemon cannot tell it landed (the write is logged failed), but the
+    object carries the action's record, so the next pass of the same term
+    looks for owed Events again and posts it."""
+    deployments(fake, "a")
+    fake.fail(method="PATCH", path="/deployments/a$", reset=True, after=True)
+    daemon = make_daemon(fake, prometheus, tmp_path)
+    daemon._checked_term = daemon.leadership.term
+
+    def posted():
+        daemon._reconcile()
+        daemon.events.flush(timeout_seconds=2)
+        return fake.events("llm", reason="ScaledToZero")
+    try:
+        daemon._reconcile()
+        assert fake.get("deployments.apps", "llm", "a")["spec"]["replicas"] == 0
+        [event] = eventually(posted, timeout_seconds=5)
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    assert event["involvedObject"]["name"] == "a" and fake.count("PATCH", "/deployments/") == 1
 
 
 def _never():

@@ -15,7 +15,7 @@ Writing it found two more here: `timezone: Pacific` (a directory in the zone
 database: IsADirectoryError traceback) and a lone carriage return, which
 YAML counts as a line break, shifting our control-character line numbers.
 
-SCALER_FUZZ_FILES (default 3000) sets the count, fuzzed in chunks of 250
+SCALER_FUZZ_FILES (default 3000) sets the count, fuzzed in chunks of 100
 seeds, one test each; the time taken and the rate are printed. tests/cluster/test_fuzzed_plan.py runs `scaler plan`
 against the real cluster for a sample of the accepted files.
 """
@@ -84,7 +84,7 @@ def evaluate(policy: Policy, everything: tuple[Policy, ...]) -> None:
 
 
 #: Seeds per test: each chunk is its own test, well inside the unit tier's 10 s.
-CHUNK = 250
+CHUNK = 100
 
 
 @pytest.mark.parametrize("first", range(0, FILES, CHUNK), ids=lambda first: f"seeds-{first}")
@@ -117,4 +117,6 @@ def test_generated_policy_files(tmp_path, first):
     print(f"\nfuzzed {len(seeds)} policy files in {seconds:.1f}s ({len(seeds) / seconds:.0f} files/s): "
           f"{accepted} accepted and evaluated, {rejected} rejected with file:line")
     assert not failures, "\n\n".join(failures)
-    assert accepted >= len(seeds) // 10, "the generator should produce enough valid files to evaluate"
+    # About 15% of generated files are valid (9-19 per 100 seen); a chunk with
+    # fewer than 5 would mean the generator lost its way.
+    assert accepted >= len(seeds) // 20, "the generator should produce enough valid files to evaluate"
