@@ -34,12 +34,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 
 import structlog
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobEvent,
-)
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -113,7 +108,8 @@ class Daemon:
                                  metrics=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
-        self.scheduler.add_listener(self._job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.add_listener(self.metrics.job_event,
+                                    EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
         self._running_changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
@@ -241,18 +237,6 @@ class Daemon:
         if leading and self.scheduler.running:
             # A new leader reads the policies now, then acts (the reload starts the reconcile).
             self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
-
-    def _job_event(self, event: JobEvent) -> None:
-        job = event.job_id if event.job_id in ("reconcile", "wake", "reload", "follow") else "edge"
-        if event.code == EVENT_JOB_MISSED:
-            self.metrics.missed_runs.labels(job, "late").inc()
-            log.warning("scheduled run missed", task=job, why="started too late")
-        elif event.code == EVENT_JOB_MAX_INSTANCES:
-            self.metrics.missed_runs.labels(job, "busy").inc()
-            log.warning("scheduled run skipped", task=job, why="the previous run is still going")
-        else:
-            self.metrics.job_errors.labels(job).inc()
-            log.error("scheduled job failed", job=job, error=repr(event.exception))
 
     # Jobs
 

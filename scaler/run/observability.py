@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,6 +23,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from scaler.cluster.blockers import KINDS as BLOCKER_KINDS
+
+log = structlog.get_logger("scaler")
 
 ACTIONS = ("pause", "resume", "scale_up")
 RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
@@ -97,6 +100,20 @@ class Metrics:
             "holds the node first (docs/nodes.md): freed, but still on the bill.", ["blocker"], registry=r)
         for blocker in BLOCKER_KINDS:
             self.gpus_freed_not_released.labels(blocker)
+
+    def job_event(self, event: JobEvent) -> None:
+        """A scheduler job that failed, ran late or was skipped as busy:
+        counted by job (`edge` for every window-edge date job) and logged."""
+        job = event.job_id if event.job_id in JOBS else "edge"
+        if event.code == EVENT_JOB_MISSED:
+            self.missed_runs.labels(job, "late").inc()
+            log.warning("scheduled run missed", task=job, why="started too late")
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.missed_runs.labels(job, "busy").inc()
+            log.warning("scheduled run skipped", task=job, why="the previous run is still going")
+        else:
+            self.job_errors.labels(job).inc()
+            log.error("scheduled job failed", job=job, error=repr(event.exception))
 
     def count_requests(self, requests: Callable[[], dict[str, int]]) -> None:
         """Export the Kubernetes client's request counts at scrape time."""

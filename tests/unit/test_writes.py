@@ -99,7 +99,7 @@ def test_a_pause_records_its_nodes_in_the_same_patch_and_a_resume_removes_them()
     assert write.patch["spec"] == {"replicas": 0}
     paused = obj(DEPLOYMENT, 0, {LAST_REPLICAS: "3", PAUSED_AT: STAMP, PAUSED_BY: "policy/nightly",
                                  NODES: record})
-    resumed = writes.resume(paused, by="policy/nightly", reason="window", fallback_replicas=1, now=NOW)
+    resumed = writes.resume(paused, by="policy/nightly", reason="window", replicas=3, now=NOW)
     assert resumed.patch["metadata"]["annotations"][NODES] is None
 
 
