@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import yaml
 
@@ -50,6 +50,38 @@ def being_removed(node: Mapping) -> str | None:
     if (node.get("metadata") or {}).get("deletionTimestamp"):
         return "it is being deleted"
     return None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float | None:
+    """Seconds of a Go duration (`90s`, `1h30m`, `1.5h`), as Karpenter
+    parses it; None if it is not one or not positive."""
+    parts = _GO_DURATION.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        return None
+    seconds = sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in parts)
+    return seconds if seconds > 0 else None
+
+
+def do_not_disrupt(pod: Mapping, *, now: datetime) -> str | None:
+    """How a pod's `karpenter.sh/do-not-disrupt` holds its node now, in
+    words, or None. Karpenter v1 takes `"true"`, or a duration (`"5m"`) that
+    holds while the pod is younger than it (from its start; no start: it
+    holds); any other value holds nothing (Karpenter ignores it too)."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(DO_NOT_DISRUPT)
+    if value == "true":
+        return f"has {DO_NOT_DISRUPT}"
+    seconds = go_duration(value) if isinstance(value, str) else None
+    if seconds is None:
+        return None
+    started = parse_time((pod.get("status") or {}).get("startTime"))
+    if started is None:
+        return f'has {DO_NOT_DISRUPT}: "{value}"'
+    until = started + timedelta(seconds=seconds)
+    return f'has {DO_NOT_DISRUPT}: "{value}" (until {until:%Y-%m-%dT%H:%M:%SZ})' if now < until else None
 
 
 def event_time(event: Mapping) -> datetime | None:

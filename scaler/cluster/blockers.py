@@ -6,7 +6,8 @@ GPU pod of another workload was bound there after the pause (the GPUs
 work for someone else); else **held**, with what holds it in words, most
 specific first:
 
-- `do-not-disrupt`: `karpenter.sh/do-not-disrupt: "true"` on a pod or the node;
+- `do-not-disrupt`: `karpenter.sh/do-not-disrupt` on a pod (even a DaemonSet's,
+  on a Karpenter node) or the node;
 - `scale-down-disabled`: `cluster-autoscaler.kubernetes.io/scale-down-disabled` on the node;
 - `safe-to-evict`: `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` on a pod;
 - `pdb`: a PodDisruptionBudget that allows no eviction of a pod on it;
@@ -101,14 +102,39 @@ def scheduled_at(pod: Mapping) -> datetime | None:
     return parse_time((pod.get("status") or {}).get("startTime")) or parse_time(_meta(pod).get("creationTimestamp"))
 
 
+def _daemon_or_static(pod: Mapping) -> bool:
+    ref = _controller(pod)
+    return (ref is not None and ref.get("kind") in ("DaemonSet", "Node")) or \
+        "kubernetes.io/config.mirror" in (_meta(pod).get("annotations") or {})
+
+
+def _inactive(pod: Mapping) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or bool(
+        _meta(pod).get("deletionTimestamp"))
+
+
 def ignored(pod: Mapping) -> bool:
     """Pods no autoscaler waits for: DaemonSet pods, mirror (static) pods,
-    finished pods, and pods already being deleted."""
+    finished pods, and pods already being deleted (but see `_daemon_holds`)."""
+    return _daemon_or_static(pod) or _inactive(pod)
+
+
+def described(pod: Mapping) -> str:
+    """`pod ml/x (Deployment x, not a DaemonSet)`, `pod mon/dcgm-1 (DaemonSet dcgm)`."""
     ref = _controller(pod)
-    annotations = _meta(pod).get("annotations") or {}
-    return (ref is not None and ref.get("kind") in ("DaemonSet", "Node")) or "kubernetes.io/config.mirror" in \
-        annotations or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or bool(
-        _meta(pod).get("deletionTimestamp"))
+    if _daemon_or_static(pod):
+        kind = "DaemonSet " + str(ref.get("name", "?")) if ref and ref.get("kind") == "DaemonSet" else "static pod"
+        return f"pod {pod_name(pod)} ({kind})"
+    return f"pod {pod_name(pod)} ({owner_text(pod)}, not a DaemonSet)"
+
+
+def _daemon_holds(pods: Iterable[Mapping], *, now: datetime) -> list[Blocker]:
+    """Karpenter v1 lets a running DaemonSet or static pod hold its node with
+    `karpenter.sh/do-not-disrupt` (statenode.go: "we will allow Mirror Pods
+    and DaemonSets to block disruption using this annotation"), though it
+    waits for such pods for nothing else."""
+    return [Blocker("do-not-disrupt", f"{described(pod)} {held}") for pod in pods
+            if _daemon_or_static(pod) and not _inactive(pod) and (held := a.do_not_disrupt(pod, now=now))]
 
 
 def _matches(pdb: Mapping, pod: Mapping) -> bool:
@@ -121,18 +147,17 @@ def _matches(pdb: Mapping, pod: Mapping) -> bool:
         return False
 
 
-def _pod_blockers(pod: Mapping, around: Surroundings, ca_seen: bool) -> list[Blocker]:
+def _pod_blockers(pod: Mapping, around: Surroundings, ca_seen: bool, now: datetime) -> list[Blocker]:
     """What one pod that is not the workload's own does to its node."""
-    name, annotations = pod_name(pod), _meta(pod).get("annotations") or {}
-    described = f"pod {name} ({owner_text(pod)}, not a DaemonSet)"
+    name, annotations, text = pod_name(pod), _meta(pod).get("annotations") or {}, described(pod)
     found = []
-    if annotations.get(a.DO_NOT_DISRUPT) == "true":
-        found.append(Blocker("do-not-disrupt", f"{described} has {a.DO_NOT_DISRUPT}"))
+    if held := a.do_not_disrupt(pod, now=now):
+        found.append(Blocker("do-not-disrupt", f"{text} {held}"))
     elif annotations.get(a.SAFE_TO_EVICT) == "false":
-        found.append(Blocker("safe-to-evict", f'{described} has {a.SAFE_TO_EVICT}: "false"'))
+        found.append(Blocker("safe-to-evict", f'{text} has {a.SAFE_TO_EVICT}: "false"'))
     else:
         why = _ca_refuses(pod, around) if ca_seen and annotations.get(a.SAFE_TO_EVICT) != "true" else None
-        found.append(Blocker("pod", f"{described}{f': {why}' if why else ''}"))
+        found.append(Blocker("pod", f"{text}{f': {why}' if why else ''}"))
     namespace = _meta(pod).get("namespace", "")
     for pdb in around.pdbs.get(namespace, []):
         status = pdb.get("status") or {}
@@ -213,7 +238,9 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
         if gpus_in_pod_spec(pod.get("spec") or {}, gpu_resources) and scheduled is not None and scheduled > paused_at:
             return Assessment(REUSED, facts=facts, reused_by=pod_name(pod))
     ca_seen = around.autoscaler is not None and not a.karpenter_managed(node)
-    found = [b for pod in others for b in _pod_blockers(pod, around, ca_seen)]
+    found = [b for pod in others for b in _pod_blockers(pod, around, ca_seen, now)]
+    if a.karpenter_managed(node):
+        found += _daemon_holds((pod for pod in sight.pods if not ours(pod)), now=now)
     # Karpenter says it again every two minutes or so while the hold lasts:
     # an older word is stale (the hold may have ended).
     said_since = max(paused_at, now - timedelta(seconds=KARPENTER_WORD_SECONDS))

@@ -104,7 +104,7 @@ def test_the_recorded_held_node_names_the_pod_its_annotation_its_pdb_and_karpent
         ("pdb", f"PodDisruptionBudget rec/held allows no eviction of pod rec/{held} (1 healthy, 1 needed)"),
         ("karpenter", f'Karpenter: Pod has "karpenter.sh/do-not-disrupt" annotation (Pod=rec/{held})'),
     ]
-    # The DaemonSet pod keeps no node: it is not named. The facts are the bill's.
+    # The DaemonSet pod (no do-not-disrupt) keeps no node: it is not named. The facts are the bill's.
     assert "dcgm" not in json.dumps(texts(found))
     assert found.facts == NodeFacts(4, "gpu-4x", "local-a", "on-demand", "gpu")
 
@@ -162,6 +162,48 @@ def test_karpenters_word_from_before_the_pause_or_long_ago_is_not_taken_as_curre
 def test_karpenter_nodes(sight, around, state, expected):
     found = run(sight, around)
     assert (found.state, texts(found)) == (state, expected)
+
+
+def started(found: dict, at: datetime) -> dict:
+    found = copy.deepcopy(found)
+    found["status"]["startTime"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return found
+
+
+DND = "karpenter.sh/do-not-disrupt"
+WAITS = [("waiting", "nothing found blocking it; waiting for Karpenter to consolidate it (NodePool gpu, "
+                     "consolidateAfter 5s)")]
+
+
+def test_a_daemonset_or_static_pods_do_not_disrupt_holds_a_karpenter_node_and_is_named_as_such():
+    """Karpenter v1 honours do-not-disrupt on a DaemonSet or mirror pod too
+    (statenode.go), though it waits for such pods for nothing else."""
+    dcgm = pod("dcgm-exporter-x1", namespace="monitoring", owner=("DaemonSet", "dcgm-exporter"), template_hash=None,
+               annotations={DND: "true"})
+    static = pod("probe-node1", owner=("Node", NAME), template_hash=None, annotations={DND: "true"})
+    assert texts(run(Sight(NODE, [dcgm, static]))) == [
+        ("do-not-disrupt", "pod monitoring/dcgm-exporter-x1 (DaemonSet dcgm-exporter) has karpenter.sh/do-not-disrupt"),
+        ("do-not-disrupt", "pod rec/probe-node1 (static pod) has karpenter.sh/do-not-disrupt")]
+    # Without the annotation, or being deleted, it holds nothing; nor on a node Karpenter does not manage.
+    assert texts(run(Sight(NODE, [DAEMONSET_POD]))) == WAITS
+    gone = pod("dcgm-exporter-x1", owner=("DaemonSet", "dcgm-exporter"), annotations={DND: "true"}, deleting=True)
+    assert texts(run(Sight(NODE, [gone]))) == WAITS
+    assert [kind for kind, _ in texts(run(Sight(plain_node(), [dcgm]), Surroundings()))] == ["no-autoscaler"]
+
+
+@pytest.mark.parametrize(("value", "age", "expected"), [
+    ("true", timedelta(days=9), "has karpenter.sh/do-not-disrupt"),
+    ("3h", timedelta(hours=1), 'has karpenter.sh/do-not-disrupt: "3h" (until 2026-12-05T05:27:47Z)'),
+    ("1h30m", timedelta(hours=2), None),  # ran past it: Karpenter disrupts it again
+    ("false", timedelta(0), None),
+    ("soon", timedelta(0), None),  # not a duration: Karpenter ignores it
+    ("-5m", timedelta(0), None),
+])
+def test_do_not_disrupt_holds_while_its_duration_runs_from_the_pods_start(value, age, expected):
+    other = started(pod("other-abc", annotations={DND: value}), NOW - age)
+    found = run(Sight(NODE, [other]))
+    described = "pod rec/other-abc (Deployment other, not a DaemonSet)"
+    assert texts(found)[0] == (("do-not-disrupt", f"{described} {expected}") if expected else ("pod", described))
 
 
 def test_a_gone_node_is_released_when_it_went_never_later_than_now():
