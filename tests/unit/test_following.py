@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import generate_latest
 
 from scaler.cli.main import main
@@ -448,3 +449,27 @@ def test_cluster_autoscaler_nodes_are_read_with_its_status_configmap(world):
         "cluster-autoscaler node group gpu-a100 is at its minimum size (2)"]
     assert w.record("other")["nodes"][0]["blockedBy"] == "waiting"
     assert w.gauge("node-group-minimum") == 4 and w.gauge("no-autoscaler") == 0
+
+
+def test_status_wide_and_yaml_give_every_node_its_state_seconds_and_blockers(world, tmp_path, capsys):
+    """`-o wide` adds each node's detail; `-o yaml` carries the same `nodes`
+    list as `-o json`: name, state, releasedAfterSeconds, blockers."""
+    w = world()
+    for node in ("gpu-a1", "gpu-a2"):
+        w.node(node, gpus=4)
+    w.deployment("llm", node="gpu-a1", gpus=4)
+    w.pod("llm-5d8f9-9", app="llm", node="gpu-a2", gpus=4)
+    w.pod("held-5d8f9-x", app="held", node="gpu-a2", gpus=0, annotations={DND: "true"})
+    w.pause("llm")
+    w.gone("llm-5d8f9-0", "llm-5d8f9-9", node="gpu-a1")
+    w.follow(31)
+    kubeconfig = str(w.fake.kubeconfig(tmp_path / "kubeconfig"))
+    assert main(["status", "--kubeconfig", kubeconfig, "-n", "rec", "-o", "yaml"]) == 0
+    [row] = yaml.safe_load(capsys.readouterr().out)["workloads"]
+    held = f"pod rec/held-5d8f9-x (Deployment held, not a DaemonSet) has {DND}"
+    assert [(n["name"], n["state"], n["releasedAfterSeconds"], n["blockers"]) for n in row["nodes"]] == [
+        ("gpu-a1", "released", 31.0, []), ("gpu-a2", "held", None, [held])]
+    assert row["nodesSummary"] == f"1 released 31s after pause, 1 held (gpu-a2: {held})"
+    assert main(["status", "--kubeconfig", kubeconfig, "-n", "rec", "-o", "wide"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "NODE DETAIL" in out and "gpu-a1" in out and "gpu-a2" in out
