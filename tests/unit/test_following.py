@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 
 from scaler.cli.main import main
 from scaler.cluster.actions import ActionRecord
-from scaler.cluster.kinds import DEPLOYMENT
+from scaler.cluster.kinds import DEPLOYMENT, JOB
 from scaler.cluster.pausing import EventSink, Pauser, Retry
 from scaler.cluster.placing import Placement
 from scaler.cluster.views import WatchingView
@@ -80,7 +80,8 @@ class World:
         settings = Settings(node_held_warning_seconds=warn_after_seconds, node_follow_interval_seconds=15)
         placement = placement or self.placement
         follower = Follower(self.kube, settings, placement=placement, pauser=self.pauser, view=self.view,
-                            kinds=lambda: [DEPLOYMENT], may_act=lambda term: term == self.term, metrics=self.metrics)
+                            kinds=lambda: [DEPLOYMENT, JOB], may_act=lambda term: term == self.term,
+                            metrics=self.metrics)
         follower.start()
         eventually(placement.nodes_listed, timeout_seconds=5)
         self.followers.append(follower)
@@ -115,12 +116,12 @@ class World:
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp(created)}]}},
             namespace="rec")
 
-    def workload(self, name: str):
-        return eventually(lambda: next((w for w in self.view.workloads([DEPLOYMENT]) if w.name == name), None),
+    def workload(self, name: str, kind=DEPLOYMENT):
+        return eventually(lambda: next((w for w in self.view.workloads([kind]) if w.name == name), None),
                           timeout_seconds=5)
 
-    def pause(self, name: str):
-        workload = self.workload(name)
+    def pause(self, name: str, kind=DEPLOYMENT):
+        workload = self.workload(name, kind)
         result = self.pauser.pause(workload, by="policy/nights", reason="keep-down window", cause="keep-down-window")
         self.view.took(result, workload)  # as the reconciler does: the next pass reads the write
         return result
@@ -139,8 +140,8 @@ class World:
             assert result.outcome is not Outcome.FAILED, result.reason
         return results
 
-    def record(self, name: str) -> dict:
-        return json.loads(self.fake.get("deployments.apps", "rec", name)["metadata"]["annotations"][NODES])
+    def record(self, name: str, resource: str = "deployments.apps") -> dict:
+        return json.loads(self.fake.get(resource, "rec", name)["metadata"]["annotations"][NODES])
 
     def events(self, name: str, reason: str | None = None) -> list[dict]:
         return self.fake.events("rec", name, reason)
@@ -473,3 +474,28 @@ def test_status_wide_and_yaml_give_every_node_its_state_seconds_and_blockers(wor
     assert main(["status", "--kubeconfig", kubeconfig, "-n", "rec", "-o", "wide"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "NODE DETAIL" in out and "gpu-a1" in out and "gpu-a2" in out
+
+
+def test_a_suspended_job_is_followed_to_its_nodes_like_a_deployment(world):
+    """A Job names its pods (spec.selector, set by the API server): its
+    suspend records their nodes, and the node's going ends it with the Event."""
+    w = world()
+    w.node("gpu-a1", gpus=8)
+    template = {"metadata": {"labels": {"job-name": "train"}}, "spec": {"restartPolicy": "Never", "containers": [
+        {"name": "trainer", "resources": {"limits": {"nvidia.com/gpu": "4"}}}]}}
+    w.fake.create("jobs.batch", {"metadata": {"name": "train"}, "spec": {
+        "parallelism": 2, "completions": 8, "suspend": False, "selector": {"matchLabels": {"job-name": "train"}},
+        "template": template}}, namespace="rec")
+    w.fake.set_status("jobs.batch", "rec", "train", {"active": 2, "ready": 2})
+    for index in range(2):
+        w.pod(f"train-{index}", app="train", node="gpu-a1", gpus=4, owner="Job")
+        w.fake.patch("pods", "rec", f"train-{index}", {"metadata": {"labels": {"job-name": "train"}}})
+    w.pause("train", JOB)
+    assert w.fake.get("jobs.batch", "rec", "train")["spec"]["suspend"] is True
+    [held] = w.record("train", "jobs.batch")["nodes"]
+    assert (held["name"], held["freedGpus"], held["state"]) == ("gpu-a1", 8, "held")
+    w.gone("train-0", "train-1", node="gpu-a1")
+    w.follow(40)
+    assert w.record("train", "jobs.batch")["nodes"][0]["releasedAfterSeconds"] == 40.0
+    [event] = w.events("train", "NodesReleased")
+    assert event["message"] == "GPU node gpu-a1 released 40 s after the pause; 8 GPUs off the bill"
