@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from storm_daemons import agent_of, changed, owed_posted, reconciled, scrape
@@ -26,6 +27,7 @@ from storm_harness import (
 from tests.helpers import DaemonProcess
 
 
+@dataclass
 class Acting:
     """The daemons of a kill storm: who acts, who stands by, and who is next."""
 
