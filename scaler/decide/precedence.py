@@ -250,8 +250,8 @@ def keep_down_window_ended(f: Facts) -> Decision | None:
 
 
 def _unknown(signals: list[str], why: Mapping[str, str] | None) -> str:
-    """'idle signal and queue signal unknown', or with why where it is known:
-    'idle signal unknown (no data from ... to ... UTC) and queue signal unknown'."""
+    """'idle signal and wake signal unknown', or with why where it is known:
+    'idle signal unknown (no data from ... to ... UTC) and wake signal unknown'."""
     if not why or not any(signal in why for signal in signals):
         return f"{' and '.join(f'{signal} signal' for signal in signals)} unknown"
     return " and ".join(f"{signal} signal unknown ({why[signal]})" if signal in why else f"{signal} signal unknown"

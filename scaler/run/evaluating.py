@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from time import monotonic
+from typing import Any
 
 import structlog
 
@@ -48,7 +49,7 @@ from scaler.decide.times import parse_time, utc_now
 from scaler.run.isolating import isolated, report_failures
 from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SignalQuery, idle_query, queue_query, seen_query
+from scaler.signals.queries import IDLE, SIGNALS, SignalQuery, seen_query
 from scaler.signals.results import Vector
 
 log = structlog.get_logger("scaler")
@@ -73,18 +74,11 @@ def kinds_of(policies: Iterable[Policy], resolve: Callable[[str], WorkloadKind] 
 
 
 def queries_of(policy: Policy, *, wake_only: bool = False) -> list[tuple[str, SignalQuery]]:
-    """("idle" | "queue", the query) for each signal of `policy`: one query
-    per policy signal, answered for all its workloads at once."""
-    queries = []
-    if policy.idle is not None and not wake_only:
-        queries.append(("idle", idle_query(
-            policy.idle.query, duration_seconds=policy.idle.duration_seconds,
-            namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)))
-    if policy.wake is not None:
-        queries.append(("queue", queue_query(
-            policy.wake.query, namespace_label=policy.wake.namespace_label,
-            workload_label=policy.wake.workload_label)))
-    return queries
+    """(the signal's name, its query) for each signal of `policy`
+    (`SIGNALS`): one query per policy signal, answered for all its workloads
+    at once. `wake_only`: only the signals the wake checks ask."""
+    return [(signal.name, query) for signal in SIGNALS if signal.on_wake_checks or not wake_only
+            if (query := signal.of(policy)) is not None]
 
 
 @dataclass
@@ -270,7 +264,7 @@ class Evaluator:
         unseen: dict[str, tuple[Policy, list[int]]] = {}
         for index, evaluation in enumerate(evaluations):
             workload, policy = evaluation.workload, evaluation.policy
-            vector = vectors.get((policy.name, "idle")) if policy is not None else None
+            vector = vectors.get((policy.name, IDLE.name)) if policy is not None else None
             if (policy is not None and vector is not None and vector.error is None and workload.replicas > 0
                     and evaluation.decision.reason_code is Code.METRICS_UNKNOWN
                     and (workload.namespace, workload.name) not in vector.values):
@@ -299,7 +293,7 @@ class Evaluator:
                                                    for i in indexes}, steps)
             for i in indexes:
                 e = evaluations[i]
-                signals = replace(e.signals, why={"idle": why[(e.workload.namespace, e.workload.name)]})
+                signals = replace(e.signals, why={IDLE.name: why[(e.workload.namespace, e.workload.name)]})
                 decision = isolated(errors, policy, partial(decide, policy=policy, workload=e.state, signals=signals,
                                                                     now=now))
                 if decision is not None:
@@ -314,23 +308,23 @@ class Evaluator:
             if policy.name in errors:
                 continue
             key = (workload.namespace, workload.name)
-            idle_vector, queue_vector = vectors.get((policy.name, "idle")), vectors.get((policy.name, "queue"))
-            idle = idle_vector.get(key) if idle_vector is not None else None
-            queue = queue_vector.get(key) if queue_vector is not None else None
-            # At zero a workload's pods, and so its idle series, are gone: that is
-            # not an unknown signal (decide() ignores it too), or every paused
-            # workload would keep the metrics-unknown alert firing.
-            if idle_vector is not None and idle is None and workload.replicas > 0:
-                unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
-            if queue_vector is not None and queue is None:
-                unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            signals = Signals(idle=idle, queue=queue)
+            values: dict[str, Any] = {}  # a value per signal, by its name: a field of Signals
+            for signal in SIGNALS:
+                vector = vectors.get((policy.name, signal.name))
+                value = values[signal.name] = vector.get(key) if vector is not None else None
+                # At zero a workload's pods, and so its idle series, are gone: that is
+                # not an unknown signal (decide() ignores it too), or every paused
+                # workload would keep the metrics-unknown alert firing.
+                if vector is not None and value is None and (workload.replicas > 0 or signal.unknown_at_zero):
+                    unknown[(policy.name, signal.name)] = unknown.get((policy.name, signal.name), 0) + 1
+            signals = Signals(**values)
             decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
                                                                 now=now))
             if decision is not None:
                 evaluations.append(Evaluation(workload, state, policy, decision, signals))
         if self.metrics and not wake_only:
             for policy in policies:
-                for signal in ("idle", "queue"):
-                    self.metrics.unknown.labels(policy.name, signal).set(unknown.get((policy.name, signal), 0))
+                for signal in SIGNALS:
+                    self.metrics.unknown.labels(policy.name, signal.name).set(unknown.get((policy.name, signal.name),
+                                                                                          0))
         return evaluations
