@@ -347,7 +347,7 @@ RULES: tuple[Rule, ...] = (
 #: Decided by a schedule alone: the daemon acts on them at window edges, with
 #: no signal (`Evaluator.evaluate(with_signals=False)`).
 SCHEDULE_CODES = schedule_codes(RULES)
-#: Holds that still write (`Decision.writes_while_holding`): the reconciler has a write for each.
+#: Holds that still write (`Decision.writes_while_holding`): the actor (run/acting.py) has a write for each.
 WRITES_WHILE_HOLDING = writing_codes(RULES)
 #: Decisions the replay reuses until something they read changes (the windows are compared apart).
 TIMELESS = timeless_codes(RULES)
