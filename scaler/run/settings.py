@@ -31,6 +31,7 @@ from scaler.decide.reverts import (
     DEFAULT_BACKOFF_SECONDS,
     DEFAULT_GITOPS_MANAGERS,
     DEFAULT_HANDS_OFF_SECONDS,
+    HandsOff,
 )
 
 if TYPE_CHECKING:
@@ -178,6 +179,11 @@ class Settings(PlanSettings):
             raise ValueError("lease timings must satisfy 1 <= retry period, "
                              "1.2 x retry period < renew deadline < lease duration")
         return self
+
+    def hands_off(self) -> HandsOff:
+        """Who is a GitOps controller, and how long scaler keeps its hands off after a revert or a person's edit."""
+        return HandsOff(tuple(self.gitops_managers), self.gitops_backoff_seconds, self.gitops_backoff_max_seconds,
+                        self.hands_off_seconds)
 
     @property
     def effective_lease_namespace(self) -> str:
