@@ -15,6 +15,7 @@ misfire grace), each independent of the others (no job waits for another):
   they change; a bad set is reported and the last good one stays in force.
   A new leader acts only once it has read them in its own term, so a
   standby that held an old version cannot undo what the last leader did.
+Besides the jobs, with the push wake on, POST /wake wakes a workload at once (run/waking.py).
 
 Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish,
 queued Events are posted, and only then is the Lease released, so a standby
@@ -33,12 +34,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 
 import structlog
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobEvent,
-)
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -60,6 +56,7 @@ from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.run.reconciling import Reconciler, kinds_of
 from scaler.run.settings import Settings
 from scaler.run.sources import PolicySource, policy_source
+from scaler.run.waking import push_wake_routes
 
 log = structlog.get_logger("scaler")
 
@@ -110,6 +107,7 @@ class Daemon:
         self._running_changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
         self._published: set[str] = set()
+        self.posts = push_wake_routes(self)  # {} unless the push wake is on
 
     # Start and stop
 
@@ -117,7 +115,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or `stopping` is set: tests run the
         daemon in a thread, where no signal handler can be installed)."""
         s = self.settings
-        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
+        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port, posts=self.posts)
         port = server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
                  port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
