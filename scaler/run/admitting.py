@@ -15,8 +15,10 @@ Two ways in, one chosen by a setting:
   that is rotated). Whoever holds it may wake anything scaler manages.
 
 A caller's budget (`Budgets`, a token bucket per identity) counts the work
-it makes the daemon do: each permission check that is not answered from
-memory, and each wake that is not already in flight, takes one token.
+it makes the API server do: each permission check that is not answered
+from memory, and each write, takes one token (a request answered from the
+caches, "already up" or "held", costs none, nor does one joining a wake in
+flight).
 TokenReviews of tokens not seen before come from one bucket for everyone
 (`REVIEWS_PER_SECOND`), so a flood of made-up tokens cannot turn into a
 flood of requests to the API server. Concurrent requests asking the same

@@ -172,7 +172,7 @@ class Settings(PlanSettings):
     push_wake_auth_cache_seconds: float = Field(10, ge=0, le=300, description="how long a positive TokenReview "
                                                                               "or SubjectAccessReview is reused")
     push_wake_rate_per_second: float = Field(20, gt=0, description="per caller: permission checks not in memory "
-                                                                   "and wakes not already in flight")
+                                                                   "and writes")
     push_wake_burst: int = Field(200, ge=1, description="per caller: how many above the rate at once")
 
     @model_validator(mode="after")

@@ -213,12 +213,12 @@ class Waker:
         except Standby as standby:
             return self._forward(standby, headers, body)
         kind = self._scope(wake)
-        charge = lambda: self.budgets.charge(identity.username)  # noqa: E731
         resource = kind.resource
         self.gate.authorize(identity, self.gate.access(group=resource.group, resource=resource.plural,
-                                                       namespace=wake.namespace, name=wake.name), charge=charge)
+                                                       namespace=wake.namespace, name=wake.name),
+                            charge=lambda: self.budgets.charge(identity.username))
         key = (kind.key, wake.namespace, wake.name, wake.selector, wake.queue)
-        answer, _ = self._flights.run(key, lambda: self._wake(wake, kind, identity, term=term), admit=charge)
+        answer, _ = self._flights.run(key, lambda: self._wake(wake, kind, identity, term=term))
         return answer
 
     # Who may act, and on what
@@ -324,7 +324,13 @@ class Waker:
                           if w.namespace == wake.namespace and selector.matches(w.labels)), key=lambda w: w.name)
         if not matched:
             raise Refusal(404, "not-found", f"no {kind.name} in namespace {wake.namespace} matches {wake.selector}")
-        answers = [self._one(workload, wake, identity, now=now, term=term) for workload in matched]
+        answers = []
+        for workload in matched:
+            try:
+                answers.append(self._one(workload, wake, identity, now=now, term=term))
+            except Refusal as refusal:  # over the caller's budget: the rest are not written
+                answers.append({**refusal.answer.body, "kind": kind.name, "namespace": workload.namespace,
+                                "name": workload.name})
         best = min((a["result"] for a in answers), key=list(STATUS).index)
         log.info("push wake", by=identity.username, kind=kind.name, namespace=wake.namespace, selector=wake.selector,
                  result=best, results={a["name"]: a["result"] for a in answers})
@@ -364,8 +370,11 @@ class Waker:
         return _held(decision, workload, queue, chosen.wake.activation_threshold, facts)
 
     def _write(self, evaluation: Evaluation, facts: dict, *, now: datetime, term: int) -> dict:
-        """Through the reconciler's fenced writes, as every other decision."""
+        """Through the reconciler's fenced writes, as every other decision; a
+        write takes a token from the caller's budget (a 429 Refusal without)."""
         reconciler, decision = self.daemon.reconciler, evaluation.decision
+        if not reconciler.dry_run:
+            self.budgets.charge(facts["by"])
         results = reconciler.act([evaluation], now=now, term=term)
         if not results:
             if reconciler.may_act(evaluation.policy, term):

@@ -380,3 +380,28 @@ def test_the_endpoint_is_off_unless_asked_for(fake, prometheus, tmp_path):
         status, answer, _ = running.wake({"namespace": "llm", "name": "chat"})
     assert (status, answer["result"]) == (404, "not-found")
     assert fake.count("PATCH") == 0 and fake.count("POST", "/tokenreviews") == 0
+
+
+def test_requests_answered_from_memory_cost_a_caller_nothing(fake, prometheus, tmp_path):
+    """A holder that asks again for every request it holds must not be refused
+    for it: only a permission check and a write take from its budget."""
+    workloads(fake, "chat")
+    gateway(fake)
+    with Running(fake, prometheus, tmp_path, push_wake_rate_per_second=0.01, push_wake_burst=2) as running:
+        first = running.wake({"namespace": "llm", "name": "chat"})  # a permission check and a write
+        again = [running.wake({"namespace": "llm", "name": "chat"}) for _ in range(20)]
+    assert first[1]["result"] == "woken"
+    assert {(status, answer["result"]) for status, answer, _ in again} == {(200, "already-up")}
+    assert fake.count("PATCH", "/deployments/") == 1
+
+
+def test_a_selector_over_the_caller_s_budget_says_which_workloads_were_not_written(fake, prometheus, tmp_path):
+    workloads(fake, "chat-a", "chat-b", labels={"app": "chat"})
+    gateway(fake)
+    with Running(fake, prometheus, tmp_path, push_wake_rate_per_second=0.01, push_wake_burst=2) as running:
+        status, answer, _ = running.wake({"namespace": "llm", "selector": "app=chat"})
+    assert (status, answer["result"]) == (200, "woken"), answer
+    assert [(w["name"], w["result"]) for w in answer["workloads"]] == [("chat-a", "woken"),
+                                                                       ("chat-b", "rate-limited")]
+    assert answer["workloads"][1]["reason"].startswith(f"too many wake requests from {GATEWAY}")
+    assert replicas(fake, "chat-a") == 2 and replicas(fake, "chat-b") == 0
