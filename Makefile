@@ -11,11 +11,14 @@ venv:
 install:
 	deploy/local/install
 
-# The gates CI runs first: ruff, mypy on scaler/, the layer contracts.
+# The gates CI runs first: ruff, mypy on scaler/, the layer contracts, and
+# every tier's test files import (a cluster test's broken import fails here in
+# seconds, not after the cluster is built).
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports --no-cache
+	.venv/bin/python -m pytest --collect-only -q -p no:cacheprovider > /dev/null
 
 # Every tier, against the real local cluster (started and stopped by the session).
 test: install

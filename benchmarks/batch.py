@@ -49,7 +49,7 @@ def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) ->
         results = run_batch(workloads, lambda w: pauser.pause(w, by=MANUAL, reason="benchmark"),
                             concurrency=concurrency)
     else:
-        results = run_batch(workloads, lambda w: pauser.resume(w, reason="benchmark"), concurrency=concurrency)
+        results = run_batch(workloads, lambda w: pauser.manual_resume(w, reason="benchmark"), concurrency=concurrency)
     elapsed = time.perf_counter() - started
     after = kube.request_counts()
     requests = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after

@@ -81,8 +81,8 @@ from common import (
 
 sys.path.insert(0, str(ROOT))
 from scaler.cluster.actions import EVENTS, MANAGED_BY
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Conflict, Kube, KubeError, Resource
-from scaler.cluster.workloads import DEPLOYMENT
 from scaler.decide.annotations import LAST_REPLICAS, OVERRIDE_UNTIL, STARTED_AT
 from tests.helpers import DaemonProcess
 

@@ -55,18 +55,17 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):5.1f}s  p90 {p90:5.1f}s  max {ordered[-1]:5.1f}s"
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", type=int, default=20)
     parser.add_argument("--median-load", type=float, default=20.0)
-    args = parser.parse_args()
-    cluster, own = start_cluster("bench-warmup")
-    rng = random.Random(7)
-    loads = [min(max(rng.lognormvariate(math.log(args.median_load), 0.4), 2), 120) for _ in range(args.workloads)]
-    namespace = f"bench-warmup-{uuid.uuid4().hex[:5]}"
-    kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig))
+    return parser.parse_args()
+
+
+def set_up(cluster, kube: Kube, namespace: str, loads: list[float]) -> tuple[list[str], Path]:
+    """The paused Deployments, their policy and a queue of 1 for each: (their names, the work directory)."""
     create_namespace(kube, namespace)
-    names = [f"m-{i:02d}" for i in range(args.workloads)]
+    names = [f"m-{i:02d}" for i in range(len(loads))]
     for name, load in zip(names, loads, strict=True):
         kube.create(DEPLOYMENT.resource, namespace, body(name, load))
     work = Path(tempfile.mkdtemp(prefix="scaler-warmup-"))
@@ -80,33 +79,56 @@ def main() -> None:
         f'bench_queue{{namespace="{namespace}",workload="{name}"}} 1\n' for name in names)
     urllib.request.urlopen(urllib.request.Request(f"{cluster.pushgateway_url}/metrics/job/bench-{namespace}",
                                                   data=queue.encode(), method="PUT"), timeout=5)
+    return names, work
+
+
+def observe(kube: Kube, namespace: str, names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Poll the Deployments: when each was woken and when all its replicas were Ready (monotonic seconds)."""
+    woke: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + 300
+    while len(ready) < len(names) and time.monotonic() < deadline:
+        items, _ = kube.list(DEPLOYMENT.resource, namespace)
+        now = time.monotonic()
+        for item in items:
+            name, spec, status = item["metadata"]["name"], item["spec"], item.get("status") or {}
+            if spec["replicas"] > 0:
+                woke.setdefault(name, now)
+                if (status.get("readyReplicas") or 0) >= spec["replicas"]:
+                    ready.setdefault(name, now)
+        time.sleep(0.2)
+    return woke, ready
+
+
+def recorded_warm_ups(kube: Kube, namespace: str, expected: int) -> dict[str, float]:
+    """The warm-up scaler recorded on each object, once `expected` have one (or 30 s have passed)."""
+    recorded: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while len(recorded) < expected and time.monotonic() < deadline:
+        items, _ = kube.list(DEPLOYMENT.resource, namespace)
+        recorded = {i["metadata"]["name"]: float(i["metadata"]["annotations"][WARM_UPS].split(",")[-1])
+                    for i in items if WARM_UPS in (i["metadata"].get("annotations") or {})}
+        time.sleep(0.5)
+    return recorded
+
+
+def main() -> None:
+    args = arguments()
+    cluster, own = start_cluster("bench-warmup")
+    rng = random.Random(7)
+    loads = [min(max(rng.lognormvariate(math.log(args.median_load), 0.4), 2), 120) for _ in range(args.workloads)]
+    namespace = f"bench-warmup-{uuid.uuid4().hex[:5]}"
+    kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig))
+    names, work = set_up(cluster, kube, namespace, loads)
     log = open(work / "daemon.log", "wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "scaler", "run", "--policies", str(work / "policies.yaml"),
          "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
          "--log-format", "json", "--wake-check-interval-seconds", "1"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, cwd=ROOT)
-    woke: dict[str, float] = {}
-    ready: dict[str, float] = {}
     try:
-        deadline = time.monotonic() + 300
-        while len(ready) < len(names) and time.monotonic() < deadline:
-            items, _ = kube.list(DEPLOYMENT.resource, namespace)
-            now = time.monotonic()
-            for item in items:
-                name, spec, status = item["metadata"]["name"], item["spec"], item.get("status") or {}
-                if spec["replicas"] > 0:
-                    woke.setdefault(name, now)
-                    if (status.get("readyReplicas") or 0) >= spec["replicas"]:
-                        ready.setdefault(name, now)
-            time.sleep(0.2)
-        recorded = {}
-        deadline = time.monotonic() + 30
-        while len(recorded) < len(ready) and time.monotonic() < deadline:
-            items, _ = kube.list(DEPLOYMENT.resource, namespace)
-            recorded = {i["metadata"]["name"]: float(i["metadata"]["annotations"][WARM_UPS].split(",")[-1])
-                        for i in items if WARM_UPS in (i["metadata"].get("annotations") or {})}
-            time.sleep(0.5)
+        woke, ready = observe(kube, namespace, names)
+        recorded = recorded_warm_ups(kube, namespace, len(ready))
     finally:
         daemon.terminate()
         daemon.wait(30)

@@ -29,8 +29,8 @@ TIMES = (["00:00", "08:00", "20:00", "23:59", "24:00", "02:30"], ["25:00", "8", 
 CRONS = (["0 8 * * 1-5", "0 20 * * 1-5", "*/15 * * * *", "0 0 1 * *", "0 0 29 2 *", "0 0 * * 7",
           "0 8 * * mon-fri"], ["0 0 31 2 *", "0 25 * * *", "0 8 * * 8", "0 8 1 * 1", "* * * *", "@daily", ""])
 KINDS = (["Deployment", "StatefulSet", "InferenceService", "deploy", "sts", "deployments.apps/v1",
-          "vllmservers.serving.example.com/v1"],
-         ["deployments.apps/v2", "vllmservers.serving.example.com", "Pod", "", "CronJob"])
+          "vllmservers.serving.example.com/v1", "Job", "rayclusters.ray.io/v1"],
+         ["deployments.apps/v2", "vllmservers.serving.example.com", "Pod", "", "CronJob", "rayjobs.ray.io/v1alpha1"])
 SELECTORS = (["", "app=chat", "app in (chat, embed),!canary", "tier notin (cpu)"], ["app==", "=x", "a b", "!"])
 NAMESPACES = (["llm", "kube-system", "team-a"], ["LLM", "", "a" * 64, "-x"])
 KEYS = ["name", "priority", "description", "targets", "schedule", "idle", "wake", "min_replicas", "max_replicas",

@@ -4,7 +4,7 @@ simulated traffic, the real daemon, and what it did, told as it happens.
 Time is compressed: windows are a minute apart, "idle" means 20 seconds and
 models load in 3-20 seconds (kwok holds each pod Running but not Ready that
 long), so the scenario takes about four minutes. The policies are the examples in
-policies/ with those durations shortened (see policies_for below).
+policies/ with those durations shortened (see policies_for in scenario.py).
 
 Everything in the summary is measured on the cluster while the scenario runs:
 actions are the Events scaler recorded; GPUs are the nvidia.com/gpu requests
@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import urllib.request
@@ -37,6 +36,15 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 sys.path.insert(0, str(ROOT))
 
 import cluster as local_cluster  # noqa: E402
+from scenario import (  # noqa: E402 - beside this file
+    PREWARM_OPENS_AFTER_EDGE,
+    SCALE_DOWN_DELAY,
+    Service,
+    deployment_body,
+    flaps,
+    policies_for,
+    services,
+)
 
 from scaler.cluster.kinds import DEPLOYMENT  # noqa: E402
 from scaler.cluster.kube import Kube, Resource  # noqa: E402
@@ -46,120 +54,6 @@ from scaler.decide.policies import parse_duration  # noqa: E402
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
-
-
-@dataclass
-class Service:
-    """One fake inference service and the traffic it gets."""
-
-    name: str
-    replicas: int
-    gpus_per_replica: int
-    per_replica_per_second: float  # requests (or jobs) one replica finishes a second
-    arrivals: list[tuple[float, float, float]]  # (from t, to t, arrivals per second), t relative to the edge
-    load_seconds: float = 0.0  # model loading: Running this long before Ready
-    paused_by: str | None = None  # created paused by this policy
-    pending: float = 0.0
-    running: float = 0.0
-
-    def arrival_rate(self, t: float) -> float:
-        return sum(rate for start, end, rate in self.arrivals if start <= t < end)
-
-
-def services() -> list[Service]:
-    return [
-        # Office chat: busy until the business-hours window closes at t=0,
-        # then a late burst of requests at t=30..45.
-        Service("chat", replicas=2, gpus_per_replica=2, per_replica_per_second=3,
-                arrivals=[(-999, 0, 4.0), (30, 45, 3.0)], load_seconds=15),
-        # A code assistant: quiet from t=-5, busy again at t=70..85.
-        Service("code-assist", replicas=1, gpus_per_replica=4, per_replica_per_second=4,
-                arrivals=[(-999, -5, 2.0), (70, 85, 2.5)], load_seconds=10),
-        # Embedding batch workers: a backlog of jobs lands at t=10.
-        Service("embed-workers", replicas=1, gpus_per_replica=1, per_replica_per_second=6,
-                arrivals=[(10, 12, 120.0)], load_seconds=3),
-        # A summarizer kept down outside its morning window, which opens at
-        # t=60; pre-warmed so its 20 s model load is done when it opens.
-        Service("summarize", replicas=2, gpus_per_replica=1, per_replica_per_second=2,
-                arrivals=[(60, 999, 1.0)], load_seconds=20, paused_by="summarize-mornings"),
-    ]
-
-
-#: The demo's compressed protection after a wake (the defaults are 1m and 5m).
-STARTUP_GRACE, SCALE_DOWN_DELAY = "5s", "20s"
-PREWARM_OPENS_AFTER_EDGE = timedelta(minutes=1)
-
-
-def policies_for(namespace: str, *, window_start: datetime, window_end: datetime, mornings: datetime) -> str:
-    """policies/business-hours.yaml, vllm-idle.yaml and batch-workers.yaml,
-    with the namespace, the window and the durations fitted to the demo."""
-    def cron(moment: datetime) -> str:
-        return f"{moment.minute} {moment.hour} * * *"
-    pending = f'gateway_pending_requests{{namespace="{namespace}"}}'
-    running = f'vllm:num_requests_running{{namespace="{namespace}"}}'
-    return textwrap.dedent(f"""\
-        policies:
-          - name: chat-business-hours
-            description: Up during business hours; outside them down, once no request waits or runs.
-            targets: {{namespaces: [{namespace}], selector: app=chat}}
-            schedule:
-              timezone: UTC
-              windows:
-                - {{name: business-hours, mode: up, start: "{cron(window_start)}", end: "{cron(window_end)}"}}
-              outside: down
-            idle: {{query: '{running}', threshold: 0.5, duration: 10s}}
-            wake: {{query: '{pending}', target_per_replica: 8}}
-            max_replicas: 4
-            startup_grace: {STARTUP_GRACE}
-            scale_down_delay: {SCALE_DOWN_DELAY}
-          - name: code-assist-idle
-            description: Paused after 20 s without a running request; woken by the gateway queue.
-            targets: {{namespaces: [{namespace}], selector: app=code-assist}}
-            idle: {{query: '{running}', threshold: 0.5, duration: 20s}}
-            wake: {{query: '{pending}', target_per_replica: 8}}
-            max_replicas: 2
-            startup_grace: {STARTUP_GRACE}
-            scale_down_delay: {SCALE_DOWN_DELAY}
-          - name: embed-queue
-            description: Workers sized by the job queue, zero when it has been empty for 15 s.
-            targets: {{namespaces: [{namespace}], selector: app=embed-workers}}
-            idle: {{query: '{pending} + {running}', threshold: 1, duration: 15s}}
-            wake: {{query: '{pending}', target_per_replica: 50}}
-            max_replicas: 3
-            startup_grace: {STARTUP_GRACE}
-            scale_down_delay: {SCALE_DOWN_DELAY}
-          - name: summarize-mornings
-            description: Kept down outside its window, pre-warmed so the model is loaded when it opens.
-            targets: {{namespaces: [{namespace}], selector: app=summarize}}
-            schedule:
-              timezone: UTC
-              windows:
-                - {{name: mornings, mode: up, start: "{cron(mornings)}", end: "{cron(mornings + timedelta(hours=1))}"}}
-              outside: down
-            prewarm: 20s
-        """)
-
-
-def deployment_body(service: Service) -> dict:
-    gpus = str(service.gpus_per_replica)
-    annotations = {}
-    if service.paused_by:  # as scaler leaves a workload it paused
-        annotations = {"scaler.io/last-replicas": str(service.replicas), "scaler.io/paused-by":
-                       f"policy/{service.paused_by}", "scaler.io/pause-cause": "outside-down",
-                       "scaler.io/paused-at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": service.name, "labels": {"app": service.name}, "annotations": annotations},
-        "spec": {
-            "replicas": 0 if service.paused_by else service.replicas,
-            "selector": {"matchLabels": {"app": service.name}},
-            "template": {"metadata": {"labels": {"app": service.name},
-                                      "annotations": {"local.scaler.io/model-load-time": f"{service.load_seconds:g}s"}},
-                         "spec": {"containers": [{
-                "name": "vllm", "image": "vllm/vllm-openai:demo",
-                "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}}]}},
-        },
-    }
 
 
 def push(pushgateway: str, namespace: str, service: Service) -> None:
@@ -354,20 +248,6 @@ class Demo:
         }
 
 
-def flaps(events: list[dict], *, within_seconds: float) -> int:
-    """A flap: a ScaledToZero of a workload less than `within_seconds` (the
-    protection after a wake) after its Resumed."""
-    resumed: dict[str, datetime] = {}
-    count = 0
-    for event in sorted(events, key=lambda e: e["time"]):
-        at = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
-        if event["reason"] == "Resumed":
-            resumed[event["workload"]] = at
-        elif event["reason"] == "ScaledToZero" and event["workload"] in resumed:
-            count += (at - resumed.pop(event["workload"])).total_seconds() < within_seconds
-    return count
-
-
 class InCluster:
     """The daemon installed with the chart, on the cluster's real node."""
 
@@ -410,7 +290,7 @@ class InCluster:
         self._run("kubectl", "delete", "namespace", self.namespace, "--wait=false")
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy/demo/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get(
         "SCALER_CLUSTER_STATE_DIR", local_cluster.DEFAULT_STATE_DIR)),
@@ -422,42 +302,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-cluster", action="store_true",
                         help="run the daemon in the cluster: helm install of the chart with the image built "
                              "from deploy/Dockerfile, on a real node")
-    args = parser.parse_args(argv)
-    until, lead = (70, 45) if args.short else (110, 60)
+    return parser.parse_args(argv)
 
-    already_running = local_cluster.Cluster.load(args.state_dir.resolve()) is not None
-    print("Starting the local GPU cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes, "
-          "Prometheus, Pushgateway)...", flush=True)
-    if args.in_cluster:
-        print("...and one real node (containerd, kubelet) with the image built from deploy/Dockerfile...", flush=True)
-    cluster = local_cluster.up(args.state_dir, with_real_node=args.in_cluster)
-    namespace = f"scaler-demo-{int(time.time()) % 100000}"
-    demo = Demo(cluster, namespace=namespace)
+
+def start_daemon(demo: Demo, policies: Path, log_path: Path, *, in_cluster: bool) -> InCluster | subprocess.Popen:
+    """The real daemon on the demo's policies: installed with the chart, or `scaler run` here."""
+    cluster = demo.cluster
+    if in_cluster:
+        daemon = InCluster(cluster, namespace=f"{demo.namespace}-scaler")
+        daemon.install(policies / "demo.yaml")
+        demo.say(f"helm install: scaler in namespace {daemon.namespace}, 2 pods Ready on the real node "
+                 f"(dry run off, evaluation every 5 s, wake check every 1 s)")
+        return daemon
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scaler", "run", "--policies", str(policies),
+             "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
+             "--evaluation-interval-seconds", "5", "--wake-check-interval-seconds", "1",
+             "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    demo.say("scaler run started (dry run off, evaluation every 5 s, wake check every 1 s)")
+    return process
+
+
+def play(demo: Demo, *, until: float, lead: float, in_cluster: bool) -> dict:
+    """Set up, run the daemon and the traffic until `until`, stop the daemon
+    first (no action after the sampler's last look); the summary."""
     daemon = simulator = None
-    log_path = cluster.state_dir / "logs" / f"scaler-demo-{namespace}.log"
+    log_path = demo.cluster.state_dir / "logs" / f"scaler-demo-{demo.namespace}.log"
     try:
         policies = demo.setup(lead_seconds=lead)
         demo.say(f"policies: {policies / 'demo.yaml'} (the examples in policies/, durations shortened)")
         demo.say(f"business hours end at {demo.edge:%H:%M:%S} UTC; scaler's log: {log_path}")
-        if args.in_cluster:
-            daemon = InCluster(cluster, namespace=f"{namespace}-scaler")
-            daemon.install(policies / "demo.yaml")
-            demo.say(f"helm install: scaler in namespace {daemon.namespace}, 2 pods Ready on the real node "
-                     f"(dry run off, evaluation every 5 s, wake check every 1 s)")
-        else:
-            env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
-            with open(log_path, "ab") as log:
-                daemon = subprocess.Popen(
-                    [sys.executable, "-m", "scaler", "run", "--policies", str(policies),
-                     "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", "0",
-                     "--evaluation-interval-seconds", "5", "--wake-check-interval-seconds", "1",
-                     "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-            demo.say("scaler run started (dry run off, evaluation every 5 s, wake check every 1 s)")
+        daemon = start_daemon(demo, policies, log_path, in_cluster=in_cluster)
         simulator = threading.Thread(target=demo.simulate, daemon=True)
         simulator.start()
         demo.phases(until)
     finally:
-        # The daemon first: no action after the sampler's last look.
         if isinstance(daemon, InCluster):
             daemon.uninstall(log_path)
         elif daemon is not None:
@@ -468,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         simulator.join(timeout=30)
     demo.final_sample()
     demo.narrate_events()
-    summary = demo.summary()
+    return demo.summary()
+
+
+def print_summary(summary: dict) -> None:
     print("\nSummary (measured on the cluster: scaler's Events, and running pods' GPU requests sampled each second)")
     actions = ", ".join(f"{count} {reason}" for reason, count in sorted(summary["actions"].items())) or "none"
     print(f"  actions taken:   {sum(summary['actions'].values())} ({actions})")
@@ -487,6 +371,21 @@ def main(argv: list[str] | None = None) -> int:
     if summary["scenario_seconds"]:
         hourly = summary["gpu_hours_saved"] * 3600 / summary["scenario_seconds"]
         print(f"                   at this rate, {hourly:.2f} GPU-hours saved per hour of wall time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    until, lead = (70, 45) if args.short else (110, 60)
+    already_running = local_cluster.Cluster.load(args.state_dir.resolve()) is not None
+    print("Starting the local GPU cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes, "
+          "Prometheus, Pushgateway)...", flush=True)
+    if args.in_cluster:
+        print("...and one real node (containerd, kubelet) with the image built from deploy/Dockerfile...", flush=True)
+    cluster = local_cluster.up(args.state_dir, with_real_node=args.in_cluster)
+    namespace = f"scaler-demo-{int(time.time()) % 100000}"
+    demo = Demo(cluster, namespace=namespace)
+    summary = play(demo, until=until, lead=lead, in_cluster=args.in_cluster)
+    print_summary(summary)
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary, indent=2))
     if args.keep:

@@ -43,10 +43,11 @@ from scaler.decide.annotations import (
     STARTED_AT,
 )
 from scaler.decide.decisions import MANUAL
+from scaler.decide.kinds import BUILTIN_KINDS
 from scaler.decide.reverts import (
-    ADVICE,
     NEXT_WINDOW,
     HoldError,
+    advice,
     backoff_until,
     hold_annotations,
     hold_until,
@@ -66,8 +67,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser, *, names: bool = Tr
     scope_.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     parser.add_argument("-l", "--selector", help="label selector, kubectl syntax (app=llm,tier!=dev)")
     parser.add_argument("--kind", action="append", dest="kinds", metavar="KIND",
-                        help="Deployment, StatefulSet, InferenceService, or plural.group/version of a "
-                             "custom resource with /scale; repeatable (default: Deployment and StatefulSet)")
+                        help=f"{', '.join(BUILTIN_KINDS)}, or plural.group/version of a custom resource with "
+                             "/scale; repeatable (default: Deployment and StatefulSet)")
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     add_settings_arguments(parser, ClusterSettings)
 
@@ -195,8 +196,8 @@ def run_resume(args) -> int:
 
     def resume(workload):
         begun = time.monotonic()
-        result = pauser.resume(workload, by=MANUAL, reason=reason, fallback_replicas=args.min_replicas,
-                               hold=hold, dry_run=args.dry_run)
+        result = pauser.manual_resume(workload, reason=reason, minimum=args.min_replicas, hold=hold,
+                                      dry_run=args.dry_run)
         started[(workload.kind.name, workload.namespace, workload.name)] = begun
         return result
 
@@ -226,7 +227,8 @@ def _notes(w: Workload, now: datetime) -> dict:
         notes.append(f"this pause holds, after {reverts_of(a)} revert(s) by {reverted_by(a)}")
     elif reverted_by(a):
         count = reverts_of(a)
-        notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); {ADVICE}"
+        notes.append(f"reverted by {reverted_by(a)} ({count} time{'s' if count != 1 else ''} in a row); "
+                     f"{advice(w.kind.size_field)}"
                      + (f"; no pause before {backoff:%Y-%m-%d %H:%M %Z}" if backoff and backoff > now else ""))
     if a.get(HOLD_UNTIL) == NEXT_WINDOW:  # its end depends on the policy, which status does not read
         notes.append(f"held up until the policy's next window edge after {a.get(HOLD_FROM)}")
@@ -289,6 +291,8 @@ def run_status(args) -> int:
                         + (f"; {others} running with scaler state" if others else ""))
     for problem in problems:
         print(f"failed: {problem.reason}", file=sys.stderr)
+    for kind in [r for r in selected.rows if r.outcome is Outcome.SKIPPED and r.name == "*"]:
+        print(f"note: {kind.kind} {kind.reason}", file=sys.stderr)  # a kind it may not list
     return EXIT_ERROR if problems else EXIT_OK
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from scaler.cluster.kinds import WorkloadKind
-from scaler.cluster.kube import Kube, KubeError, NotFound
+from scaler.cluster.kube import Forbidden, Kube, KubeError, NotFound
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload
 from scaler.cluster.writes import Outcome, Result
 
@@ -28,9 +28,15 @@ class Selection:
 def select(kube: Kube, selection: Selection, *,
            ignore_missing_kinds: bool = False) -> tuple[list[Workload], list[Result]]:
     """The objects a selection names, plus failed rows for names that match
-    nothing (as kubectl fails on a name that does not exist)."""
+    nothing (as kubectl fails on a name that does not exist).
+    `ignore_missing_kinds` (kinds nobody asked for by name: `status` looks
+    at every registered kind) leaves out a kind the API server does not
+    serve, and one it may not list, with a skipped row saying so, unless it
+    may list none of them."""
     found: list[Workload] = []
     problems: list[Result] = []
+    forbidden: list[Forbidden] = []
+    listed = 0
     for kind in selection.kinds:
         try:
             items, _ = kube.list(kind.resource, selection.namespace, label_selector=selection.label_selector)
@@ -41,10 +47,20 @@ def select(kube: Kube, selection: Selection, *,
                                    f"the API server does not serve {kind.resource.qualified} "
                                    f"({kind.resource.api_version}): is its CRD installed?"))
             continue
+        except Forbidden as error:
+            if not ignore_missing_kinds:
+                raise
+            forbidden.append(error)
+            problems.append(Result(kind.name, selection.namespace or "", "*", Outcome.SKIPPED,
+                                   f"not shown: {error}"))
+            continue
+        listed += 1
         for obj in items:
             if selection.names and obj["metadata"]["name"] not in selection.names:
                 continue
             found.append(Workload(kind, obj, selection.gpu_resources))
+    if forbidden and not listed:
+        raise forbidden[0]
     for name in selection.names:
         if not any(w.name == name for w in found):
             kinds = "/".join(kind.name for kind in selection.kinds)

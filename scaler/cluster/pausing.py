@@ -31,7 +31,6 @@ from scaler.cluster.actions import EVENTS, ActionRecord
 from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeError, NotFound
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import SCALED_OBJECTS, Outcome, Result, Write
-from scaler.decide.decisions import MANUAL
 from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
@@ -168,19 +167,28 @@ class Pauser:
         return self.apply(workload, lambda current: writes.pause(current, by=by, reason=reason, cause=cause,
                                                                   now=self.clock()), dry_run=dry_run, fence=fence)
 
-    def resume(self, workload: Workload, *, by: str = MANUAL, reason: str = "manual resume",
-               fallback_replicas: int = 1, replicas: int | None = None, override_until: datetime | None = None,
-               hold: dict[str, str] | None = None, dry_run: bool = False,
+    def resume(self, workload: Workload, *, by: str, reason: str, replicas: int, dry_run: bool = False,
                fence: Callable[[Workload], None] | None = None) -> Result:
-        """See `writes.resume`."""
+        """See `writes.resume`: to `replicas`, the size a decision chose."""
         return self.apply(workload, lambda current: writes.resume(
-            current, by=by, reason=reason, fallback_replicas=fallback_replicas, wanted=replicas,
-            override_until=override_until, hold=hold, now=self.clock()), dry_run=dry_run, fence=fence)
+            current, by=by, reason=reason, replicas=replicas, now=self.clock()), dry_run=dry_run, fence=fence)
 
-    def reverted(self, workload: Workload, *, manager: str, record: dict[str, str], first: bool,
+    def manual_resume(self, workload: Workload, *, reason: str = "manual resume", minimum: int = 1,
+                      hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
+        """See `writes.manual_resume`: to the recorded count, read again with each attempt."""
+        return self.apply(workload, lambda current: writes.manual_resume(
+            current, reason=reason, minimum=minimum, hold=hold, now=self.clock()), dry_run=dry_run)
+
+    def hands_off(self, workload: Workload, *, by: str, reason: str, until: datetime, dry_run: bool = False,
+                  fence: Callable[[Workload], None] | None = None) -> Result:
+        """See `writes.hands_off`."""
+        return self.apply(workload, lambda current: writes.hands_off(current, by=by, reason=reason, until=until),
+                          dry_run=dry_run, fence=fence)
+
+    def reverted(self, workload: Workload, *, reason: str, record: dict[str, str], first: bool,
                  dry_run: bool = False, fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.reverted`."""
-        return self.apply(workload, lambda current: writes.reverted(current, manager=manager, record=record,
+        return self.apply(workload, lambda current: writes.reverted(current, reason=reason, record=record,
                                                                      first=first), dry_run=dry_run, fence=fence)
 
     def scale_up(self, workload: Workload, *, replicas: int, by: str, reason: str, dry_run: bool = False,
@@ -193,13 +201,18 @@ class Pauser:
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
               fence: Callable[[Workload], None] | None = None) -> Result:
         """Work out the write from the object as last read, send it guarded,
-        and when a guard fails re-read and work it out again (bounded).
+        and when a guard fails re-read and work it out again (bounded). A
+        workload that has finished (its kind says so) gets no write at all.
         `fence(current)` is asked right before every attempt goes out (and
         raises Fenced to stop it): leadership, and whether the write still
         means what it meant with the object as now read."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
         action_id = f"{random.getrandbits(64):016x}"  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
+            if current.finished:  # done for good, perhaps since it was read: nothing to pause or resume
+                return Result(current.kind.name, current.namespace, current.name, Outcome.SKIPPED,
+                              f"finished: this {current.kind.name} has run to its end (completed or failed); "
+                              "scaler leaves it alone", current.replicas, current.replicas)
             write = write_for(current)
             result = Result.of(current, write)
             if write.patch is None:

@@ -1,12 +1,13 @@
 """What an evaluation reads from the cluster: the workloads of some kinds and
 the labels of their namespaces, either listed once (`plan`) or kept current
-by list+watch caches (the daemon)."""
+by list+watch caches (the daemon). A workload its kind says has finished (a
+completed Job) is not among them: nothing decides, tracks or counts it."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import structlog
@@ -20,6 +21,11 @@ from scaler.cluster.writes import Result
 log = structlog.get_logger("scaler")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 PODS = Resource("", "v1", "pods")
+
+
+def live(kind: WorkloadKind, objects: Iterable[dict], gpu_resources: tuple[str, ...]) -> list[Workload]:
+    """`objects` as workloads, less those finished for good."""
+    return [workload for obj in objects if not (workload := Workload(kind, obj, gpu_resources)).finished]
 
 
 class ClusterView:
@@ -69,7 +75,7 @@ class ListingView(ClusterView):
                     items, _ = self.kube.list(kind.resource, namespace)
                 except NotFound:  # the kind's CRD is not installed: nothing of it to manage
                     continue
-                found.extend(Workload(kind, obj, self.gpu_resources) for obj in items)
+                found.extend(live(kind, items, self.gpu_resources))
         return found
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
@@ -140,7 +146,7 @@ class WatchingView(ClusterView):
         for kind in kinds:
             for informer in self._informers_for(kind):
                 informer.synced.wait(max(deadline - time.monotonic(), 0))
-                found.extend(Workload(kind, obj, self.gpu_resources) for obj in informer.items_synced())
+                found.extend(live(kind, informer.items_synced(), self.gpu_resources))
         return found
 
     def latest(self, workload: Workload) -> Workload | None:

@@ -103,6 +103,11 @@ class Workload:
         return self.kind.gpus_per_replica(self.obj, self.gpu_resources)
 
     @property
+    def finished(self) -> bool:
+        """Done for good (a completed Job): no evaluation reads it, no write is sent to it."""
+        return self.kind.finished(self.obj)
+
+    @property
     def size_writer(self) -> str | None:
         """Who last set its size (managedFields, as its kind reads them)."""
         return self.kind.size_writer(self.obj)

@@ -12,6 +12,7 @@ merge patch, so either both land or neither does; the record is never 0.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -36,7 +37,6 @@ from scaler.decide.annotations import (
     PAUSED_BY,
     READY_AT,
     REVERT_STATE,
-    REVERTS,
     STARTED_AT,
     WARM_UPS,
     WARM_UPS_KEPT,
@@ -151,7 +151,7 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
     if relapsed(current, now=now):  # paused while relapsing: that Ready was no warm-up
         values.update(relapse_cleanup(current))
     gpus = current.gpus(replicas)
-    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0)), Outcome.CHANGED,
+    return Write(merge(_annotations(values), current.kind.scale_patch(current.obj, 0, now=now)), Outcome.CHANGED,
                  replicas, 0, gpus, f"scaled to zero from {replicas} replicas by {by}: {reason}; {gpus} GPUs freed",
                  event=("ScaledToZero", "Normal"))
 
@@ -161,92 +161,97 @@ def _starting(now: datetime) -> dict:
     return _annotations({STARTED_AT: rfc3339(now), READY_AT: None})
 
 
-def resume(current: Workload, *, by: str, reason: str, fallback_replicas: int, now: datetime,
-           wanted: int | None = None, override_until: datetime | None = None,
-           hold: dict[str, str] | None = None) -> Write:
-    """Restore the recorded count and remove scaler's annotations. A policy
-    (`by` != "manual") never resumes a manual pause. `wanted`, when given, is
-    the size to wake to instead (a queue asking for more). `override_until`:
-    if someone resized it while paused, leave it alone until then (written in
-    the same patch that clears the record). `hold`: a person's hold-up
-    annotations (`scaler resume --for`), written with the resume, or alone on
-    a workload that is already running."""
-    replicas, record = current.replicas, current.record
-    clear: dict[str, str | None] = {key: None for key in PAUSE_STATE if key in current.annotations}
-    hold = hold or {}
+def resume(current: Workload, *, by: str, reason: str, replicas: int, now: datetime,
+           hold: Mapping[str, str] | None = None, source: str | None = None) -> Write:
+    """Wake a paused workload to `replicas`, the size decided (a policy's
+    decision, or `manual_resume`'s), removing scaler's annotations in the
+    same patch. A policy never resumes a manual pause, and wakes a zero it
+    did not pause only for a queue (`_wake`). `hold`: a person's hold-up
+    (`scaler resume --for`). `source`: where `replicas` came from, if not the record."""
+    record, hold, before = current.record, dict(hold or {}), current.replicas
     if current.manual_pause and by != MANUAL:
-        return Write(None, Outcome.SKIPPED, replicas, replicas, 0,
+        return Write(None, Outcome.SKIPPED, before, before, 0,
                      "paused manually; only a manual resume (scaler resume) wakes it")
-    if record is None and not current.manual_pause and replicas == 0 and wanted and by != MANUAL:
-        return _wake(current, by=by, reason=reason, replicas=wanted, now=now)
     if record is None and not current.manual_pause:
-        # Only what scaler paused is scaler's to resume: a workload someone
-        # scaled to zero themselves stays there, even in a resume -A.
-        state = (f"running at {replicas} replicas" if replicas
-                 else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
-        if hold and replicas and any(current.annotations.get(k) != v for k, v in hold.items()):
-            return Write(_annotations(hold), Outcome.CHANGED, replicas, replicas, 0,
-                         f"not paused ({state}); held up until {hold[HOLD_UNTIL]} by {by}: {reason}",
-                         event=("HeldUp", "Normal"))
-        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
-    if replicas > 0:
-        recorded = record.last_replicas if record else None
-        message = (f"someone set replicas to {replicas} while it was paused"
-                   f"{f' (recorded {recorded})' if recorded else ''}; left {replicas} "
-                   "and cleared the pause record")
-        if override_until is not None:
-            clear[OVERRIDE_UNTIL] = rfc3339(override_until)
-            message += f"; {by} leaves it alone until {rfc3339(override_until)}"
-        if hold:
-            clear.update(hold)
-            message += f"; held up until {hold[HOLD_UNTIL]}"
-        return Write(_annotations(clear) if clear else None, Outcome.SKIPPED, replicas, replicas, 0, message,
-                     event=("ResumeSkipped", "Normal"))
-    if wanted is not None:
-        recorded = record.last_replicas if record else None
-        target, source = wanted, f"recorded {recorded}" if recorded else "no recorded count"
-    elif record is not None and record.last_replicas:
-        target, source = record.last_replicas, f"recorded by {record.paused_by or 'a pause'}"
-    else:
-        target, source = fallback_replicas, f"no recorded count, used the minimum {fallback_replicas}"
-    gpus = current.gpus(target)
-    # The pause held until a resume: no GitOps controller is fighting it (any more).
-    clear.update({key: None for key in REVERT_STATE if key in current.annotations})
-    clear.update(hold)
+        if before == 0 and by != MANUAL:
+            return _wake(current, by=by, reason=reason, replicas=replicas, now=now)
+        return _not_paused(current, by=by, reason=reason, hold=hold)
+    recorded = record.last_replicas if record else None
     held = f"; held up until {hold[HOLD_UNTIL]}" if hold else ""
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, target)),
-                 Outcome.CHANGED, 0, target, gpus,
-                 f"resumed to {target} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed{held}",
+    if before > 0:
+        was = f" (recorded {recorded})" if recorded else ""
+        return _set_back(current, hold, ("ResumeSkipped", "Normal"), f"someone set replicas to {before} while it "
+                         f"was paused{was}; left {before} and cleared the pause record{held}")
+    source = source or (f"recorded by {record.paused_by or 'a pause'}" if record and recorded == replicas
+                        else f"recorded {recorded}" if recorded else "no recorded count")
+    # The pause held until a resume: no GitOps controller is fighting it (any more).
+    clear = {**_present(current, (*PAUSE_STATE, *REVERT_STATE)), **hold}
+    gpus = current.gpus(replicas)
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas, now=now)),
+                 Outcome.CHANGED, 0, replicas, gpus,
+                 f"resumed to {replicas} replicas ({source}) by {by}: {reason}; {gpus} GPUs claimed{held}",
                  event=("Resumed", "Normal"))
 
 
-def reverted(current: Workload, *, manager: str, record: dict[str, str], first: bool) -> Write:
-    """A GitOps controller set the replicas back after our pause: drop the
-    pause record and write the revert's (who, how many in a row, the
-    back-off) in one patch. Only the first revert in a row gets an Event:
-    scaler reports it once, then backs off quietly."""
+def manual_resume(current: Workload, *, reason: str, minimum: int, now: datetime,
+                  hold: Mapping[str, str] | None = None) -> Write:
+    """`scaler resume`: to the recorded count, else `minimum` (a policy's resume is sized by its decision)."""
+    recorded = current.record.last_replicas if current.record else None
+    return resume(current, by=MANUAL, reason=reason, replicas=recorded or minimum, now=now, hold=hold,
+                  source=None if recorded else f"no recorded count, used the minimum {minimum}")
+
+
+def _present(current: Workload, keys: tuple[str, ...]) -> dict[str, str | None]:
+    """Those of `keys` that are on the object, to remove."""
+    return {key: None for key in keys if key in current.annotations}
+
+
+def _not_paused(current: Workload, *, by: str, reason: str, hold: dict[str, str]) -> Write:
+    """Only what scaler paused is scaler's to resume: a zero someone else made
+    stays, even in a resume -A. One running takes a person's hold-up, once."""
     replicas = current.replicas
-    if replicas == 0 or current.record is None:
-        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, "no revert to record")
-    clear: dict = {key: None for key in PAUSE_STATE if key in current.annotations}
-    clear.update(record)
-    message = (f"pause reverted by {manager}: replicas set back to {replicas}; not pausing again before "
-               f"{record.get(BACKOFF_UNTIL)} (revert {record.get(REVERTS)} in a row); "
-               "add ignoreDifferences for /spec/replicas in the GitOps tool")
-    return Write(_annotations(clear), Outcome.SKIPPED, replicas, replicas, 0, message,
-                 event=("PauseReverted", "Warning") if first else None)
+    state = (f"running at {replicas} replicas" if replicas
+             else "at 0 replicas, but scaler did not pause it (no scaler.io/ annotations)")
+    if hold and replicas and any(current.annotations.get(k) != v for k, v in hold.items()):
+        return Write(_annotations(hold), Outcome.CHANGED, replicas, replicas, 0,
+                     f"not paused ({state}); held up until {hold[HOLD_UNTIL]} by {by}: {reason}",
+                     event=("HeldUp", "Normal"))
+    return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, f"not paused: {state}")
+
+
+def hands_off(current: Workload, *, by: str, reason: str, until: datetime) -> Write:
+    """A person set the size of a workload a policy had paused (`reason`: the
+    human override's decision): the person wins, and is left alone until `until`."""
+    return _set_back(current, {OVERRIDE_UNTIL: rfc3339(until)}, ("ResumeSkipped", "Normal"),
+                     f"{reason}; cleared the pause record; {by} leaves it alone until {rfc3339(until)}")
+
+
+def reverted(current: Workload, *, reason: str, record: dict[str, str], first: bool) -> Write:
+    """A GitOps controller set the size back after our pause (`reason`: the
+    revert's decision): its record (who, how many in a row, the back-off) is
+    written. Only the first revert in a row gets an Event: reported once."""
+    return _set_back(current, record, ("PauseReverted", "Warning") if first else None,
+                     f"{reason}; not pausing again before {record.get(BACKOFF_UNTIL)}")
+
+
+def _set_back(current: Workload, values: dict[str, str], event: tuple[str, str] | None, message: str) -> Write:
+    """Someone set its size while it was paused: the size stays theirs, the
+    pause record goes and `values` are written instead, in one patch."""
+    replicas = current.replicas
+    if replicas == 0 or (current.record is None and not current.manual_pause):
+        return Write(None, Outcome.UNCHANGED, replicas, replicas, 0, "not set back while paused: nothing to record")
+    clear = {**_present(current, PAUSE_STATE), **values}
+    return Write(_annotations(clear) if clear else None, Outcome.SKIPPED, replicas, replicas, 0, message,
+                 event=event)
 
 
 def _wake(current: Workload, *, by: str, reason: str, replicas: int, now: datetime) -> Write:
-    """A queue wakes a workload at zero that scaler did not pause (rule 3a).
-    There is no count to restore and no pause to undo, so it leaves no
-    record: running without scaler's annotations, the workload is like any
-    other, and a later idle pause records its size as usual. Leftover
-    override or cause annotations go in the same patch; the start is
-    recorded, as for any wake."""
-    clear: dict[str, str | None] = {key: None for key in PAUSE_STATE if key in current.annotations}
-    gpus = current.gpus(replicas)
-    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas)),
+    """A queue wakes a workload at zero that scaler did not pause (rule 3a):
+    no count to restore, no pause to undo, so no record is left (a later
+    pause records its size as usual); leftover override or cause annotations
+    go, and the start is recorded, as for any wake."""
+    gpus, clear = current.gpus(replicas), _present(current, PAUSE_STATE)
+    return Write(merge(_annotations(clear), _starting(now), current.kind.scale_patch(current.obj, replicas, now=now)),
                  Outcome.CHANGED, 0, replicas, gpus,
                  f"woken to {replicas} replicas by {by} (it was at 0, not paused by scaler): {reason}; "
                  f"{gpus} GPUs claimed", event=("Resumed", "Normal"))
@@ -263,7 +268,7 @@ def scale_up(current: Workload, *, replicas: int, by: str, reason: str, now: dat
                else f"already at {before} replicas (wanted {replicas})")
         return Write(None, Outcome.UNCHANGED, before, before, 0, why)
     gpus = current.gpus(replicas - before)
-    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas)), Outcome.CHANGED,
+    return Write(merge(_starting(now), current.kind.scale_patch(current.obj, replicas, now=now)), Outcome.CHANGED,
                  before, replicas, gpus,
                  f"scaled up from {before} to {replicas} replicas by {by}: {reason}; {gpus} GPUs claimed",
                  event=("ScaledUp", "Normal"))

@@ -47,6 +47,7 @@ class Code(StrEnum):
     OUTSIDE_DOWN = "outside-down"
     WINDOW_ENDED = "keep-down-window-ended"
     HUMAN_OVERRIDE = "human-override"
+    GITOPS_REVERT = "gitops-revert"
     GITOPS_BACKOFF = "gitops-backoff"
     HELD_UP = "held-up"
     METRICS_UNKNOWN = "metrics-unknown"
@@ -86,6 +87,13 @@ class WorkloadState:
     warm_ups: tuple[float, ...] = ()
     #: The reason code of the rule that paused it (scaler.io/pause-cause), if recorded.
     pause_cause: str | None = None
+    #: Who last set its size: the managedFields manager, as its kind reads them.
+    #: Read where it matters, running with a pause record on it (None: unknown or not read).
+    size_writer: str | None = None
+    #: That manager is a GitOps controller (one of the daemon's --gitops-managers), not a person.
+    size_writer_gitops: bool = False
+    #: Where its size is (its kind's field): what a GitOps tool must leave alone.
+    size_field: tuple[str, ...] = ("spec", "replicas")
 
     @property
     def paused_by_policy(self) -> bool:
@@ -128,10 +136,18 @@ class Decision:
     reason_code: Code
     #: The policy that decided, if one did.
     policy: str | None = None
+    #: A hold that still writes on the object (its rule is declared `writes_while_holding`:
+    #: the record of a human override or of a GitOps revert). Set by `decide`, from the rule.
+    writes_while_holding: bool = False
 
     @property
     def changes(self) -> bool:
         return self.action in (Action.PAUSE, Action.RESUME, Action.SCALE_UP)
+
+    @property
+    def writes(self) -> bool:
+        """Whether acting on it writes to the object: a change of size, or a hold that records."""
+        return self.changes or self.writes_while_holding
 
 
 @dataclass(frozen=True)

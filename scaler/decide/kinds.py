@@ -40,6 +40,11 @@ _BUILTINS = (
     KindName("Deployment", "apps", "v1", "deployments", builtin=True),
     KindName("StatefulSet", "apps", "v1", "statefulsets", builtin=True),
     KindName("InferenceService", "serving.kserve.io", "v1beta1", "inferenceservices", builtin=True),
+    KindName("Job", "batch", "v1", "jobs", builtin=True),
+    KindName("JobSet", "jobset.x-k8s.io", "v1alpha2", "jobsets", builtin=True),
+    KindName("RayCluster", "ray.io", "v1", "rayclusters", builtin=True),
+    KindName("RayJob", "ray.io", "v1", "rayjobs", builtin=True),
+    KindName("Notebook", "kubeflow.org", "v1", "notebooks", builtin=True),
 )
 _SHORT_NAMES = {"deploy": "Deployment", "sts": "StatefulSet", "isvc": "InferenceService"}
 _BY_SPELLING: dict[str, KindName] = {}

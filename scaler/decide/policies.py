@@ -44,7 +44,7 @@ from scaler.decide.fields import (
     invalid,
     parse_duration,  # noqa: F401 - part of this module's interface (tests, docs)
 )
-from scaler.decide.kinds import DEFAULT_KINDS, parse_kind
+from scaler.decide.kinds import BUILTIN_KINDS, DEFAULT_KINDS, parse_kind
 from scaler.decide.selectors import Selector
 from scaler.decide.windows import (
     Mode,
@@ -81,7 +81,7 @@ class Targets(_Model):
     selector: Annotated[str, AfterValidator(check_selector)] = Field(
         "", description="kubectl label selector on the workload's labels, e.g. 'app in (chat,embed),!canary'.")
     kinds: tuple[Kind, ...] = Field(
-        DEFAULT_KINDS, description="Deployment, StatefulSet, InferenceService (or kubectl's names for them), "
+        DEFAULT_KINDS, description=f"{', '.join(BUILTIN_KINDS)} (or kubectl's names for them), "
                                    "or <plural>.<group>/<version> for a custom resource with a /scale subresource.")
     exclude_namespaces: Namespaces = Field((), description="Never these namespaces.")
 

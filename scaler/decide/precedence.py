@@ -6,6 +6,13 @@ order in `RULES`; the first row that answers decides. Each row reads the
 same `Facts`, worked out once per decision. tests/test_decisions.py is the
 specification, row by row.
 
+Each row declares beside its function, with `@rule` (decide/rules.py), what
+the daemon and the replay must know about it: the reason codes it answers
+with, which of them time alone changes, whether it acts on the schedule
+alone, and whether its hold still writes. The sets they use
+(`SCHEDULE_CODES`, `TIMELESS`, `WRITES_WHILE_HOLDING`) are derived from
+`RULES`, never kept by hand: adding a row is adding its function here.
+
 Pure: no I/O, no clock. A signal value is `float | None`; None (and NaN,
 ±Inf) means unknown, and an unknown signal never leads to a scale-down. Only
 a schedule (a keep-down window, or `outside: down`) may scale down while
@@ -14,7 +21,7 @@ metrics are unavailable, because it does not depend on them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -31,18 +38,25 @@ from scaler.decide.decisions import (
 from scaler.decide.facts import Facts, known
 from scaler.decide.policies import OnUnknown, Policy
 from scaler.decide.reverts import (
-    ADVICE,
+    advice,
     backoff_until,
     hold_until,
     reverted_by,
     reverts_of,
 )
+from scaler.decide.rules import Rule, rule, schedule_codes, timeless_codes, writing_codes
 from scaler.decide.times import human_duration, later, parse_time, seconds_between
 from scaler.decide.windows import next_edge
 
-Rule = Callable[[Facts], "Decision | None"]
+
+def _set_back(f: Facts) -> bool:
+    """Running again while the record of a policy's pause is still on it:
+    someone set its size after the pause."""
+    workload = f.workload
+    return f.current > 0 and workload.last_replicas is not None and workload.paused_by_policy
 
 
+@rule("1", Code.MANUAL_PAUSE)
 def manual_pause(f: Facts) -> Decision | None:
     """1. A person paused it: only a person wakes it."""
     if f.workload.manual_pause:
@@ -50,19 +64,44 @@ def manual_pause(f: Facts) -> Decision | None:
     return None
 
 
+@rule("1b", Code.HUMAN_OVERRIDE, writes_while_holding=True)
 def human_override(f: Facts) -> Decision | None:
-    """1b. Someone resized it while scaler had it paused, or did so recently."""
+    """1b. Someone (not a GitOps controller) set its size while scaler had it
+    paused: the person wins. The daemon drops the record and keeps its hands
+    off (`hands_off`) until the policy's next window edge."""
     workload, current = f.workload, f.current
-    if current > 0 and workload.last_replicas is not None and workload.paused_by_policy:
-        return f.hold(f"someone set replicas to {current} while {workload.paused_by} had it paused "
-                      f"(recorded {workload.last_replicas}): leaving {current}", Code.HUMAN_OVERRIDE)
-    until = parse_time(workload.annotations.get(OVERRIDE_UNTIL))
+    if not _set_back(f) or workload.size_writer_gitops:
+        return None
+    return f.hold(f"someone set replicas to {current} while {workload.paused_by} had it paused "
+                  f"(recorded {workload.last_replicas}): leaving {current}", Code.HUMAN_OVERRIDE)
+
+
+@rule("1c", Code.GITOPS_REVERT, writes_while_holding=True)
+def gitops_revert(f: Facts) -> Decision | None:
+    """1c. A GitOps controller set its size back after scaler's pause: the
+    daemon drops the record, writes the revert's and backs off
+    (`gitops_backoff`), longer with each revert in a row."""
+    workload, current = f.workload, f.current
+    if not _set_back(f) or not workload.size_writer_gitops:
+        return None
+    count = reverts_of(workload.annotations) + 1
+    return f.hold(f"pause reverted by {workload.size_writer} ({count} time{'s' if count != 1 else ''} in a row): "
+                  f"replicas set back to {current} while {workload.paused_by} had it paused (recorded "
+                  f"{workload.last_replicas}): leaving {current} and backing off; {advice(workload.size_field)}",
+                  Code.GITOPS_REVERT)
+
+
+@rule("1b", Code.HUMAN_OVERRIDE, reads_clock=True)
+def hands_off(f: Facts) -> Decision | None:
+    """1b. Someone set its size while paused, recently: left alone until then."""
+    until = parse_time(f.workload.annotations.get(OVERRIDE_UNTIL))
     if until is not None and f.now < until:
         return f.hold(f"resized by hand while paused: left alone until {until:%Y-%m-%d %H:%M %Z} "
                       f"({OVERRIDE_UNTIL})", Code.HUMAN_OVERRIDE)
     return None
 
 
+@rule("1c", Code.GITOPS_BACKOFF, reads_clock=True)
 def gitops_backoff(f: Facts) -> Decision | None:
     """1c. A GitOps controller set the replicas back after scaler's pause:
     no pause until the back-off (growing with each revert) is over."""
@@ -72,9 +111,10 @@ def gitops_backoff(f: Facts) -> Decision | None:
     who = reverted_by(f.workload.annotations) or "a GitOps controller"
     count = reverts_of(f.workload.annotations)
     return f.hold(f"pause reverted by {who} ({count} time{'s' if count != 1 else ''} in a row); backing off: "
-                  f"no pause before {until:%Y-%m-%d %H:%M %Z}; {ADVICE}", Code.GITOPS_BACKOFF)
+                  f"no pause before {until:%Y-%m-%d %H:%M %Z}; {advice(f.workload.size_field)}", Code.GITOPS_BACKOFF)
 
 
+@rule("1d", Code.HELD_UP, Code.QUEUE_SCALE_UP, reads_clock=[Code.HELD_UP])
 def held_up(f: Facts) -> Decision | None:
     """1d. A person woke it for a while (`scaler resume --for/--until`): no
     pause, not even by a keep-down window, until then; a queue may still
@@ -88,6 +128,7 @@ def held_up(f: Facts) -> Decision | None:
                                        "no pause before then", Code.HELD_UP)
 
 
+@rule("2", Code.KEEP_DOWN_WINDOW, schedule_only=True)
 def keep_down_window(f: Facts) -> Decision | None:
     """2. A keep-down window is an order: metrics, grace and delay do not count."""
     window = f.windows.keep_down
@@ -101,6 +142,7 @@ def keep_down_window(f: Facts) -> Decision | None:
     return f.hold(f"{active}: staying at 0", Code.KEEP_DOWN_WINDOW)
 
 
+@rule("3a", Code.QUEUE_WAKE)
 def queue_wake(f: Facts) -> Decision | None:
     """3a. At zero and the queue asks for it."""
     demand = f.demand
@@ -110,6 +152,7 @@ def queue_wake(f: Facts) -> Decision | None:
                     Code.QUEUE_WAKE, at_least=demand.wanted)
 
 
+@rule("3b", Code.QUEUE_SCALE_UP)
 def queue_scale_up(f: Facts) -> Decision | None:
     """3b. Running, and the queue needs more replicas than it has."""
     demand = f.demand
@@ -120,6 +163,7 @@ def queue_scale_up(f: Facts) -> Decision | None:
                       f"({demand.sizing})", Code.QUEUE_SCALE_UP)
 
 
+@rule("4", Code.KEEP_UP_WINDOW, schedule_only=True)
 def keep_up_window(f: Facts) -> Decision | None:
     """4. A keep-up window: resume what scaler paused, never pause for idleness."""
     window = f.windows.keep_up
@@ -130,6 +174,7 @@ def keep_up_window(f: Facts) -> Decision | None:
                      running="no idle scale-down")
 
 
+@rule("4a", Code.PREWARM, schedule_only=True)
 def prewarm(f: Facts) -> Decision | None:
     """4a. A keep-up window opens within the warm-up: resume now, so it is Ready when it opens."""
     lead = f.prewarm_lead
@@ -145,6 +190,7 @@ def prewarm(f: Facts) -> Decision | None:
                      running="no scale-down")
 
 
+@rule("4b", Code.STARTING, Code.STARTUP_GRACE, reads_clock=True)
 def starting(f: Facts) -> Decision | None:
     """4b. Loading its model, or Ready for less than startup_grace: never idle."""
     workload, now, policy = f.workload, f.now, f.policy
@@ -169,6 +215,7 @@ def starting(f: Facts) -> Decision | None:
                   f"{human_duration(grace)} leaves {human_duration(grace - ready_for)}", Code.STARTUP_GRACE)
 
 
+@rule("5", Code.OUTSIDE_DOWN, Code.BUSY, Code.SCALE_DOWN_DELAY, reads_clock=[Code.SCALE_DOWN_DELAY])
 def outside_down(f: Facts) -> Decision | None:
     """5. Outside every keep-up window with `outside: down`: pause unless busy."""
     if not f.windows.outside_down:
@@ -191,6 +238,7 @@ def outside_down(f: Facts) -> Decision | None:
         f.decision(Action.PAUSE, 0, f"{outside}: pausing {f.current} replicas", Code.OUTSIDE_DOWN)
 
 
+@rule("5b", Code.WINDOW_ENDED, schedule_only=True)
 def keep_down_window_ended(f: Facts) -> Decision | None:
     """5b. The keep-down window that paused it is over: undo its pause."""
     workload = f.workload
@@ -210,6 +258,7 @@ def _unknown(signals: list[str], why: Mapping[str, str] | None) -> str:
                         for signal in signals)
 
 
+@rule("6", Code.METRICS_UNKNOWN)
 def unknown_signal(f: Facts) -> Decision | None:
     """6. A signal the decision needs is unknown: never scale down."""
     unknown = f.unknown_signals()
@@ -222,6 +271,7 @@ def unknown_signal(f: Facts) -> Decision | None:
     return f.hold(f"{what}: holding at {f.current} (never scale down on missing data)", Code.METRICS_UNKNOWN)
 
 
+@rule("7", Code.AT_ZERO)
 def at_zero(f: Facts) -> Decision | None:
     """7. At zero and nothing above woke it."""
     if f.current != 0:
@@ -232,6 +282,7 @@ def at_zero(f: Facts) -> Decision | None:
     return f.hold("at 0 replicas and not paused by scaler: left as it is", Code.AT_ZERO)
 
 
+@rule("8", Code.BUSY)
 def queue_demand(f: Facts) -> Decision | None:
     """8. Requests are waiting: not idle, whatever the idle signal says."""
     if f.demanded is None:
@@ -239,6 +290,8 @@ def queue_demand(f: Facts) -> Decision | None:
     return f.hold(f"busy: {f.demanded}", Code.BUSY)
 
 
+@rule("9", Code.BUSY, Code.IDLE_SINCE_READY, Code.SCALE_DOWN_DELAY, Code.IDLE_TIMEOUT,
+      reads_clock=[Code.IDLE_SINCE_READY, Code.SCALE_DOWN_DELAY])
 def idle_timeout(f: Facts) -> Decision | None:
     """9. The idle signal stayed below its threshold for the whole duration."""
     idle = f.policy.idle
@@ -259,15 +312,20 @@ def idle_timeout(f: Facts) -> Decision | None:
         f.decision(Action.PAUSE, 0, f"{idle_text}: pausing {f.current} replicas", Code.IDLE_TIMEOUT)
 
 
+@rule("10", Code.NO_RULE)
 def no_rule(f: Facts) -> Decision:
     """10. Nothing applies."""
     return f.hold("no rule applies (no window active, no idle rule, no queue demand)", Code.NO_RULE)
 
 
-#: The README's table, top to bottom.
+#: The README's table, top to bottom. Rows 1b and 1c each answer twice: first
+#: the edit that set the size back while paused (by a person, by a GitOps
+#: controller: exclusive), then the hands-off or back-off period it left.
 RULES: tuple[Rule, ...] = (
     manual_pause,
     human_override,
+    gitops_revert,
+    hands_off,
     gitops_backoff,
     held_up,
     keep_down_window,
@@ -286,6 +344,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+#: Decided by a schedule alone: the daemon acts on them at window edges, with
+#: no signal (`Evaluator.evaluate(with_signals=False)`).
+SCHEDULE_CODES = schedule_codes(RULES)
+#: Holds that still write (`Decision.writes_while_holding`): the reconciler has a write for each.
+WRITES_WHILE_HOLDING = writing_codes(RULES)
+#: Decisions the replay reuses until something they read changes (the windows are compared apart).
+TIMELESS = timeless_codes(RULES)
+
+
 def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals: Signals,
            now: datetime) -> Decision:
     """What `policy` wants for `workload` at `now` (tz-aware), given `signals`:
@@ -296,13 +363,16 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
         return Decision(Action.CONFLICT, workload.replicas,
                         f"{policy}; left alone until one has a higher priority", Code.CONFLICT)
     facts = Facts(policy, workload, signals, now)
-    for index, rule in enumerate(RULES):
-        decision = rule(facts)
+    for index, (answer, writes) in enumerate(_ANSWERS):
+        decision = answer(facts)
         if decision is not None:
+            if writes and decision.action is Action.HOLD:
+                decision = replace(decision, writes_while_holding=True)
             return _with_days_off(decision, facts) if index > _KEEP_UP else decision
     raise AssertionError("no_rule always answers")
 
 
+_ANSWERS = tuple((row.answer, row.writes_while_holding) for row in RULES)
 _KEEP_UP = RULES.index(keep_up_window)
 
 

@@ -19,7 +19,8 @@ Fast path. At 1,000 workloads over a week at one-minute steps a replay makes
 ten million evaluations; nearly all repeat the one before. A decision is
 reused while nothing it reads changed: the same state, the same windows (and
 pre-warm window), signals on the same side of every threshold the rows
-compare them with, and a last decision from a row that reads no clock.
+compare them with, and a last decision from a row that reads no clock
+(`precedence.TIMELESS`, derived from what each row declares).
 Rows that do read the clock (a start-up grace, a delay, an override's end)
 only ever stop applying as time passes, so a row below them that answered
 before answers the same now. `replay(reuse=False)` decides at every step;
@@ -41,12 +42,8 @@ from scaler.decide.annotations import WARM_UPS_KEPT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code, Decision, Signals, WorkloadState
 from scaler.decide.facts import prewarm_lead
 from scaler.decide.policies import Policy
-from scaler.decide.precedence import decide
+from scaler.decide.precedence import TIMELESS, decide
 from scaler.decide.windows import next_edge
-
-#: Decisions whose row reads no clock (the windows are compared apart).
-TIMELESS = frozenset({Code.BUSY, Code.AT_ZERO, Code.NO_RULE, Code.METRICS_UNKNOWN, Code.KEEP_UP_WINDOW,
-                      Code.KEEP_DOWN_WINDOW, Code.OUTSIDE_DOWN, Code.MANUAL_PAUSE, Code.PREWARM})
 
 #: The window in force, per run of steps, for the timeline.
 NO_WINDOW, KEEP_UP, KEEP_DOWN, OUTSIDE_DOWN = "none", "keep-up", "keep-down", "outside-down"

@@ -41,7 +41,12 @@ DEFAULT_BACKOFF_SECONDS = 300.0
 DEFAULT_BACKOFF_MAX_SECONDS = 86400.0
 #: `--until next-window` on a policy with no schedule (no window edge): hold this long.
 NEXT_WINDOW = "next-window"
-ADVICE = "add ignoreDifferences for /spec/replicas"
+
+
+def advice(size_field: tuple[str, ...] = ("spec", "replicas")) -> str:
+    """What to tell the GitOps tool to leave alone: the size's field, as a JSON pointer."""
+    pointer = "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in size_field)
+    return f"add ignoreDifferences for {pointer}"
 
 
 @dataclass(frozen=True)

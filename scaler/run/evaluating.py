@@ -42,7 +42,8 @@ from scaler.decide.decisions import (
 )
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
-from scaler.decide.precedence import decide
+from scaler.decide.precedence import SCHEDULE_CODES, decide
+from scaler.decide.reverts import DEFAULT_GITOPS_MANAGERS, is_gitops
 from scaler.decide.times import parse_time, utc_now
 from scaler.run.isolating import isolated, report_failures
 from scaler.signals.gaps import IdleSteps, explain
@@ -111,10 +112,6 @@ class Evaluation:
                 "replicas": self.workload.replicas, "desired": d.replicas, "gpus": self.gpus}
 
 
-#: The rows a schedule decides without any signal: acted on at once, before
-#: (and whether or not) Prometheus answers.
-SCHEDULE_CODES = frozenset({Code.KEEP_DOWN_WINDOW, Code.KEEP_UP_WINDOW, Code.PREWARM, Code.WINDOW_ENDED})
-
 Matched = tuple[Workload, WorkloadState, Policy]
 
 
@@ -123,7 +120,10 @@ class Evaluator:
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, excluded_namespaces: Iterable[str],
                  metrics=None, signal_deadline_seconds: float | None = None, query_workers: int = 8,
-                 resolve: Callable[[str], WorkloadKind] = resolve_kind) -> None:
+                 resolve: Callable[[str], WorkloadKind] = resolve_kind,
+                 gitops_managers: Iterable[str] = DEFAULT_GITOPS_MANAGERS) -> None:
+        """`gitops_managers`: the managedFields managers that are GitOps
+        controllers (their setting a size back is a revert, not a person's edit)."""
         self.prometheus = prometheus
         self.view = view
         self.excluded_namespaces = frozenset(excluded_namespaces)
@@ -131,6 +131,7 @@ class Evaluator:
         self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
         self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
         self.resolve = resolve
+        self.gitops_managers = tuple(gitops_managers)
         #: Read the signals as of this instant instead of now (`scaler plan --at` a past time).
         self.signals_at: datetime | None = None
         #: Query errors of the last evaluation (for `scaler plan` to show).
@@ -140,18 +141,25 @@ class Evaluator:
 
     # Reading the world
 
-    @staticmethod
-    def state_of(workload: Workload) -> WorkloadState:
+    def state_of(self, workload: Workload) -> WorkloadState:
         """What a decision needs, read from the object alone (its annotations
-        carry the times a start needs, so restarts and failovers keep them)."""
+        carry the times a start needs, so restarts and failovers keep them),
+        and who set its size: every decision (the evaluation's, the fence's
+        before each write) reads the object through here, so all of them
+        tell a GitOps revert from a person's edit alike. Who set the size is
+        read only where it matters (running, with a pause record on it): at
+        ten thousand workloads a tick, walking managedFields is not free."""
         record, annotations = workload.record, workload.annotations
+        writer = workload.size_writer if record is not None and workload.replicas > 0 else None
         return WorkloadState(
             kind=workload.kind.key, namespace=workload.namespace, name=workload.name,
             labels=workload.labels, annotations=annotations, replicas=workload.replicas,
             ready_replicas=workload.ready_replicas, last_replicas=record.last_replicas if record else None,
             paused_by=record.paused_by if record else None, manual_pause=workload.manual_pause,
             pause_cause=annotations.get(PAUSE_CAUSE), started_at=parse_time(annotations.get(STARTED_AT)),
-            ready_at=parse_time(annotations.get(READY_AT)), warm_ups=tuple(warm_ups(annotations)))
+            ready_at=parse_time(annotations.get(READY_AT)), warm_ups=tuple(warm_ups(annotations)),
+            size_writer=writer, size_writer_gitops=is_gitops(writer, self.gitops_managers),
+            size_field=workload.kind.size_field)
 
     def managed_by(self, policies: PolicySet, workload: Workload) -> Policy | None:
         """The one policy managing `workload`, or None (excluded, unmatched, conflict)."""

@@ -9,6 +9,7 @@ from scaler.cluster.discovery import KindResolver
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.facts import next_prewarm
+from scaler.decide.reverts import HandsOff
 from scaler.decide.times import rfc3339
 from scaler.run.reconciling import Evaluation, Reconciler
 from scaler.run.settings import PlanSettings
@@ -28,7 +29,8 @@ def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None =
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
     reconciler = Reconciler(prometheus=settings.prometheus(), view=view, pauser=Pauser(kube),
                             excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
-                            signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube))
+                            signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube),
+                            hands_off=HandsOff(gitops_managers=tuple(settings.gitops_managers)))
     reconciler.signals_at = signals_at
     evaluations = reconciler.evaluate(policies, now=now)
     failures = [{"policy": name, "source": policies.sources.get(name), "error": error}

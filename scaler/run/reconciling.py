@@ -12,10 +12,11 @@ PATCH and its outcome after, so even a kill between the two leaves a trace.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 import structlog
 
@@ -32,12 +33,7 @@ from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
-from scaler.decide.reverts import (
-    HandsOff,
-    is_gitops,
-    revert_record,
-    reverts_of,
-)
+from scaler.decide.reverts import HandsOff, advice, revert_record, reverts_of
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
@@ -80,7 +76,8 @@ class Reconciler(Evaluator):
         """`may_act(policy, term)`: whether a write decided in leadership
         term `term` by `policy` (None: bookkeeping) may go out now."""
         super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
-                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve)
+                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve,
+                         gitops_managers=hands_off.gitops_managers)
         self.pauser = pauser
         self.dry_run = dry_run
         self.may_act = may_act
@@ -101,7 +98,7 @@ class Reconciler(Evaluator):
         todo = []
         for evaluation in evaluations:
             self._account(evaluation)
-            if evaluation.decision.changes or self._override_to_clear(evaluation):
+            if evaluation.decision.writes:
                 todo.append(evaluation)
         if not todo:
             return []
@@ -118,10 +115,6 @@ class Reconciler(Evaluator):
         """Writes in flight now (the Event sink yields to them)."""
         with self._in_flight_lock:
             return len(self._in_flight)
-
-    @staticmethod
-    def _override_to_clear(evaluation: Evaluation) -> bool:
-        return evaluation.decision.reason_code is Code.HUMAN_OVERRIDE and evaluation.workload.record is not None
 
     def fence(self, evaluation: Evaluation, term: int) -> Callable[[Workload], None]:
         """What every attempt of `evaluation`'s write is asked right before it
@@ -157,47 +150,26 @@ class Reconciler(Evaluator):
             fresh = self.view.latest(evaluation.workload)
             if fresh is not None and newer(fresh, evaluation.workload):
                 evaluation = replace(evaluation, workload=fresh)
-            if self._override_to_clear(evaluation):
-                return self._clear_override(evaluation, now=now, term=term)
             return self._apply(evaluation, now=now, term=term)
         finally:
             with self._in_flight_lock:
                 self._in_flight.discard(key)
 
     def _apply(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
+        """Send the write the decision calls for, fenced before every attempt:
+        a `writing` line before it, the outcome after, with the decision's
+        reason and code. A hold that writes has a write of its own (`HOLD_WRITES`)."""
         workload, decision = evaluation.workload, evaluation.decision
         fence = self.fence(evaluation, term)
-        by = POLICY_PAUSE_PREFIX + str(decision.policy)
         fields = dict(namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
                       policy=decision.policy, action=decision.action.value, reason=decision.reason,
                       reason_code=str(decision.reason_code), replicas_before=workload.replicas,
                       replicas_after=decision.replicas, gpus=evaluation.gpus, dry_run=self.dry_run)
         if not self.dry_run:
             log.info("writing", **fields)
-        try:
-            if decision.action is Action.PAUSE:
-                result = self.pauser.pause(workload, by=by, reason=decision.reason,
-                                           cause=str(decision.reason_code), dry_run=self.dry_run, fence=fence)
-            elif decision.action is Action.RESUME:
-                fallback = evaluation.policy.min_replicas if evaluation.policy else 1
-                wanted = decision.replicas if decision.replicas != (workload.record.last_replicas
-                                                                     if workload.record else None) else None
-                result = self.pauser.resume(workload, by=by, reason=decision.reason, fallback_replicas=fallback,
-                                            replicas=wanted, dry_run=self.dry_run, fence=fence)
-            else:
-                result = self.pauser.scale_up(workload, replicas=decision.replicas, by=by, reason=decision.reason,
-                                              dry_run=self.dry_run, fence=fence)
-        except Fenced as why:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
-            label = "dropped"
-        except NotFound as error:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, str(error))
-            label = "gone"
-        except KubeError as error:
-            result = self._failed(workload, error)
-            label = "conflict" if isinstance(error, Conflict) else "failed"
-        else:
-            label = _LABELS[result.outcome]
+        if not decision.changes:
+            return self.HOLD_WRITES[decision.reason_code](self, evaluation, fields, now=now, fence=fence)
+        result, label = self._sent(workload, lambda: self._change(evaluation, fence))
         self.view.took(result, workload)
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
@@ -216,56 +188,75 @@ class Reconciler(Evaluator):
             self.unsure.set()
         return Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
 
-    def _clear_override(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
-        """Someone set the replicas of a workload we had paused back up: drop
-        our record (the writer wins). A GitOps controller (read from
-        managedFields) gets a growing back-off; a person hands-off until the
-        policy's next window edge, or `hands_off.person_seconds` without one."""
+    def _change(self, evaluation: Evaluation, fence: Callable[[Workload], None]) -> Result:
+        """A pause, a resume (to the size decided) or a scale-up."""
+        workload, decision = evaluation.workload, evaluation.decision
+        by, reason = POLICY_PAUSE_PREFIX + str(decision.policy), decision.reason
+        if decision.action is Action.PAUSE:
+            return self.pauser.pause(workload, by=by, reason=reason, cause=str(decision.reason_code),
+                                     dry_run=self.dry_run, fence=fence)
+        if decision.action is Action.RESUME:
+            return self.pauser.resume(workload, by=by, reason=reason, replicas=decision.replicas,
+                                      dry_run=self.dry_run, fence=fence)
+        return self.pauser.scale_up(workload, replicas=decision.replicas, by=by, reason=reason,
+                                    dry_run=self.dry_run, fence=fence)
+
+    def _sent(self, workload: Workload, send: Callable[[], Result]) -> tuple[Result, str]:
+        """`send()`'s result, and its label in scaler_actions_total; a write
+        fenced off, gone or refused is a result too."""
+        def row(outcome: Outcome, why: str) -> Result:
+            return Result(workload.kind.name, workload.namespace, workload.name, outcome, why)
+        try:
+            result = send()
+        except Fenced as why:
+            return row(Outcome.SKIPPED, f"not sent: {why}"), "dropped"
+        except NotFound as error:
+            return row(Outcome.SKIPPED, str(error)), "gone"
+        except KubeError as error:
+            return self._failed(workload, error), "conflict" if isinstance(error, Conflict) else "failed"
+        return result, _LABELS[result.outcome]
+
+    def _hands_off(self, evaluation: Evaluation, fields: dict, *, now: datetime,
+                   fence: Callable[[Workload], None]) -> Result:
+        """A person set the size of a workload we had paused: drop our record
+        (the person wins) and keep our hands off until the policy's next
+        window edge, or `hands_off.person_seconds` without one."""
         workload, policy = evaluation.workload, evaluation.policy
-        writer = workload.size_writer
-        if is_gitops(writer, self.hands_off.gitops_managers):
-            assert writer is not None
-            return self._reverted(evaluation, manager=writer, now=now, term=term)
         until = now + timedelta(seconds=self.hands_off.person_seconds)
         if policy is not None and policy.schedule is not None:
             until = next_edge(policy.schedule.compiled, now) or until
-        try:
-            result = self.pauser.resume(workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy),
-                                        reason="human override", override_until=until, dry_run=self.dry_run,
-                                        fence=self.fence(evaluation, term))
-        except Fenced as why:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
-        except KubeError as error:
-            result = self._failed(workload, error)
+        result, _ = self._sent(workload, lambda: self.pauser.hands_off(
+            workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy), reason=evaluation.decision.reason,
+            until=until, dry_run=self.dry_run, fence=fence))
         self.view.took(result, workload)
-        log.info("human override", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
-                 policy=evaluation.decision.policy, reason=result.reason, result=result.outcome.value,
-                 changed_by=writer, dry_run=self.dry_run)
+        log.info("human override", **fields, result=result.outcome.value, note=result.reason,
+                 changed_by=workload.size_writer, override_until=until.isoformat())
         return result
 
-    def _reverted(self, evaluation: Evaluation, *, manager: str, now: datetime, term: int) -> Result:
-        """A GitOps controller reverted our pause: record it on the object
-        (restarts keep the back-off), report the first in a row, back off."""
+    def _revert(self, evaluation: Evaluation, fields: dict, *, now: datetime,
+                fence: Callable[[Workload], None]) -> Result:
+        """A GitOps controller set the size back after our pause: record it on
+        the object (restarts keep the back-off), report the first in a row
+        (a Warning Event and line), count each, back off."""
         workload, h = evaluation.workload, self.hands_off
+        manager = workload.size_writer or "a GitOps controller"
         reverts = reverts_of(workload.annotations) + 1
         record, until = revert_record(manager=manager, reverts=reverts, now=now, base_seconds=h.backoff_seconds,
                                       max_seconds=h.backoff_max_seconds)
-        try:
-            result = self.pauser.reverted(workload, manager=manager, record=record, first=reverts == 1,
-                                          dry_run=self.dry_run, fence=self.fence(evaluation, term))
-        except Fenced as why:
-            result = Result(workload.kind.name, workload.namespace, workload.name, Outcome.SKIPPED, f"not sent: {why}")
-        except KubeError as error:
-            result = self._failed(workload, error)
+        result, _ = self._sent(workload, lambda: self.pauser.reverted(
+            workload, reason=evaluation.decision.reason, record=record, first=reverts == 1, dry_run=self.dry_run,
+            fence=fence))
         self.view.took(result, workload)
-        if self.metrics and result.outcome is not Outcome.FAILED:
-            self.metrics.pause_reverts.labels(manager).inc()
+        if self.metrics and (result.written is not None or result.outcome is Outcome.WOULD_CHANGE):
+            self.metrics.pause_reverts.labels(manager).inc()  # recorded (or would be): not dropped, not failed
         report = log.warning if reverts == 1 else log.info
-        report("pause reverted", namespace=workload.namespace, workload=workload.name, kind=workload.kind.name,
-               policy=evaluation.decision.policy, reverted_by=manager, reverts=reverts,
-               backoff_until=until.isoformat(), result=result.outcome.value, reason=result.reason,
-               advice="add ignoreDifferences for /spec/replicas", dry_run=self.dry_run)
+        report("pause reverted", **fields, result=result.outcome.value, note=result.reason, reverted_by=manager,
+               reverts=reverts, backoff_until=until.isoformat(), advice=advice(workload.kind.size_field))
         return result
+
+    #: The write of each hold that writes (`precedence.WRITES_WHILE_HOLDING`), by its reason code.
+    HOLD_WRITES: ClassVar[Mapping[Code, Callable[..., Result]]] = {Code.HUMAN_OVERRIDE: _hands_off,
+                                                                   Code.GITOPS_REVERT: _revert}
 
     def _account(self, evaluation: Evaluation) -> None:
         """Count every decision; log a hold only when it differs from the last

@@ -109,12 +109,17 @@ class PrometheusSettings(_Concern):
 
 
 class PlanSettings(PrometheusSettings, ClusterSettings):
-    """The policies and their scope: what plan evaluates, and the daemon too."""
+    """The policies, their scope and who counts as a GitOps controller: what
+    plan evaluates with, and the daemon too."""
 
     policies: PathList = Field(
         default_factory=lambda: [Path("/etc/scaler/policies")],
         description="policy files or directories (comma-separated in the environment)")
     namespaces: CommaList = Field(default_factory=list, description="watch only these namespaces (default: all)")
+    gitops_managers: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_GITOPS_MANAGERS),
+        description="managedFields managers that are GitOps controllers: their revert of a pause makes scaler "
+                    "back off instead of pausing again")
 
 
 class Settings(PlanSettings):
@@ -141,10 +146,6 @@ class Settings(PlanSettings):
                           description="leader election identity")
     bind_address: str = Field("0.0.0.0", description="address of the metrics/health port")
     port: int = Field(8080, ge=0, le=65535, description="metrics, /healthz and /readyz (0: any free port)")
-    gitops_managers: CommaList = Field(
-        default_factory=lambda: list(DEFAULT_GITOPS_MANAGERS),
-        description="managedFields managers that are GitOps controllers: their revert of a pause makes scaler "
-                    "back off instead of pausing again")
     gitops_backoff_seconds: float = Field(DEFAULT_BACKOFF_SECONDS, gt=0,
                                           description="back-off after a GitOps revert; doubles per revert in a row")
     gitops_backoff_max_seconds: float = Field(DEFAULT_BACKOFF_MAX_SECONDS, gt=0, description="the back-off's cap")

@@ -179,37 +179,6 @@ def test_plan_at_a_past_instant_reads_the_signals_as_they_were(kube, namespace, 
     document = json.loads(then.stdout)
     assert document["evaluations"][0]["action"] == "resume" and "queue 3 > activation" in \
         document["evaluations"][0]["reason"]
-    # Inside tomorrow's keep-down window (an instant to come): windows as of then, signals now.
-    inside = plan("--at", rfc3339(window_start + timedelta(seconds=30)), "--all")
-    assert inside.returncode == 0, inside.stdout + inside.stderr
-    assert json.loads(inside.stdout)["evaluations"][0]["reasonCode"] == "keep-down-window"
-    assert "is in the future: windows as of then, signals as of now" in inside.stderr
-
-
-def test_a_backtest_with_prometheus_unreachable_holds_everything_and_says_so(kube, namespace, cluster, tmp_path):
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
-    policies = _write(tmp_path / "policies.yaml", _policy(namespace, _aligned_now() + timedelta(hours=5)))
-    end = _aligned_now()
-    result = run_scaler("backtest", "--policies", str(policies), "--from", rfc3339(end - timedelta(minutes=10)),
-                        "--to", rfc3339(end), "--step", "30s", "-n", namespace, "-o", "json",
-                        kubeconfig=cluster.kubeconfig, env={"SCALER_PROMETHEUS_URL": "http://127.0.0.1:1"})
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "warning: signal unknown (held): policy chat, idle signal, " in result.stderr
-    assert "Prometheus at http://127.0.0.1:1 unreachable" in result.stderr
-    document = json.loads(result.stdout)
-    row = document["workloads"][0]
-    # 2 GPUs for the 10 minutes asked for (the last of the 21 steps is the period's end)
-    assert row["pauses"] == 0 and row["gpuHours"] == row["gpuHoursAlwaysUp"] == round(2 * 600 / 3600, 3)
-    assert row["startSizeFrom"] == "today (no history)"
-    # one instant query for the Deployments' sizes at the start, one range query per signal
-    assert row["unknownSteps"] == document["steps"] == 21 and document["prometheusRequests"] == 3
-    table = run_scaler("backtest", "--policies", str(policies), "--from", rfc3339(end - timedelta(minutes=10)),
-                       "--to", rfc3339(end), "--step", "30s", "-n", namespace, kubeconfig=cluster.kubeconfig,
-                       env={"SCALER_PROMETHEUS_URL": "http://127.0.0.1:1"})
-    assert table.returncode == 4
-    row = next(line.split() for line in table.stdout.splitlines() if line.startswith(namespace))
-    assert row[1:6] == ["chat", "chat", "0.33", "0.33", "0.00"] and row[-1] == "100%", table.stdout
-    assert "21 steps of 30s, 1 workload(s): 0.00 of 0.33 GPU-hours saved (0%)" in table.stdout
 
 
 def test_a_backtest_starts_a_workload_at_its_size_in_kube_state_metrics(kube, namespace, cluster, tmp_path):

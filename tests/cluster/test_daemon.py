@@ -3,16 +3,11 @@ and the real Prometheus; the tests push metrics to the Pushgateway."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import statistics
 import textwrap
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
 
-import cluster as local_cluster
 from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
@@ -25,7 +20,6 @@ from tests.helpers import (
     lease_holder,
     pause_state,
     push_metric,
-    run_scaler,
     wait_events,
 )
 
@@ -41,8 +35,6 @@ def _replicas(kube, namespace, name) -> int:
 
 def _annotations(kube, namespace, name) -> dict:
     return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace).metadata.annotations or {}
-
-
 
 
 def _keep_down_policy(namespace: str, *, name: str = "nights", mode: str = "down", start=None, end=None,
@@ -133,64 +125,6 @@ def test_idle_pauses_and_queue_wakes_with_measured_latency(kube, namespace, clus
     assert daemon.stop() == 0
 
 
-def test_unknown_metrics_never_scale_down_and_recover(kube, namespace, cluster, tmp_path, daemons):
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
-    _push(cluster, namespace, "vllm:num_requests_running", 5)  # busy
-    _push(cluster, namespace, "gateway_pending_requests", 0)
-    policies = _write(tmp_path / "policies.yaml", _signal_policy(namespace))
-    daemon = daemons(policies, *FAST)
-    daemon.wait_ready()
-    prometheus_pid = cluster.pids["prometheus"]
-    os.kill(prometheus_pid, signal.SIGSTOP)  # Prometheus hangs: every query times out
-    try:
-        _push(cluster, namespace, "vllm:num_requests_running", 0)  # idle, but nobody can see it
-        eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
-                   timeout_seconds=30)
-        daemon.let_time_pass(8)  # longer than the idle duration
-        assert _replicas(kube, namespace, "chat") == 2
-        assert daemon.get("/readyz")[0] == 200
-        assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
-        failures = daemon.wait_log("signal unknown: query failed", lambda line: line.get("signal") == "idle")
-        assert "timed out" in failures[0]["error"] and "max_over_time" in failures[0]["query"]
-    finally:
-        os.kill(prometheus_pid, signal.SIGCONT)
-    # Prometheus back: the idle workload is paused as usual.
-    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
-    assert daemon.stop() == 0
-
-
-def test_window_edges_act_within_a_second_and_restore_exact_counts(kube, namespace, cluster, tmp_path, daemons):
-    apps = client.AppsV1Api(kube)
-    counts = {"a": 1, "b": 3, "c": 5}
-    for name, count in counts.items():
-        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=1,
-                                                                    labels={"tier": "gpu"}))
-    now = datetime.now(UTC)
-    if now.second > 45:  # leave the daemon time to start before the edge
-        time.sleep(61 - now.second)
-        now = datetime.now(UTC)
-    opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-    closes = opens + timedelta(minutes=1)
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(
-        namespace, start=f"{opens.minute} {opens.hour} * * *", end=f"{closes.minute} {closes.hour} * * *"))
-    # A long interval: only the exact-time edge job can act on time.
-    daemon = daemons(policies, "--evaluation-interval-seconds", "300")
-    daemon.wait_ready()
-    assert [_replicas(kube, namespace, n) for n in counts] == list(counts.values())
-
-    def all_at(replicas: dict) -> bool:
-        return {n: _replicas(kube, namespace, n) for n in counts} == replicas
-
-    eventually(lambda: all_at(dict.fromkeys(counts, 0)), timeout_seconds=90, interval_seconds=0.1)
-    paused_after = (datetime.now(UTC) - opens).total_seconds()
-    eventually(lambda: all_at(counts), timeout_seconds=90, interval_seconds=0.1)
-    resumed_after = (datetime.now(UTC) - closes).total_seconds()
-    print(f"\nwindow edge -> all paused {paused_after:.2f}s, edge -> all resumed {resumed_after:.2f}s")
-    assert paused_after < 2.0 and resumed_after < 2.0
-    assert all(pause_state(_annotations(kube, namespace, n)) == {} for n in counts)
-    assert daemon.stop() == 0
-
-
 def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     counts = {f"w-{i:02d}": i % 6 + 1 for i in range(40)}
@@ -224,35 +158,6 @@ def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, da
     assert second.stop() == 0
 
 
-def test_broken_policy_file_is_reported_and_the_old_policies_keep_working(kube, namespace, cluster, tmp_path,
-                                                                           daemons):
-    apps = client.AppsV1Api(kube)
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    _write(directory / "nights.yaml", _keep_down_policy(namespace))
-    daemon = daemons(directory, *FAST)
-    daemon.wait_ready()
-    _write(directory / "broken.yaml", """
-        policies:
-          - name: broken
-            schedule:
-              timezone: Mars/Olympus
-              windows: [{mode: down, when: "Mon-Fri 08:00-20:00"}]
-        """)
-    eventually(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1
-               and daemon.metric("scaler_policy_files_valid") == 0, timeout_seconds=30)
-    rejected = daemon.wait_log("policy file rejected; the last good policies stay in force")
-    assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"]
-               for line in rejected)
-    assert daemon.metric("scaler_policies_loaded") == 1
-    apps.create_namespaced_deployment(namespace, gpu_deployment("late", replicas=2, gpus=0, labels={"tier": "gpu"}))
-    eventually(lambda: _replicas(kube, namespace, "late") == 0, timeout_seconds=30)
-    assert daemon.get("/readyz")[0] == 200
-    (directory / "broken.yaml").unlink()  # fixed: the gauge the alert watches recovers
-    eventually(lambda: daemon.metric("scaler_policy_files_valid") == 1, timeout_seconds=30)
-    assert daemon.stop() == 0
-
-
 def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
@@ -284,75 +189,6 @@ def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, c
     assert leader() is None  # SIGTERM released the lease
 
 
-def _plan(cluster, policies, *args):
-    return run_scaler("plan", "--policies", str(policies), "--prometheus-url", cluster.prometheus_url, *args,
-                      kubeconfig=cluster.kubeconfig)
-
-
-def test_plan_shows_pending_changes_and_exit_codes(kube, namespace, cluster, tmp_path):
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    nothing = _plan(cluster, policies)
-    assert nothing.returncode == 0, nothing.stderr
-    assert "0 change(s) pending" in nothing.stdout
-
-    client.AppsV1Api(kube).create_namespaced_deployment(
-        namespace, gpu_deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}))
-    pending = _plan(cluster, policies)
-    assert pending.returncode == 3, pending.stderr
-    row = next(line for line in pending.stdout.splitlines() if " llm " in f" {line} ")
-    assert "nights" in row and "pause" in row and "3 -> 0" in row and " 6 " in f" {row} "
-    assert "1 change(s) pending" in pending.stdout and "6 GPUs would be freed" in pending.stdout
-    as_json = json.loads(_plan(cluster, policies, "-o", "json").stdout)
-    assert as_json["evaluations"][0]["reasonCode"] == "keep-down-window"
-    assert _replicas(kube, namespace, "llm") == 3  # plan writes nothing
-
-    broken = _write(tmp_path / "broken.yaml", "policies:\n  - name: x\n    min_replicas: -1\n")
-    failed = _plan(cluster, broken)
-    assert failed.returncode == 1
-    assert "broken.yaml:3: " in failed.stderr
-
-
-def test_a_person_resizing_a_paused_workload_wins_until_the_window_ends(kube, namespace, cluster, tmp_path,
-                                                                        daemons):
-    apps = client.AppsV1Api(kube)
-    apps.create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=5, gpus=1, labels={"tier": "gpu"}))
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    daemon = daemons(policies, *FAST)
-    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=30)
-
-    apps.patch_namespaced_deployment_scale("chat", namespace, {"spec": {"replicas": 3}})
-    eventually(lambda: "scaler.io/override-until" in _annotations(kube, namespace, "chat"), timeout_seconds=30)
-    daemon.let_time_pass()  # two more reconciles: the keep-down window is still active
-    annotations = _annotations(kube, namespace, "chat")
-    assert _replicas(kube, namespace, "chat") == 3
-    assert LAST_REPLICAS not in annotations
-    now = datetime.now(UTC)
-    next_edge = now.replace(hour=12 if now.hour < 12 else 0, minute=0, second=0, microsecond=0)
-    next_edge += timedelta(days=0 if now.hour < 12 else 1)
-    assert annotations["scaler.io/override-until"] == next_edge.strftime("%Y-%m-%dT%H:%M:%SZ")
-    skipped = wait_events(kube, namespace, "chat", "ResumeSkipped")
-    assert "someone set replicas to 3 while it was paused (recorded 5)" in skipped[0].message
-    assert daemon.wait_log("decision", lambda line: line.get("reason_code") == "human-override")
-    assert daemon.stop() == 0
-
-
-def test_dry_run_decides_logs_and_exports_but_writes_nothing(kube, namespace, cluster, tmp_path, daemons):
-    client.AppsV1Api(kube).create_namespaced_deployment(
-        namespace, gpu_deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}))
-    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
-    daemon = daemons(policies, *FAST, "--dry-run")
-    daemon.wait_ready()
-    would = eventually(lambda: [line for line in daemon.logs("decision") if line.get("result") == "would-change"],
-                       timeout_seconds=30)
-    assert would[0]["dry_run"] is True and would[0]["action"] == "pause" and would[0]["gpus"] == 6
-    assert daemon.metric("scaler_actions_total", action="pause", result="dry_run") >= 1
-    daemon.let_time_pass()
-    assert _replicas(kube, namespace, "llm") == 3
-    assert pause_state(_annotations(kube, namespace, "llm")) == {}
-    assert events(kube, namespace, "llm", "ScaledToZero") == []
-    assert daemon.stop() == 0
-
-
 def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster, tmp_path, daemons):
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
     _push(cluster, namespace, "vllm:num_requests_running", float("nan"))
@@ -374,30 +210,6 @@ def test_nan_and_vanished_series_are_unknown_never_idle(kube, namespace, cluster
     holds = daemon.wait_log("decision", lambda line: line.get("reason_code") == "metrics-unknown")
     assert "never scale down on missing data" in holds[0]["reason"]
     assert daemon.metric("scaler_signal_unknown_workloads", policy="chat-idle", signal="idle") == 1
-    assert daemon.stop() == 0
-
-
-def test_prometheus_down_then_back(kube, namespace, cluster, tmp_path, daemons):
-    """Prometheus killed mid-run (connection refused, not a hang): unknown,
-    held, the daemon stays up and ready; restarted: business as usual."""
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, gpu_deployment("chat", replicas=2, gpus=1))
-    _push(cluster, namespace, "vllm:num_requests_running", 5)
-    _push(cluster, namespace, "gateway_pending_requests", 0)
-    daemon = daemons(_write(tmp_path / "policies.yaml", _signal_policy(namespace)), *FAST)
-    daemon.wait_ready()
-    _push(cluster, namespace, "vllm:num_requests_running", 0)
-    local_cluster.stop_component(cluster, "prometheus")
-    try:
-        eventually(lambda: (daemon.metric("scaler_query_errors_total", policy="chat-idle", signal="idle") or 0) >= 2,
-                   timeout_seconds=30)
-        daemon.let_time_pass(8)
-        assert _replicas(kube, namespace, "chat") == 2
-        assert daemon.get("/readyz")[0] == 200
-        failures = daemon.wait_log("signal unknown: query failed", lambda line: line.get("signal") == "idle")
-        assert "unreachable" in failures[-1]["error"] and cluster.prometheus_url in failures[-1]["error"]
-    finally:
-        local_cluster.restart_component(cluster, "prometheus")
-    eventually(lambda: _replicas(kube, namespace, "chat") == 0, timeout_seconds=60)
     assert daemon.stop() == 0
 
 

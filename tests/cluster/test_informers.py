@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from scaler.cluster.informers import Gone, Informer
+from scaler.cluster.informers import Informer
 from scaler.cluster.kinds import DEPLOYMENT
-from scaler.cluster.kube import Kube
+from scaler.cluster.kube import Expired, Kube
 from tests.helpers import eventually, gpu_deployment
 
 
@@ -36,8 +36,8 @@ def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
 def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
     """The API server answers a watch from a resourceVersion it no longer
     has with 410 Gone; the informer must treat that as 're-list', which
-    its run loop does on Gone."""
+    its run loop does on Expired."""
     informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
                         namespace=namespace)
-    with pytest.raises(Gone):
+    with pytest.raises(Expired):
         informer._watch("1")

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client
 
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
-from tests.cluster.test_daemon import _ours, _push, _replicas, _write
-from tests.helpers import eventually, gpu_deployment
+from tests.cluster.test_daemon import _push, _replicas, _write
+from tests.helpers import eventually, gpu_deployment, pause_state
 
 FAST = ("--evaluation-interval-seconds", "3", "--wake-check-interval-seconds", "1",
         "--policy-reload-interval-seconds", "1")
@@ -142,7 +142,7 @@ def test_sigterm_at_random_moments_exits_clean_and_loses_no_write(kube, namespac
         holder = client.CoordinationV1Api(kube).read_namespaced_lease(lease, namespace).spec.holder_identity
         assert not holder, f"trial {trial}: the Lease is still held by {holder}"
         for d in apps.list_namespaced_deployment(namespace).items:  # never a zero without its count
-            ours = _ours(d.metadata.annotations or {})
+            ours = pause_state(d.metadata.annotations)
             if d.spec.replicas == 0:
                 assert ours[LAST_REPLICAS] == str(counts[d.metadata.name]), (trial, d.metadata.name)
             else:

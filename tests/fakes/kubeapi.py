@@ -538,7 +538,7 @@ class FakeKube:
         Handler.fake = fake
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-kube",
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-kube",
                          daemon=True).start()
         return self
 

@@ -40,16 +40,17 @@ class FakePrometheus:
     requests: list[Query] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
-    def serve(self) -> FakePrometheus:
+    def serve(self, *, port: int = 0) -> FakePrometheus:
+        """On a free loopback port, or on `port` (a Prometheus started again where it was)."""
         fake = self
 
         class Handler(_Handler):
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         return self
 
     @property

@@ -64,6 +64,10 @@ def grants(role: dict) -> set[tuple[str, str, str]]:
 WORKLOAD_GRANTS = {
     *{("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "watch", "patch")},
     *{("serving.kserve.io", "inferenceservices", v) for v in ("get", "list", "watch", "patch")},
+    *{(group, resource, v) for group, resource in (("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"),
+                                                   ("ray.io", "rayclusters"), ("ray.io", "rayjobs"),
+                                                   ("kubeflow.org", "notebooks"))
+      for v in ("get", "list", "watch", "patch")},
     ("keda.sh", "scaledobjects", "list"), ("keda.sh", "scaledobjects", "patch"),
     # An Event per action; a new leader lists scaler's Events to post those owed.
     ("", "events", "create"), ("", "events", "list"),

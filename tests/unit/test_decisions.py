@@ -6,9 +6,12 @@ the user reads come out."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scaler.decide.decisions import (
     Action,
@@ -19,10 +22,13 @@ from scaler.decide.decisions import (
     is_excluded,
     select_policy,
 )
+from scaler.decide.facts import Facts
 from scaler.decide.policies import Policy
-from scaler.decide.precedence import decide
-from scaler.decide.times import human_duration
+from scaler.decide.precedence import RULES, SCHEDULE_CODES, TIMELESS, WRITES_WHILE_HOLDING, decide
+from scaler.decide.rules import rule, schedule_codes, timeless_codes, writing_codes
+from scaler.decide.times import human_duration, rfc3339
 from scaler.decide.windows import zone
+from tests.unit.test_properties import cases
 
 BERLIN = zone("Europe/Berlin")
 
@@ -405,6 +411,26 @@ TABLE = [
     pytest.param(POLICY, running(3, annotations={"scaler.io/override-until": "2024-06-09T00:30:00Z"}), QUIET,
                  SUNDAY_MAINTENANCE, (Action.PAUSE, 0, Code.KEEP_DOWN_WINDOW), "is active",
                  id="human-override-expired"),
+    # 1b/1c. who set the size of a paused workload back up tells a person's edit from a GitOps revert
+    pytest.param(POLICY, running(3, last_replicas=5, paused_by="policy/llm", size_writer="kubectl-scale"), QUIET,
+                 TUESDAY_NIGHT, (Action.HOLD, 3, Code.HUMAN_OVERRIDE),
+                 "someone set replicas to 3 while policy/llm had it paused (recorded 5): leaving 3",
+                 id="human-override-by-anyone-not-a-gitops-controller"),
+    pytest.param(POLICY, running(2, last_replicas=3, paused_by="policy/llm", size_writer="argocd-controller",
+                                 size_writer_gitops=True), QUIET, SUNDAY_MAINTENANCE,
+                 (Action.HOLD, 2, Code.GITOPS_REVERT), "pause reverted by argocd-controller (1 time in a row): "
+                 "replicas set back to 2 while policy/llm had it paused (recorded 3): leaving 2 and backing off; "
+                 "add ignoreDifferences for /spec/replicas", id="gitops-revert-beats-keep-down-window"),
+    pytest.param(IDLE_ONLY, running(2, last_replicas=2, paused_by="policy/llm", size_writer="kustomize-controller",
+                                    size_writer_gitops=True, annotations={"scaler.io/reverts": "2"}), QUIET,
+                 TUESDAY_NIGHT, (Action.HOLD, 2, Code.GITOPS_REVERT),
+                 "pause reverted by kustomize-controller (3 times in a row)", id="gitops-revert-counts-in-a-row"),
+    pytest.param(POLICY, paused(size_writer="argocd-controller", size_writer_gitops=True), Signals(idle=0, queue=4),
+                 TUESDAY_NIGHT, (Action.RESUME, 3, Code.QUEUE_WAKE), "waking to 3",
+                 id="gitops-revert-only-of-a-running-workload"),
+    pytest.param(POLICY, running(2, last_replicas=3, paused_by="manual", manual_pause=True,
+                                 size_writer="argocd-controller", size_writer_gitops=True), QUIET, TUESDAY_NIGHT,
+                 (Action.HOLD, 2, Code.MANUAL_PAUSE), "paused by hand", id="gitops-revert-of-a-manual-pause-is-not"),
     # 1c. a GitOps controller reverted scaler's pause: back off, whatever else applies
     pytest.param(POLICY, running(2, annotations={
                      "scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "2",
@@ -562,3 +588,109 @@ def test_next_prewarm_is_the_next_keep_up_opening_minus_the_lead():
     assert (when, lead) == (at("2024-06-10 07:58:50"), 70.0)  # Monday: the weekend has no opening
     assert next_prewarm(PREWARM_AUTO, (), TUESDAY_NIGHT) is None
     assert next_prewarm(POLICY, (30.0,), TUESDAY_NIGHT) is None
+
+
+# ---------------------------------------------------------------- what each row declares
+
+
+def answering(policy, state, signals, now):
+    """The row that answers, and its answer, as `decide` walks the table."""
+    facts = Facts(policy, state, signals, now)
+    return next((row, answer) for row in RULES if (answer := row(facts)) is not None)
+
+
+#: The sets kept by hand before each row declared its properties (issue 21):
+#: run/evaluating.py's SCHEDULE_CODES, decide/replaying.py's TIMELESS, and
+#: the code run/reconciling.py's `_override_to_clear` wrote for.
+SCHEDULE_BY_HAND = {Code.KEEP_DOWN_WINDOW, Code.KEEP_UP_WINDOW, Code.PREWARM, Code.WINDOW_ENDED}
+TIMELESS_BY_HAND = {Code.BUSY, Code.AT_ZERO, Code.NO_RULE, Code.METRICS_UNKNOWN, Code.KEEP_UP_WINDOW,
+                    Code.KEEP_DOWN_WINDOW, Code.OUTSIDE_DOWN, Code.MANUAL_PAUSE, Code.PREWARM}
+#: Codes no row answers from the clock, but only ever with a change of size: the replay
+#: never reuses a change, so their being in TIMELESS changes nothing (checked below).
+CHANGES_ONLY = {Code.QUEUE_WAKE, Code.QUEUE_SCALE_UP, Code.WINDOW_ENDED, Code.IDLE_TIMEOUT}
+
+
+def test_the_sets_the_daemon_and_the_replay_use_are_the_ones_kept_by_hand_before():
+    assert SCHEDULE_CODES == SCHEDULE_BY_HAND
+    assert TIMELESS == TIMELESS_BY_HAND | CHANGES_ONLY
+    # The human override, split by who set the size: a person's edit, a GitOps controller's revert.
+    assert WRITES_WHILE_HOLDING == {Code.HUMAN_OVERRIDE, Code.GITOPS_REVERT}
+
+
+def test_a_row_added_with_a_property_is_in_the_set_derived_from_it():
+    """Adding a row is declaring it: the sets follow without another edit."""
+    def added(**properties):
+        row = rule("2b", Code.NO_POLICY, **properties)(lambda f: None)
+        return (*RULES[:7], row, *RULES[7:])
+    assert Code.NO_POLICY in schedule_codes(added(schedule_only=True))
+    assert Code.NO_POLICY not in schedule_codes(added())
+    assert Code.NO_POLICY in writing_codes(added(writes_while_holding=True))
+    assert Code.NO_POLICY not in timeless_codes(added(writes_while_holding=True))  # a write changes what it read
+    assert Code.NO_POLICY not in timeless_codes(added(reads_clock=True))
+    assert Code.NO_POLICY in timeless_codes(added())
+    # A code another row answers too, without the property, is not the schedule's alone.
+    shared = rule("2b", Code.BUSY, schedule_only=True)(lambda f: None)
+    assert Code.BUSY not in schedule_codes((*RULES, shared))
+    with pytest.raises(ValueError, match="reads_clock"):
+        rule("2b", Code.NO_POLICY, reads_clock=[Code.BUSY])
+
+
+def test_the_rows_are_in_the_readmes_order():
+    """RULES mirrors the README's table: its rows, in order (1b and 1c answer
+    twice: the edit that set the size back, then the period it left)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    doc = readme.split("## How it decides", 1)[1].split("\n## ", 1)[0]
+    numbered = [match[1] for line in doc.splitlines() if (match := re.match(r"\| (\d+[a-d]?) \|", line))]
+    assert list(dict.fromkeys(row.row for row in RULES)) == numbered
+    assert [row.name for row in RULES if row.row in ("1b", "1c")] == \
+        ["human_override", "gitops_revert", "hands_off", "gitops_backoff"]
+
+
+INSTANTS = st.integers(-7200, 7200).map(lambda seconds: timedelta(seconds=seconds))
+
+
+@st.composite
+def any_case(draw):
+    """The property tests' cases, with what a person or a controller leaves:
+    who set the size, an override, a back-off, a hold."""
+    policy, state, signals, now = draw(cases())
+    annotations = {}
+    for key in ("scaler.io/override-until", "scaler.io/backoff-until", "scaler.io/hold-up-until"):
+        if draw(st.booleans()):
+            annotations[key] = rfc3339(now + draw(INSTANTS))
+    if draw(st.booleans()):
+        annotations["scaler.io/reverts"] = str(draw(st.integers(0, 4)))
+    writer = draw(st.sampled_from([None, "kubectl", "argocd-controller"]))
+    return policy, replace(state, annotations=annotations, size_writer=writer,
+                           size_writer_gitops=writer == "argocd-controller"), signals, now
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_case())
+def test_each_row_answers_only_as_it_declares(case):
+    policy, state, signals, now = case
+    row, answer = answering(policy, state, signals, now)
+    decision = decide(policy=policy, workload=state, signals=signals, now=now)
+    assert (decision.action, decision.replicas, decision.reason_code) == \
+        (answer.action, answer.replicas, answer.reason_code)
+    assert decision.reason_code in row.codes, row.name
+    assert decision.writes_while_holding is (row.writes_while_holding and decision.action is Action.HOLD)
+    assert decision.writes is (decision.changes or decision.writes_while_holding)
+    if decision.reason_code in CHANGES_ONLY:
+        assert decision.changes, decision  # never a hold: the replay never reuses it
+
+
+@pytest.mark.parametrize(("policy", "workload", "signals", "now", "expected", "reason"), TABLE)
+def test_each_row_of_the_table_answers_as_it_declares(policy, workload, signals, now, expected, reason):
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", **workload)
+    row, _ = answering(policy, state, signals, now)
+    decision = decide(policy=policy, workload=state, signals=signals, now=now)
+    assert decision.reason_code in row.codes
+    # The edit that set the size back while paused writes (the record dropped, a hands-off or a
+    # back-off written); the period it leaves, and every other hold, does not.
+    writes = decision.reason_code is Code.GITOPS_REVERT or (decision.reason_code is Code.HUMAN_OVERRIDE
+                                                            and state.last_replicas is not None)
+    assert decision.writes_while_holding is writes, row.name

@@ -3,12 +3,15 @@ cluster/discovery.py); the cluster test proves the write lands there."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from scaler.cluster.discovery import KindError, scaled_kind_from_crd
 from scaler.decide.kinds import parse_kind
 
 NAME = parse_kind("sizedservers.example.com/v1")
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def crd(scale: dict | None, version: str = "v1") -> dict:
@@ -21,13 +24,13 @@ def test_the_declared_paths_are_read_and_written():
                                 NAME)
     obj = {"spec": {"size": 4, "replicas": 9}, "status": {"size": 3}}
     assert (kind.replicas(obj), kind.ready_replicas(obj)) == (4, 3)
-    assert kind.scale_patch(obj, 0) == {"spec": {"size": 0}}
+    assert kind.scale_patch(obj, 0, now=NOW) == {"spec": {"size": 0}}
     assert kind.key == "sizedservers.example.com" and kind.name == "sizedservers.example.com/v1"
 
 
 def test_nested_paths_and_no_status_path():
     kind = scaled_kind_from_crd(crd({"specReplicasPath": ".spec.engine.workers"}), NAME)
-    assert kind.scale_patch({}, 2) == {"spec": {"engine": {"workers": 2}}}
+    assert kind.scale_patch({}, 2, now=NOW) == {"spec": {"engine": {"workers": 2}}}
     assert kind.ready_path == ("status", "replicas")
 
 

@@ -94,7 +94,7 @@ def prometheus():
     def start(*, instant: list, matrix: list | None, hang: threading.Event | None = None):
         handler = type("Handler", (_Prometheus,), {"instant": instant, "matrix": matrix, "hang": hang, "asked": []})
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(httpd)
         return f"http://127.0.0.1:{httpd.server_address[1]}", handler.asked
     yield start

@@ -178,7 +178,7 @@ def range_server():
     def start(result: list):
         handler = type("Handler", (_RangeAnswers,), {"result": result, "asked": []})
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(httpd)
         return f"http://127.0.0.1:{httpd.server_address[1]}", handler.asked
     yield start

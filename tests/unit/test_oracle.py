@@ -155,7 +155,7 @@ def compare(spec: dict, tz_name: str, first: datetime, seed: int) -> None:
 ZONE_PAIRS = [ZONES[i:i + 2] for i in range(0, len(ZONES), 2)]
 
 
-@pytest.mark.parametrize("zones", ZONE_PAIRS, ids=lambda zones: "+".join(zones))
+@pytest.mark.parametrize("zones", ZONE_PAIRS, ids="+".join)
 def test_engine_agrees_with_the_oracle(zones):
     @ORACLE_PER_PAIR
     @given(data=st.data(), tz_name=st.sampled_from(zones), spec=windows(), seed=st.integers(0, 2**32))

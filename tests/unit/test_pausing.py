@@ -263,6 +263,6 @@ def test_free_text_in_the_record_never_blocks_the_next_write(fake, reason):
     p = pauser(fake)
     p.pause(workload, by="policy/p", reason=reason)
     paused = Workload(DEPLOYMENT, fake.get("deployments.apps", "llm", "chat"))
-    assert p.resume(paused, by="policy/p", reason=reason).outcome is Outcome.CHANGED
+    assert p.resume(paused, by="policy/p", reason=reason, replicas=2).outcome is Outcome.CHANGED
     assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
     assert fake.count("PATCH") == 2

@@ -74,6 +74,11 @@ def test_valid_kinds(kind):
     # What `kubectl get -o name` prints before the slash.
     ("deployment.apps", "Deployment"), ("statefulset.apps", "StatefulSet"),
     ("inferenceservice.serving.kserve.io", "InferenceService"),
+    # The suspend kinds: kubectl has no short names for them.
+    ("job", "Job"), ("jobs", "Job"), ("jobs.batch/v1", "Job"), ("job.batch", "Job"),
+    ("jobset", "JobSet"), ("jobsets.jobset.x-k8s.io/v1alpha2", "JobSet"),
+    ("raycluster", "RayCluster"), ("rayclusters.ray.io/v1", "RayCluster"), ("rayjobs.ray.io", "RayJob"),
+    ("notebook", "Notebook"), ("notebooks.kubeflow.org/v1", "Notebook"), ("notebook.kubeflow.org", "Notebook"),
 ])
 def test_kubectl_spellings_are_one_kind(spelling, canonical):
     policy = Policy.model_validate({**MINIMAL, "targets": {"kinds": [spelling]}})

@@ -158,7 +158,7 @@ def server():
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
             httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         started.append(httpd)
         return Canned(f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}", seen)
     yield start

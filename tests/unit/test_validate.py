@@ -74,7 +74,8 @@ CASES = [
                  "namespaces, namespace_selector, selector, kinds, exclude_namespaces)", id="unknown-nested-key"),
     pytest.param(GOOD + "    targets:\n      kinds:\n        - Deployment\n        - Pod\n",
                  "{file}:10: targets.kinds[1]: unknown kind 'Pod': expected one of Deployment, StatefulSet, "
-                 "InferenceService (or kubectl's names for them: deploy, isvc, sts, deployments.apps/v1 …), "
+                 "InferenceService, Job, JobSet, RayCluster, RayJob, Notebook (or kubectl's names for them: deploy, "
+                 "isvc, sts, deployments.apps/v1 …), "
                  "or a custom resource with a /scale subresource written "
                  "<plural>.<group>/<version> (e.g. vllmservers.serving.example.com/v1alpha1)", id="unknown-kind"),
     pytest.param(GOOD + "    schedule:\n      timezone: Europe/Berlim\n      windows:\n"

@@ -127,55 +127,76 @@ def test_pausing_what_is_at_zero_sends_nothing(annotations, by, says):
 def test_resume_restores_the_recorded_count_and_removes_every_scaler_annotation(kind):
     last = 1 if kind is INFERENCESERVICE else 3
     current = obj(kind, 0, {**record(last), "team": "a", "scaler.io/exclude": "false"})
-    write = writes.resume(current, by="policy/nightly", reason="window", fallback_replicas=1, now=NOW)
+    write = writes.resume(current, by="policy/nightly", reason="window", replicas=last, now=NOW)
     cleared = {key: None for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY, PAUSE_REASON, PAUSE_CAUSE)}
     assert write.patch == merged({"metadata": {"annotations": cleared}}, STARTING, SCALE_TO[kind](last))
     assert (write.outcome, write.before, write.after, write.gpus) == (Outcome.CHANGED, 0, last, 2 * last)
     assert write.event == ("Resumed", "Normal")
 
 
-@pytest.mark.parametrize(("annotations", "fallback", "wanted", "target", "source"), [
-    pytest.param(record(3), 1, None, 3, "recorded by policy/nightly", id="recorded"),
-    pytest.param(record(3), 1, 5, 5, "recorded 3", id="queue-wants-more"),
-    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, None, 2, "no recorded count, used the minimum 2",
+@pytest.mark.parametrize(("annotations", "decided", "target", "source"), [
+    pytest.param(record(3), 3, 3, "recorded by policy/nightly", id="recorded"),
+    pytest.param(record(3), 5, 5, "recorded 3", id="queue-wants-more"),
+    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2, "no recorded count", id="recorded-zero-is-no-record"),
+    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "no recorded count", id="unreadable-record"),
+])
+def test_a_policys_resume_applies_the_size_its_decision_chose(annotations, decided, target, source):
+    write = writes.resume(obj(DEPLOYMENT, 0, annotations), by="policy/nightly", reason="r", replicas=decided,
+                          now=NOW)
+    assert write.patch["spec"] == {"replicas": target}
+    assert f"({source})" in write.message
+
+
+@pytest.mark.parametrize(("annotations", "minimum", "target", "source"), [
+    pytest.param(record(3), 1, 3, "recorded by policy/nightly", id="recorded"),
+    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2, "no recorded count, used the minimum 2",
                  id="recorded-zero-is-no-record"),
-    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, None, 2, "no recorded count", id="unreadable-record"),
-    pytest.param({MANUAL_PAUSE: "true"}, 4, None, 4, "no recorded count, used the minimum 4",
+    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "no recorded count, used the minimum 2",
+                 id="unreadable-record"),
+    pytest.param({MANUAL_PAUSE: "true"}, 4, 4, "no recorded count, used the minimum 4",
                  id="manual-without-count"),
 ])
-def test_resume_size(annotations, fallback, wanted, target, source):
-    by = "manual" if MANUAL_PAUSE in annotations else "policy/nightly"
-    write = writes.resume(obj(DEPLOYMENT, 0, annotations), by=by, reason="r", fallback_replicas=fallback, now=NOW,
-                          wanted=wanted)
+def test_a_manual_resume_sizes_itself_from_the_record(annotations, minimum, target, source):
+    write = writes.manual_resume(obj(DEPLOYMENT, 0, annotations), reason="r", minimum=minimum, now=NOW)
     assert write.patch["spec"] == {"replicas": target}
-    assert f"({source}" in write.message
+    assert f"({source})" in write.message
 
 
 def test_a_policy_never_resumes_a_manual_pause():
     write = writes.resume(obj(DEPLOYMENT, 0, {MANUAL_PAUSE: "true", **record(by="manual")}), by="policy/p",
-                          reason="window", fallback_replicas=1, now=NOW)
+                          reason="window", replicas=3, now=NOW)
     assert write.patch is None and write.outcome is Outcome.SKIPPED
     assert "only a manual resume" in write.message
 
 
 @pytest.mark.parametrize("replicas", [0, 2])
 def test_resume_leaves_what_scaler_did_not_pause(replicas):
-    write = writes.resume(obj(DEPLOYMENT, replicas, {"team": "a"}), by="manual", reason="r", fallback_replicas=1,
-                          now=NOW)
+    write = writes.manual_resume(obj(DEPLOYMENT, replicas, {"team": "a"}), reason="r", minimum=1, now=NOW)
     assert write.patch is None and write.outcome is Outcome.UNCHANGED
     assert write.message.startswith("not paused:")
 
 
 def test_someone_resized_it_while_paused_the_record_goes_and_override_until_is_set():
     until = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
-    write = writes.resume(obj(DEPLOYMENT, 5, record(3)), by="policy/nightly", reason="human override",
-                          fallback_replicas=1, override_until=until, now=NOW)
+    reason = "someone set replicas to 5 while policy/nightly had it paused (recorded 3): leaving 5"
+    write = writes.hands_off(obj(DEPLOYMENT, 5, record(3)), by="policy/nightly", reason=reason, until=until)
     annotations = write.patch["metadata"]["annotations"]
     assert annotations[OVERRIDE_UNTIL] == "2026-03-30T07:00:00Z"
     assert annotations[LAST_REPLICAS] is None
     assert "spec" not in write.patch  # the person's 5 stays
     assert write.outcome is Outcome.SKIPPED and write.event == ("ResumeSkipped", "Normal")
-    assert "someone set replicas to 5 while it was paused (recorded 3); left 5" in write.message
+    assert write.message == (f"{reason}; cleared the pause record; policy/nightly leaves it alone until "
+                             "2026-03-30T07:00:00Z")  # the decision's sentence, then what was written
+    assert writes.hands_off(obj(DEPLOYMENT, 0, record(3)), by="policy/nightly", reason=reason,
+                            until=until).patch is None  # paused again meanwhile: nothing to record
+
+
+def test_a_manual_resume_of_a_workload_someone_resized_while_paused_leaves_their_size():
+    write = writes.manual_resume(obj(DEPLOYMENT, 5, record(3)), reason="r", minimum=1, now=NOW)
+    assert write.patch == {"metadata": {"annotations": {key: None for key in record(3)}}}
+    assert write.outcome is Outcome.SKIPPED and write.event == ("ResumeSkipped", "Normal")
+    assert write.message == "someone set replicas to 5 while it was paused (recorded 3); left 5 and cleared the " \
+                            "pause record"
 
 
 @pytest.mark.parametrize(("kind", "before", "wanted", "patch", "outcome"), [
@@ -215,7 +236,7 @@ def test_pause_as_json_patch_tests_the_count_and_the_record_then_writes_both():
 
 def test_resume_removes_only_the_annotations_that_are_there():
     current = obj(DEPLOYMENT, 0, record(3))
-    write = writes.resume(current, by="policy/p", reason="window", fallback_replicas=1, now=NOW)
+    write = writes.resume(current, by="policy/p", reason="window", replicas=3, now=NOW)
     operations = writes.json_patch(write.patch, current)
     removed = sorted(op["path"] for op in operations if op["op"] == "remove")
     assert removed == sorted(f"/metadata/annotations/scaler.io~1{key.split('/')[1]}"
@@ -305,7 +326,7 @@ def test_keda_side_effect(kind, items, paused, expected):
 
 def test_a_start_is_recorded_with_the_resume_and_ready_ends_it_with_the_warm_up():
     current = obj(DEPLOYMENT, 0, record(3))
-    resumed = writes.resume(current, by="policy/p", reason="queue", fallback_replicas=1, now=NOW)
+    resumed = writes.resume(current, by="policy/p", reason="queue", replicas=3, now=NOW)
     assert resumed.patch["metadata"]["annotations"][STARTED_AT] == STAMP
     assert resumed.patch["metadata"]["annotations"][READY_AT] is None
     loaded = obj(DEPLOYMENT, 3, {STARTED_AT: STAMP, WARM_UPS: "50,61,x,-3,nan"})
@@ -345,8 +366,7 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_leaves_no_record(kind):
     write layer answered 'not paused' and sent nothing, so `plan` showed
     'resume 0 -> 3' forever and the daemon logged it every wake tick."""
     write = writes.resume(obj(kind, 0, {PAUSE_CAUSE: "idle-timeout", "team": "a"}), by="policy/q",
-                          reason="queue 10 > activation threshold 0", fallback_replicas=1, wanted=3,
-                          now=NOW)
+                          reason="queue 10 > activation threshold 0", replicas=3, now=NOW)
     assert write.outcome is Outcome.CHANGED and (write.before, write.after) == (0, 3)
     assert write.patch == merged({"metadata": {"annotations": {PAUSE_CAUSE: None}}}, STARTING, SCALE_TO[kind](3))
     assert write.event == ("Resumed", "Normal")
@@ -354,8 +374,7 @@ def test_a_queue_wakes_a_zero_scaler_did_not_pause_and_leaves_no_record(kind):
 
 
 def test_a_manual_resume_still_leaves_a_zero_scaler_did_not_pause():
-    write = writes.resume(obj(DEPLOYMENT, 0, {}), by="manual", reason="r", fallback_replicas=1, wanted=3,
-                          now=NOW)
+    write = writes.resume(obj(DEPLOYMENT, 0, {}), by="manual", reason="r", replicas=3, now=NOW)
     assert write.patch is None and write.message.startswith("not paused:")
 
 
@@ -363,27 +382,27 @@ def test_a_revert_drops_the_record_writes_the_back_off_and_reports_only_the_firs
     current = obj(DEPLOYMENT, 2, {LAST_REPLICAS: "2", "scaler.io/paused-by": "policy/p", "scaler.io/paused-at": "x"})
     record = {"scaler.io/reverted-by": "argocd-controller", "scaler.io/reverts": "1",
               "scaler.io/backoff-until": "2026-03-29T01:35:00Z"}
-    first = writes.reverted(current, manager="argocd-controller", record=record, first=True)
+    reason = ("pause reverted by argocd-controller (1 time in a row): replicas set back to 2 while policy/p had "
+              "it paused (recorded 2): leaving 2 and backing off; add ignoreDifferences for /spec/replicas")
+    first = writes.reverted(current, reason=reason, record=record, first=True)
     assert first.patch == {"metadata": {"annotations": {LAST_REPLICAS: None, "scaler.io/paused-by": None,
                                                         "scaler.io/paused-at": None, **record}}}
-    assert first.event == ("PauseReverted", "Warning") and "reverted by argocd-controller" in first.message
-    assert writes.reverted(current, manager="argocd-controller", record=record, first=False).event is None
-    assert writes.reverted(obj(DEPLOYMENT, 0, {LAST_REPLICAS: "2"}), manager="a", record=record,
+    assert first.event == ("PauseReverted", "Warning")
+    assert first.message == f"{reason}; not pausing again before 2026-03-29T01:35:00Z"  # the decision's sentence
+    assert writes.reverted(current, reason=reason, record=record, first=False).event is None
+    assert writes.reverted(obj(DEPLOYMENT, 0, {LAST_REPLICAS: "2"}), reason=reason, record=record,
                            first=True).patch is None
 
 
 def test_resume_with_a_hold_writes_it_and_a_real_resume_clears_the_revert_state():
     hold = {"scaler.io/hold-up-until": "2026-03-29T03:30:00Z", "scaler.io/hold-up-from": "2026-03-29T01:30:00Z"}
     paused = obj(DEPLOYMENT, 0, {LAST_REPLICAS: "3", "scaler.io/paused-by": "manual", "scaler.io/reverts": "2"})
-    write = writes.resume(paused, by="manual", reason="r", fallback_replicas=1, hold=hold,
-                           now=NOW)
+    write = writes.manual_resume(paused, reason="r", minimum=1, hold=hold, now=NOW)
     assert write.patch["metadata"]["annotations"] == {LAST_REPLICAS: None, "scaler.io/paused-by": None,
                                                       "scaler.io/reverts": None, **hold, STARTED_AT: STAMP,
                                                       READY_AT: None}
     assert write.after == 3 and "held up until 2026-03-29T03:30:00Z" in write.message
-    running = writes.resume(obj(DEPLOYMENT, 2), by="manual", reason="r", fallback_replicas=1, hold=hold,
-                           now=NOW)
+    running = writes.manual_resume(obj(DEPLOYMENT, 2), reason="r", minimum=1, hold=hold, now=NOW)
     assert (running.patch, running.outcome) == ({"metadata": {"annotations": hold}}, writes.Outcome.CHANGED)
     held = obj(DEPLOYMENT, 2, hold)
-    assert writes.resume(held, by="manual", reason="r", fallback_replicas=1, hold=hold,
-                           now=NOW).patch is None
+    assert writes.manual_resume(held, reason="r", minimum=1, hold=hold, now=NOW).patch is None

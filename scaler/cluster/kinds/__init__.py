@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from scaler.cluster.kinds.base import WorkloadKind
 from scaler.cluster.kinds.scaled import ScaledKind, apps_kind, custom_kind
-from scaler.cluster.kinds.stopped import InferenceServiceKind
+from scaler.cluster.kinds.stopped import InferenceServiceKind, NotebookKind
+from scaler.cluster.kinds.suspended import JobKind, JobSetKind, RayClusterKind, RayJobKind
 from scaler.decide.kinds import KindName, builtin_kind, parse_kind
 
 DEPLOYMENT = apps_kind(builtin_kind("Deployment"))
 STATEFULSET = apps_kind(builtin_kind("StatefulSet"))
 INFERENCESERVICE = InferenceServiceKind()
+JOB = JobKind.named(builtin_kind("Job"))
+JOBSET = JobSetKind.named(builtin_kind("JobSet"))
+RAYCLUSTER = RayClusterKind.named(builtin_kind("RayCluster"))
+RAYJOB = RayJobKind.named(builtin_kind("RayJob"))
+NOTEBOOK = NotebookKind.named(builtin_kind("Notebook"))
 
-KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (DEPLOYMENT, STATEFULSET, INFERENCESERVICE)}
+KINDS: dict[str, WorkloadKind] = {kind.name: kind for kind in (DEPLOYMENT, STATEFULSET, INFERENCESERVICE, JOB, JOBSET,
+                                                               RAYCLUSTER, RAYJOB, NOTEBOOK)}
 
 
 def resolve_kind(kind: str | KindName) -> WorkloadKind:
@@ -28,5 +35,5 @@ def resolve_kind(kind: str | KindName) -> WorkloadKind:
     return custom_kind(name)
 
 
-__all__ = ["DEPLOYMENT", "INFERENCESERVICE", "KINDS", "STATEFULSET", "InferenceServiceKind", "ScaledKind",
-           "WorkloadKind", "resolve_kind"]
+__all__ = ["DEPLOYMENT", "INFERENCESERVICE", "JOB", "JOBSET", "KINDS", "NOTEBOOK", "RAYCLUSTER", "RAYJOB",
+           "STATEFULSET", "InferenceServiceKind", "ScaledKind", "WorkloadKind", "resolve_kind"]

@@ -55,8 +55,9 @@ class WorkloadKind(Protocol):
 
     def ready_replicas(self, obj: dict) -> int: ...
 
-    def scale_patch(self, obj: dict, replicas: int) -> dict:
-        """The part of a merge patch that sets the replica count (0: paused)."""
+    def scale_patch(self, obj: dict, replicas: int, *, now: datetime) -> dict:
+        """The part of a merge patch that sets the replica count (0: paused);
+        `now`, the write's instant, for a stop switch that records when."""
         ...
 
     def pod_specs(self, obj: dict) -> list[dict]:
@@ -74,7 +75,9 @@ class WorkloadKind(Protocol):
         ...
 
     def finished(self, obj: dict) -> bool:
-        """Done for good (a Job that completed): nothing to pause or resume."""
+        """Done for good (a Job that completed or failed): nothing to pause or
+        resume. The views leave it out of every evaluation, and a write to it
+        is not sent (pausing.Pauser.apply)."""
         ...
 
     def slim(self, obj: dict) -> dict:

@@ -37,7 +37,7 @@ class ScaledKind(KindBehaviour):
     def ready_replicas(self, obj: dict) -> int:
         return int(dig(obj, self.ready_path) or 0)
 
-    def scale_patch(self, obj: dict, replicas: int) -> dict:
+    def scale_patch(self, obj: dict, replicas: int, *, now: datetime) -> dict:
         return nest(self.size_field, replicas)
 
     def pod_specs(self, obj: dict) -> list[dict]:

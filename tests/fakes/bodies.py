@@ -1,0 +1,31 @@
+"""Bodies of the objects unit tests create on the fake API server: what
+tests/helpers.gpu_deployment builds for the real cluster, as plain dicts."""
+
+from __future__ import annotations
+
+import copy
+
+
+def deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | None = None,
+               annotations: dict | None = None) -> dict:
+    """A Deployment of `replicas` pods with `gpus` GPUs each, labelled app=NAME (and `labels`)."""
+    pod_labels = {"app": name, **(labels or {})}
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}, "requests": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
+    return {"metadata": {"name": name, "labels": pod_labels, **({"annotations": annotations} if annotations else {})},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": pod_labels},
+                                  "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:fake",
+                                                           "resources": resources}]}}}}
+
+
+def statefulset(name: str, *, replicas: int, gpus: int = 0, labels: dict | None = None,
+                annotations: dict | None = None) -> dict:
+    body = copy.deepcopy(deployment(name, replicas=replicas, gpus=gpus, labels=labels, annotations=annotations))
+    body["spec"]["serviceName"] = name
+    return body
+
+
+def namespace(fake, name: str) -> None:
+    """The namespace `name` on the fake, unless it is there already."""
+    if not any(n["metadata"]["name"] == name for n in fake.items("namespaces")):
+        fake.create("namespaces", {"metadata": {"name": name}})

@@ -1,0 +1,174 @@
+"""The daemon in process (tests/unit/running.py) reloading its policies, from
+files or from a ConfigMap through the API: a broken edit or a deleted
+ConfigMap keeps the last good set in force and says so, and a new leader
+reads the policies in its own term before it acts. Moved from the cluster
+tier; elections over a real API server stay there (tests/cluster/test_daemon.py)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests.fakes.bodies import deployment, namespace
+from tests.fakes.prometheus import FakePrometheus
+from tests.unit.running import Log, Running, settings, wait_until
+
+DEPLOYMENTS = "deployments.apps"
+LEASES = "leases.coordination.k8s.io"
+
+
+def keep(name: str = "nights", *, mode: str = "down", selector: str = "tier=gpu") -> str:
+    """A window of `mode` all day long (two half days), in namespace llm."""
+    return textwrap.dedent(f"""
+        policies:
+          - name: {name}
+            targets: {{namespaces: [llm], selector: {selector}}}
+            schedule:
+              timezone: UTC
+              windows:
+                - {{name: {name}-0, mode: {mode}, start: "0 0 * * *", end: "0 12 * * *"}}
+                - {{name: {name}-1, mode: {mode}, start: "0 12 * * *", end: "0 0 * * *"}}
+        """)
+
+
+@pytest.fixture
+def prometheus():
+    server = FakePrometheus().serve()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def log(tmp_path):
+    captured = Log(tmp_path / "daemon.log")
+    yield captured
+    captured.close()
+
+
+def _replicas(fake, name: str) -> int:
+    return fake.get(DEPLOYMENTS, "llm", name)["spec"]["replicas"]
+
+
+def _gpu(fake, name: str, replicas: int = 2, labels: dict | None = None) -> None:
+    namespace(fake, "llm")
+    fake.create(DEPLOYMENTS, deployment(name, replicas=replicas, gpus=0, labels=labels or {"tier": "gpu"}),
+                namespace="llm")
+
+
+def _configmap(fake, **texts: str) -> None:
+    """The ConfigMap llm/policies holding these keys (created, or replaced)."""
+    namespace(fake, "llm")
+    data = {key.replace("_", "-") + ".yaml": text for key, text in texts.items()}
+    try:
+        fake.write("configmaps", "llm", "policies", lambda obj: {**obj, "data": data}, manager="kubectl")
+    except Exception:  # noqa: BLE001 - not there yet
+        fake.create("configmaps", {"metadata": {"name": "policies"}, "data": data}, namespace="llm")
+
+
+def test_a_broken_policy_file_is_reported_and_the_old_policies_keep_working(fake, prometheus, log, tmp_path):
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "nights.yaml").write_text(keep())
+    namespace(fake, "llm")
+    with Running.start(settings(fake, prometheus.url, tmp_path, policies=directory)) as daemon:
+        (directory / "broken.yaml").write_text(textwrap.dedent("""
+            policies:
+              - name: broken
+                schedule:
+                  timezone: Mars/Olympus
+                  windows: [{mode: down, when: "Mon-Fri 08:00-20:00"}]
+            """))
+        wait_until(lambda: daemon.metric("scaler_policy_reload_errors_total") == 1
+                   and daemon.metric("scaler_policy_files_valid") == 0)
+        rejected = log.wait("policy file rejected; the last good policies stay in force")
+        assert any("broken.yaml:5: schedule.timezone: unknown time zone 'Mars/Olympus'" in line["problem"]
+                   for line in rejected), rejected
+        assert daemon.metric("scaler_policies_loaded") == 1
+        _gpu(fake, "late")
+        wait_until(lambda: _replicas(fake, "late") == 0)
+        assert daemon.readyz()[0] == 200
+        (directory / "broken.yaml").unlink()  # fixed: the gauge the alert watches recovers
+        wait_until(lambda: daemon.metric("scaler_policy_files_valid") == 1)
+        # Edited again, keep-up: everything paused comes back, to its count.
+        (directory / "nights.yaml").write_text(keep(mode="up"))
+        wait_until(lambda: _replicas(fake, "late") == 2)
+    assert daemon.code == [0]
+
+
+def test_a_broken_edit_or_a_deleted_configmap_keeps_the_last_good_policies(fake, prometheus, log, tmp_path):
+    _configmap(fake, nights=keep())
+    with Running.start(settings(fake, prometheus.url, tmp_path, policy_configmap="llm/policies")) as daemon:
+        assert log.wait("starting")[0]["source"] == "ConfigMap llm/policies"
+        _configmap(fake, nights="policies:\n  - name: nights\n    targets: {namespaces: [x]}\n    idle: 3\n")
+        rejected = log.wait("policy file rejected; the last good policies stay in force")
+        assert rejected[0]["problem"].startswith("ConfigMap llm/policies, nights.yaml:"), rejected[0]
+        wait_until(lambda: daemon.metric("scaler_policy_files_valid") == 0)
+        _gpu(fake, "late")
+        wait_until(lambda: _replicas(fake, "late") == 0)  # the last good set acts
+
+        fake.delete("configmaps", "llm", "policies")
+        unread = log.wait("cannot read the policies; the last good ones stay in force, and a new leader waits "
+                          "for them")
+        assert "not found" in unread[0]["error"] and "configmaps/policies" in unread[0]["error"], unread[0]
+        _gpu(fake, "later", replicas=1)
+        wait_until(lambda: _replicas(fake, "later") == 0)
+        assert daemon.readyz()[0] == 200
+    assert daemon.code == [0]
+
+
+def _holder(fake) -> str | None:
+    try:
+        return fake.get(LEASES, "llm", "scaler-llm")["spec"].get("holderIdentity") or None
+    except Exception:  # noqa: BLE001 - no Lease yet
+        return None
+
+
+def _reads_by(fake, identity: str) -> int:
+    """How often this replica read the policies' ConfigMap."""
+    return sum(1 for r in list(fake.requests) if r.method == "GET" and r.path.endswith("/configmaps/policies")
+               and r.agent.startswith(f"scaler/{identity}"))
+
+
+def _writes_by(fake, identity: str) -> list[str]:
+    """The workloads this replica PATCHed (its requests carry its identity)."""
+    return [r.path.rsplit("/", 1)[1] for r in list(fake.requests)
+            if r.method == "PATCH" and "/deployments/" in r.path and r.agent.startswith(f"scaler/{identity}")]
+
+
+def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, tmp_path):
+    """The double action the real-node failover test caught: a standby still
+    holding the keep-down version took over and paused what the leader had
+    just resumed. Here the standby reads the ConfigMap at its start and then
+    not for ten minutes: at the takeover it holds the keep-down version."""
+    _gpu(fake, "llm", replicas=3)
+    _configmap(fake, nights=keep())
+    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+                "lease_retry_period_seconds": 1}
+    one = Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election))
+    try:
+        wait_until(lambda: _holder(fake) == "one")
+        wait_until(lambda: _replicas(fake, "llm") == 0)
+        two = Running.start(settings(fake, prometheus.url, tmp_path, name="two", **election,
+                                     policy_reload_interval_seconds=600))
+        wait_until(lambda: _reads_by(fake, "two"))  # its first reload, at its start: the keep-down version
+        # keep-up for llm, and a second policy the old version does not have.
+        _configmap(fake, nights=keep(mode="up"), batch=keep("batch", selector="app=batch"))
+        wait_until(lambda: _replicas(fake, "llm") == 3)
+        wait_until(lambda: len(fake.events("llm", "llm", "Resumed")) == 1)
+        # The new leader's read of the policies is slow: its reconciles come first, and must wait for it.
+        fake.fail(method="GET", path="/configmaps/policies$", agent="scaler/two", delay_seconds=1, times=1)
+    finally:
+        assert one.stop() == 0  # hands the Lease back: the standby takes it at its next try
+    with two:
+        wait_until(lambda: _holder(fake) == "two")
+        _gpu(fake, "batch", labels={"app": "batch"})
+        # Only the new version pauses batch: once it has, two acts on that version.
+        wait_until(lambda: _replicas(fake, "batch") == 0)
+        assert log.lines("policies reloaded", lambda line: "batch" in line["names"])
+        two.let_reconciles_pass(2)
+        assert _replicas(fake, "llm") == 3
+        assert len(fake.events("llm", "llm", "ScaledToZero")) == 1, "the new leader undid the last one's resume"
+        assert _writes_by(fake, "two") == ["batch"]
+    assert two.code == [0]
