@@ -64,6 +64,13 @@ class OnUnknown(str, Enum):
     RESUME = "resume"
 
 
+class Absent(str, Enum):
+    """What a wake signal without a series for a workload at zero means."""
+
+    UNKNOWN = "unknown"
+    ZERO = "zero"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -293,6 +300,15 @@ class WakeSignal(_Signal):
     target_per_replica: Finite = Field(ge=MIN_TARGET_PER_REPLICA,
                                        description="Queue length one replica is meant to serve (at least 0.001).")
     activation_threshold: Finite = Field(0.0, ge=0, description="Wake from zero when the queue is above this.")
+    absent: Absent = Field(
+        Absent.UNKNOWN, description="What no series for a workload at zero means: unknown (the safe default; "
+                                    "reported as cannot wake once it lasts blocked_after) or zero (the holder "
+                                    "exports nothing while nobody waits). Never read as zero for a running "
+                                    "workload: absence never scales anything down.")
+    blocked_after_seconds: PositiveDuration = Field(
+        600.0, alias="blocked_after",
+        description="A workload at zero whose wake signal has had no usable series (or whose query has failed) "
+                    "this long is reported as cannot wake: in plan, the metric scaler_wake_blocked and its alert.")
 
 
 # ---------------------------------------------------------------- policy

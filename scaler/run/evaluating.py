@@ -45,7 +45,9 @@ from scaler.decide.policies import Policy
 from scaler.decide.precedence import SCHEDULE_CODES, decide
 from scaler.decide.reverts import DEFAULT_GITOPS_MANAGERS, is_gitops
 from scaler.decide.times import parse_time, utc_now
+from scaler.decide.wake_health import absent_reading
 from scaler.run.isolating import isolated, report_failures
+from scaler.run.wake_watch import WakeWatch
 from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import SignalQuery, idle_query, queue_query, seen_query
@@ -138,6 +140,9 @@ class Evaluator:
         self.signal_errors: list[str] = []
         #: Policies that failed at run time in the last full evaluation, and why: skipped, the others go on.
         self.policy_errors: dict[str, str] = {}
+        #: Workloads at zero their wake signal cannot wake (each full evaluation).
+        self.wakes = WakeWatch(prometheus=prometheus, submit=self._queries.submit,
+                               registry=metrics.registry if metrics else None)
 
     # Reading the world
 
@@ -254,6 +259,9 @@ class Evaluator:
         vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline)
         evaluations = self._decide_all(matched, vectors, errors, now=now, wake_only=wake_only, policies=policies)
         evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline)
+        if not wake_only:
+            evaluations = self.wakes.check(evaluations, vectors, now=now, at=self.signals_at or min(now, utc_now()),
+                                           deadline=deadline)
         if not wake_only:  # only a full evaluation speaks for every policy: no flapping between passes
             self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
                                                  policies=policies, metrics=self.metrics)
@@ -317,6 +325,9 @@ class Evaluator:
             idle_vector, queue_vector = vectors.get((policy.name, "idle")), vectors.get((policy.name, "queue"))
             idle = idle_vector.get(key) if idle_vector is not None else None
             queue = queue_vector.get(key) if queue_vector is not None else None
+            if queue_vector is not None and policy.wake is not None:  # `absent: zero`, for a workload at zero
+                queue = absent_reading(queue, present=key in queue_vector.values, answered=queue_vector.error is None,
+                                       replicas=workload.replicas, wake=policy.wake)
             # At zero a workload's pods, and so its idle series, are gone: that is
             # not an unknown signal (decide() ignores it too), or every paused
             # workload would keep the metrics-unknown alert firing.

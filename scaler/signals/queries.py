@@ -96,3 +96,14 @@ def queue_query(expr: str, *, namespace_label: str, workload_label: str) -> Sign
     _check_labels(namespace_label, workload_label)
     return SignalQuery(f"sum by ({namespace_label}, {workload_label}) {_enclosed(expr)}", namespace_label,
                        workload_label)
+
+
+def last_seen_query(expr: str, *, namespace_label: str, workload_label: str, window_seconds: int,
+                    step_seconds: int) -> SignalQuery:
+    """When the wake signal last had a series per workload, as a Unix time,
+    within `window_seconds` (absent: not seen in that window). `timestamp()`
+    of the per-workload sum is the step it was seen at."""
+    _check_labels(namespace_label, workload_label)
+    by = f"by ({namespace_label}, {workload_label})"
+    return SignalQuery(f"max {by} (last_over_time(timestamp(sum {by} {_enclosed(expr)})"
+                       f"[{window_seconds}s:{step_seconds}s]))", namespace_label, workload_label)
