@@ -158,3 +158,40 @@ def test_the_daemon_counts_blocked_wakes_by_reason(fake, prometheus, tmp_path):
     assert blocked == 1
     assert found[("llm", "chat")].blocked and not found[("llm", "code")].blocked
     assert fake.count("PATCH") == 0
+
+
+def test_validate_check_signals_finds_a_wake_signal_that_could_never_wake(scaler, prometheus, tmp_path):
+    """Before the policies are deployed: the wake query answers nothing (a
+    problem, exit 1, unless absent: zero), series without the workload label
+    are a problem, a failing query is a problem."""
+    path = tmp_path / "policies.yaml"
+    path.write_text(policy())
+    prometheus.answer("gateway_active_requests", {("llm", "chat"): 3.0})
+    empty = scaler("validate", path, "--check-signals", "--prometheus-url", prometheus.url)
+    assert empty.code == 1, empty.out
+    assert ("problem: policy chat, wake signal: cannot wake: no series for "
+            "gateway_pending_requests{namespace=...,workload=...}: a workload at zero would never be woken by it"
+            ) in empty.out
+    assert "policy chat, idle signal: series for 1 workload(s): llm/chat" in empty.out
+
+    path.write_text(policy(absent="zero"))
+    declared = scaler("validate", path, "--check-signals", "--prometheus-url", prometheus.url)
+    assert declared.code == 0, declared.out
+    assert "no series for gateway_pending_requests{namespace=...,workload=...} now: read as nobody waiting" \
+        in declared.out
+
+    before = prometheus.instant
+    prometheus.instant = lambda query: ([{"metric": {"route": "chat"}, "value": [0, "1"]}]
+                                        if "gateway_pending_requests" in query.promql else before(query))
+    unlabelled = scaler("validate", path, "--check-signals", "--prometheus-url", prometheus.url)
+    assert unlabelled.code == 1
+    assert "1 series without the labels namespace and workload: they match no workload" in unlabelled.out
+
+    def failing(query):
+        raise ValueError("parse error: unexpected end of input")
+    prometheus.instant = failing
+    broken = scaler("validate", path, "--check-signals", "--prometheus-url", prometheus.url)
+    assert broken.code == 1 and "policy chat, wake signal: the query fails:" in broken.out
+    assert "unexpected end of input" in broken.out
+    asked = len(prometheus.requests)
+    assert scaler("validate", path).code == 0 and len(prometheus.requests) == asked  # without the flag: not asked
