@@ -10,10 +10,14 @@ zero` is a note: nobody waiting reads as zero for workloads at zero.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Absent
+from scaler.decide.times import utc_now
 from scaler.decide.wake_health import metric_names
 from scaler.run.evaluating import queries_of
+from scaler.run.settings import ClusterSettings, PlanSettings
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import seen_query
 
@@ -55,3 +59,24 @@ def check_signals(policies: PolicySet, prometheus: Prometheus) -> tuple[list[str
                                 "metrics vanish with it) and its labels; declare absent: zero only if the request "
                                 "holder exports nothing while nobody waits")
     return problems, notes
+
+
+def add_wake_arguments(parser) -> None:
+    """status --policies: which paused workloads their wake signal cannot wake."""
+    parser.add_argument("--policies", action="append", type=Path, metavar="PATH",
+                        help="with the policies (file or directory, repeatable) also ask Prometheus whether each "
+                             "workload at zero can be woken: 'cannot wake: ...' in NOTE")
+    parser.add_argument("--prometheus-url", metavar="URL",
+                        help="with --policies (default: SCALER_PROMETHEUS_URL)")
+
+
+def cannot_wake(cluster: ClusterSettings, args) -> dict[tuple[str, str, str], str]:
+    """(kind, namespace, name) -> 'cannot wake: ...', evaluated as `scaler plan`
+    does, for status. A failure is raised as ValueError, saying what failed."""
+    from scaler.run.planning import plan  # the evaluation: only when asked for
+
+    options = {**cluster.model_dump(), "policies": args.policies,
+               **({"prometheus_url": args.prometheus_url} if args.prometheus_url else {})}
+    evaluations, _, _ = plan(PlanSettings(**options), now=utc_now())
+    return {(e.workload.kind.name, e.workload.namespace, e.workload.name): why for e in evaluations
+            if (why := (e.signals.why or {}).get("queue", "")).startswith("cannot wake")}

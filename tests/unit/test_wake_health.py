@@ -195,3 +195,22 @@ def test_validate_check_signals_finds_a_wake_signal_that_could_never_wake(scaler
     assert "unexpected end of input" in broken.out
     asked = len(prometheus.requests)
     assert scaler("validate", path).code == 0 and len(prometheus.requests) == asked  # without the flag: not asked
+
+
+def test_status_with_the_policies_names_a_paused_workload_that_cannot_wake(fake, scaler, prometheus, tmp_path):
+    at_zero(fake, "chat", "code")
+    now = time.time()
+    last_seen(prometheus, {("llm", "chat"): now - 7200, ("llm", "code"): now - 60})
+    path = tmp_path / "policies.yaml"
+    path.write_text(policy())
+    plain = scaler("status", "-n", "llm")
+    told = scaler("status", "-n", "llm", "--policies", path, "--prometheus-url", prometheus.url)
+    rows = json.loads(scaler("status", "-n", "llm", "--policies", path, "--prometheus-url", prometheus.url,
+                             "-o", "json").out)["workloads"]
+    assert plain.code == told.code == 0, told.err
+    assert "cannot wake" not in plain.out
+    assert "cannot wake: no series for gateway_pending_requests{namespace=llm,workload=chat} for 2 h" in told.out
+    notes = {row["name"]: row["notes"] for row in rows}
+    assert notes["chat"] == ["cannot wake: no series for gateway_pending_requests{namespace=llm,workload=chat} "
+                             "for 2 h"]
+    assert notes["code"] == []
