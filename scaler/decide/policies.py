@@ -309,6 +309,19 @@ class WakeSignal(_Signal):
         600.0, alias="blocked_after",
         description="A workload at zero whose wake signal has had no usable series (or whose query has failed) "
                     "this long is reported as cannot wake: in plan, the metric scaler_wake_blocked and its alert.")
+    preset: str | None = Field(
+        None, description="A request holder's ready-made wake signal (keda-http-add-on, llm-d-epp, "
+                          "knative-activator, vllm-router): its query, labels, absent and target_per_replica, "
+                          "each overridden by a key given beside it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from scaler.decide.presets import preset_values  # it reads Absent from here
+
+        return {**preset_values(data["preset"]), **data}
 
 
 # ---------------------------------------------------------------- policy
