@@ -314,6 +314,8 @@ class WakeSignal(_Signal):
                           "knative-activator, vllm-router): its query, labels, absent and target_per_replica, "
                           "each overridden by a key given beside it.")
 
+    model_config = ConfigDict(json_schema_extra=lambda schema: _query_or_preset(schema))
+
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:
@@ -322,6 +324,12 @@ class WakeSignal(_Signal):
         from scaler.decide.presets import preset_values  # it reads Absent from here
 
         return {**preset_values(data["preset"]), **data}
+
+
+def _query_or_preset(schema: dict[str, Any]) -> None:
+    """For editors: a wake signal needs its query and target_per_replica, or a preset that gives them."""
+    required = schema.pop("required", [])
+    schema["anyOf"] = [{"required": required}, {"required": ["preset"]}]
 
 
 # ---------------------------------------------------------------- policy

@@ -106,3 +106,16 @@ def test_keys_beside_a_preset_override_it_and_an_unknown_preset_is_a_policy_erro
     assert ran.code == 1
     assert "unknown preset 'keda': one of keda-http-add-on, knative-activator, llm-d-epp, vllm-router" in ran.out
     assert ran.out.startswith(f"{path}:")
+
+
+def test_the_schema_accepts_a_preset_alone_and_still_wants_a_query_without_one():
+    import jsonschema
+
+    from scaler.decide.policies import json_schema
+
+    schema = json_schema()
+    check = jsonschema.Draft202012Validator(schema)
+    base = {"name": "chat", "targets": {"namespaces": ["llm"]}}
+    assert check.is_valid({**base, "wake": {"preset": "keda-http-add-on"}})
+    assert check.is_valid({**base, "wake": {"query": "q", "target_per_replica": 2}})
+    assert not check.is_valid({**base, "wake": {"target_per_replica": 2}})
