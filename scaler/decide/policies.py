@@ -293,6 +293,12 @@ class IdleSignal(_Signal):
                                                description="How long the signal must stay below the threshold.")
 
 
+def _query_or_preset(schema: dict[str, Any]) -> None:
+    """For editors: a wake signal needs its query and target_per_replica, or a preset that gives them."""
+    required = schema.pop("required", [])
+    schema["anyOf"] = [{"required": required}, {"required": ["preset"]}]
+
+
 class WakeSignal(_Signal):
     """A queue that still exists while the workload is at zero (a router's or
     gateway's metric; a pod's own metrics vanish with the pod)."""
@@ -314,7 +320,7 @@ class WakeSignal(_Signal):
                           "knative-activator, vllm-router): its query, labels, absent and target_per_replica, "
                           "each overridden by a key given beside it.")
 
-    model_config = ConfigDict(json_schema_extra=lambda schema: _query_or_preset(schema))
+    model_config = ConfigDict(json_schema_extra=_query_or_preset)
 
     @model_validator(mode="before")
     @classmethod
@@ -324,12 +330,6 @@ class WakeSignal(_Signal):
         from scaler.decide.presets import preset_values  # it reads Absent from here
 
         return {**preset_values(data["preset"]), **data}
-
-
-def _query_or_preset(schema: dict[str, Any]) -> None:
-    """For editors: a wake signal needs its query and target_per_replica, or a preset that gives them."""
-    required = schema.pop("required", [])
-    schema["anyOf"] = [{"required": required}, {"required": ["preset"]}]
 
 
 # ---------------------------------------------------------------- policy
