@@ -84,7 +84,7 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     prewarms = upcoming_prewarms(evaluations, now=now)
     blocked = [{"namespace": e.workload.namespace, "kind": e.workload.kind.name, "name": e.workload.name,
                 "policy": e.decision.policy, "why": why} for e in evaluations
-               if (why := (e.signals.why or {}).get("queue", "")).startswith("cannot wake")]
+               if (why := (e.signals.why or {}).get("wake", "")).startswith("cannot wake")]
     if output in DOCUMENTS:
         print_document({"at": rfc3339(now), "signalsAt": rfc3339(signals_at or utc_now()),
                         "pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,

@@ -32,8 +32,7 @@ def check_signals(policies: PolicySet, prometheus: Prometheus) -> tuple[list[str
             # The idle expression per workload now: the idle query proper needs a whole window of data.
             query = seen_query(rule.query, namespace_label=rule.namespace_label,
                                workload_label=rule.workload_label) if signal == "idle" else sent
-            name = "wake" if signal == "queue" else signal
-            where = f"policy {policy.name}, {name} signal"
+            where = f"policy {policy.name}, {signal} signal"
             vector = prometheus.vector(query)
             labels = f"{{{rule.namespace_label}=...,{rule.workload_label}=...}}"
             if vector.error is not None:
@@ -79,4 +78,4 @@ def cannot_wake(cluster: ClusterSettings, args) -> dict[tuple[str, str, str], st
                **({"prometheus_url": args.prometheus_url} if args.prometheus_url else {})}
     evaluations, _, _ = plan(PlanSettings(**options), now=utc_now())
     return {(e.workload.kind.name, e.workload.namespace, e.workload.name): why for e in evaluations
-            if (why := (e.signals.why or {}).get("queue", "")).startswith("cannot wake")}
+            if (why := (e.signals.why or {}).get("wake", "")).startswith("cannot wake")}

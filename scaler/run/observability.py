@@ -22,9 +22,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from scaler.signals.queries import SIGNALS
+
 ACTIONS = ("pause", "resume", "scale_up")
 RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
-SIGNALS = ("idle", "queue")
 
 
 class Metrics:
@@ -95,15 +96,15 @@ class Metrics:
         for signal in SIGNALS:
             for family in (self.query_errors, self.unknown, self.queries):
                 try:
-                    family.remove(name, signal)
+                    family.remove(name, signal.name)
                 except KeyError:
                     pass
 
     def touch_policy(self, name: str) -> None:
         self.policy_failing.labels(name)
         for signal in SIGNALS:
-            self.query_errors.labels(name, signal)
-            self.unknown.labels(name, signal)
+            self.query_errors.labels(name, signal.name)
+            self.unknown.labels(name, signal.name)
 
 
 class _RequestCollector:

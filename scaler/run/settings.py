@@ -30,6 +30,7 @@ from scaler.decide.reverts import (
     DEFAULT_BACKOFF_SECONDS,
     DEFAULT_GITOPS_MANAGERS,
     DEFAULT_HANDS_OFF_SECONDS,
+    HandsOff,
 )
 
 if TYPE_CHECKING:
@@ -192,6 +193,11 @@ class Settings(PlanSettings):
         if self.push_wake and self.push_wake_auth == "secret" and self.push_wake_secret_file is None:
             raise ValueError("push_wake_auth=secret needs push_wake_secret_file")
         return self
+
+    def hands_off(self) -> HandsOff:
+        """Who is a GitOps controller, and how long scaler keeps its hands off after a revert or a person's edit."""
+        return HandsOff(tuple(self.gitops_managers), self.gitops_backoff_seconds, self.gitops_backoff_max_seconds,
+                        self.hands_off_seconds)
 
     @property
     def effective_lease_namespace(self) -> str:

@@ -45,18 +45,23 @@ class WakeWatch:
 
     def __init__(self, *, prometheus: Prometheus, submit: Callable[..., Future], registry=None) -> None:
         self.prometheus, self.submit = prometheus, submit
-        #: (policy, reason, namespace, name) -> when this process first saw it so.
+        #: (policy, reason, namespace, name) -> when this process first saw it so: the one thing kept from one
+        #: evaluation to the next, for how long a query has failed or a value been NaN (Prometheus keeps no record).
         self._since: dict[tuple[str, Blocked, str, str], datetime] = {}
         #: The last full evaluation's findings, by (namespace, name).
         self.found: dict[tuple[str, str], WakeHealth] = {}
         self._blocked: set[tuple[str, Blocked, str, str]] = set()
-        self.gauge = None
+        self.gauge: Gauge | None = None
         if registry is not None:
-            self.gauge = Gauge("scaler_wake_blocked", "Workloads at zero their wake signal cannot wake (no "
-                               "series, NaN or a failing query for longer than the signal's blocked_after), "
-                               "by reason.", ["reason"], registry=registry)
-            for reason in Blocked:
-                self.gauge.labels(reason.value).set(0)
+            self.export(registry)
+
+    def export(self, registry) -> None:
+        """Count the blocked in `registry`'s scaler_wake_blocked (the daemon's; plan keeps none)."""
+        self.gauge = Gauge("scaler_wake_blocked", "Workloads at zero their wake signal cannot wake (no series, "
+                           "NaN or a failing query for longer than the signal's blocked_after), by reason.",
+                           ["reason"], registry=registry)
+        for reason in Blocked:
+            self.gauge.labels(reason.value).set(0)
 
     def check(self, evaluations: list, vectors: dict[tuple[str, str], Vector], *, now: datetime, at: datetime,
               deadline: float) -> list:
@@ -64,7 +69,7 @@ class WakeWatch:
         signal is unknown (decided again with it); counts the blocked ones."""
         unknown = [(i, e, _reason(e, vectors)) for i, e in enumerate(evaluations)
                    if e.policy is not None and e.policy.wake is not None and e.workload.replicas == 0
-                   and e.signals.queue is None and (e.policy.name, "queue") in vectors]
+                   and e.signals.wake is None and (e.policy.name, "wake") in vectors]
         last_seen = self._last_seen([e for _, e, reason in unknown if reason is Blocked.NO_SERIES], at, deadline)
         found: dict[tuple[str, str], WakeHealth] = {}
         explained = list(evaluations)
@@ -79,11 +84,11 @@ class WakeWatch:
             if reason is Blocked.NO_SERIES and policy.name in last_seen:
                 seen = last_seen[policy.name].get((workload.namespace, workload.name))
                 for_seconds = None if seen is None else max(0.0, at.timestamp() - seen)
-            error = vectors[(policy.name, "queue")].error if reason is Blocked.QUERY_FAILING else None
+            error = vectors[(policy.name, "wake")].error if reason is Blocked.QUERY_FAILING else None
             finding = health(reason, wake=policy.wake, namespace=workload.namespace, name=workload.name,
                              for_seconds=for_seconds, looked_seconds=looked, error=error)
             found[(workload.namespace, workload.name)] = finding
-            signals = replace(e.signals, why={**(e.signals.why or {}), "queue": finding.sentence})
+            signals = replace(e.signals, why={**(e.signals.why or {}), "wake": finding.sentence})
             explained[i] = type(e)(e.workload, e.state, policy,
                                    decide(policy=policy, workload=e.state, signals=signals, now=now), signals)
             if finding.blocked and key not in self._blocked:  # once, when it starts
@@ -121,7 +126,7 @@ class WakeWatch:
 
 
 def _reason(evaluation, vectors: dict[tuple[str, str], Vector]) -> Blocked:
-    vector = vectors.get((evaluation.policy.name, "queue"))
+    vector = vectors.get((evaluation.policy.name, "wake"))
     if vector is None or vector.error is not None:
         return Blocked.QUERY_FAILING
     key = (evaluation.workload.namespace, evaluation.workload.name)

@@ -8,11 +8,11 @@ without waiting for a scrape and a wake check:
                 {"namespace": "llm", "kind": "StatefulSet", "selector": "app=chat", "queue": 12}
 
 A push is a queue signal for that workload, known now: the workload's
-policy decides with `Signals(queue=Q)`, through the same precedence table as
+policy decides with `Signals(wake=Q)`, through the same precedence table as
 every other decision (a manual pause still holds, a keep-down window still
 wins), where Q is the request's `queue`, or else the smallest queue that
 wakes (the policy's `activation_threshold` + 1). A resume or scale-up goes
-out through the reconciler's fenced writes (only the leader, in its term,
+out through the actor's fenced writes (only the leader, in its term,
 re-decided before every attempt), with its Event, log line and metrics, its
 reason starting "woken by a push from <caller>". Nothing else is written: a
 push never pauses anything.
@@ -54,11 +54,11 @@ from scaler.decide.loading import PolicySet
 from scaler.decide.precedence import decide
 from scaler.decide.selectors import Selector, SelectorError
 from scaler.decide.times import utc_now
+from scaler.run.acting import Actor
 from scaler.run.admitting import Answer, Budgets, Flights, Gate, Refusal, SecretGate, TokenGate
-from scaler.run.evaluating import Evaluation, kinds_of
+from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
 from scaler.run.leading import LEASES, Leadership
 from scaler.run.observability import Health, Metrics, PostHandler
-from scaler.run.reconciling import Reconciler
 from scaler.run.settings import Settings
 
 log = structlog.get_logger("scaler")
@@ -149,7 +149,8 @@ class DaemonParts(Protocol):
 
     settings: Settings
     policies: PolicySet
-    reconciler: Reconciler
+    evaluator: Evaluator
+    actor: Actor
     leadership: Leadership
     metrics: Metrics
     health: Health
@@ -165,7 +166,7 @@ def push_wake_routes(daemon: DaemonParts) -> dict[str, PostHandler]:
         assert s.push_wake_secret_file is not None  # the settings refuse it otherwise
         gate = SecretGate(s.push_wake_secret_file)
     else:
-        gate = TokenGate(daemon.reconciler.pauser.kube, audiences=tuple(s.push_wake_audiences),
+        gate = TokenGate(daemon.actor.pauser.kube, audiences=tuple(s.push_wake_audiences),
                          verb=s.push_wake_verb, cache_seconds=s.push_wake_auth_cache_seconds)
     waker = Waker(daemon, gate=gate, budgets=Budgets(rate=s.push_wake_rate_per_second, burst=s.push_wake_burst))
     return {"/wake": waker.handle}
@@ -227,7 +228,7 @@ class Waker:
         """The term to act in, or a 503: a standby names the leader."""
         daemon = self.daemon
         leadership, term = daemon.leadership, daemon.leadership.term
-        if daemon.reconciler.may_act(None, term) and daemon.health.synced():
+        if daemon.actor.may_act(None, term) and daemon.health.synced():
             return term
         if leadership.enabled and not leadership.holds():
             raise Standby(leadership.identity, self._holder())
@@ -292,16 +293,16 @@ class Waker:
     def _scope(self, wake: WakeRequest) -> WorkloadKind:
         """The kind asked for, if scaler manages it in that namespace at all
         (known from its settings and policies, before anyone's permission)."""
-        reconciler, settings = self.daemon.reconciler, self.daemon.settings
+        evaluator, settings = self.daemon.evaluator, self.daemon.settings
         try:
-            kind = reconciler.resolve(wake.kind)
+            kind = evaluator.resolve(wake.kind)
         except UnknownKind as error:
             raise _invalid(f"kind: {error}") from None
         except (KindError, KubeError) as error:
             raise Refusal(403, "not-managed", f"kind {wake.kind}: {error}") from None
-        if kind.key not in {managed.key for managed in kinds_of(self.daemon.policies, reconciler.resolve)}:
+        if kind.key not in {managed.key for managed in kinds_of(self.daemon.policies, evaluator.resolve)}:
             raise Refusal(403, "not-managed", f"no policy targets {kind.name}")
-        if wake.namespace in reconciler.excluded_namespaces:
+        if wake.namespace in evaluator.excluded_namespaces:
             raise Refusal(403, "not-managed", f"namespace {wake.namespace} is excluded: scaler never touches it")
         if settings.namespaces and wake.namespace not in settings.namespaces:
             raise Refusal(403, "not-managed", f"namespace {wake.namespace} is not one this daemon watches")
@@ -310,7 +311,7 @@ class Waker:
     # Waking
 
     def _wake(self, wake: WakeRequest, kind: WorkloadKind, identity: Identity, *, term: int) -> Answer:
-        view, now = self.daemon.reconciler.view, utc_now()
+        view, now = self.daemon.evaluator.view, utc_now()
         if wake.name:
             found = view.latest(Workload(kind, {"metadata": {"namespace": wake.namespace, "name": wake.name}}))
             if found is None:
@@ -340,15 +341,15 @@ class Waker:
 
     def _one(self, workload: Workload, wake: WakeRequest, identity: Identity, *, now: datetime, term: int) -> dict:
         """One workload's answer: what its policy decides for the push, and what was written."""
-        reconciler = self.daemon.reconciler
-        state = reconciler.state_of(workload)
+        evaluator = self.daemon.evaluator
+        state = evaluator.state_of(workload)
         facts = {"kind": workload.kind.name, "namespace": workload.namespace, "name": workload.name,
                  "replicas": workload.replicas, "readyReplicas": workload.ready_replicas, "by": identity.username}
-        if is_excluded(state, excluded_namespaces=reconciler.excluded_namespaces):
+        if is_excluded(state, excluded_namespaces=evaluator.excluded_namespaces):
             return {"result": "not-managed", "reason": "annotated scaler.io/exclude: scaler never touches it",
                     **facts}
         chosen = select_policy(self.daemon.policies, state,
-                               namespace_labels=reconciler.view.namespace_labels(workload.namespace))
+                               namespace_labels=evaluator.view.namespace_labels(workload.namespace))
         if chosen is None:
             return {"result": "not-managed", "reason": "no policy matches it", **facts}
         if isinstance(chosen, Conflict):
@@ -359,7 +360,7 @@ class Waker:
                     "reason": f"policy {chosen.name} has no wake signal: a push is a queue signal, and this "
                               "policy wakes on none (add a wake: block to it)"}
         queue = wake.queue if wake.queue is not None else chosen.wake.activation_threshold + 1
-        signals = Signals(queue=queue)
+        signals = Signals(wake=queue)
         decision = decide(policy=chosen, workload=state, signals=signals, now=now)
         facts.update(policy=chosen.name, queue=queue, desired=decision.replicas,
                      reasonCode=str(decision.reason_code))
@@ -370,14 +371,14 @@ class Waker:
         return _held(decision, workload, queue, chosen.wake.activation_threshold, facts)
 
     def _write(self, evaluation: Evaluation, facts: dict, *, now: datetime, term: int) -> dict:
-        """Through the reconciler's fenced writes, as every other decision; a
+        """Through the actor's fenced writes, as every other decision; a
         write takes a token from the caller's budget (a 429 Refusal without)."""
-        reconciler, decision = self.daemon.reconciler, evaluation.decision
-        if not reconciler.dry_run:
+        actor, decision = self.daemon.actor, evaluation.decision
+        if not actor.dry_run:
             self.budgets.charge(facts["by"])
-        results = reconciler.act([evaluation], now=now, term=term)
+        results = actor.act([evaluation], now=now, term=term)
         if not results:
-            if reconciler.may_act(evaluation.policy, term):
+            if actor.may_act(evaluation.policy, term):
                 return {"result": "waking", "reason": "another pass is writing it now", **facts}
             return {"result": "not-sent", "reason": "not the leader any more, stopping, or its policy changed",
                     **facts}
@@ -389,7 +390,7 @@ class Waker:
                 f"dry run: would have {wrote.replace('-', ' ')}: {decision.reason}" \
                 if result.outcome is Outcome.WOULD_CHANGE else result.reason
             return {**facts, "result": outcome[result.outcome], "reason": reason}
-        fresh = reconciler.view.latest(evaluation.workload) or evaluation.workload
+        fresh = actor.view.latest(evaluation.workload) or evaluation.workload
         if fresh.replicas > 0:  # someone (another pass) woke it first, or it was up already
             return {**facts, "result": "already-up", "reason": result.reason, "replicas": fresh.replicas,
                     "readyReplicas": fresh.ready_replicas}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from scaler.decide.loading import load_policies
-from scaler.run.reconciling import kinds_of
+from scaler.run.evaluating import kinds_of
 from scaler.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

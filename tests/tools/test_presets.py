@@ -15,7 +15,7 @@ import yaml
 
 from scaler.decide.policies import WakeSignal
 from scaler.decide.presets import PRESETS
-from scaler.signals.queries import last_seen_query, queue_query
+from scaler.signals.queries import last_seen_query, wake_query
 from tests.tools.test_alerts import promtool
 
 SCRAPED = 'job="{job}", namespace="{namespace}", pod="{pod}", instance="10.1.2.3:9090"'
@@ -93,7 +93,7 @@ def test_every_preset_has_a_case():
 def test_a_preset_reads_one_value_per_workload_from_the_holder_s_series(tmp_path, name):
     series, expected = CASES[name]
     wake = WakeSignal.model_validate({"preset": name})
-    sent = queue_query(wake.query, namespace_label=wake.namespace_label, workload_label=wake.workload_label)
+    sent = wake_query(wake.query, namespace_label=wake.namespace_label, workload_label=wake.workload_label)
     seen = last_seen_query(wake.query, namespace_label=wake.namespace_label, workload_label=wake.workload_label,
                            window_seconds=3600, step_seconds=60)
     tests = [{"expr": sent.promql, "eval_time": "20m",
@@ -110,7 +110,7 @@ def test_the_check_can_fail(tmp_path):
     """A wrong expectation is refused: the test above proves something."""
     series, _ = CASES["keda-http-add-on"]
     wake = WakeSignal.model_validate({"preset": "keda-http-add-on"})
-    sent = queue_query(wake.query, namespace_label=wake.namespace_label, workload_label=wake.workload_label)
+    sent = wake_query(wake.query, namespace_label=wake.namespace_label, workload_label=wake.workload_label)
     done = _run(tmp_path, series, [{"expr": sent.promql, "eval_time": "20m", "exp_samples": [
         {"labels": _labels(wake, "llm", "chat"), "value": 3}]}])
     assert done.returncode != 0
@@ -149,7 +149,7 @@ def test_the_documented_proxy_examples_read_one_value_per_workload(tmp_path, nam
     query, namespace_label, workload_label, series, expected = EXAMPLES[name]
     doc = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text()
     assert "\n".join("    " + line for line in query.splitlines()) in doc, "the docs show another query"
-    sent = queue_query(query, namespace_label=namespace_label, workload_label=workload_label)
+    sent = wake_query(query, namespace_label=namespace_label, workload_label=workload_label)
     done = _run(tmp_path, series, [{"expr": sent.promql, "eval_time": "20m", "exp_samples": [
         {"labels": f'{{{namespace_label}="{ns}", {workload_label}="{wl}"}}', "value": value}
         for (ns, wl), value in expected.items()]}])

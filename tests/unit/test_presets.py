@@ -89,7 +89,7 @@ def test_no_series_is_what_the_preset_declares(fake, scaler, prometheus, tmp_pat
     if PRESETS[name].absent.value == "zero":
         assert evaluation["reason"] == "paused by policy/chat; waiting for the queue: staying at 0"
     else:
-        assert evaluation["reason"].startswith("metrics unavailable: queue signal unknown (cannot wake: no series "
+        assert evaluation["reason"].startswith("metrics unavailable: wake signal unknown (cannot wake: no series "
                                                f"for {metric}{{namespace_name=llm,workload={workload}}} for more "
                                                "than 6 h)")
     assert evaluation["action"] == "hold"

@@ -283,7 +283,7 @@ def test_a_standby_forwards_to_the_leader_whose_answer_it_returns(fake, promethe
     with Running(fake, prometheus, tmp_path, leader_election=True) as leader, \
             Running(fake, prometheus, tmp_path, leader_election=True, identity="b") as standby:
         a = leader.daemon
-        eventually(lambda: a.reconciler.may_act(None, a.leadership.term) or None, timeout_seconds=8)
+        eventually(lambda: a.actor.may_act(None, a.leadership.term) or None, timeout_seconds=8)
         fake.create("pods", {"metadata": {"name": "a"}, "spec": {"containers": [{
             "name": "scaler", "image": "scaler", "ports": [
                 {"name": "metrics", "containerPort": a.server.server_address[1]}]}]},

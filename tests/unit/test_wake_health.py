@@ -116,7 +116,7 @@ def test_plan_names_a_workload_at_zero_its_wake_signal_cannot_wake(fake, plan, p
     assert [(row["name"], row["why"]) for row in document["cannotWake"]] == [
         ("chat", "cannot wake: no series for gateway_pending_requests{namespace=llm,workload=chat} for 2 h")]
     [chat] = [e for e in document["evaluations"] if e["name"] == "chat"]
-    assert chat["reason"] == ("metrics unavailable: queue signal unknown (cannot wake: no series for "
+    assert chat["reason"] == ("metrics unavailable: wake signal unknown (cannot wake: no series for "
                               "gateway_pending_requests{namespace=llm,workload=chat} for 2 h): holding at 0 "
                               "(never scale down on missing data)")
 
@@ -139,7 +139,7 @@ def test_absent_zero_is_no_demand_at_zero_without_a_warning_and_never_pauses_a_r
     reasons = {e["name"]: (e["action"], e["reason"]) for e in document["evaluations"]}
     assert document["cannotWake"] == [] and document["pending"] == 0
     assert reasons["chat"] == ("hold", "paused by policy/chat; waiting for the queue: staying at 0")
-    assert reasons["code"][0] == "hold" and "queue signal unknown" in reasons["code"][1]
+    assert reasons["code"][0] == "hold" and "wake signal unknown" in reasons["code"][1]
     assert not any("last_over_time(timestamp(" in q.promql for q in prometheus.requests)
 
 
@@ -153,7 +153,7 @@ def test_the_daemon_counts_blocked_wakes_by_reason(fake, prometheus, tmp_path):
         registry = running.daemon.metrics.registry
         blocked = eventually(lambda: registry.get_sample_value("scaler_wake_blocked", {"reason": "no-series"}) or None,
                              timeout_seconds=5, interval_seconds=0.02)
-        found = running.daemon.reconciler.wakes.found
+        found = running.daemon.evaluator.wakes.found
         assert registry.get_sample_value("scaler_wake_blocked", {"reason": "query-failing"}) == 0
     assert blocked == 1
     assert found[("llm", "chat")].blocked and not found[("llm", "code")].blocked
