@@ -25,7 +25,7 @@ PROMETHEUS_RULE = RULES_DIR / "prometheusrule.yaml"
 
 EXPECTED_ALERTS = {
     "ScalerDown", "ScalerNoSuccessfulReconcile", "ScalerActionsFailing", "ScalerMetricsUnknown",
-    "ScalerNoLeader", "ScalerPolicyReloadFailing", "ScalerPolicyFailing",
+    "ScalerNoLeader", "ScalerPolicyReloadFailing", "ScalerPolicyFailing", "ScalerCannotWake",
 }
 
 
