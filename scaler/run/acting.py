@@ -72,6 +72,9 @@ class Actor:
         self._in_flight_lock = threading.Lock()
         #: Set when a write's answer was lost (no answer, a 5xx): it may have landed, its Event owed.
         self.unsure = threading.Event()
+        #: The workloads whose last write's answer was lost: the next write to
+        #: one starts from a GET, not the cache, which may not have seen it land.
+        self._unsure_keys: set[tuple[str, str, str]] = set()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0) -> list[Result]:
@@ -147,10 +150,25 @@ class Actor:
                 return None  # another pass is writing it; the next evaluation sees the outcome
             # Start from the object as the cache has it now (a write that just
             # landed, by us or anyone): never from what this pass read earlier.
-            fresh = self.view.latest(evaluation.workload)
+            fresh = self._unsure_read(evaluation.workload) or self.view.latest(evaluation.workload)
             if fresh is not None and newer(fresh, evaluation.workload):
                 evaluation = replace(evaluation, workload=fresh)
             return self._apply(evaluation, now=now, term=term)
+
+    def _unsure_read(self, workload: Workload) -> Workload | None:
+        """The object read from the API server if our last write to it may
+        have landed unseen (its answer was lost), taken into the cache; else
+        None: the cache will do."""
+        with self._in_flight_lock:
+            if workload.key not in self._unsure_keys:
+                return None
+            self._unsure_keys.discard(workload.key)
+        try:
+            fresh = self.pauser.read(workload)
+        except KubeError:
+            return None  # the write's own guards still hold; its retries read again
+        self.view.saw(fresh)  # and the next pass decides from it too, even if the watch is behind
+        return fresh
 
     def _apply(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
         """Send the write the decision calls for, fenced before every attempt:
@@ -183,6 +201,8 @@ class Actor:
         have landed, with its action record: `unsure` asks for owed Events again."""
         if error.status is None or error.status >= 500:
             self.unsure.set()
+            with self._in_flight_lock:
+                self._unsure_keys.add(workload.key)
         return Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
 
     def _change(self, evaluation: Evaluation, fence: Callable[[Workload], None]) -> Result:

@@ -6,10 +6,9 @@ misfire grace), each independent of the others (no job waits for another):
 - reconcile: every evaluation interval, everything, level-triggered: first
   what the schedules decide alone (written at once), then everything with
   the signals, fetched under one deadline;
-- edge: one date job at the next window edge of any policy, schedules only,
-  no query at all, so a window opening or closing acts within about a second
-  of it even with Prometheus hung (the next reconcile would heal a missed
-  edge anyway);
+- edge: one date job at the next window edge of any policy, schedules only, no query at all, so a window
+  opening or closing acts within about a second of it even with Prometheus hung (the next reconcile would
+  heal a missed edge anyway);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
 - follow: the nodes paused workloads ran on, held or gone (run/following.py);
@@ -60,6 +59,7 @@ from scaler.run.observability import Health, Metrics, configure_logging, serve
 from scaler.run.settings import Settings
 from scaler.run.sources import PolicySource, policy_source
 from scaler.run.tracking import Tracker
+from scaler.run.waking import push_wake_routes
 
 log = structlog.get_logger("scaler")
 
@@ -117,6 +117,7 @@ class Daemon:
         self._running_changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
         self._published: set[str] = set()
+        self.posts = push_wake_routes(self)  # {} unless the push wake is on
 
     # Start and stop
 
@@ -124,7 +125,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or `stopping` is set: tests run the
         daemon in a thread, where no signal handler can be installed)."""
         s = self.settings
-        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
+        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port, posts=self.posts)
         port = server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
                  port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,

@@ -49,8 +49,10 @@ from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import SCHEDULE_CODES, decide
 from scaler.decide.reverts import DEFAULT_GITOPS_MANAGERS, is_gitops
-from scaler.decide.times import parse_time
+from scaler.decide.times import parse_time, utc_now
+from scaler.decide.wake_health import absent_reading
 from scaler.run.isolating import isolated
+from scaler.run.wake_watch import WakeWatch
 from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import IDLE, SIGNALS, SignalQuery, seen_query
@@ -154,6 +156,8 @@ class Evaluator:
         self.resolve = resolve
         self.gitops_managers = tuple(gitops_managers)
         self.signals_at = signals_at
+        #: Workloads at zero their wake signal cannot wake, found in each full evaluation.
+        self.wakes = WakeWatch(prometheus=prometheus, submit=self._queries.submit)
 
     # Reading the world
 
@@ -269,6 +273,9 @@ class Evaluator:
         vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline, read=read)
         evaluations = self._decide_all(matched, vectors, errors, now=now, read=read)
         evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline, read_at=read_at)
+        if not wake_only:
+            evaluations = self.wakes.check(evaluations, vectors, now=now, deadline=deadline,
+                                           at=self.signals_at or read_at or min(now, utc_now()))
         read += conflicts + evaluations
         read.checked, read.failures = candidates, errors
         return read
@@ -332,7 +339,11 @@ class Evaluator:
             values: dict[str, Any] = {}  # a value per signal, by its name: a field of Signals
             for signal in SIGNALS:
                 vector = vectors.get((policy.name, signal.name))
-                value = values[signal.name] = vector.get(key) if vector is not None else None
+                value = vector.get(key) if vector is not None else None
+                if vector is not None and signal.name == "wake" and policy.wake is not None:  # `absent: zero`
+                    value = absent_reading(value, present=key in vector.values, answered=vector.error is None,
+                                           replicas=workload.replicas, wake=policy.wake)
+                values[signal.name] = value
                 # At zero a workload's pods, and so its idle series, are gone: that is
                 # not an unknown signal (decide() ignores it too), or every paused
                 # workload would keep the metrics-unknown alert firing.

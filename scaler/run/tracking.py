@@ -55,6 +55,8 @@ class Tracker:
         self.actor = actor
         self.view = evaluator.view
         self.metrics = metrics
+        if metrics:  # the evaluator's findings of workloads that cannot wake: scaler_wake_blocked
+            evaluator.wakes.export(metrics.registry)
         #: Policies failing at run time as the last full evaluation found them, and why.
         self.policy_errors: dict[str, str] = {}
         #: When a replica of a start was first seen Ready, by (workload, start).

@@ -145,3 +145,14 @@ IDLE = Signal("idle", rule=lambda policy: policy.idle, query=_idle, on_wake_chec
 WAKE = Signal("wake", rule=lambda policy: policy.wake, query=_wake, on_wake_checks=True, unknown_at_zero=True)
 #: Every signal, in the order they are asked and reported.
 SIGNALS: tuple[Signal, ...] = (IDLE, WAKE)
+
+
+def last_seen_query(expr: str, *, namespace_label: str, workload_label: str, window_seconds: int,
+                    step_seconds: int) -> SignalQuery:
+    """When the wake signal last had a series per workload, as a Unix time,
+    within `window_seconds` (absent: not seen in that window). `timestamp()`
+    of the per-workload sum is the step it was seen at."""
+    _check_labels(namespace_label, workload_label)
+    by = f"by ({namespace_label}, {workload_label})"
+    return SignalQuery(f"max {by} (last_over_time(timestamp(sum {by} {_enclosed(expr)})"
+                       f"[{window_seconds}s:{step_seconds}s]))", namespace_label, workload_label)
