@@ -13,7 +13,7 @@ from tests.helpers import eventually, gpu_deployment
 
 def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
     informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
-                        namespace=namespace).start()
+                        namespace=namespace, slim=DEPLOYMENT.slim).start()  # as the daemon's view builds it
     try:
         assert informer.synced.wait(30)
         apps = client.AppsV1Api(kube)
