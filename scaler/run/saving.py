@@ -26,6 +26,7 @@ import structlog
 from prometheus_client.core import CounterMetricFamily
 
 from scaler.cluster.kinds import WorkloadKind
+from scaler.cluster.kube import KubeError
 from scaler.cluster.nodes import NodeRecord, NodesRecord
 from scaler.cluster.savings import (
     NOMINAL,
@@ -163,7 +164,10 @@ class SavingsCollector:
     def amounts(self, *, now: datetime) -> dict[tuple[str, str, str], Saved]:
         """(policy, namespace, workload) -> what its current or last pause saved."""
         with self._lock:
-            current = {workload.key: workload for workload in self.view.workloads(self.kinds())}
+            try:
+                current = {workload.key: workload for workload in self.view.workloads(self.kinds())}
+            except KubeError:  # a cache not listed (yet, or again): the amounts as last computed
+                return {pause.labels: pause.amount for pause in self._pauses.values()}
             opened = set()
             for key, workload in current.items():
                 pause = self._open(workload, now=now)
