@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from scaler.cli.main import main
 from scaler.cluster.kinds import DEPLOYMENT
@@ -23,7 +24,7 @@ from scaler.decide.times import rfc3339
 from scaler.run.saving import Pricer, SavingsCollector
 from scaler.signals.prometheus import Prometheus
 from tests.fakes.prometheus import FakePrometheus, Query
-from tests.unit.test_following import world  # noqa: F401 - the fixture: paused workloads on the fake API
+from tests.unit.test_following import World
 
 T0 = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 FACTS8 = NodeFacts(8, "gpu-8x", "local-a", "on-demand", "gpu", 29.6)
@@ -63,7 +64,10 @@ class View:
         return self.now
 
 
-def collector(view: View, *, clock, leading=lambda: True, prices=GpuHourPrices()) -> SavingsCollector:
+NO_PRICES = GpuHourPrices()
+
+
+def collector(view: View, *, clock, leading=lambda: True, prices=NO_PRICES) -> SavingsCollector:
     return SavingsCollector(view=view, kinds=lambda: [DEPLOYMENT], leading=leading, prices=prices, clock=clock)
 
 
@@ -119,6 +123,19 @@ def test_nominal_counts_the_recorded_size_and_realized_only_the_released_nodes_s
     assert amount.money["nominal"] == pytest.approx(24.0 * 29.6 / 8)
     plain = saved(paused_at=T0, gpus=12, nodes=None, end=T0 + hours(2), prices=GpuHourPrices())
     assert plain.gpu_hours == {"nominal": 24.0, "realized": 0.0} and plain.money == {}
+
+
+@pytest.fixture
+def world(fake):
+    """Paused workloads on the fake API server, followed (tests/unit/test_following.py)."""
+    made: list[World] = []
+
+    def make(**kwargs) -> World:
+        made.append(World(fake, **kwargs))
+        return made[-1]
+    yield make
+    for w in made:
+        w.stop()
 
 
 def test_a_released_node_keeps_its_price_and_the_gpus_each_pause_that_shared_it_is_credited(world):
@@ -197,7 +214,7 @@ def increase(samples: list[float]) -> float:
     """Prometheus's increase() between the first and last sample, without
     extrapolation: every rise, and after a drop (a reset) the new value."""
     total = 0.0
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in pairwise(samples):
         total += after - before if after >= before else after
     return total
 
