@@ -350,3 +350,64 @@ def test_savings_exits_4_naming_prometheus_when_it_cannot_answer(capsys):
 def test_savings_refuses_a_period_that_is_not_one_with_exit_2(period, message, capsys):
     assert main(["savings", "--prometheus-url", "http://127.0.0.1:9", *period]) == 2
     assert message in capsys.readouterr().err
+
+
+# Pre-warm counts the node
+
+def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_model(world, tmp_path, capsys):
+    """A resume at T0 whose pod landed on a node created after it (Ready at
+    +40 s) and was Ready at +95 s: the warm-up recorded is the whole 95 s,
+    and the Ready Event, the object and `status -o wide/json` say 40 s of it
+    was the node's."""
+    from scaler.cluster.pausing import EventSink, Pauser
+    from scaler.decide.annotations import NODE_WAIT, READY_AT, WARM_UPS
+    from scaler.decide.loading import check_texts
+    from scaler.run.reconciling import Reconciler
+    from tests.helpers import eventually
+    from tests.unit.test_following import NIGHTS, stamp
+
+    w = world()
+    started = T0
+    for name, created in (("gpu-new", started + timedelta(seconds=30)), ("gpu-old", started - hours(5))):
+        w.fake.create("nodes", {"metadata": {"name": name, "creationTimestamp": stamp(created)}, "spec": {},
+                                "status": {"allocatable": {"nvidia.com/gpu": "8"}, "conditions": [
+                                    {"type": "Ready", "status": "True", "lastTransitionTime": stamp(
+                                        created + timedelta(seconds=10))}]}})
+    for name, node in (("llm", "gpu-new"), ("chat", "gpu-old")):
+        template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c"}]}}
+        w.fake.create("deployments.apps", {"metadata": {"name": name, "annotations": {STARTED_AT: stamp(started)}},
+                                           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                                                    "template": template}}, namespace="rec")
+        w.fake.set_status("deployments.apps", "rec", name, {"replicas": 1, "readyReplicas": 1})
+        w.fake.create("pods", {"metadata": {"name": f"{name}-0", "labels": {"app": name}},
+                               "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+                               "status": {"phase": "Running", "conditions": [
+                                   {"type": "Ready", "status": "True",
+                                    "lastTransitionTime": stamp(started + timedelta(seconds=95))}]}},
+                      namespace="rec")
+    eventually(lambda: w.placement.node("gpu-new") is not None and w.placement.node("gpu-old") is not None,
+               timeout_seconds=5)
+    eventually(lambda: len([x for x in w.view.workloads([DEPLOYMENT]) if x.ready_replicas]) == 2, timeout_seconds=5)
+    policies, problems = check_texts([("p.yaml", NIGHTS)])
+    assert not problems
+    reconciler = Reconciler(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view, excluded_namespaces=(), dry_run=False,
+                            pauser=Pauser(w.kube, events=EventSink(w.kube), placement=w.placement))
+    reconciler.track_starts(policies, now=started + timedelta(seconds=100))
+    reconciler.pauser.events.flush(timeout_seconds=5)
+    llm = w.fake.get("deployments.apps", "rec", "llm")["metadata"]["annotations"]
+    assert (llm[WARM_UPS], llm[NODE_WAIT], llm[READY_AT]) == ("95", "40", stamp(started + timedelta(seconds=95)))
+    [event] = w.events("llm", "Ready")
+    assert event["message"] == "Ready 95s after its start (node Ready after 40s, model 55s more): all 1 replicas Ready"
+    chat = w.fake.get("deployments.apps", "rec", "chat")["metadata"]["annotations"]
+    assert chat[WARM_UPS] == "95" and NODE_WAIT not in chat  # its node was there before the start
+    assert w.events("chat", "Ready")[0]["message"] == "Ready 95s after its start: all 1 replicas Ready"
+
+    for name in ("llm", "chat"):  # status shows a paused workload's last warm-up: what a resume takes
+        eventually(lambda name=name: READY_AT in w.workload(name).annotations, timeout_seconds=5)
+        w.pause(name)
+    kubeconfig = str(w.fake.kubeconfig(tmp_path / "kubeconfig"))
+    assert main(["status", "--kubeconfig", kubeconfig, "-n", "rec", "-o", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["workloads"]}
+    assert (rows["llm"]["nodeWaitSeconds"], rows["chat"]["nodeWaitSeconds"]) == (40.0, None)
+    assert main(["status", "--kubeconfig", kubeconfig, "-n", "rec", "-o", "wide"]) == 0
+    assert "95s (node 40s + model 55s)" in capsys.readouterr().out
