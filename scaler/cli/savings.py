@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def step_seconds(period_seconds: float) -> int:
-    """The subquery's resolution: 15 s, coarser for long periods."""
-    return max(15, math.ceil(period_seconds / MAX_POINTS))
+    """The subquery's resolution: a second, coarser for periods over about three hours."""
+    return max(1, math.ceil(period_seconds / MAX_POINTS))
 
 
 def query(metric: str, *, by: tuple[str, ...], period_seconds: int, step: int, namespace: str | None,
