@@ -18,22 +18,22 @@ from kubernetes import client
 
 from scaler.cluster.nodes import PRICE_LABEL
 from scaler.decide.annotations import PAUSED_AT
-from tests.cluster.test_nodes import (  # noqa: F401 - fixtures: a Karpenter cluster of its own, daemons
+from tests.cluster import test_nodes
+from tests.cluster.test_nodes import (
     NODE_GONE_SECONDS,
     NOMINATED_SECONDS,
     annotations,
     create,
-    daemons,
-    karpenter_cluster,
     keep_down,
-    kube,
-    namespace,
     node_exists,
     on_karpenter,
 )
 from tests.helpers import eventually, run_scaler
 
 pytestmark = pytest.mark.cluster
+#: The fixtures of test_nodes.py: a cluster with Karpenter of this module's own, namespaces, daemons.
+karpenter_cluster, kube, namespace, daemons = (test_nodes.karpenter_cluster, test_nodes.kube, test_nodes.namespace,
+                                               test_nodes.daemons)
 
 #: How long the period runs on after the last node went: the realized part measured.
 AFTER_RELEASE_SECONDS = 150

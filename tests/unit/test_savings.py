@@ -397,7 +397,8 @@ def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_mod
     llm = w.fake.get("deployments.apps", "rec", "llm")["metadata"]["annotations"]
     assert (llm[WARM_UPS], llm[NODE_WAIT], llm[READY_AT]) == ("95", "40", stamp(started + timedelta(seconds=95)))
     [event] = w.events("llm", "Ready")
-    assert event["message"] == "Ready 95s after its start (node Ready after 40s, model 55s more): all 1 replicas Ready"
+    assert event["message"] == ("Ready 95s after its start (node Ready after 40s, model 55s more): "
+                                "all 1 replicas Ready")
     chat = w.fake.get("deployments.apps", "rec", "chat")["metadata"]["annotations"]
     assert chat[WARM_UPS] == "95" and NODE_WAIT not in chat  # its node was there before the start
     assert w.events("chat", "Ready")[0]["message"] == "Ready 95s after its start: all 1 replicas Ready"
