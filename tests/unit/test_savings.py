@@ -391,7 +391,8 @@ def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_mod
     policies, problems = check_texts([("p.yaml", NIGHTS)])
     assert not problems
     reconciler = Reconciler(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view,
-                            excluded_namespaces=(), dry_run=False, pauser=Pauser(w.kube, events=EventSink(w.kube), placement=w.placement))
+                            excluded_namespaces=(), dry_run=False,
+                            pauser=Pauser(w.kube, events=EventSink(w.kube), placement=w.placement))
     reconciler.track_starts(policies, now=started + timedelta(seconds=100))
     reconciler.pauser.events.flush(timeout_seconds=5)
     llm = w.fake.get("deployments.apps", "rec", "llm")["metadata"]["annotations"]
