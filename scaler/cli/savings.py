@@ -87,9 +87,9 @@ def _finish(row: dict) -> dict:
     nominal, realized = hours.get(NOMINAL, 0.0), hours.get(REALIZED, 0.0)
     money = row.get("money")
     return {**{k: v for k, v in row.items() if k not in ("gpuHours", "money")},
-            "gpuHours": {NOMINAL: round(nominal, 3), REALIZED: round(realized, 3),
-                         "onlyNominal": round(max(nominal - realized, 0.0), 3)},
-            "money": None if not money else {basis: round(money[basis], 2) for basis in sorted(money)}}
+            "gpuHours": {NOMINAL: round(nominal, 6), REALIZED: round(realized, 6),
+                         "onlyNominal": round(max(nominal - realized, 0.0), 6)},
+            "money": None if not money else {basis: round(money[basis], 6) for basis in sorted(money)}}
 
 
 def savings(prometheus, *, start: datetime, end: datetime, by: tuple[str, ...], namespace: str | None,
@@ -104,10 +104,10 @@ def savings(prometheus, *, start: datetime, end: datetime, by: tuple[str, ...], 
     finished = [_finish(rows[key]) for key in sorted(rows)]
     total: dict = {"gpuHours": {}, "money": None}
     for name in (NOMINAL, REALIZED, "onlyNominal"):
-        total["gpuHours"][name] = round(sum(row["gpuHours"][name] for row in finished), 3)
+        total["gpuHours"][name] = round(sum(row["gpuHours"][name] for row in finished), 6)
     priced = [row["money"] for row in finished if row["money"]]
     if priced:
-        total["money"] = {basis: round(sum(m.get(basis, 0.0) for m in priced), 2)
+        total["money"] = {basis: round(sum(m.get(basis, 0.0) for m in priced), 6)
                           for basis in sorted({b for m in priced for b in m})}
     return {"from": rfc3339(start), "to": rfc3339(end), "by": by[-1], "rows": finished, "total": total}
 
