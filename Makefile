@@ -20,13 +20,17 @@ lint: venv
 	.venv/bin/lint-imports --no-cache
 	.venv/bin/python -m pytest --collect-only -q -p no:cacheprovider > /dev/null
 
-# Every tier, against the real local cluster (started and stopped by the session).
+# Every tier: the unit tier first on both cores (fails fast, in about a
+# minute), then the tools and the real local cluster (started and stopped by
+# the session).
 test: install
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest tests/unit --timeout 10 -q -n 2
+	.venv/bin/python -m pytest tests/tools tests/cluster
 
-# Python only, no cluster, no helm or promtool; 10 s per test at most.
+# Python only, no cluster, no helm or promtool; 10 s per test at most; on
+# both cores (pytest-xdist).
 test-unit: venv
-	.venv/bin/python -m pytest tests/unit --timeout 10 -q
+	.venv/bin/python -m pytest tests/unit --timeout 10 -q -n 2
 
 test-tools: install
 	.venv/bin/python -m pytest tests/tools
@@ -38,7 +42,7 @@ test-cluster: install
 # (no lock), in .venv-latest: tells whether the ranges still hold.
 test-latest:
 	VENV=.venv-latest deploy/local/venv --latest
-	.venv-latest/bin/python -m pytest tests/unit --timeout 10 -q -p no:cacheprovider
+	.venv-latest/bin/python -m pytest tests/unit --timeout 10 -q -n 2 -p no:cacheprovider
 
 # Re-resolve requirements.lock from pyproject.toml (pip-tools, pinned here).
 lock:

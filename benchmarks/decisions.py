@@ -70,7 +70,7 @@ def make_workloads(rng: random.Random, count: int, now: datetime) -> list[tuple[
             started_at=now - timedelta(minutes=rng.randint(60, 600)),
             ready_at=now - timedelta(minutes=rng.randint(0, 59)) if replicas else None,
         )
-        signals = Signals(idle=rng.choice([None, 0.0, 3.0, 40.0, 90.0]), queue=rng.choice([None, 0.0, 0.0, 3.0, 30.0]))
+        signals = Signals(idle=rng.choice([None, 0.0, 3.0, 40.0, 90.0]), wake=rng.choice([None, 0.0, 0.0, 3.0, 30.0]))
         namespace_labels = {"tier": "gpu"} if NAMESPACES.index(state.namespace) % 2 else {}
         workloads.append((state, signals, namespace_labels))
     return workloads

@@ -2,7 +2,7 @@
 cluster with the real Prometheus, and wake latency.
 
 For each size: a fresh process builds the daemon's parts (watch caches,
-Prometheus client, reconciler) against a namespace of that many Deployments
+Prometheus client, evaluator and actor) against a namespace of that many Deployments
 and 20 policies with an idle and a wake signal each, then times reconciles.
 It prints wall time, CPU time, peak RSS, PromQL queries and API requests per
 tick. Targets on 2 cores: 10k reconcile <= 2 s, RSS <= 250 MB, queries flat.
@@ -73,7 +73,8 @@ def child(args) -> int:
     from scaler.cluster.views import WatchingView
     from scaler.decide.loading import load_policies
     from scaler.decide.times import utc_now
-    from scaler.run.reconciling import Reconciler, kinds_of
+    from scaler.run.acting import Actor
+    from scaler.run.evaluating import Evaluator, kinds_of
     from scaler.signals.prometheus import Prometheus
 
     policies = load_policies([args.policies])
@@ -83,15 +84,15 @@ def child(args) -> int:
     started = time.perf_counter()
     assert view.wait_synced(kinds_of(policies), timeout_seconds=300)
     sync_seconds = time.perf_counter() - started
-    reconciler = Reconciler(prometheus=prometheus, view=view, pauser=Pauser(kube),
-                            excluded_namespaces={"kube-system"}, dry_run=False)
+    evaluator = Evaluator(prometheus=prometheus, view=view, excluded_namespaces={"kube-system"})
+    actor = Actor(evaluator=evaluator, pauser=Pauser(kube), dry_run=False)
     walls, cpus, queries, requests, evaluated = [], [], [], [], 0
     for _ in range(args.ticks):
         before_queries, before_requests = prometheus.queries, kube.request_counts()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         now = utc_now()
-        evaluations = reconciler.evaluate(policies, now=now)
-        reconciler.act(evaluations, now=now)
+        evaluations = evaluator.evaluate(policies, now=now)
+        actor.act(evaluations, now=now)
         walls.append(time.perf_counter() - wall0)
         cpus.append(time.process_time() - cpu0)
         queries.append(prometheus.queries - before_queries)

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from scaler import __version__
 from scaler.cli import calendars, manual
 from scaler.cli.output import OUTPUTS
+from scaler.cli.signal_checks import check_signals
 from scaler.decide.loading import check_policies
 from scaler.decide.policies import json_schema
 from scaler.run.settings import (
     PlanSettings,
+    PrometheusSettings,
     Settings,
     SettingsError,
     add_settings_arguments,
@@ -43,6 +45,12 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="policy file, or directory of *.yaml/*.yml files (not recursive)")
     calendars.add_arguments(parser)
+    parser.add_argument("--check-signals", action="store_true",
+                        help="also ask a live Prometheus each policy's signals: a failing query, series naming no "
+                             "workload, or a wake signal with no series (absent: unknown) is a problem")
+    parser.add_argument("--prometheus-url", metavar="URL",
+                        help="for --check-signals (default: SCALER_PROMETHEUS_URL; the other SCALER_PROMETHEUS_* "
+                             "variables apply)")
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -63,7 +71,24 @@ def run_validate(args: argparse.Namespace) -> int:
     for name in policies.unread:
         print(f"calendar {name!r}: its iCalendar file is in a ConfigMap, read through the API by the daemon and "
               "`scaler plan`, not here")
-    return 0
+    return _check_signals(policies, args) if args.check_signals else 0
+
+
+def _check_signals(policies, args: argparse.Namespace) -> int:
+    """validate --check-signals: exit 1 if any signal could not work (cli/signal_checks.py)."""
+    try:
+        settings = PrometheusSettings(**({"prometheus_url": args.prometheus_url} if args.prometheus_url else {}))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    problems, notes = check_signals(policies, settings.prometheus())
+    for line in notes:
+        print(line)
+    for line in problems:
+        print(f"problem: {line}")
+    print(f"signals checked against {settings.prometheus_url}: {_plural(len(problems), 'problem')}",
+          file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _schema_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ from scaler.cli.scoping import (
     require_scope,
     scope,
 )
+from scaler.cli.signal_checks import add_wake_arguments, cannot_wake
 from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
 from scaler.cluster.nodes import NodesRecord
@@ -124,6 +125,7 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser, names=False)
+    add_wake_arguments(parser)
 
 
 def _fail(error: Stop) -> int:
@@ -293,6 +295,14 @@ def run_status(args) -> int:
     now = datetime.now(UTC)
     rows = [row for w in sorted(selected.workloads, key=lambda w: (w.namespace, w.kind.name, w.name))
             if (row := _status_row(w, now)) is not None]
+    if args.policies:
+        try:
+            wakes = cannot_wake(selected.settings, args)
+        except (ValueError, OSError, KubeError) as error:
+            return _fail(Stop(f"--policies: {error}"))
+        for row in rows:
+            if why := wakes.get((row["kind"], row["namespace"], row["name"])):
+                row["notes"].append(why)
     paused = [r for r in rows if r["state"] == "paused"]
     gpus = sum(r["gpus"] for r in paused)
     problems = [r for r in selected.rows if r.outcome is Outcome.FAILED]

@@ -82,15 +82,21 @@ def run_plan(settings: PlanSettings, *, output: str = "table", show_all: bool = 
     pending = [e for e in evaluations if e.decision.changes]
     shown = evaluations if show_all else pending + [e for e in evaluations if e.decision.action.value == "conflict"]
     prewarms = upcoming_prewarms(evaluations, now=now)
+    blocked = [{"namespace": e.workload.namespace, "kind": e.workload.kind.name, "name": e.workload.name,
+                "policy": e.decision.policy, "why": why} for e in evaluations
+               if (why := (e.signals.why or {}).get("wake", "")).startswith("cannot wake")]
     if output in DOCUMENTS:
         print_document({"at": rfc3339(now), "signalsAt": rfc3339(signals_at or utc_now()),
                         "pending": len(pending), "evaluations": [e.as_dict() for e in shown], "signalErrors": errors,
-                        "policyErrors": failures, "prewarms": prewarms}, output)
+                        "policyErrors": failures, "prewarms": prewarms,
+                        "cannotWake": blocked}, output)
     elif output == "name":
         print_names((e.workload.kind.name, e.workload.name) for e in pending)
     else:
         _print_table(shown, pending, evaluations, failures=failures, prewarms=prewarms, errors=errors,
                      wide=output == "wide")
+        for row in blocked:
+            console().print(f"warning: {row['namespace']}/{row['name']} (policy {row['policy']}): {row['why']}")
         if at is not None:
             console().print(f"evaluated at {rfc3339(now)}, signals as of "
                             f"{rfc3339(signals_at) if signals_at else 'now'}; the workloads as they are now")

@@ -4,7 +4,7 @@ HTML file (plotly, its script inlined once: opens offline, hover and zoom).
 Per workload, two rows on one time axis (UTC): replicas and Ready replicas,
 each action a marker on them (hover: the action, from -> to, the reason),
 demand waiting at zero shaded; below, the idle signal with its threshold and
-the queue signal. The windows in force shade the background. An unknown
+the wake signal. The windows in force shade the background. An unknown
 signal step (no point, NaN, +Inf) is a gap, never a zero.
 
 Sizes stay usable: the 50 workloads with the most GPU-hours always up are
@@ -29,6 +29,7 @@ from scaler.decide.policies import IdleSignal
 from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, step_values
 from scaler.decide.times import human_duration, rfc3339
 from scaler.run.backtesting import Backtest
+from scaler.signals.queries import IDLE, SIGNALS, WAKE
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -169,8 +170,10 @@ def _x(moment: datetime) -> str:
     return rfc3339(moment)[:-1].replace("T", " ")
 
 
-#: row -> (x axis, y axis): replicas; the idle signal; the queue signal (its own scale, on the right)
-AXES = {"replicas": ("x", "y"), "idle": ("x2", "y2"), "queue": ("x2", "y3")}
+#: row -> (x axis, y axis): replicas; the idle signal; the wake signal (its own scale, on the right)
+AXES = {"replicas": ("x", "y"), IDLE.name: ("x2", "y2"), WAKE.name: ("x2", "y3")}
+#: each signal's colour
+COLOURS = {IDLE.name: "#9467bd", WAKE.name: "#ff7f0e"}
 
 
 def figure(result: Backtest, replay: Replay) -> go.Figure:
@@ -196,10 +199,10 @@ def spec(result: Backtest, replay: Replay) -> dict:
         "xaxis2": {"anchor": "y2", "matches": "x", "range": span, "title": {"text": "UTC"}, **grid},
         "yaxis": {"anchor": "x", "domain": [0.47, 1], "rangemode": "tozero", "title": {"text": "replicas"},
                   **grid},
-        "yaxis2": {"anchor": "x2", "domain": [0, 0.4], "rangemode": "tozero", "title": {"text": "idle signal"},
+        "yaxis2": {"anchor": "x2", "domain": [0, 0.4], "rangemode": "tozero", "title": {"text": f"{IDLE.name} signal"},
                    **grid},
         "yaxis3": {"anchor": "x2", "overlaying": "y2", "side": "right", "rangemode": "tozero",
-                   "title": {"text": "queue"}, "showgrid": False, "zeroline": False}}
+                   "title": {"text": f"{WAKE.name} signal"}, "showgrid": False, "zeroline": False}}
     return {"data": _replica_traces(replay) + _signal_traces(result, replay), "layout": layout}
 
 
@@ -257,14 +260,15 @@ def _replica_traces(replay: Replay) -> list[dict]:
 
 
 def _signal_traces(result: Backtest, replay: Replay) -> list[dict]:
-    """The idle signal and its threshold, the queue signal and its
+    """The idle signal and its threshold, the wake signal and its
     activation threshold (if any), for the signals the policy reads."""
     policy, steps = replay.subject.policy, result.steps
     state = replay.subject.state
     points = result.points.get((state.namespace, state.name), {})
     ends = [_x(steps.start), _x(steps.end)]
     out: list[dict] = []
-    for signal, rule, colour in (("idle", policy.idle, "#9467bd"), ("queue", policy.wake, "#ff7f0e")):
+    for kind in SIGNALS:
+        signal, rule, colour = kind.name, kind.rule(policy), COLOURS[kind.name]
         if rule is None:
             continue
         values = step_values(points.get(signal), steps)
@@ -272,8 +276,8 @@ def _signal_traces(result: Backtest, replay: Replay) -> list[dict]:
         out.append(_trace(signal, f"{signal} signal", [_x(steps.at(i)) for i in kept], [values[i] for i in kept],
                           mode="lines", connectgaps=False, line={"shape": "hv", "color": colour}))
         threshold = rule.threshold if isinstance(rule, IdleSignal) else rule.activation_threshold
-        if signal == "idle" or threshold:
-            out.append(_trace(signal, f"{signal} {'threshold' if signal == 'idle' else 'activation'}", ends,
+        if kind is IDLE or threshold:
+            out.append(_trace(signal, f"{signal} {'threshold' if kind is IDLE else 'activation'}", ends,
                               [threshold, threshold], mode="lines", hoverinfo="name+y",
                               line={"dash": "dash", "color": colour, "width": 1}))
     return out

@@ -55,6 +55,12 @@ class ClusterView:
 
     def took(self, result: Result, workload: Workload) -> None:
         """Our own write landed: remember it before the watch says so."""
+        if result.written is not None:
+            self.saw(Workload(workload.kind, result.written, workload.gpu_resources))
+
+    def saw(self, workload: Workload) -> None:
+        """`workload` as just read from the API server: remember it before
+        the watch says so (a view that keeps no cache ignores it)."""
 
 
 class ListingView(ClusterView):
@@ -178,12 +184,10 @@ class WatchingView(ClusterView):
             self._labels[namespace] = cached
         return cached[1]
 
-    def took(self, result: Result, workload: Workload) -> None:
-        if result.written is None:
-            return
+    def saw(self, workload: Workload) -> None:
         for informer in self._informers_for(workload.kind):
             if informer.namespace in (None, workload.namespace):
-                informer.update(result.written)
+                informer.update(workload.obj)
 
     def stop(self, *, timeout_seconds: float = 5) -> None:
         """Stop every cache at once, then wait for them within one deadline."""

@@ -118,10 +118,11 @@ class Signals:
     """One value per signal for one workload; None = unknown (no series,
     NaN, Inf, a query error or timeout). `idle` is the signal's maximum over
     the policy's idle duration, unknown unless Prometheus saw the signal
-    through that duration."""
+    through that duration; `wake` is the wake signal now (a queue's depth).
+    The fields are named as the signals are (`signals.queries.SIGNALS`)."""
 
     idle: float | None = None
-    queue: float | None = None
+    wake: float | None = None
     #: Why a signal is unknown, where that is known: "idle" -> "no data from
     #: 2026-05-04 10:02:00 to 10:03:00 UTC"; the unknown-signal row says it.
     why: Mapping[str, str] | None = None

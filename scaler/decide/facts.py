@@ -82,7 +82,7 @@ class Facts:
     @property
     def demand(self) -> Demand | None:
         if self._demand is _UNSET:
-            wake, queue, policy = self.policy.wake, self.signals.queue, self.policy
+            wake, queue, policy = self.policy.wake, self.signals.wake, self.policy
             if wake is None or queue is None or not math.isfinite(queue):
                 self._demand = None
             else:
@@ -140,15 +140,15 @@ class Facts:
         return None
 
     def unknown_signals(self) -> list[str]:
-        """The signals ("idle", "queue") this decision depends on that are
+        """The signals ("idle", "wake") this decision depends on that are
         unknown. The idle signal only matters for a running workload: at zero
         its pods, and so often its series, are gone, and that is no reason to
         hold or resume."""
         unknown = []
         if self.policy.idle is not None and self.current > 0 and not known(self.signals.idle):
             unknown.append("idle")
-        if self.policy.wake is not None and not known(self.signals.queue):
-            unknown.append("queue")
+        if self.policy.wake is not None and not known(self.signals.wake):
+            unknown.append("wake")
         return unknown
 
 

@@ -64,6 +64,13 @@ class OnUnknown(str, Enum):
     RESUME = "resume"
 
 
+class Absent(str, Enum):
+    """What a wake signal without a series for a workload at zero means."""
+
+    UNKNOWN = "unknown"
+    ZERO = "zero"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -286,6 +293,12 @@ class IdleSignal(_Signal):
                                                description="How long the signal must stay below the threshold.")
 
 
+def _query_or_preset(schema: dict[str, Any]) -> None:
+    """For editors: a wake signal needs its query and target_per_replica, or a preset that gives them."""
+    required = schema.pop("required", [])
+    schema["anyOf"] = [{"required": required}, {"required": ["preset"]}]
+
+
 class WakeSignal(_Signal):
     """A queue that still exists while the workload is at zero (a router's or
     gateway's metric; a pod's own metrics vanish with the pod)."""
@@ -293,6 +306,30 @@ class WakeSignal(_Signal):
     target_per_replica: Finite = Field(ge=MIN_TARGET_PER_REPLICA,
                                        description="Queue length one replica is meant to serve (at least 0.001).")
     activation_threshold: Finite = Field(0.0, ge=0, description="Wake from zero when the queue is above this.")
+    absent: Absent = Field(
+        Absent.UNKNOWN, description="What no series for a workload at zero means: unknown (the safe default; "
+                                    "reported as cannot wake once it lasts blocked_after) or zero (the holder "
+                                    "exports nothing while nobody waits). Never read as zero for a running "
+                                    "workload: absence never scales anything down.")
+    blocked_after_seconds: PositiveDuration = Field(
+        600.0, alias="blocked_after",
+        description="A workload at zero whose wake signal has had no usable series (or whose query has failed) "
+                    "this long is reported as cannot wake: in plan, the metric scaler_wake_blocked and its alert.")
+    preset: str | None = Field(
+        None, description="A request holder's ready-made wake signal (keda-http-add-on, llm-d-epp, "
+                          "knative-activator, vllm-router): its query, labels, absent and target_per_replica, "
+                          "each overridden by a key given beside it.")
+
+    model_config = ConfigDict(json_schema_extra=_query_or_preset)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from scaler.decide.presets import preset_values  # it reads Absent from here
+
+        return {**preset_values(data["preset"]), **data}
 
 
 # ---------------------------------------------------------------- policy

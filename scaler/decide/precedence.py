@@ -250,8 +250,8 @@ def keep_down_window_ended(f: Facts) -> Decision | None:
 
 
 def _unknown(signals: list[str], why: Mapping[str, str] | None) -> str:
-    """'idle signal and queue signal unknown', or with why where it is known:
-    'idle signal unknown (no data from ... to ... UTC) and queue signal unknown'."""
+    """'idle signal and wake signal unknown', or with why where it is known:
+    'idle signal unknown (no data from ... to ... UTC) and wake signal unknown'."""
     if not why or not any(signal in why for signal in signals):
         return f"{' and '.join(f'{signal} signal' for signal in signals)} unknown"
     return " and ".join(f"{signal} signal unknown ({why[signal]})" if signal in why else f"{signal} signal unknown"
@@ -347,7 +347,7 @@ RULES: tuple[Rule, ...] = (
 #: Decided by a schedule alone: the daemon acts on them at window edges, with
 #: no signal (`Evaluator.evaluate(with_signals=False)`).
 SCHEDULE_CODES = schedule_codes(RULES)
-#: Holds that still write (`Decision.writes_while_holding`): the reconciler has a write for each.
+#: Holds that still write (`Decision.writes_while_holding`): the actor (run/acting.py) has a write for each.
 WRITES_WHILE_HOLDING = writing_codes(RULES)
 #: Decisions the replay reuses until something they read changes (the windows are compared apart).
 TIMELESS = timeless_codes(RULES)

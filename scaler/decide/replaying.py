@@ -294,7 +294,7 @@ def _idle_class(policy: Policy, value: float | None):
     return None if value is None or policy.idle is None else value >= policy.idle.threshold
 
 
-def _queue_class(policy: Policy, value: float | None):
+def _wake_class(policy: Policy, value: float | None):
     wake = policy.wake
     if value is None or wake is None:
         return None
@@ -356,15 +356,15 @@ class _Run:
 
 
 def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Points | None = None,
-           queue: Points | None = None, reuse: bool = True) -> Replay:
+           wake: Points | None = None, reuse: bool = True) -> Replay:
     """What `subject.policy` would have done to `subject` at each of `steps`,
     given each signal's points (a step without one is unknown) and its
     `window_runs`. `reuse=False` decides at every step (the fast path's oracle)."""
     result, policy = Replay(subject, steps), subject.policy
-    run, idle_signal, queue_signal = _Run(subject, result), _Signal(idle, steps), _Signal(queue, steps)
+    run, idle_signal, wake_signal = _Run(subject, result), _Signal(idle, steps), _Signal(wake, steps)
     keys = {window.first: window.key for window in windows}
     # Where anything a reused decision read can change: a signal's text, the windows.
-    events = sorted({*idle_signal.changes, *queue_signal.changes, *keys, steps.count})
+    events = sorted({*idle_signal.changes, *wake_signal.changes, *keys, steps.count})
     decision: Decision | None = None
     key = last_key = windows[0].key
     state = last_classes = classes = None
@@ -372,14 +372,14 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
     while index < steps.count:
         key = keys.get(index, key)
         run.settle(index)
-        if idle_signal.read(index) | queue_signal.read(index):
-            classes = (_idle_class(policy, idle_signal.value), _queue_class(policy, queue_signal.value))
-        if queue_signal.value and run.wait is None and run.state.ready_replicas == 0:
-            run.demand(steps.at(index), queue_signal.value)
+        if idle_signal.read(index) | wake_signal.read(index):
+            classes = (_idle_class(policy, idle_signal.value), _wake_class(policy, wake_signal.value))
+        if wake_signal.value and run.wait is None and run.state.ready_replicas == 0:
+            run.demand(steps.at(index), wake_signal.value)
         if (not reuse or decision is None or decision.reason_code not in TIMELESS or run.state is not state
                 or classes != last_classes or key != last_key):
             decision = decide(policy=policy, workload=run.state,
-                              signals=Signals(idle_signal.value, queue_signal.value), now=steps.at(index))
+                              signals=Signals(idle_signal.value, wake_signal.value), now=steps.at(index))
             result.evaluations += 1
         state, last_classes, last_key = run.state, classes, key
         following = index + 1

@@ -33,7 +33,7 @@ from scaler.run.settings import PlanSettings
 from scaler.run.sources import check_policy_files
 from scaler.signals.history import History, fetch
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SignalQuery
+from scaler.signals.queries import SIGNALS, SignalQuery
 
 #: Policies whose signals are fetched (and held) at once.
 POLICIES_AHEAD = 2
@@ -57,7 +57,7 @@ class Backtest:
     requests: int = 0
     #: (policy, lead) -> its window runs, for the timeline
     windows: dict[tuple[str, float | None], list[WindowRun]] = field(default_factory=dict)
-    #: (namespace, name) -> {"idle": points, "queue": points} (None: no series), kept with keep_points
+    #: (namespace, name) -> {"idle": points, "wake": points} (None: no series), kept with keep_points
     points: dict[tuple[str, str], dict[str, list | None]] = field(default_factory=dict)
     #: what the replay could not read and did without (today's sizes for want of the start's)
     warnings: list[str] = field(default_factory=list)
@@ -193,12 +193,11 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
 
 def _replay_policy(result: Backtest, matched: list, histories: dict[str, History], failed: dict[str, str],
                    declared_warm_up: float | None, keep_points: bool, progress: Progress) -> None:
-    idle, queue = histories.get("idle"), histories.get("queue")
     for workload, state, policy, started in matched:
         if policy.name not in failed:
             key = (state.namespace, state.name)
-            points = {"idle": idle.points.get(key) if idle else None,
-                      "queue": queue.points.get(key) if queue else None}
+            points = {signal.name: history.points.get(key) if (history := histories.get(signal.name)) else None
+                      for signal in SIGNALS}
             # subject_of() stays inside isolated(), as before: whatever it raises fails only this policy.
             isolated(failed, policy, partial(_replay_one, result, workload, state, policy, declared_warm_up, points,
                                              started))

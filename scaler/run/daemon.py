@@ -1,14 +1,14 @@
-"""`scaler run`: the long-running daemon.
+"""`scaler run`: the long-running daemon, composing the evaluator (decides,
+reads only), the actor (writes) and the tracker (follows, pass to pass).
 
 Jobs on one APScheduler (each with max_instances=1, coalesce and a real
 misfire grace), each independent of the others (no job waits for another):
 - reconcile: every evaluation interval, everything, level-triggered: first
   what the schedules decide alone (written at once), then everything with
   the signals, fetched under one deadline;
-- edge: one date job at the next window edge of any policy, schedules only,
-  no query at all, so a window opening or closing acts within about a second
-  of it even with Prometheus hung (the next reconcile would heal a missed
-  edge anyway);
+- edge: one date job at the next window edge of any policy, schedules only, no query at all, so a window
+  opening or closing acts within about a second of it even with Prometheus hung (the next reconcile would
+  heal a missed edge anyway);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
 - follow: the nodes paused workloads ran on, held or gone (run/following.py);
@@ -49,15 +49,17 @@ from scaler.cluster.views import WatchingView
 from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicyError, PolicySet
 from scaler.decide.policies import Policy
-from scaler.decide.reverts import HandsOff
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.run.following import Follower
 from scaler.run.leading import Leadership
 from scaler.run.observability import Health, Metrics, configure_logging, serve
-from scaler.run.reconciling import Reconciler, kinds_of
 from scaler.run.settings import Settings
 from scaler.run.sources import PolicySource, policy_source
+from scaler.run.tracking import Tracker
+from scaler.run.waking import push_wake_routes
 
 log = structlog.get_logger("scaler")
 
@@ -91,19 +93,20 @@ class Daemon:
             retry_period_seconds=settings.lease_retry_period_seconds, on_change=self._leadership_changed)
         self.stopping = threading.Event()
         self.events = EventSink(self.kube, fence=self._holds_lease)
+        self.evaluator = Evaluator(
+            prometheus=self.prometheus, view=self.view, excluded_namespaces=settings.all_excluded_namespaces,
+            signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(self.kube),
+            gitops_managers=settings.gitops_managers)
         self.placement = Placement(self.kube)
         pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, placement=self.placement)
-        self.reconciler = Reconciler(
-            prometheus=self.prometheus, view=self.view, pauser=pauser,
-            excluded_namespaces=settings.all_excluded_namespaces, dry_run=settings.dry_run, metrics=self.metrics,
-            may_act=self._may_act,
-            concurrency=settings.concurrency, signal_deadline_seconds=settings.signal_deadline_seconds,
-            resolve=KindResolver(self.kube),
-            hands_off=HandsOff(tuple(settings.gitops_managers), settings.gitops_backoff_seconds,
-                               settings.gitops_backoff_max_seconds, settings.hands_off_seconds))
-        self.events.writing = self.reconciler.writing
+        self.actor = Actor(
+            evaluator=self.evaluator, pauser=pauser,
+            dry_run=settings.dry_run, metrics=self.metrics, may_act=self._may_act, concurrency=settings.concurrency,
+            hands_off=settings.hands_off())
+        self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
+        self.events.writing = self.actor.writing
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
-                                 kinds=lambda: kinds_of(self.policies, self.reconciler.resolve, {}),
+                                 kinds=lambda: kinds_of(self.policies, self.evaluator.resolve, {}),
                                  may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,
                                  metrics=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
@@ -114,6 +117,7 @@ class Daemon:
         self._running_changed = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
         self._published: set[str] = set()
+        self.posts = push_wake_routes(self)  # {} unless the push wake is on
 
     # Start and stop
 
@@ -121,7 +125,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or `stopping` is set: tests run the
         daemon in a thread, where no signal handler can be installed)."""
         s = self.settings
-        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port)
+        server = self.server = serve(self.metrics, self.health, address=s.bind_address, port=s.port, posts=self.posts)
         port = server.server_address[1]
         log.info("starting", policies=len(self.policies), source=str(self.source), files=list(self.policies.files),
                  port=port, dry_run=s.dry_run, leader_election=s.leader_election, prometheus=s.prometheus_url,
@@ -130,7 +134,7 @@ class Daemon:
         self._publish_policies()
         self.view.start_namespaces()
         self.health.synced = self.view.synced
-        synced = self.view.wait_synced(kinds_of(self.policies, self.reconciler.resolve, {}), timeout_seconds=60)
+        synced = self.view.wait_synced(kinds_of(self.policies, self.evaluator.resolve, {}), timeout_seconds=60)
         if not synced:
             log.warning("caches not synced after 60s; not ready until they are (the API server may be "
                         "unreachable); retrying every few seconds")
@@ -248,10 +252,11 @@ class Daemon:
         try:
             self._post_owed_events(policies, now, term)
             self._act_on_schedules(policies, now, term)
-            evaluations = self.reconciler.evaluate(policies, now=now)
-            self.health.details["failingPolicies"] = dict(self.reconciler.policy_errors)
-            self.reconciler.act(evaluations, now=now, term=term)
-            self.reconciler.track_starts(policies, now=now, term=term)
+            evaluations = self.evaluator.evaluate(policies, now=now)
+            self.tracker.observe(evaluations, policies)
+            self.health.details["failingPolicies"] = dict(self.tracker.policy_errors)
+            self.actor.act(evaluations, now=now, term=term)
+            self.tracker.track_starts(policies, now=now, term=term)
         except KubeError as error:
             self.health.api_reachable = False
             log.error("reconcile failed", error=str(error))
@@ -261,7 +266,7 @@ class Daemon:
         self.health.api_reachable = True
         self.health.reconciled = True
         self.metrics.last_success.set(time.time())
-        by, gpus = self.reconciler.paused_totals(policies)
+        by, gpus = self.tracker.paused_totals(policies)
         for who in ("manual", "policy", "unknown"):
             self.metrics.paused.labels(who).set(by.get(who, 0))
         self.metrics.gpus_paused.set(gpus)
@@ -269,19 +274,19 @@ class Daemon:
 
     def _act_on_schedules(self, policies: PolicySet, now: datetime, term: int) -> None:
         """What the windows decide alone, written before any signal is asked for."""
-        self.reconciler.act(self.reconciler.evaluate(policies, now=now, with_signals=False), now=now, term=term)
+        self.actor.act(self.evaluator.evaluate(policies, now=now, with_signals=False), now=now, term=term)
 
     def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
         """Once per term, when it may act, before any job of the term acts (one would rewrite records): the
         Events its predecessor (killed, or deposed) owed for the actions recorded on the objects. Event
         names make a repeat impossible; a failed check is retried by the next job."""
         with self._owed_lock:  # again after a write whose answer was lost: it may have landed
-            if (self._events_checked_term == term and not self.reconciler.unsure.is_set()) \
+            if (self._events_checked_term == term and not self.actor.unsure.is_set()) \
                     or not self._may_act(None, term):
                 return
-            self.reconciler.unsure.clear()
+            self.actor.unsure.clear()
             try:
-                posted = self.reconciler.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
+                posted = self.actor.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
                                                           ttl_seconds=self.settings.event_ttl_seconds)
             except KubeError as error:
                 log.warning("owed Events not checked; the next pass retries", error=str(error))
@@ -308,9 +313,10 @@ class Daemon:
         now = utc_now()
         term = self.leadership.term
         self._post_owed_events(self.policies, now, term)
-        evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=True)
-        self.reconciler.act(evaluations, now=now, term=term)
-        self.reconciler.track_starts(self.policies, now=now, term=term)  # cold starts measured to a wake check
+        evaluations = self.evaluator.evaluate(self.policies, now=now, wake_only=True)
+        self.tracker.observe(evaluations, self.policies)
+        self.actor.act(evaluations, now=now, term=term)
+        self.tracker.track_starts(self.policies, now=now, term=term)  # cold starts measured to a wake check
         self.metrics.reconcile_seconds.labels("wake").observe(time.monotonic() - started)
 
     def _schedule_edge(self, now: datetime) -> None:
@@ -332,8 +338,8 @@ class Daemon:
             (policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
         auto = [policy for policy in prewarming if policy.prewarm == "auto"]
         if auto:
-            for workload in self.view.workloads(kinds_of(auto, self.reconciler.resolve, {})):
-                policy = self.reconciler.managed_by(self.policies, workload)
+            for workload in self.view.workloads(kinds_of(auto, self.evaluator.resolve, {})):
+                policy = self.evaluator.managed_by(self.policies, workload)
                 if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
                     leads.setdefault((policy.name, (round(max(measured)),)), policy)
         upcoming = (next_prewarm(policy, warm, now) for (_, warm), policy in leads.items())

@@ -1,5 +1,9 @@
 """One evaluation of every policy against the cluster and Prometheus: a
-decision per managed workload. Shared by the daemon and `scaler plan`.
+decision per managed workload, for one instant. Shared by the daemon,
+`scaler plan` and `scaler backtest`. It only reads: what the decisions call
+for is written by the daemon's actor (run/acting.py), and what is followed
+from pass to pass (metrics, failing policies, starts) by its tracker
+(run/tracking.py).
 
 Level-triggered: each evaluation derives the desired state afresh from the
 policies, the workloads as they are, and the signals as they are, so a missed
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from time import monotonic
+from typing import Any
 
 import structlog
 
@@ -45,10 +50,12 @@ from scaler.decide.policies import Policy
 from scaler.decide.precedence import SCHEDULE_CODES, decide
 from scaler.decide.reverts import DEFAULT_GITOPS_MANAGERS, is_gitops
 from scaler.decide.times import parse_time, utc_now
-from scaler.run.isolating import isolated, report_failures
+from scaler.decide.wake_health import absent_reading
+from scaler.run.isolating import isolated
+from scaler.run.wake_watch import WakeWatch
 from scaler.signals.gaps import IdleSteps, explain
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SignalQuery, idle_query, queue_query, seen_query
+from scaler.signals.queries import IDLE, SIGNALS, SignalQuery, seen_query
 from scaler.signals.results import Vector
 
 log = structlog.get_logger("scaler")
@@ -73,18 +80,11 @@ def kinds_of(policies: Iterable[Policy], resolve: Callable[[str], WorkloadKind] 
 
 
 def queries_of(policy: Policy, *, wake_only: bool = False) -> list[tuple[str, SignalQuery]]:
-    """("idle" | "queue", the query) for each signal of `policy`: one query
-    per policy signal, answered for all its workloads at once."""
-    queries = []
-    if policy.idle is not None and not wake_only:
-        queries.append(("idle", idle_query(
-            policy.idle.query, duration_seconds=policy.idle.duration_seconds,
-            namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)))
-    if policy.wake is not None:
-        queries.append(("queue", queue_query(
-            policy.wake.query, namespace_label=policy.wake.namespace_label,
-            workload_label=policy.wake.workload_label)))
-    return queries
+    """(the signal's name, its query) for each signal of `policy`
+    (`SIGNALS`): one query per policy signal, answered for all its workloads
+    at once. `wake_only`: only the signals the wake checks ask."""
+    return [(signal.name, query) for signal in SIGNALS if signal.on_wake_checks or not wake_only
+            if (query := signal.of(policy)) is not None]
 
 
 @dataclass
@@ -115,29 +115,49 @@ class Evaluation:
 Matched = tuple[Workload, WorkloadState, Policy]
 
 
+class Evaluations(list[Evaluation]):
+    """One evaluation's decisions, and what it read on the way: the tracker
+    counts the queries and the unknown signals, and reports the policies
+    that failed."""
+
+    def __init__(self, evaluations: Iterable[Evaluation] = (), *, full: bool = False) -> None:
+        super().__init__(evaluations)
+        #: A full evaluation (every policy, with its signals) speaks for every policy it checked.
+        self.full = full
+        #: The policies checked, and those of them that failed at run time (why): skipped, the others go on.
+        self.checked: list[Policy] = []
+        self.failures: dict[str, str] = {}
+        #: Each query sent, as (policy, signal, failed); one line per failed query, for `scaler plan`.
+        self.queries: list[tuple[str, str, bool]] = []
+        self.signal_errors: list[str] = []
+        #: (policy, signal) -> workloads whose signal was unknown.
+        self.unknown: dict[tuple[str, str], int] = {}
+
+
 class Evaluator:
-    """Decides for every workload the policies target."""
+    """Decides for every workload the policies target, at the instant it is
+    given. Reads the policies, the cluster view and Prometheus; writes nothing
+    and keeps nothing from one evaluation to the next."""
 
     def __init__(self, *, prometheus: Prometheus, view: ClusterView, excluded_namespaces: Iterable[str],
-                 metrics=None, signal_deadline_seconds: float | None = None, query_workers: int = 8,
+                 signal_deadline_seconds: float | None = None, query_workers: int = 8,
                  resolve: Callable[[str], WorkloadKind] = resolve_kind,
-                 gitops_managers: Iterable[str] = DEFAULT_GITOPS_MANAGERS) -> None:
+                 gitops_managers: Iterable[str] = DEFAULT_GITOPS_MANAGERS, signals_at: datetime | None = None,
+                 ) -> None:
         """`gitops_managers`: the managedFields managers that are GitOps
-        controllers (their setting a size back is a revert, not a person's edit)."""
+        controllers (their setting a size back is a revert, not a person's edit).
+        `signals_at`: read the signals as of this instant instead of now
+        (`scaler plan --at` a past time)."""
         self.prometheus = prometheus
         self.view = view
         self.excluded_namespaces = frozenset(excluded_namespaces)
-        self.metrics = metrics
         self.signal_deadline_seconds = signal_deadline_seconds or prometheus.timeout_seconds
         self._queries = ThreadPoolExecutor(query_workers, thread_name_prefix="query")
         self.resolve = resolve
         self.gitops_managers = tuple(gitops_managers)
-        #: Read the signals as of this instant instead of now (`scaler plan --at` a past time).
-        self.signals_at: datetime | None = None
-        #: Query errors of the last evaluation (for `scaler plan` to show).
-        self.signal_errors: list[str] = []
-        #: Policies that failed at run time in the last full evaluation, and why: skipped, the others go on.
-        self.policy_errors: dict[str, str] = {}
+        self.signals_at = signals_at
+        #: Workloads at zero their wake signal cannot wake, found in each full evaluation.
+        self.wakes = WakeWatch(prometheus=prometheus, submit=self._queries.submit)
 
     # Reading the world
 
@@ -193,7 +213,7 @@ class Evaluator:
     # Signals
 
     def _fetch(self, policies: list[Policy], *, wake_only: bool, errors: dict[str, str],
-               deadline: float) -> dict[tuple[str, str], Vector]:
+               deadline: float, read: Evaluations) -> dict[tuple[str, str], Vector]:
         """Every policy signal at once; what has not answered by the deadline
         (`time.monotonic()`) is unknown."""
         queries = {policy.name: isolated(errors, policy, partial(queries_of, policy, wake_only=wake_only))
@@ -203,7 +223,6 @@ class Evaluator:
                 for policy in policies for signal, query in queries[policy.name] or ()}
         wait([future for _, _, future in sent.values()], timeout=max(0.0, deadline - monotonic()))
         vectors: dict[tuple[str, str], Vector] = {}
-        signal_errors: list[str] = []  # not `errors`: that one holds the policies' own failures
         for (name, signal), (policy, query, future) in sent.items():
             if not future.done():
                 vector = Vector(error=f"Prometheus at {self.prometheus.url} timed out: no answer within the "
@@ -212,19 +231,16 @@ class Evaluator:
                 vector = Vector(error=f"query failed: {type(future.exception()).__name__}: {future.exception()}")
             else:
                 vector = future.result()
-            self._note(policy, signal, query, vector, signal_errors)
+            self._note(policy, signal, query, vector, read)
             vectors[(name, signal)] = vector
-        self.signal_errors = signal_errors
         return vectors
 
-    def _note(self, policy: Policy, signal: str, query: SignalQuery, vector: Vector, errors: list[str]) -> None:
-        """Count a query and say what was wrong with its answer, if anything."""
-        if self.metrics:
-            self.metrics.queries.labels(policy.name, signal).inc()
+    @staticmethod
+    def _note(policy: Policy, signal: str, query: SignalQuery, vector: Vector, read: Evaluations) -> None:
+        """Record a query and say what was wrong with its answer, if anything."""
+        read.queries.append((policy.name, signal, vector.error is not None))
         if vector.error is not None:
-            errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
-            if self.metrics:
-                self.metrics.query_errors.labels(policy.name, signal).inc()
+            read.signal_errors.append(f"policy {policy.name}, {signal} signal: {vector.error}")
             log.warning("signal unknown: query failed", policy=policy.name, signal=signal, error=vector.error,
                         query=query.promql)
         elif vector.unusable or vector.unmatched:
@@ -234,33 +250,39 @@ class Evaluator:
     # Evaluating
 
     def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False,
-                 with_signals: bool = True) -> list[Evaluation]:
-        """Decide for every workload a policy targets. `wake_only` is the fast
-        path: only paused workloads of policies with a wake signal.
+                 with_signals: bool = True, read_at: datetime | None = None) -> Evaluations:
+        """Decide for every workload a policy targets, at `now`. `wake_only`
+        is the fast path: only paused workloads of policies with a wake signal.
         `with_signals=False` decides with every signal unknown and keeps only
-        what a schedule decides alone (SCHEDULE_CODES)."""
+        what a schedule decides alone (SCHEDULE_CODES). `read_at`: the instant
+        the signals are read at, when not `signals_at` (the pass's clock, if
+        `now` is later: `scaler plan --at` a future instant reads them as of now)."""
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
         if not candidates:
-            return []
+            return Evaluations()
         errors: dict[str, str] = {}
         matched, conflicts = self.match(policies, candidates, now=now, wake_only=wake_only, errors=errors)
         if not with_signals:
             schedule = [Evaluation(w, s, p, d) for w, s, p in matched
                         if (d := isolated(errors, p, partial(decide, policy=p, workload=s, signals=Signals(),
                                                                       now=now))) is not None]
-            return [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
+            return Evaluations(e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES)
+        read = Evaluations(full=not wake_only)  # only a full evaluation speaks for every policy
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
         deadline = monotonic() + self.signal_deadline_seconds
-        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline)
-        evaluations = self._decide_all(matched, vectors, errors, now=now, wake_only=wake_only, policies=policies)
-        evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline)
-        if not wake_only:  # only a full evaluation speaks for every policy: no flapping between passes
-            self.policy_errors = report_failures(errors, previous=self.policy_errors, checked=candidates,
-                                                 policies=policies, metrics=self.metrics)
-        return conflicts + evaluations
+        vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline, read=read)
+        evaluations = self._decide_all(matched, vectors, errors, now=now, read=read)
+        evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline, read_at=read_at)
+        if not wake_only:
+            evaluations = self.wakes.check(evaluations, vectors, now=now, deadline=deadline,
+                                           at=self.signals_at or read_at or min(now, utc_now()))
+        read += conflicts + evaluations
+        read.checked, read.failures = candidates, errors
+        return read
 
     def _explain(self, evaluations: list[Evaluation], vectors: dict[tuple[str, str], Vector],
-                 errors: dict[str, str], *, now: datetime, deadline: float) -> list[Evaluation]:
+                 errors: dict[str, str], *, now: datetime, deadline: float,
+                 read_at: datetime | None) -> list[Evaluation]:
         """Say where the hole was for each running workload held because the
         idle query answered without it: one range query per policy with such
         workloads (`signals.gaps`), under the evaluation's deadline, then the
@@ -270,16 +292,15 @@ class Evaluator:
         unseen: dict[str, tuple[Policy, list[int]]] = {}
         for index, evaluation in enumerate(evaluations):
             workload, policy = evaluation.workload, evaluation.policy
-            vector = vectors.get((policy.name, "idle")) if policy is not None else None
+            vector = vectors.get((policy.name, IDLE.name)) if policy is not None else None
             if (policy is not None and vector is not None and vector.error is None and workload.replicas > 0
                     and evaluation.decision.reason_code is Code.METRICS_UNKNOWN
                     and (workload.namespace, workload.name) not in vector.values):
                 unseen.setdefault(policy.name, (policy, []))[1].append(index)
         if not unseen:
             return evaluations
-        # The instant the idle query was read at: `plan --at` a past instant's, else now (and never
-        # later than the clock: `plan --at` a future instant reads the signals as of now).
-        at = self.signals_at or min(now, utc_now())
+        # The instant the idle query was read at: `plan --at` a past instant's, else the pass's clock.
+        at = self.signals_at or read_at or now
         sent = {}
         for name, (policy, indexes) in unseen.items():
             assert policy.idle is not None
@@ -299,38 +320,38 @@ class Evaluator:
                                                    for i in indexes}, steps)
             for i in indexes:
                 e = evaluations[i]
-                signals = replace(e.signals, why={"idle": why[(e.workload.namespace, e.workload.name)]})
+                signals = replace(e.signals, why={IDLE.name: why[(e.workload.namespace, e.workload.name)]})
                 decision = isolated(errors, policy, partial(decide, policy=policy, workload=e.state, signals=signals,
                                                                     now=now))
                 if decision is not None:
                     explained[i] = Evaluation(e.workload, e.state, policy, decision, signals)
         return explained
 
-    def _decide_all(self, matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
-                    *, now: datetime, wake_only: bool, policies: PolicySet) -> list[Evaluation]:
+    @staticmethod
+    def _decide_all(matched: list[Matched], vectors: dict[tuple[str, str], Vector], errors: dict[str, str],
+                    *, now: datetime, read: Evaluations) -> list[Evaluation]:
         evaluations: list[Evaluation] = []
-        unknown: dict[tuple[str, str], int] = {}
+        unknown = read.unknown
         for workload, state, policy in matched:
             if policy.name in errors:
                 continue
             key = (workload.namespace, workload.name)
-            idle_vector, queue_vector = vectors.get((policy.name, "idle")), vectors.get((policy.name, "queue"))
-            idle = idle_vector.get(key) if idle_vector is not None else None
-            queue = queue_vector.get(key) if queue_vector is not None else None
-            # At zero a workload's pods, and so its idle series, are gone: that is
-            # not an unknown signal (decide() ignores it too), or every paused
-            # workload would keep the metrics-unknown alert firing.
-            if idle_vector is not None and idle is None and workload.replicas > 0:
-                unknown[(policy.name, "idle")] = unknown.get((policy.name, "idle"), 0) + 1
-            if queue_vector is not None and queue is None:
-                unknown[(policy.name, "queue")] = unknown.get((policy.name, "queue"), 0) + 1
-            signals = Signals(idle=idle, queue=queue)
+            values: dict[str, Any] = {}  # a value per signal, by its name: a field of Signals
+            for signal in SIGNALS:
+                vector = vectors.get((policy.name, signal.name))
+                value = vector.get(key) if vector is not None else None
+                if vector is not None and signal.name == "wake" and policy.wake is not None:  # `absent: zero`
+                    value = absent_reading(value, present=key in vector.values, answered=vector.error is None,
+                                           replicas=workload.replicas, wake=policy.wake)
+                values[signal.name] = value
+                # At zero a workload's pods, and so its idle series, are gone: that is
+                # not an unknown signal (decide() ignores it too), or every paused
+                # workload would keep the metrics-unknown alert firing.
+                if vector is not None and value is None and (workload.replicas > 0 or signal.unknown_at_zero):
+                    unknown[(policy.name, signal.name)] = unknown.get((policy.name, signal.name), 0) + 1
+            signals = Signals(**values)
             decision = isolated(errors, policy, partial(decide, policy=policy, workload=state, signals=signals,
                                                                 now=now))
             if decision is not None:
                 evaluations.append(Evaluation(workload, state, policy, decision, signals))
-        if self.metrics and not wake_only:
-            for policy in policies:
-                for signal in ("idle", "queue"):
-                    self.metrics.unknown.labels(policy.name, signal).set(unknown.get((policy.name, signal), 0))
         return evaluations

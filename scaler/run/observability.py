@@ -1,4 +1,5 @@
-"""Metrics, logs and the one HTTP port: /metrics, /healthz, /readyz."""
+"""Metrics, logs and the one HTTP port: /metrics, /healthz, /readyz, and the POST routes the
+daemon adds (the push wake's /wake)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,12 +24,12 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from scaler.cluster.blockers import KINDS as BLOCKER_KINDS
+from scaler.signals.queries import SIGNALS
 
 log = structlog.get_logger("scaler")
 
 ACTIONS = ("pause", "resume", "scale_up")
 RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
-SIGNALS = ("idle", "queue")
 JOBS = ("reconcile", "wake", "edge", "reload", "follow")
 
 
@@ -127,15 +128,15 @@ class Metrics:
         for signal in SIGNALS:
             for family in (self.query_errors, self.unknown, self.queries):
                 try:
-                    family.remove(name, signal)
+                    family.remove(name, signal.name)
                 except KeyError:
                     pass
 
     def touch_policy(self, name: str) -> None:
         self.policy_failing.labels(name)
         for signal in SIGNALS:
-            self.query_errors.labels(name, signal)
-            self.unknown.labels(name, signal)
+            self.query_errors.labels(name, signal.name)
+            self.unknown.labels(name, signal.name)
 
 
 class _RequestCollector:
@@ -165,9 +166,17 @@ class Health:
         return self.policies_loaded and self.api_reachable and self.reconciled and self.synced()
 
 
+#: A POST route (the push wake): (the request's headers, names lower-cased; its body) -> (status, JSON body,
+#: extra headers).
+PostHandler = Callable[[Mapping[str, str], bytes], tuple[int, dict, dict[str, str]]]
+#: The largest POST body read; a longer one is refused unread (413).
+MAX_POST_BYTES = 16 * 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
     health: Health
+    posts: Mapping[str, PostHandler] = {}
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -184,10 +193,30 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found\n", "text/plain")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def do_POST(self) -> None:
+        route = self.posts.get(self.path.split("?", 1)[0])
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        headers: dict[str, str]
+        if route is None:
+            status, answer, headers = 404, {"result": "not-found", "reason": "no such path"}, {}
+        elif not 0 <= length <= MAX_POST_BYTES:
+            self.close_connection = True  # the body is left unread
+            status, answer, headers = 413, {"result": "invalid", "reason": f"the body must have a Content-Length "
+                                                                         f"of at most {MAX_POST_BYTES} bytes"}, {}
+        else:
+            sent = {name.lower(): value for name, value in self.headers.items()}
+            status, answer, headers = route(sent, self.rfile.read(length))
+        self._send(status, json.dumps(answer).encode() + b"\n", "application/json", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -195,10 +224,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve(metrics: Metrics, health: Health, *, address: str, port: int) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health})
-    server = ThreadingHTTPServer((address, port), handler)
-    server.daemon_threads = True
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    #: The listen backlog: a burst of wake requests waits in it instead of being refused (the default is 5).
+    request_queue_size = 1024
+
+
+def serve(metrics: Metrics, health: Health, *, address: str, port: int,
+          posts: Mapping[str, PostHandler] | None = None) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health, "posts": dict(posts or {})})
+    server = _Server((address, port), handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 

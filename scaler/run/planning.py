@@ -1,17 +1,17 @@
-"""`scaler plan`'s evaluation: every policy once, as the daemon would now.
-Writes nothing; the command line prints it."""
+"""`scaler plan`'s evaluation: every policy once, as the daemon would now,
+by the evaluator alone (no writer, no pauser). Writes nothing; the command
+line prints it."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from scaler.cluster.discovery import KindResolver
-from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.facts import next_prewarm
-from scaler.decide.reverts import HandsOff
-from scaler.decide.times import rfc3339
-from scaler.run.reconciling import Evaluation, Reconciler
+from scaler.decide.times import rfc3339, utc_now
+from scaler.run.evaluating import Evaluation, Evaluator
+from scaler.run.isolating import report_failures
 from scaler.run.settings import PlanSettings
 from scaler.run.sources import check_policy_files
 
@@ -27,15 +27,16 @@ def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None =
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()
     view = ListingView(kube, namespaces=settings.namespaces, gpu_resources=settings.gpu_resources)
-    reconciler = Reconciler(prometheus=settings.prometheus(), view=view, pauser=Pauser(kube),
-                            excluded_namespaces=settings.all_excluded_namespaces, dry_run=True,
-                            signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube),
-                            hands_off=HandsOff(gitops_managers=tuple(settings.gitops_managers)))
-    reconciler.signals_at = signals_at
-    evaluations = reconciler.evaluate(policies, now=now)
+    evaluator = Evaluator(prometheus=settings.prometheus(), view=view,
+                          excluded_namespaces=settings.all_excluded_namespaces,
+                          signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(kube),
+                          gitops_managers=settings.gitops_managers, signals_at=signals_at)
+    # The clock, read once: a future `now` reads the signals as of it.
+    evaluations = evaluator.evaluate(policies, now=now, read_at=min(now, utc_now()))
+    errors = report_failures(evaluations.failures, previous={}, checked=evaluations.checked, policies=policies)
     failures = [{"policy": name, "source": policies.sources.get(name), "error": error}
-                for name, error in sorted(reconciler.policy_errors.items())]
-    return evaluations, sorted(set(reconciler.signal_errors)), failures
+                for name, error in sorted(errors.items())]
+    return list(evaluations), sorted(set(evaluations.signal_errors)), failures
 
 
 def upcoming_prewarms(evaluations: list[Evaluation], *, now: datetime) -> list[dict]:

@@ -32,6 +32,7 @@ from scaler.decide.reverts import (
     DEFAULT_BACKOFF_SECONDS,
     DEFAULT_GITOPS_MANAGERS,
     DEFAULT_HANDS_OFF_SECONDS,
+    HandsOff,
 )
 
 if TYPE_CHECKING:
@@ -175,6 +176,24 @@ class Settings(PlanSettings):
                           '{"p4d.24xlarge": 4.1}}; labels: instance-type, zone, capacity-type, nodepool')
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The push wake (run/waking.py, docs/wake.md): off unless asked for.
+    push_wake: bool = Field(False, description="serve POST /wake on the port: a request holder (gateway, proxy, "
+                                               "script) wakes a workload at once, without Prometheus")
+    push_wake_auth: Literal["token", "secret"] = Field(
+        "token", description="token: a Kubernetes bearer token (TokenReview), with the verb on the workload's "
+                             "/scale (SubjectAccessReview); secret: the shared secret in push_wake_secret_file")
+    push_wake_secret_file: Path | None = Field(None, description="file holding the shared secret (secret mode; "
+                                                                 "re-read when it changes)")
+    push_wake_audiences: CommaList = Field(default_factory=lambda: ["scaler"],
+                                           description="a token must be minted for one of these audiences "
+                                                       "(empty: the API server's own)")
+    push_wake_verb: str = Field("patch", pattern=r"^[a-z][a-z-]*$",
+                                description="the verb a caller needs on the workload's /scale subresource")
+    push_wake_auth_cache_seconds: float = Field(10, ge=0, le=300, description="how long a positive TokenReview "
+                                                                              "or SubjectAccessReview is reused")
+    push_wake_rate_per_second: float = Field(20, gt=0, description="per caller: permission checks not in memory "
+                                                                   "and writes")
+    push_wake_burst: int = Field(200, ge=1, description="per caller: how many above the rate at once")
 
     @model_validator(mode="after")
     def _lease_timings(self) -> Settings:
@@ -195,6 +214,17 @@ class Settings(PlanSettings):
 
     def prices(self) -> GpuHourPrices:
         return GpuHourPrices.parse(self.gpu_hour_price, self.gpu_hour_prices)
+
+    @model_validator(mode="after")
+    def _push_wake_secret(self) -> Settings:
+        if self.push_wake and self.push_wake_auth == "secret" and self.push_wake_secret_file is None:
+            raise ValueError("push_wake_auth=secret needs push_wake_secret_file")
+        return self
+
+    def hands_off(self) -> HandsOff:
+        """Who is a GitOps controller, and how long scaler keeps its hands off after a revert or a person's edit."""
+        return HandsOff(tuple(self.gitops_managers), self.gitops_backoff_seconds, self.gitops_backoff_max_seconds,
+                        self.hands_off_seconds)
 
     @property
     def effective_lease_namespace(self) -> str:

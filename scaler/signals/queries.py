@@ -1,11 +1,15 @@
 """The PromQL scaler sends: one query per policy signal, answered per workload
-by (namespace, workload) labels. Pure: builds strings, sends nothing."""
+by (namespace, workload) labels; and `SIGNALS`, the one table of the signals
+a policy may declare. Pure: builds strings, sends nothing."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from scaler.decide.policies import IdleSignal, Policy, WakeSignal
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -91,8 +95,64 @@ def seen_query(expr: str, *, namespace_label: str, workload_label: str) -> Signa
                        workload_label)
 
 
-def queue_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
-    """The queue right now, summed per workload (several routers may report it)."""
+def wake_query(expr: str, *, namespace_label: str, workload_label: str) -> SignalQuery:
+    """The wake signal (a queue's depth) right now, summed per workload
+    (several routers may report it)."""
     _check_labels(namespace_label, workload_label)
     return SignalQuery(f"sum by ({namespace_label}, {workload_label}) {_enclosed(expr)}", namespace_label,
                        workload_label)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One signal a policy may declare, and everything scaler needs to know
+    about it. Its `name` is its one name everywhere: the policy's key, the
+    field of `decide.decisions.Signals` the decision reads, the `signal`
+    label of scaler_queries_total, scaler_query_errors_total and
+    scaler_signal_unknown_workloads, and the word in "… signal unknown"."""
+
+    name: str
+    #: The policy's rule for this signal, or None when it declares none.
+    rule: Callable[[Policy], IdleSignal | WakeSignal | None]
+    #: The instant query for a policy's rule: one per policy, answered for all
+    #: its workloads at once. A range query over the same expression is its history (`scaler backtest`).
+    query: Callable[[Policy], SignalQuery]
+    #: Asked on the wake checks too (paused workloads only), not only on full evaluations.
+    on_wake_checks: bool
+    #: A workload at zero without a value counts as unknown. Not for the idle
+    #: signal: at zero its pods, and so its series, are gone.
+    unknown_at_zero: bool
+
+    def of(self, policy: Policy) -> SignalQuery | None:
+        """This signal's query for `policy`, or None when it declares none."""
+        return self.query(policy) if self.rule(policy) is not None else None
+
+
+def _idle(policy: Policy) -> SignalQuery:
+    rule = policy.idle
+    assert rule is not None
+    return idle_query(rule.query, duration_seconds=rule.duration_seconds, namespace_label=rule.namespace_label,
+                      workload_label=rule.workload_label)
+
+
+def _wake(policy: Policy) -> SignalQuery:
+    rule = policy.wake
+    assert rule is not None
+    return wake_query(rule.query, namespace_label=rule.namespace_label, workload_label=rule.workload_label)
+
+
+IDLE = Signal("idle", rule=lambda policy: policy.idle, query=_idle, on_wake_checks=False, unknown_at_zero=False)
+WAKE = Signal("wake", rule=lambda policy: policy.wake, query=_wake, on_wake_checks=True, unknown_at_zero=True)
+#: Every signal, in the order they are asked and reported.
+SIGNALS: tuple[Signal, ...] = (IDLE, WAKE)
+
+
+def last_seen_query(expr: str, *, namespace_label: str, workload_label: str, window_seconds: int,
+                    step_seconds: int) -> SignalQuery:
+    """When the wake signal last had a series per workload, as a Unix time,
+    within `window_seconds` (absent: not seen in that window). `timestamp()`
+    of the per-workload sum is the step it was seen at."""
+    _check_labels(namespace_label, workload_label)
+    by = f"by ({namespace_label}, {workload_label})"
+    return SignalQuery(f"max {by} (last_over_time(timestamp(sum {by} {_enclosed(expr)})"
+                       f"[{window_seconds}s:{step_seconds}s]))", namespace_label, workload_label)

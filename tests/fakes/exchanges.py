@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,65 @@ def steps(ns: str) -> list[tuple[str, str, str, dict, Any, str, bool]]:
          JSON, True),
         ("delete", "DELETE", d, {}, None, JSON, True),
         ("get-deleted", "GET", d, {}, None, JSON, True),
+        *review_steps(ns),
+    ]
+
+
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+def _token_review(audiences: list[str]) -> Callable[[dict], dict]:
+    """A TokenReview of the token the `token-request` step was given."""
+    return lambda answers: {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {
+        "token": answers["token-request"]["status"]["token"], "audiences": audiences}}
+
+
+def _access_review(ns: str, *, verb: str = "patch", namespace: str | None = None) -> dict:
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+        "user": f"system:serviceaccount:{ns}:waker",
+        "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+        "resourceAttributes": {"namespace": namespace or ns, "verb": verb, "group": "apps",
+                               "resource": "deployments", "subresource": "scale", "name": "d"}}}
+
+
+def review_steps(ns: str) -> list:
+    """Who a token is (TokenRequest, TokenReview) and what it may do (a Role,
+    its binding, SubjectAccessReviews): what the push wake asks. A body may be
+    a function of the answers so far; an eighth element, a predicate on the
+    answer, sends the step again (for up to 5 s) until it holds: RBAC is read
+    from a cache that sees a new binding a moment after it is created."""
+    token = f"/api/v1/namespaces/{ns}/serviceaccounts/waker/token"
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"audiences": ["scaler"], "expirationSeconds": 600}}
+    scaler = {"fieldManager": "scaler"}
+    return [
+        ("create-serviceaccount", "POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {},
+         {"metadata": {"name": "waker"}}, JSON, True),
+        ("token-request", "POST", token, {}, request, JSON, True),
+        ("token-request-missing-account", "POST", token.replace("/waker/", "/nobody/"), {}, request, JSON, True),
+        ("token-review", "POST", TOKEN_REVIEWS, scaler, _token_review(["scaler"]), JSON, True),
+        ("token-review-other-audience", "POST", TOKEN_REVIEWS, scaler, _token_review(["other"]), JSON, True),
+        ("token-review-invalid", "POST", TOKEN_REVIEWS, scaler, {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": "not-a-token", "audiences": ["scaler"]}}, JSON, True),
+        ("token-review-empty", "POST", TOKEN_REVIEWS, scaler, {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": ""}}, JSON, True),
+        ("token-review-list", "GET", TOKEN_REVIEWS, {}, None, JSON, True),
+        ("access-review-before-binding", "POST", ACCESS_REVIEWS, scaler, _access_review(ns), JSON, True),
+        ("create-role", "POST", f"{rbac}/roles", {}, {"metadata": {"name": "waker"}, "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]}]}, JSON, True),
+        ("create-rolebinding", "POST", f"{rbac}/rolebindings", {}, {
+            "metadata": {"name": "waker"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "waker"},
+            "subjects": [{"kind": "ServiceAccount", "name": "waker", "namespace": ns}]}, JSON, True),
+        ("access-review-allowed", "POST", ACCESS_REVIEWS, scaler, _access_review(ns), JSON, True,
+         lambda answer: (answer.get("status") or {}).get("allowed") is True),
+        ("access-review-other-verb", "POST", ACCESS_REVIEWS, scaler, _access_review(ns, verb="delete"), JSON,
+         True),
+        ("access-review-other-namespace", "POST", ACCESS_REVIEWS, scaler,
+         _access_review(ns, namespace=f"{ns}-other"), JSON, True),
     ]
 
 
@@ -116,10 +176,28 @@ def _string_tests(d: str) -> list:
     return steps
 
 
+def _review(status: int, body: dict) -> dict:
+    """A TokenRequest's, TokenReview's or SubjectAccessReview's answer: what it says, not the token."""
+    answer = body.get("status") or {}
+    user = answer.get("user") or {}
+    out = {"status": status, "kind": body["kind"], "apiVersion": body.get("apiVersion"),
+           "metadata": sorted(body.get("metadata") or {})}
+    if body["kind"] == "TokenRequest":
+        return {**out, "token": bool(answer.get("token")), "expires": bool(answer.get("expirationTimestamp")),
+                "audiences": (body.get("spec") or {}).get("audiences")}
+    if body["kind"] == "TokenReview":
+        return {**out, "authenticated": answer.get("authenticated"), "username": user.get("username"),
+                "uid": bool(user.get("uid")), "groups": user.get("groups"), "extra": sorted(user.get("extra") or {}),
+                "audiences": answer.get("audiences"), "error": answer.get("error")}
+    return {**out, "allowed": answer.get("allowed"), "denied": answer.get("denied"), "reason": answer.get("reason")}
+
+
 def summary(status: int, body: Any, *, message: bool = True) -> dict:
     """What an answer means, without what differs run to run (uids, versions, times)."""
     if not isinstance(body, dict):
         return {"status": status, "text": str(body).strip()}
+    if body.get("kind") in ("TokenRequest", "TokenReview", "SubjectAccessReview"):
+        return _review(status, body)
     if body.get("kind") == "Status":
         details = body.get("details") or {}
         out = {"status": status, "reason": body.get("reason"), "code": body.get("code"),
@@ -146,9 +224,16 @@ def summary(status: int, body: Any, *, message: bool = True) -> dict:
 
 def run(send: Send, namespace: str) -> dict[str, dict]:
     """Every step against one server, in a namespace of its own (created first)."""
-    results = {}
-    for label, method, path, query, body, content_type, message in steps(namespace):
-        status, answer = send(method, path, query, body, content_type)
+    results, answers = {}, {}
+    for label, method, path, query, given, content_type, message, *until in steps(namespace):
+        body = given(answers) if callable(given) else given
+        deadline = time.monotonic() + 5
+        while True:
+            status, answer = send(method, path, query, body, content_type)
+            if not until or not isinstance(answer, dict) or until[0](answer) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        answers[label] = answer
         results[label] = summary(status, _unnamed(answer, namespace), message=message)
     return results
 

@@ -19,6 +19,10 @@ Every request is logged (`requests`), so a test counts PATCHes.
 Objects are stored as JSON, keyed by (group, plural) whatever the version;
 managedFields record who owns which fields (create, update, apply), which is
 what scaler reads to tell a GitOps revert from a person's edit.
+
+TokenRequest, TokenReview and SubjectAccessReview are answered, never stored,
+from tables a test sets (`token`, `allow`) and the RBAC objects it creates
+(tests/fakes/reviews.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.fakes import reviews
 from tests.fakes.patching import PatchError, dig, json_patch, leaves, merge_patch
 from tests.fakes.selecting import SelectorError, field_matches, label_matches
 
@@ -79,6 +84,13 @@ BUILTIN = [
     Kind("policy", "poddisruptionbudgets", "PodDisruptionBudget", status_subresource=True, generation=True),
     Kind("apiextensions.k8s.io", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
          status_subresource=True, generation=True),
+    Kind("rbac.authorization.k8s.io", "roles", "Role"),
+    Kind("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
+    Kind("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
+    Kind("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    # Create-only: answered in their status, never stored (tests/fakes/reviews.py).
+    Kind("authentication.k8s.io", "tokenreviews", "TokenReview", namespaced=False),
+    Kind("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", namespaced=False),
 ]
 
 BUILTIN_KEYS = frozenset((k.group, k.plural) for k in BUILTIN)
@@ -216,6 +228,11 @@ class FakeKube:
         self.hooks: list[tuple[str | None, str, Callable[[Request], None]]] = []
         self.denied: list[tuple[str, str]] = []  # (verb, plural) answered 403
         self.requests: list[Request] = []
+        #: token -> who a TokenReview says it is (`token`; a TokenRequest adds the tokens it mints)
+        self.tokens: dict[str, reviews.Holder] = {}
+        #: (user or group, verb, 'deployments.apps/scale', namespace or '' for any, name or '' for any):
+        #: allowed by a SubjectAccessReview (`allow`), besides what the stored RBAC objects grant
+        self.permissions: set[tuple[str, str, str, str, str]] = set()
         #: a Deployment's (StatefulSet's) status follows its spec at once: every replica Ready
         self.auto_ready = auto_ready
         self.stopped = threading.Event()
@@ -418,6 +435,17 @@ class FakeKube:
     def before(self, method: str | None, path: str, hook: Callable[[Request], None]) -> None:
         """Run `hook` before each matching request is handled (outside the store's lock)."""
         self.hooks.append((method, path, hook))
+
+    def token(self, token: str, username: str, *, groups: tuple[str, ...] = (), uid: str = "",
+              audiences: tuple[str, ...] = (reviews.API_AUDIENCE,)) -> None:
+        """A TokenReview of `token` (for one of `audiences`) says it is `username`."""
+        self.tokens[token] = reviews.Holder(username, uid, (*groups, "system:authenticated"), audiences)
+
+    def allow(self, subject: str, verb: str, resource: str, *, namespace: str = "", name: str = "") -> None:
+        """A SubjectAccessReview lets `subject` (a user or a group) `verb` on
+        `resource` ('deployments.apps/scale'), in `namespace` and on `name`
+        ('' for any)."""
+        self.permissions.add((subject, verb, resource, namespace, name))
 
     def deny(self, verb: str, resource: str) -> None:
         """Answer `verb` on `resource` (e.g. 'deployments.apps') with 403."""
@@ -719,6 +747,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake, kind = self.fake, route.kind
         # Without a fieldManager the server names the writer after its user agent.
         manager = query.get("fieldManager") or (self.headers.get("User-Agent") or "unknown").split("/")[0]
+        if (kind.group, kind.plural) in reviews.VIRTUAL or route.subresource == "token":
+            return self._review(method, route, request, manager)
         if method == "GET" and route.name:
             return 200, fake.get(kind, route.namespace, route.name)
         if method == "GET":
@@ -747,6 +777,17 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                          "details": {**_details(kind, route.name), "uid": gone["metadata"]["uid"]}}
         raise ApiError(405, "MethodNotAllowed", "method not allowed")
+
+    def _review(self, method: str, route: _Route, request: Request, manager: str) -> tuple[int, Any]:
+        """TokenRequest, TokenReview, SubjectAccessReview: create-only, answered in their status."""
+        if method != "POST" or (route.name and route.subresource is None):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                           "resource")
+        if route.subresource == "token":
+            return 201, reviews.token_request(self.fake, route.namespace, route.name, request.body, manager)
+        if route.kind.plural == "tokenreviews":
+            return 201, reviews.token_review(self.fake, request.body, manager)
+        return 201, reviews.access_review(self.fake, request.body, manager)
 
     def _patch(self, route: _Route, query: dict, request: Request, manager: str) -> dict:
         body, kind = request.body, route.kind
@@ -910,7 +951,8 @@ def _route(fake: FakeKube, path: str) -> _Route:
         raise page_not_found
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else None
-    if subresource not in (None, "status") or (subresource == "status" and not kind.status_subresource):
+    if subresource not in (None, "status", "token") or (subresource == "status" and not kind.status_subresource) \
+            or (subresource == "token" and kind.plural != "serviceaccounts"):
         raise page_not_found
     return _Route(kind, version, namespace, name, subresource)
 

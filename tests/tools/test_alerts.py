@@ -25,7 +25,8 @@ PROMETHEUS_RULE = RULES_DIR / "prometheusrule.yaml"
 
 EXPECTED_ALERTS = {
     "ScalerDown", "ScalerNoSuccessfulReconcile", "ScalerActionsFailing", "ScalerMetricsUnknown",
-    "ScalerNoLeader", "ScalerPolicyReloadFailing", "ScalerPolicyFailing", "ScalerGPUsFreedButNodesHeld",
+    "ScalerNoLeader", "ScalerPolicyReloadFailing", "ScalerPolicyFailing", "ScalerCannotWake",
+    "ScalerGPUsFreedButNodesHeld",
 }
 
 

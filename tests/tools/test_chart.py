@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from scaler.decide.loading import load_policies
-from scaler.run.reconciling import kinds_of
+from scaler.run.evaluating import kinds_of
 from scaler.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,10 @@ LEASE_GRANTS = {("coordination.k8s.io", "leases", "create"),
 @pytest.mark.parametrize("values", [
     pytest.param([], id="defaults"),
     pytest.param(["--set", "watchNamespaces={team-a,team-b}", "--set", "dryRun=false"], id="restricted"),
-    pytest.param(["--set", "serviceMonitor.enabled=true", "--set", "namespace.create=true"], id="everything-on"),
+    pytest.param(["--set", "serviceMonitor.enabled=true", "--set", "namespace.create=true",
+                  "--set", "pushWake.enabled=true"], id="everything-on"),
+    pytest.param(["--set", "pushWake.enabled=true", "--set", "pushWake.auth=secret",
+                  "--set", "pushWake.secret.name=gateway"], id="push-wake-secret"),
 ])
 def test_lint_passes(helm, values):
     result = _helm(helm, "lint", "--strict", str(CHART), "--namespace", "scaler", *values)
@@ -323,3 +326,57 @@ def test_uninstall_hook_stops_the_daemon_before_its_rbac_goes_with_only_what_it_
 def test_no_uninstall_hook_without_leader_election(helm):
     docs = render(helm, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false", hooks=True)
     assert not [d for d in docs if d["kind"] == "Job"]
+
+
+PUSH_WAKE_REVIEWS = {("authentication.k8s.io", "tokenreviews", "create"),
+                     ("authorization.k8s.io", "subjectaccessreviews", "create")}
+
+
+def test_the_push_wake_is_off_by_default_with_no_grant_for_it(helm):
+    docs = render(helm)
+    assert not [d for d in docs if d["metadata"]["name"].endswith("push-wake")]
+    assert not [k for k in env_of(docs) if k.startswith("SCALER_PUSH_WAKE")]
+
+
+def test_the_push_wake_with_tokens_may_review_them_and_find_the_leader_and_nothing_more(helm, monkeypatch):
+    """Token mode: TokenReview and SubjectAccessReview (cluster-scoped, as
+    system:auth-delegator grants them), and a standby's GET of the leader's
+    pod in the release namespace; its settings parse."""
+    docs = render(helm, "--set", "pushWake.enabled=true", "--set", "pushWake.audiences={scaler,gateway}",
+                  "--set", "watchNamespaces={team-a}")
+    role = only(docs, "ClusterRole", "scaler-push-wake")
+    assert grants(role) == PUSH_WAKE_REVIEWS
+    assert only(docs, "ClusterRoleBinding", "scaler-push-wake")["roleRef"]["name"] == "scaler-push-wake"
+    pods = only(docs, "Role", "scaler-push-wake")
+    assert grants(pods) == {("", "pods", "get")} and pods["metadata"]["namespace"] == "scaler"
+    assert only(docs, "RoleBinding", "scaler-push-wake")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "scaler", "namespace": "scaler"}]
+    env = env_of(docs)
+    for key, value in env.items():
+        if key.startswith("SCALER_"):
+            monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.push_wake is True and settings.push_wake_auth == "token"
+    assert settings.push_wake_audiences == ["scaler", "gateway"] and settings.push_wake_verb == "patch"
+    assert "SCALER_PUSH_WAKE_SECRET_FILE" not in env
+
+
+def test_the_push_wake_with_a_shared_secret_mounts_it_and_reviews_nothing(helm, monkeypatch):
+    docs = render(helm, "--set", "pushWake.enabled=true", "--set", "pushWake.auth=secret",
+                  "--set", "pushWake.secret.name=gateway-wake", "--set", "pushWake.secret.key=token")
+    assert not [d for d in docs if d["kind"].startswith("Cluster") and d["metadata"]["name"].endswith("push-wake")]
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "push-wake-secret"]
+    assert volume["secret"] == {"secretName": "gateway-wake", "items": [{"key": "token", "path": "token"}]}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "push-wake-secret"]
+    assert mount == {"name": "push-wake-secret", "mountPath": "/etc/scaler/push-wake", "readOnly": True}
+    env = env_of(docs)
+    assert env["SCALER_PUSH_WAKE_AUTH"] == "secret"
+    assert env["SCALER_PUSH_WAKE_SECRET_FILE"] == "/etc/scaler/push-wake/token"
+    for key, value in env.items():
+        if key.startswith("SCALER_"):
+            monkeypatch.setenv(key, value)
+    assert Settings().push_wake_secret_file == Path("/etc/scaler/push-wake/token")
+    result = _helm(helm, "template", "scaler", str(CHART), "--set", "pushWake.enabled=true",
+                   "--set", "pushWake.auth=secret")
+    assert result.returncode != 0 and "pushWake.secret.name is required" in result.stderr

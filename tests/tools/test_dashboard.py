@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from scaler.run.observability import Metrics
+from scaler.run.wake_watch import WakeWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "scaler-dashboard.json"
@@ -35,6 +36,7 @@ def exported_names() -> set[str]:
     """Every sample name the daemon's /metrics can carry."""
     metrics = Metrics()
     metrics.count_requests(lambda: {})  # the daemon always registers the API request counts
+    WakeWatch(prometheus=None, submit=None, registry=metrics.registry)  # the evaluator's, in the same registry
     names = set()
     for family in metrics.registry.collect():
         if family.type == "counter":

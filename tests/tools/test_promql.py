@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from scaler.signals.queries import idle_query, queue_query
+from scaler.signals.queries import idle_query, wake_query
 from tests.tools.test_alerts import promtool
 
 SERIES = [
@@ -35,7 +35,7 @@ def _promql(name: str) -> list[tuple[str, str]]:
     expr = EXPRESSIONS[name]
     return [("idle", idle_query(expr, duration_seconds=300, namespace_label="namespace",
                                 workload_label="workload").promql),
-            ("queue", queue_query(expr, namespace_label="namespace", workload_label="workload").promql)]
+            ("queue", wake_query(expr, namespace_label="namespace", workload_label="workload").promql)]
 
 
 @pytest.mark.parametrize("name", sorted(EXPRESSIONS))

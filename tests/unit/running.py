@@ -6,7 +6,7 @@ JSON log lines captured (`Log`), its metrics read from its registry. What
 `tests.helpers.DaemonProcess` is for the cluster tier, without a Python
 start or a real cluster.
 
-`Passes`: one daemon's memory (its reconciler and watch cache) running the
+`Passes`: one daemon's memory (its evaluator, actor, tracker, watch cache) running the
 passes `scaler run` runs, at instants the test gives: minutes and hours of
 a scenario in simulated time (time is an argument)."""
 
@@ -23,11 +23,13 @@ from scaler.cluster.pausing import EventSink, Pauser, Retry
 from scaler.cluster.views import WatchingView
 from scaler.decide.loading import PolicyError, PolicySet, check_texts
 from scaler.decide.reverts import HandsOff
+from scaler.run.acting import Actor
 from scaler.run.daemon import Daemon
+from scaler.run.evaluating import Evaluator
 from scaler.run.observability import Metrics, configure_logging
-from scaler.run.reconciling import Reconciler
 from scaler.run.settings import Settings
 from scaler.run.sources import policy_source
+from scaler.run.tracking import Tracker
 from scaler.signals.prometheus import Prometheus
 from tests.helpers import eventually
 
@@ -170,7 +172,7 @@ def policies(text: str) -> PolicySet:
 
 
 class Passes:
-    """One daemon's memory (its reconciler, watch cache, Event sink and
+    """One daemon's memory (its evaluator, actor, tracker, watch cache, Event sink and
     metrics) running the passes `scaler run` runs, at the instant `now` the
     test gives; `leading` says whether its writes may go out (a standby's may
     not). Its writes' timestamps and its fence read the same instant."""
@@ -182,12 +184,15 @@ class Passes:
         self.view = WatchingView(kube)
         self.sink = EventSink(kube)
         self.metrics = Metrics()
-        self.reconciler = Reconciler(
-            prometheus=Prometheus(prometheus_url, timeout_seconds=2), view=self.view,
+        self.evaluator = Evaluator(prometheus=Prometheus(prometheus_url, timeout_seconds=2), view=self.view,
+                                   excluded_namespaces=(), gitops_managers=hands_off.gitops_managers)
+        self.actor = Actor(
+            evaluator=self.evaluator,
             pauser=Pauser(kube, retry=Retry(attempts=8, base_seconds=0.001, max_seconds=0.01),
                           clock=lambda: self.now, events=self.sink),
-            excluded_namespaces=(), dry_run=False, metrics=self.metrics, hands_off=hands_off,
+            dry_run=False, metrics=self.metrics, hands_off=hands_off,
             may_act=lambda policy, term: self.leading, clock=lambda: self.now)
+        self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
 
     def seen(self, name: str, namespace: str = "llm") -> None:
         """Wait until the watch cache holds the Deployment as the API server
@@ -201,9 +206,10 @@ class Passes:
     def step(self, now: datetime, *, full: bool = True) -> list:
         """A full reconcile (or a wake check) at `now`: decide, write, record starts."""
         self.now = now
-        evaluations = self.reconciler.evaluate(self.policies, now=now, wake_only=not full)
-        self.reconciler.act(evaluations, now=now)
-        self.reconciler.track_starts(self.policies, now=now)
+        evaluations = self.evaluator.evaluate(self.policies, now=now, wake_only=not full)
+        self.tracker.observe(evaluations, self.policies)
+        self.actor.act(evaluations, now=now)
+        self.tracker.track_starts(self.policies, now=now)
         return evaluations
 
     def metric(self, name: str, **labels: str) -> float | None:

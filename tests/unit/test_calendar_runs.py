@@ -17,8 +17,9 @@ from scaler.cluster.views import ListingView
 from scaler.decide.decisions import WorkloadState
 from scaler.decide.loading import check_texts
 from scaler.decide.replaying import Steps, Subject, replay, window_runs
+from scaler.run.acting import Actor
 from scaler.run.daemon import Daemon
-from scaler.run.reconciling import Reconciler
+from scaler.run.evaluating import Evaluator
 from scaler.run.settings import Settings
 from scaler.run.sources import ConfigMapPolicies, FilePolicies
 from scaler.signals.prometheus import Prometheus
@@ -176,10 +177,11 @@ def test_the_event_and_status_name_the_holiday(fake, tmp_path, capsys):
     policies, problems = check_texts([("office.yaml", OFFICE.format(subdivision="BY"))])
     assert problems == []
     kube = fake.client()
-    reconciler = Reconciler(prometheus=Prometheus(NOWHERE, timeout_seconds=1), view=ListingView(kube),
-                            pauser=Pauser(kube), excluded_namespaces=(), dry_run=False, resolve=KindResolver(kube))
+    evaluator = Evaluator(prometheus=Prometheus(NOWHERE, timeout_seconds=1), view=ListingView(kube),
+                          excluded_namespaces=(), resolve=KindResolver(kube))
+    actor = Actor(evaluator=evaluator, pauser=Pauser(kube), dry_run=False)
     epiphany = datetime.fromisoformat(EPIPHANY)
-    results = reconciler.act(reconciler.evaluate(policies, now=epiphany), now=epiphany)  # as a reconcile does
+    results = actor.act(evaluator.evaluate(policies, now=epiphany), now=epiphany)  # as a reconcile does
     assert [result.outcome.value for result in results] == ["changed"]
     assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 0
     [event] = fake.events("llm", "chat", reason="ScaledToZero")

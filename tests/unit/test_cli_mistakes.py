@@ -197,7 +197,7 @@ def test_year_1_without_windows_is_answered_with_its_four_digits(cli, tmp_path):
                          "0001-01-01T01:00:00Z", "-o", "json")
     assert code == 4, err  # Prometheus is not there: unknown
     assert json.loads(out)["from"] == "0001-01-01T00:00:00Z"
-    assert "queue signal, 0001-01-01 00:00 to 0001-01-01 01:00 UTC: Prometheus at http://127.0.0.1:1 unreachable" in err
+    assert "wake signal, 0001-01-01 00:00 to 0001-01-01 01:00 UTC: Prometheus at http://127.0.0.1:1 unreachable" in err
     code, out, err = cli("plan", "--policies", "{P}", "--at", "0001-01-01T00:00:00Z", "--all")
     assert code == 4, err
     assert "evaluated at 0001-01-01T00:00:00Z, signals as of 0001-01-01T00:00:00Z" in out

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.decide.loading import check_policies
 from scaler.run.daemon import Daemon
 from scaler.run.settings import Settings
@@ -229,6 +230,28 @@ def test_a_pause_whose_answer_is_lost_still_gets_its_event_in_the_same_term(fake
         daemon.view.stop(timeout_seconds=2)
     assert event["involvedObject"]["name"] == "a" and fake.count("PATCH", "/deployments/") == 1
 
+
+
+def test_after_a_lost_answer_the_next_write_reads_the_object_not_a_cache_that_missed_it(fake, prometheus, tmp_path):
+    """The pause landed but its answer was lost, and the watch has not shown
+    it yet (here: the caches stopped before it). The write that follows
+    starts from a GET, and the cache takes what it read: no second PATCH for
+    the guard to refuse, in this pass or the next, and the count on the
+    object is the first pause's."""
+    deployments(fake, "a", replicas=3)
+    fake.fail(method="PATCH", path="/deployments/a$", reset=True, after=True)
+    daemon = make_daemon(fake, prometheus, tmp_path)
+    daemon._checked_term = daemon.leadership.term
+    try:
+        daemon.view.workloads([DEPLOYMENT])  # the cache synced: the Deployment as created
+        daemon.view.stop(timeout_seconds=2)
+        daemon._reconcile()
+        daemon._reconcile()
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    a = fake.get("deployments.apps", "llm", "a")
+    assert a["spec"]["replicas"] == 0 and a["metadata"]["annotations"]["scaler.io/last-replicas"] == "3"
+    assert fake.count("PATCH", "/deployments/") == 1
 
 def _never():
     from scaler.cluster.kube import Fenced

@@ -25,7 +25,9 @@ from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import LAST_REPLICAS
 from scaler.decide.decisions import MANUAL
 from scaler.decide.loading import check_texts
-from scaler.run.reconciling import Reconciler
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator
+from scaler.run.tracking import Tracker
 from scaler.signals.prometheus import Prometheus
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday, inside the window below
@@ -63,14 +65,16 @@ def test_a_finished_workload_is_not_evaluated_and_not_paused(fake, watching):
     two_deployments(fake)
     kube = fake.client()
     view = WatchingView(kube) if watching else ListingView(kube)
-    reconciler = Reconciler(prometheus=Prometheus("http://127.0.0.1:1", timeout_seconds=1), view=view,
-                            pauser=Pauser(kube, retry=FAST, clock=lambda: T0), excluded_namespaces=(),
-                            dry_run=False, resolve=lambda name: FINISHING, clock=lambda: T0)
+    evaluator = Evaluator(prometheus=Prometheus("http://127.0.0.1:1", timeout_seconds=1), view=view,
+                          excluded_namespaces=(), resolve=lambda name: FINISHING)
+    actor = Actor(evaluator=evaluator, pauser=Pauser(kube, retry=FAST, clock=lambda: T0), dry_run=False,
+                  clock=lambda: T0)
+    tracker = Tracker(evaluator=evaluator, actor=actor)
     try:
-        evaluations = reconciler.evaluate([NIGHT], now=T0)
+        evaluations = evaluator.evaluate([NIGHT], now=T0)
         assert [e.workload.name for e in evaluations] == ["running"]
-        reconciler.act(evaluations, now=T0, term=0)
-        assert reconciler.track_starts([NIGHT], now=T0) == []
+        actor.act(evaluations, now=T0, term=0)
+        assert tracker.track_starts([NIGHT], now=T0) == []
     finally:
         if watching:
             view.stop(timeout_seconds=2)

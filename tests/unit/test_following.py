@@ -25,9 +25,10 @@ from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import LAST_ACTION, NODES
 from scaler.decide.loading import check_texts
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator
 from scaler.run.following import Follower
 from scaler.run.observability import Metrics
-from scaler.run.reconciling import Reconciler
 from scaler.run.settings import Settings
 from scaler.signals.prometheus import Prometheus
 from tests.helpers import eventually
@@ -397,11 +398,12 @@ def test_an_event_owed_by_a_follower_that_died_is_posted_once_by_the_next_leader
     assert action.reason == "NodesReleased"
     policies, problems = check_texts([("p.yaml", NIGHTS)])
     assert not problems
-    reconciler = Reconciler(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view,
-                            pauser=Pauser(w.kube, events=EventSink(w.kube)), excluded_namespaces=(), dry_run=False)
+    evaluator = Evaluator(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view,
+                          excluded_namespaces=())
+    actor = Actor(evaluator=evaluator, pauser=Pauser(w.kube, events=EventSink(w.kube)), dry_run=False)
     for _ in range(2):
-        reconciler.post_owed_events(policies, now=T0 + timedelta(seconds=40), ttl_seconds=3600)
-        reconciler.pauser.events.flush(timeout_seconds=5)
+        actor.post_owed_events(policies, now=T0 + timedelta(seconds=40), ttl_seconds=3600)
+        actor.pauser.events.flush(timeout_seconds=5)
     [event] = w.events("llm", "NodesReleased")
     assert event["metadata"]["name"] == f"llm.{action.id}"
     assert event["message"].startswith("GPU node gpu-a1 released 30 s after the pause")

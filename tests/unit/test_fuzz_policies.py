@@ -37,15 +37,15 @@ from scaler.decide.loading import check_policies
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
 from scaler.decide.windows import next_edge
-from scaler.signals.queries import idle_query, queue_query
+from scaler.signals.queries import idle_query, wake_query
 from tests.fuzzing import policy_file
 
 LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 FILES = int(os.environ.get("SCALER_FUZZ_FILES", "3000"))
 NOWS = [datetime(2024, 3, 31, 0, 30, tzinfo=UTC), datetime(2026, 11, 1, 6, 0, tzinfo=UTC),
         datetime(2031, 12, 31, 23, 59, tzinfo=UTC)]
-SIGNALS = [Signals(), Signals(idle=0.0, queue=0.0), Signals(idle=5.0, queue=10.0), Signals(idle=math.nan, queue=1e308),
-           Signals(idle=math.inf, queue=-1.0)]
+SIGNALS = [Signals(), Signals(idle=0.0, wake=0.0), Signals(idle=5.0, wake=10.0), Signals(idle=math.nan, wake=1e308),
+           Signals(idle=math.inf, wake=-1.0)]
 
 
 def workloads_for(policy: Policy) -> list[WorkloadState]:
@@ -69,7 +69,7 @@ def evaluate(policy: Policy, everything: tuple[Policy, ...]) -> None:
         idle_query(policy.idle.query, duration_seconds=policy.idle.duration_seconds,
                    namespace_label=policy.idle.namespace_label, workload_label=policy.idle.workload_label)
     if policy.wake is not None:
-        queue_query(policy.wake.query, namespace_label=policy.wake.namespace_label,
+        wake_query(policy.wake.query, namespace_label=policy.wake.namespace_label,
                     workload_label=policy.wake.workload_label)
     for now in NOWS:
         if policy.schedule is not None:

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -20,9 +20,9 @@ from scaler.cluster.pausing import Pauser
 from scaler.cluster.views import ListingView
 from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import load_policies
+from scaler.run.acting import Actor
 from scaler.run.evaluating import Evaluator
 from scaler.run.observability import configure_logging
-from scaler.run.reconciling import Reconciler
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, seen_query
 
@@ -201,6 +201,21 @@ def test_signals_read_at_a_past_instant_look_for_the_hole_then(cluster, promethe
         "no data from 2026-05-04 08:58:40 to 08:59:30 UTC, no data since 2026-05-04 08:59:51 UTC")
 
 
+def test_a_future_instant_looks_for_the_hole_as_of_the_passs_one_clock_reading(cluster, prometheus, tmp_path):
+    """`plan --at` a future instant: the windows as of then, the signals as of
+    the clock reading the pass took (`read_at`), never a reading of its own."""
+    url, asked = prometheus(instant=INSTANT, matrix=MATRIX)
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    evaluator = Evaluator(prometheus=Prometheus(url, timeout_seconds=5), view=ListingView(cluster.client()),
+                          excluded_namespaces=())
+    evaluations = evaluator.evaluate(load_policies([tmp_path / "policies.yaml"]), now=NOW + timedelta(days=400),
+                                     read_at=NOW)
+    (_, instant), (_, ranged) = asked
+    assert "time" not in instant and float(ranged["end"]) == T0 + 90  # Prometheus's now; the pass's reading
+    [chat] = [e.decision for e in evaluations if e.workload.name == "chat"]
+    assert chat.reason == HOLD.format("no data from 2026-05-04 10:00:30 to 10:01:00 UTC")
+
+
 def test_plan_at_shows_the_hole(cluster, prometheus, tmp_path, capsys):
     url, asked = prometheus(instant=INSTANT, matrix=MATRIX)
     (tmp_path / "policies.yaml").write_text(POLICIES)
@@ -217,16 +232,17 @@ def test_plan_at_shows_the_hole(cluster, prometheus, tmp_path, capsys):
 
 
 def test_the_daemons_decision_line_names_the_hole(cluster, prometheus, tmp_path, capsys):
-    """The reconciler (the daemon's evaluate-and-act) logs the hold with the same sentence."""
+    """The daemon's evaluate-and-act logs the hold with the same sentence."""
     url, _ = prometheus(instant=INSTANT, matrix=MATRIX)
     (tmp_path / "policies.yaml").write_text(POLICIES)
-    reconciler = Reconciler(prometheus=Prometheus(url, timeout_seconds=5), view=ListingView(cluster.client()),
-                            pauser=Pauser(cluster.client()), excluded_namespaces=(), dry_run=True)
+    evaluator = Evaluator(prometheus=Prometheus(url, timeout_seconds=5), view=ListingView(cluster.client()),
+                          excluded_namespaces=())
+    actor = Actor(evaluator=evaluator, pauser=Pauser(cluster.client()), dry_run=True)
     root = logging.getLogger()
     handlers, level = root.handlers, root.level
     configure_logging(log_format="json", level="info")
     try:
-        reconciler.act(reconciler.evaluate(load_policies([tmp_path / "policies.yaml"]), now=NOW), now=NOW)
+        actor.act(evaluator.evaluate(load_policies([tmp_path / "policies.yaml"]), now=NOW), now=NOW)
     finally:
         root.handlers, root.level = handlers, level
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]

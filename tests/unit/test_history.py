@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from scaler.cli.instants import InstantError, duration, instant
 from scaler.signals.history import MAX_POINTS, chunks, fetch
-from scaler.signals.queries import queue_query
+from scaler.signals.queries import wake_query
 from scaler.signals.results import QueryError
 
 START = datetime(2026, 11, 16, tzinfo=UTC)
 T0 = int(START.timestamp())
-QUERY = queue_query("q", namespace_label="namespace", workload_label="workload")
+QUERY = wake_query("q", namespace_label="namespace", workload_label="workload")
 
 
 def series(name: str, values: list, namespace: str = "ml") -> dict:

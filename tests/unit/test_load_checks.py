@@ -86,7 +86,7 @@ def test_a_huge_queue_is_capped_not_an_overflow(queue):
     policy = Policy.model_validate({"name": "p", "max_replicas": 2147483647,
                                     "wake": {"query": "q", "target_per_replica": 0.001}})
     workload = WorkloadState(kind="Deployment", namespace="llm", name="w", replicas=0)
-    decision = decide(policy=policy, workload=workload, signals=Signals(queue=queue), now=NOW)
+    decision = decide(policy=policy, workload=workload, signals=Signals(wake=queue), now=NOW)
     assert (decision.action, decision.reason_code) == (Action.RESUME, Code.QUEUE_WAKE)
     assert decision.replicas == 2147483647
 

@@ -22,8 +22,8 @@ from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, STARTED_AT
 from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import check_texts
-from scaler.run.evaluating import kinds_of
-from scaler.run.reconciling import Reconciler
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
@@ -71,14 +71,15 @@ def daemon(fake, prometheus):
     view = WatchingView(kube)
     sink = EventSink(kube)
     now = [T0]
-    reconciler = Reconciler(prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=view,
-                            pauser=Pauser(kube, retry=FAST, clock=lambda: now[0], events=sink),
-                            excluded_namespaces=(), dry_run=False, clock=lambda: now[0])
+    evaluator = Evaluator(prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=view,
+                          excluded_namespaces=())
+    actor = Actor(evaluator=evaluator, pauser=Pauser(kube, retry=FAST, clock=lambda: now[0], events=sink),
+                  dry_run=False, clock=lambda: now[0])
 
     def tick(at: datetime):
         now[0] = at
-        evaluations = reconciler.evaluate([POLICY], now=at)
-        results = reconciler.act(evaluations, now=at, term=0)
+        evaluations = evaluator.evaluate([POLICY], now=at)
+        results = actor.act(evaluations, now=at, term=0)
         assert sink.flush(timeout_seconds=5) == 0
         return evaluations, results
 

@@ -87,7 +87,7 @@ VALUES = st.none() | st.just(math.nan) | st.just(math.inf) | st.floats(-5, 1e6, 
 @st.composite
 def cases(draw):
     now = draw(NOW_RANGE)
-    return draw(policies()), draw(workloads(now)), Signals(idle=draw(VALUES), queue=draw(VALUES)), now
+    return draw(policies()), draw(workloads(now)), Signals(idle=draw(VALUES), wake=draw(VALUES)), now
 
 
 def unknown(value) -> bool:
@@ -141,7 +141,7 @@ def test_deterministic(case):
 @given(cases())
 def test_unknown_signal_never_scales_down(case):
     policy, workload, signals, now = case
-    depends_on_unknown = (policy.wake is not None and unknown(signals.queue)) or \
+    depends_on_unknown = (policy.wake is not None and unknown(signals.wake)) or \
                          (policy.idle is not None and workload.replicas > 0 and unknown(signals.idle))
     decision = decide(policy=policy, workload=workload, signals=signals, now=now)
     if depends_on_unknown and decision.replicas < workload.replicas:

@@ -6,11 +6,17 @@ queries through Prometheus's own parser (promtool)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.signals.queries import idle_query, queue_query
+from scaler.decide.decisions import Signals
+from scaler.decide.policies import Policy
+from scaler.run.evaluating import queries_of
+from scaler.run.observability import Metrics
+from scaler.signals.queries import SIGNALS, idle_query, wake_query
 
 QUOTES = "\"'`"
 
@@ -62,7 +68,7 @@ def balanced(text: str) -> bool:
 
 def built(expr: str) -> list[str]:
     return [idle_query(expr, duration_seconds=600, namespace_label="namespace", workload_label="workload").promql,
-            queue_query(expr, namespace_label="namespace", workload_label="workload").promql]
+            wake_query(expr, namespace_label="namespace", workload_label="workload").promql]
 
 
 BASE = 'sum by (namespace, workload) (vllm:num_requests_running{job="vllm"})'
@@ -106,3 +112,23 @@ def test_the_oracle_sees_a_comment_eat_the_rest_of_its_line():
     assert code('up{a="#"} # x\n) + 1') == 'up{a="#"} ) + 1'
     assert not balanced("max(up # comment )")
     assert balanced("max(up # comment\n)")
+
+
+def test_one_name_per_signal_for_the_policy_the_decision_and_the_metrics():
+    """Each signal of the table is named as the policy declares it and as the
+    decision reads it; the daemon pre-touches its metric label; a policy's
+    signal is asked with the query the table builds."""
+    assert [signal.name for signal in SIGNALS] == [f.name for f in fields(Signals) if f.name != "why"]
+    assert {signal.name for signal in SIGNALS} <= set(Policy.model_fields)
+    policy = Policy.model_validate({"name": "p", "idle": {"query": "a", "threshold": 1, "duration": "10m"},
+                                    "wake": {"query": "b", "target_per_replica": 4}})
+    assert [(name, query.promql) for name, query in queries_of(policy)] == [
+        ("idle", idle_query("a", duration_seconds=600, namespace_label="namespace",
+                            workload_label="workload").promql),
+        ("wake", wake_query("b", namespace_label="namespace", workload_label="workload").promql)]
+    assert [name for name, _ in queries_of(policy, wake_only=True)] == ["wake"]
+    metrics = Metrics()
+    metrics.touch_policy("p")
+    assert metrics.registry.get_sample_value("scaler_signal_unknown_workloads", {"policy": "p", "signal": "wake"}) == 0
+    assert metrics.registry.get_sample_value("scaler_signal_unknown_workloads",
+                                             {"policy": "p", "signal": "queue"}) is None

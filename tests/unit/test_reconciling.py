@@ -1,4 +1,4 @@
-"""Acting on evaluations (run/reconciling.py) in process: the fake API server,
+"""Acting on evaluations (run/acting.py) and tracking starts (run/tracking.py) in process: the fake API server,
 a fake Prometheus, scaler's own watch caches. What a user sees: replicas,
 annotations, Events, and how many PATCHes went out."""
 
@@ -17,7 +17,9 @@ from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, READY_AT, STARTED_AT, WARM_UPS
 from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import check_texts
-from scaler.run.reconciling import Reconciler
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator
+from scaler.run.tracking import Tracker
 from scaler.signals.prometheus import Prometheus
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
@@ -68,10 +70,11 @@ class World:
         self.sink = EventSink(self.kube)
         self.pauser = Pauser(self.kube, retry=FAST, clock=lambda: T0, events=self.sink)
         self.term = term
-        self.reconciler = Reconciler(
-            prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=self.view, pauser=self.pauser,
-            excluded_namespaces=(), dry_run=False, may_act=lambda policy, term: term == self.term(),
-            clock=clock)
+        self.evaluator = Evaluator(prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=self.view,
+                                   excluded_namespaces=())
+        self.actor = Actor(evaluator=self.evaluator, pauser=self.pauser, dry_run=False,
+                           may_act=lambda policy, term: term == self.term(), clock=clock)
+        self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor)
 
     def deployment(self, name="chat", replicas=2, annotations=None, selector=None):
         spec = {"replicas": replicas, **({"selector": selector} if selector else {})}
@@ -103,8 +106,8 @@ def world(fake, prometheus):
 def test_a_keep_down_window_pauses_and_records_the_count(world):
     w = world()
     w.deployment()
-    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
-    [result] = w.reconciler.act(evaluations, now=T0, term=1)
+    evaluations = w.evaluator.evaluate(NIGHT, now=T0)
+    [result] = w.actor.act(evaluations, now=T0, term=1)
     assert result.replicas_after == 0
     obj = w.get()
     assert (obj["spec"]["replicas"], obj["metadata"]["annotations"][LAST_REPLICAS]) == (0, "2")
@@ -116,9 +119,9 @@ def test_a_write_decided_in_an_earlier_term_is_dropped(world):
     term = [1]
     w = world(term=lambda: term[0])
     w.deployment()
-    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
+    evaluations = w.evaluator.evaluate(NIGHT, now=T0)
     term[0] = 2  # lost the Lease and won it again meanwhile: another leader may have acted
-    assert w.reconciler.act(evaluations, now=T0, term=1) == []
+    assert w.actor.act(evaluations, now=T0, term=1) == []
     assert w.patches() == 0 and w.get()["spec"]["replicas"] == 2
 
 
@@ -130,8 +133,8 @@ def test_a_window_that_ended_while_the_write_was_throttled_drops_it(world):
     w = world(clock=lambda: next(times, late))
     w.deployment()
     w.fake.fail(method="PATCH", path="/deployments/chat$", status=429, retry_after=0, times=1)
-    evaluations = w.reconciler.evaluate(NIGHT, now=T0)
-    [result] = w.reconciler.act(evaluations, now=T0, term=1)
+    evaluations = w.evaluator.evaluate(NIGHT, now=T0)
+    [result] = w.actor.act(evaluations, now=T0, term=1)
     assert result.reason.startswith("not sent: no longer wanted")
     assert w.get()["spec"]["replicas"] == 2
     assert w.patches() == 1  # the throttled one; none after the window ended
@@ -143,11 +146,11 @@ def test_a_pass_that_read_before_another_wrote_sends_nothing_again(world):
     w = world()
     for i in range(5):
         w.deployment(name=f"w{i}")
-    stale = w.reconciler.evaluate(NIGHT, now=T0)
-    edge = w.reconciler.evaluate(NIGHT, now=T0)
-    assert len(w.reconciler.act(edge, now=T0, term=1)) == 5
+    stale = w.evaluator.evaluate(NIGHT, now=T0)
+    edge = w.evaluator.evaluate(NIGHT, now=T0)
+    assert len(w.actor.act(edge, now=T0, term=1)) == 5
     assert w.patches() == 5
-    w.reconciler.act(stale, now=T0, term=1)
+    w.actor.act(stale, now=T0, term=1)
     assert w.patches() == 5, "a write re-sent from a stale read"
     assert w.fake.count("GET", "/deployments/") == 0
 
@@ -159,19 +162,19 @@ def test_owed_events_are_posted_once_by_the_next_daemon(world):
     def standby():
         raise Fenced("killed before it posted")
     w.sink.fence = standby  # the daemon that acted never posts its Event (as if killed)
-    w.reconciler.act(w.reconciler.evaluate(NIGHT, now=T0), now=T0, term=1)
+    w.actor.act(w.evaluator.evaluate(NIGHT, now=T0), now=T0, term=1)
     assert w.sink.flush(timeout_seconds=5) == 0 and w.fake.events("llm") == []
     w.sink.fence = None  # the next daemon
     later = T0 + timedelta(minutes=5)
-    assert w.reconciler.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 1
+    assert w.actor.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 1
     assert w.sink.flush(timeout_seconds=5) == 0
     [event] = w.fake.events("llm", "chat")
     record = ActionRecord.read(w.get()["metadata"]["annotations"])
     assert event["reason"] == "ScaledToZero" and event["metadata"]["name"] == f"chat.{record.id}"
     assert "posted by the next daemon" in event["message"] and event["firstTimestamp"] == record.at
     # A daemon after that one finds nothing owed; nor does one after the Event TTL.
-    assert w.reconciler.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 0
-    assert w.reconciler.post_owed_events(NIGHT, now=T0 + timedelta(hours=2), ttl_seconds=3600) == 0
+    assert w.actor.post_owed_events(NIGHT, now=later, ttl_seconds=3600) == 0
+    assert w.actor.post_owed_events(NIGHT, now=T0 + timedelta(hours=2), ttl_seconds=3600) == 0
     assert len(w.fake.events("llm", "chat")) == 1
 
 
@@ -181,7 +184,7 @@ def test_an_unsynced_cache_is_not_an_empty_cluster(fake, prometheus):
     try:
         w.view.SYNC_WAIT_SECONDS = 0.2
         with pytest.raises(NotSynced):
-            w.reconciler.evaluate(NIGHT, now=T0)
+            w.evaluator.evaluate(NIGHT, now=T0)
         assert not w.view.synced()
     finally:
         w.stop()
@@ -204,14 +207,14 @@ def test_a_crash_loop_is_one_start_and_is_let_go_at_max_startup(fake, prometheus
         for seconds, ready in cycle:
             _status(w, "chat", ready=ready)
             _wait_cached(w, ready)
-            w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
+            w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
         annotations = w.get()["metadata"]["annotations"]
         assert annotations[STARTED_AT] == "2026-12-07T12:00:00Z", "a relapse must not begin a new start"
         assert READY_AT not in annotations and annotations[WARM_UPS] == "40,41"
         now = w.now = T0 + timedelta(seconds=95)
-        [evaluation] = w.reconciler.evaluate(IDLE, now=now)
+        [evaluation] = w.evaluator.evaluate(IDLE, now=now)
         assert (evaluation.decision.action, evaluation.decision.reason_code) == (Action.PAUSE, Code.IDLE_TIMEOUT)
-        w.reconciler.act([evaluation], now=now, term=1)
+        w.actor.act([evaluation], now=now, term=1)
         obj = w.get()
         assert obj["spec"]["replicas"] == 0 and obj["metadata"]["annotations"][WARM_UPS] == "40,41"
     finally:
@@ -226,11 +229,11 @@ def test_a_model_paused_while_briefly_ready_in_a_crash_loop_keeps_its_history(fa
         for seconds, ready in [(0, 0), (25, 1)]:
             _status(w, "chat", ready=ready)
             _wait_cached(w, ready)
-            w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
+            w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
         assert w.get()["metadata"]["annotations"][WARM_UPS] == "40,25"  # looked like a warm-up
         _status(w, "chat", ready=0)  # relapses; paused before the relapse is recorded
         _wait_cached(w, 0)
-        workload = w.view.latest(w.reconciler.view.workloads(
+        workload = w.view.latest(w.evaluator.view.workloads(
             [DEPLOYMENT])[0])
         Pauser(w.kube, retry=FAST, clock=lambda: T0 + timedelta(seconds=30)).pause(
             workload, by="policy/idle", reason="idle")
@@ -254,7 +257,7 @@ def test_a_warm_up_ends_when_the_pods_became_ready_not_when_scaler_looked(fake, 
                              "status": {"conditions": [{"type": "Ready", "status": "False"}]}}, namespace="llm")
         _status(w, "chat", ready=1)
         _wait_cached(w, 1)
-        w.reconciler.track_starts(IDLE, now=T0 + timedelta(seconds=56), term=1)
+        w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=56), term=1)
         annotations = w.get()["metadata"]["annotations"]
         assert (annotations[READY_AT], annotations[WARM_UPS]) == (ready, "40")
         assert w.sink.flush(timeout_seconds=5) == 0

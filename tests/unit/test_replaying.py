@@ -44,7 +44,7 @@ def run(p: Policy, steps: Steps, *, idle=None, queue=None, size=3, gpus=2, warm_
     subject = Subject(state, p, size=size, gpus_per_replica=gpus, warm_up_seconds=warm_up)
     return replay(subject, steps, windows=window_runs(p, steps, subject.lead), reuse=reuse,
                   idle=points(steps, idle) if idle is not None else None,
-                  queue=points(steps, queue) if queue is not None else None)
+                  wake=points(steps, queue) if queue is not None else None)
 
 
 def test_an_idle_workload_is_paused_when_its_signal_goes_quiet_and_the_gpu_hours_follow():
@@ -220,7 +220,7 @@ def test_gpu_hours_are_the_integral_of_replicas_times_gpus_over_the_period(scena
     subject = Subject(STATE, p, size=started or size, gpus_per_replica=2, warm_up_seconds=warm_up,
                       start_replicas=started, start_paused_by_policy=paused)
     result = replay(subject, steps, windows=window_runs(p, steps, subject.lead),
-                    idle=points(steps, idle), queue=points(steps, queue))
+                    idle=points(steps, idle), wake=points(steps, queue))
     initial = size if started is None else started
     assert result.gpu_hours == pytest.approx(_integral(result, steps, start_replicas=initial, gpus=2))
     assert result.gpu_hours_always_up == pytest.approx((started or size) * 2 * steps.seconds / 3600)

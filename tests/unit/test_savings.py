@@ -362,7 +362,9 @@ def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_mod
     from scaler.cluster.pausing import EventSink, Pauser
     from scaler.decide.annotations import NODE_WAIT, READY_AT, WARM_UPS
     from scaler.decide.loading import check_texts
-    from scaler.run.reconciling import Reconciler
+    from scaler.run.acting import Actor
+    from scaler.run.evaluating import Evaluator
+    from scaler.run.tracking import Tracker
     from tests.helpers import eventually
     from tests.unit.test_following import NIGHTS, stamp
 
@@ -390,11 +392,12 @@ def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_mod
     eventually(lambda: len([x for x in w.view.workloads([DEPLOYMENT]) if x.ready_replicas]) == 2, timeout_seconds=5)
     policies, problems = check_texts([("p.yaml", NIGHTS)])
     assert not problems
-    reconciler = Reconciler(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view,
-                            excluded_namespaces=(), dry_run=False,
-                            pauser=Pauser(w.kube, events=EventSink(w.kube), placement=w.placement))
-    reconciler.track_starts(policies, now=started + timedelta(seconds=100))
-    reconciler.pauser.events.flush(timeout_seconds=5)
+    evaluator = Evaluator(prometheus=Prometheus("http://127.0.0.1:9", timeout_seconds=1), view=w.view,
+                          excluded_namespaces=())
+    actor = Actor(evaluator=evaluator, dry_run=False,
+                  pauser=Pauser(w.kube, events=EventSink(w.kube), placement=w.placement))
+    Tracker(evaluator=evaluator, actor=actor).track_starts(policies, now=started + timedelta(seconds=100))
+    actor.pauser.events.flush(timeout_seconds=5)
     llm = w.fake.get("deployments.apps", "rec", "llm")["metadata"]["annotations"]
     assert (llm[WARM_UPS], llm[NODE_WAIT], llm[READY_AT]) == ("95", "40", stamp(started + timedelta(seconds=95)))
     [event] = w.events("llm", "Ready")

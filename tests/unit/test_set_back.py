@@ -22,8 +22,9 @@ from scaler.decide.decisions import Action, Code
 from scaler.decide.loading import check_texts
 from scaler.decide.precedence import WRITES_WHILE_HOLDING
 from scaler.decide.reverts import HandsOff
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator
 from scaler.run.observability import Metrics, configure_logging
-from scaler.run.reconciling import Reconciler
 from scaler.signals.prometheus import Prometheus
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday, inside the keep-down window
@@ -64,11 +65,12 @@ class Daemon:
         assert not problems, problems
         kube = fake.client()
         self.metrics = Metrics()
-        self.reconciler = Reconciler(
-            prometheus=Prometheus(NOWHERE, timeout_seconds=1), view=ListingView(kube),
-            pauser=Pauser(kube, retry=FAST, clock=lambda: T0), excluded_namespaces=(), dry_run=False,
-            metrics=self.metrics, resolve=KindResolver(kube), clock=lambda: T0,
-            hands_off=HandsOff(gitops_managers=managers) if managers else HandsOff())
+        hands_off = HandsOff(gitops_managers=managers) if managers else HandsOff()
+        self.evaluator = Evaluator(prometheus=Prometheus(NOWHERE, timeout_seconds=1), view=ListingView(kube),
+                                   excluded_namespaces=(), resolve=KindResolver(kube),
+                                   gitops_managers=hands_off.gitops_managers)
+        self.actor = Actor(evaluator=self.evaluator, pauser=Pauser(kube, retry=FAST, clock=lambda: T0),
+                           dry_run=False, metrics=self.metrics, clock=lambda: T0, hands_off=hands_off)
 
     def size(self) -> int:
         spec = self.fake.get(self.resource, "llm", "chat")["spec"]
@@ -78,8 +80,8 @@ class Daemon:
         return self.fake.get(self.resource, "llm", "chat")["metadata"].get("annotations") or {}
 
     def reconcile(self):
-        evaluations = self.reconciler.evaluate(self.policies, now=T0)
-        return evaluations, self.reconciler.act(evaluations, now=T0)
+        evaluations = self.evaluator.evaluate(self.policies, now=T0)
+        return evaluations, self.actor.act(evaluations, now=T0)
 
     def decisions(self, action: str, reason: str) -> float | None:
         return self.metrics.registry.get_sample_value("scaler_decisions_total", {"action": action, "reason": reason})
@@ -173,7 +175,7 @@ def test_a_gitops_revert_is_one_reason_everywhere(fake, tmp_path, capsys, kind):
 def test_plan_shows_the_revert_with_the_same_code_and_sentence(fake, tmp_path, capsys, kind):
     daemon = paused_then_set_back(fake, kind, argo_sets(2))
     row = plan_json(fake, daemon, tmp_path, capsys)
-    [evaluation] = daemon.reconciler.evaluate(daemon.policies, now=T0)
+    [evaluation] = daemon.evaluator.evaluate(daemon.policies, now=T0)
     assert (row["action"], row["reasonCode"], row["reason"]) == ("hold", "gitops-revert", evaluation.decision.reason)
     assert row["reason"].startswith("pause reverted by argocd-controller (1 time in a row)")
 
@@ -229,7 +231,7 @@ def test_a_revert_fenced_off_before_it_was_written_is_not_counted(fake):
     def may_act(policy, term):
         asked.append(policy)
         return len(asked) == 1  # yes when the pass starts the write; no by the time it goes out
-    daemon.reconciler.may_act = may_act
+    daemon.actor.may_act = may_act
     [evaluation], [result] = daemon.reconcile()
     assert evaluation.decision.reason_code is Code.GITOPS_REVERT
     assert result.reason.startswith("not sent: not the leader")
@@ -241,5 +243,5 @@ def test_a_revert_fenced_off_before_it_was_written_is_not_counted(fake):
 
 def test_every_hold_that_writes_has_a_write():
     """A row declared writes_while_holding without a write here fails: the
-    reconciler writes exactly the holds the table says write."""
-    assert set(Reconciler.HOLD_WRITES) == WRITES_WHILE_HOLDING
+    actor writes exactly the holds the table says write."""
+    assert set(Actor.HOLD_WRITES) == WRITES_WHILE_HOLDING

@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import idle_query, queue_query, resolution_seconds, seen_query
+from scaler.signals.queries import idle_query, resolution_seconds, seen_query, wake_query
 from scaler.signals.results import QueryError, parse_vector
 
-QUERY = queue_query("q", namespace_label="namespace", workload_label="workload")
+QUERY = wake_query("q", namespace_label="namespace", workload_label="workload")
 
 
 def series(value, namespace="llm", workload="chat", **labels):
@@ -61,7 +61,7 @@ def test_parse_vector(result, expected, unusable, unmatched):
 
 
 def test_labels_are_the_policys():
-    query = queue_query("q", namespace_label="exported_namespace", workload_label="model")
+    query = wake_query("q", namespace_label="exported_namespace", workload_label="model")
     vector = parse_vector([{"metric": {"exported_namespace": "a", "model": "m"}, "value": [0, "1.5"]},
                            series("9")], query)
     assert vector.values == {("a", "m"): 1.5}
@@ -71,7 +71,7 @@ def test_labels_are_the_policys():
 @pytest.mark.parametrize("label", ["my-label", "1abc", "", "a b", "ns{x}"])
 def test_invalid_label_names_are_refused(label):
     with pytest.raises(ValueError, match="not a valid Prometheus label name"):
-        queue_query("q", namespace_label=label, workload_label="workload")
+        wake_query("q", namespace_label=label, workload_label="workload")
     with pytest.raises(ValueError, match="not a valid Prometheus label name"):
         idle_query("q", duration_seconds=60, namespace_label="namespace", workload_label=label)
     with pytest.raises(ValueError, match="not a valid Prometheus label name"):
@@ -201,7 +201,7 @@ def test_queries_are_posted_as_a_form_with_the_query_in_the_body(server):
     assert all(headers["Content-Type"] == "application/x-www-form-urlencoded" for *_, headers in canned.seen)
 
 
-HUGE = queue_query(" or ".join(f'up{{job="job-{index:06d}"}}' for index in range(25_000)),
+HUGE = wake_query(" or ".join(f'up{{job="job-{index:06d}"}}' for index in range(25_000)),
                    namespace_label="namespace", workload_label="workload")
 
 

@@ -21,8 +21,8 @@ from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_BY
 from scaler.decide.decisions import Code
 from scaler.decide.loading import check_texts
-from scaler.run.evaluating import kinds_of
-from scaler.run.reconciling import Reconciler
+from scaler.run.acting import Actor
+from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
@@ -99,10 +99,11 @@ class Daemon:
         kube = fake.client()
         self.view = WatchingView(kube)
         self.sink = EventSink(kube)
-        self.reconciler = Reconciler(
-            prometheus=Prometheus("http://127.0.0.1:1", timeout_seconds=1), view=self.view,
-            pauser=Pauser(kube, retry=FAST, clock=lambda: self.now, events=self.sink), excluded_namespaces=(),
-            dry_run=False, clock=lambda: self.now)
+        self.evaluator = Evaluator(prometheus=Prometheus("http://127.0.0.1:1", timeout_seconds=1), view=self.view,
+                                   excluded_namespaces=())
+        self.actor = Actor(evaluator=self.evaluator,
+                           pauser=Pauser(kube, retry=FAST, clock=lambda: self.now, events=self.sink), dry_run=False,
+                           clock=lambda: self.now)
 
     def sees(self, policies, name: str, suspend: bool) -> None:
         """Wait until the watch cache has `name` with this switch."""
@@ -112,8 +113,8 @@ class Daemon:
 
     def tick(self, policies, now: datetime):
         self.now = now
-        evaluations = self.reconciler.evaluate(policies, now=now)
-        results = self.reconciler.act(evaluations, now=now, term=0)
+        evaluations = self.evaluator.evaluate(policies, now=now)
+        results = self.actor.act(evaluations, now=now, term=0)
         assert self.sink.flush(timeout_seconds=5) == 0
         return evaluations, results
 

@@ -53,7 +53,7 @@ def signals(steps: Steps) -> dict[str, list]:
         elif not within(index, MISSING):
             busy = index < minute(QUIET_FROM) or within(index, BUSY_AGAIN)
             idle.append([timestamp, "50" if busy else "1"])
-    return {"idle": idle, "queue": queue}
+    return {"idle": idle, "wake": queue}
 
 
 def add(result: Backtest, subject: Subject, points: dict[str, list] | None) -> None:
@@ -155,7 +155,7 @@ def drawn(trace, steps: Steps) -> list[float | None]:
 def test_unknown_signal_steps_are_gaps_never_zeros(day):
     fig = figure(day, day.replays[0])
     [idle] = [trace for trace in fig.data if trace.name == "idle signal"]
-    [queue] = [trace for trace in fig.data if trace.name == "queue signal"]
+    [queue] = [trace for trace in fig.data if trace.name == "wake signal"]
     assert idle.connectgaps is False and idle.line.shape == "hv"
     shown = drawn(idle, DAY)
     for index, value in enumerate(shown):

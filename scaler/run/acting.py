@@ -1,4 +1,6 @@
-"""Acting on an evaluation: the writes it calls for, applied concurrently.
+"""Acting on an evaluation: the writes it calls for, applied concurrently,
+each guarded; and the Events a previous daemon owed. The evaluator decides
+(run/evaluating.py), the actor writes; the daemon composes them.
 
 A bounded number of writes is in flight at once (the `concurrency` setting),
 across every pass that runs (the full reconcile, a window edge, a wake
@@ -12,23 +14,21 @@ PATCH and its outcome after, so even a kill between the two leaves a trace.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import structlog
 
-from scaler.cluster import actions, writes
+from scaler.cluster import actions
 from scaler.cluster.informers import newer
-from scaler.cluster.kinds import WorkloadKind, resolve_kind
 from scaler.cluster.kube import Conflict, Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
-from scaler.cluster.starts import open_start, relapsed
-from scaler.cluster.views import ClusterView
 from scaler.cluster.workloads import Workload
-from scaler.cluster.writes import Outcome, Result, Write
+from scaler.cluster.writes import Outcome, Result
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
@@ -37,47 +37,31 @@ from scaler.decide.reverts import HandsOff, advice, revert_record, reverts_of
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
-from scaler.signals.prometheus import Prometheus
 
 log = structlog.get_logger("scaler")
-
-
-def bookkeeping(workload: Workload, *, now: datetime):
-    """The write that records where `workload` is in a start, if one is due
-    (see cluster/starts.py: a relapse reopens the start it belongs to)."""
-    if workload.replicas == 0:
-        return None
-    loading = workload.ready_replicas < workload.replicas
-    start = open_start(workload)
-    if loading and start is None:
-        return writes.reopen_start if relapsed(workload, now=now) else writes.record_start
-    if not loading and start is not None:
-        return writes.record_ready
-    return None
-
-
-def _unchanged(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
-    return Write(None, Outcome.UNCHANGED, current.replicas, current.replicas, 0, "nothing to record")
-
+T = TypeVar("T")
+R = TypeVar("R")
 
 _LABELS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
            Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
 
 
-class Reconciler(Evaluator):
-    """Evaluate, then act on what changed."""
+class Actor:
+    """Turns decisions into guarded writes: fenced before every attempt, one
+    write per workload at a time, hands-off and revert records for the holds
+    that write, the owed Events of a previous daemon."""
 
-    def __init__(self, *, prometheus: Prometheus, view: ClusterView, pauser: Pauser,
-                 excluded_namespaces: Iterable[str], dry_run: bool, metrics=None,
+    def __init__(self, *, evaluator: Evaluator, pauser: Pauser, dry_run: bool, metrics=None,
                  may_act: Callable[[Policy | None, int], bool] = lambda policy, term: True, concurrency: int = 16,
-                 signal_deadline_seconds: float | None = None,
-                 resolve: Callable[[str], WorkloadKind] = resolve_kind, hands_off: HandsOff = HandsOff(),
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 hands_off: HandsOff = HandsOff(), clock: Callable[[], datetime] = utc_now) -> None:
         """`may_act(policy, term)`: whether a write decided in leadership
-        term `term` by `policy` (None: bookkeeping) may go out now."""
-        super().__init__(prometheus=prometheus, view=view, excluded_namespaces=excluded_namespaces,
-                         metrics=metrics, signal_deadline_seconds=signal_deadline_seconds, resolve=resolve,
-                         gitops_managers=hands_off.gitops_managers)
+        term `term` by `policy` (None: bookkeeping) may go out now.
+        `evaluator`: how the fence reads an object as the decision did (its
+        state, who set its size) and where the cluster view is. `clock`:
+        the instant the fence re-decides at, when the write goes out."""
+        self.evaluator = evaluator
+        self.view = evaluator.view
+        self.metrics = metrics
         self.pauser = pauser
         self.dry_run = dry_run
         self.may_act = may_act
@@ -88,9 +72,10 @@ class Reconciler(Evaluator):
         self._in_flight_lock = threading.Lock()
         #: Set when a write's answer was lost (no answer, a 5xx): it may have landed, its Event owed.
         self.unsure = threading.Event()
+        #: The workloads whose last write's answer was lost: the next write to
+        #: one starts from a GET, not the cache, which may not have seen it land.
+        self._unsure_keys: set[tuple[str, str, str]] = set()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
-        #: When a replica of a start was first seen Ready, by (workload, start).
-        self._first_ready: dict[tuple[tuple[str, str, str], datetime], datetime] = {}
 
     def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0) -> list[Result]:
         """Count and log every decision; write the changes, concurrently.
@@ -116,6 +101,27 @@ class Reconciler(Evaluator):
         with self._in_flight_lock:
             return len(self._in_flight)
 
+    @contextmanager
+    def claimed(self, key: tuple[str, str, str]) -> Iterator[bool]:
+        """Whether this pass may write the workload `key` now: not while
+        another pass (a reconcile, an edge, a wake check) writes it."""
+        with self._in_flight_lock:
+            free = key not in self._in_flight
+            if free:
+                self._in_flight.add(key)
+        if not free:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(key)
+
+    def each(self, write: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """`write` of each item, on the actor's writers (`concurrency` at once, across every pass)."""
+        return self._writers.map(write, items)
+
     def fence(self, evaluation: Evaluation, term: int) -> Callable[[Workload], None]:
         """What every attempt of `evaluation`'s write is asked right before it
         goes out: may this term still act for its policy, and does the policy
@@ -128,8 +134,8 @@ class Reconciler(Evaluator):
                 raise Fenced("not the leader any more, stopping, or its policy changed")
             if evaluation.policy is None:
                 return
-            again = decide(policy=evaluation.policy, workload=self.state_of(current), signals=evaluation.signals,
-                           now=self.clock())
+            again = decide(policy=evaluation.policy, workload=self.evaluator.state_of(current),
+                           signals=evaluation.signals, now=self.clock())
             was = evaluation.decision
             if (again.action, again.replicas, again.reason_code) != (was.action, was.replicas, was.reason_code):
                 raise Fenced(f"no longer wanted: now {again.action.value} ({again.reason_code}): {again.reason}")
@@ -139,21 +145,30 @@ class Reconciler(Evaluator):
         if not self.dry_run and not self.may_act(evaluation.policy, term):
             refused.set()
             return None
-        key = evaluation.workload.key
-        with self._in_flight_lock:
-            if key in self._in_flight:
+        with self.claimed(evaluation.workload.key) as mine:
+            if not mine:
                 return None  # another pass is writing it; the next evaluation sees the outcome
-            self._in_flight.add(key)
-        try:
             # Start from the object as the cache has it now (a write that just
             # landed, by us or anyone): never from what this pass read earlier.
-            fresh = self.view.latest(evaluation.workload)
+            fresh = self._unsure_read(evaluation.workload) or self.view.latest(evaluation.workload)
             if fresh is not None and newer(fresh, evaluation.workload):
                 evaluation = replace(evaluation, workload=fresh)
             return self._apply(evaluation, now=now, term=term)
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.discard(key)
+
+    def _unsure_read(self, workload: Workload) -> Workload | None:
+        """The object read from the API server if our last write to it may
+        have landed unseen (its answer was lost), taken into the cache; else
+        None: the cache will do."""
+        with self._in_flight_lock:
+            if workload.key not in self._unsure_keys:
+                return None
+            self._unsure_keys.discard(workload.key)
+        try:
+            fresh = self.pauser.read(workload)
+        except KubeError:
+            return None  # the write's own guards still hold; its retries read again
+        self.view.saw(fresh)  # and the next pass decides from it too, even if the watch is behind
+        return fresh
 
     def _apply(self, evaluation: Evaluation, *, now: datetime, term: int) -> Result:
         """Send the write the decision calls for, fenced before every attempt:
@@ -186,6 +201,8 @@ class Reconciler(Evaluator):
         have landed, with its action record: `unsure` asks for owed Events again."""
         if error.status is None or error.status >= 500:
             self.unsure.set()
+            with self._in_flight_lock:
+                self._unsure_keys.add(workload.key)
         return Result(workload.kind.name, workload.namespace, workload.name, Outcome.FAILED, str(error))
 
     def _change(self, evaluation: Evaluation, fence: Callable[[Workload], None]) -> Result:
@@ -275,71 +292,6 @@ class Reconciler(Evaluator):
                      action=decision.action.value, reason=decision.reason, reason_code=str(decision.reason_code),
                      replicas_before=w.replicas, replicas_after=decision.replicas, dry_run=self.dry_run)
 
-    # Starts and warm-ups
-
-    def track_starts(self, policies: PolicySet, *, now: datetime, term: int = 0) -> list[Result]:
-        """Record on each managed object what the `starting` rule reads: a
-        start someone else made (a pod not Ready, no open start recorded),
-        a relapse soon after Ready (the same start goes on), and the moment
-        all replicas became Ready (with the warm-up, a `Ready` Event and
-        scaler_wake_to_ready_seconds). Writes only on those changes."""
-        if self.dry_run:
-            return []
-        todo = []
-        for workload in self.view.workloads(kinds_of(policies, self.resolve, {})):
-            start = open_start(workload)
-            if workload.replicas > 0 and start is not None and workload.ready_replicas > 0:
-                self._first_ready.setdefault((workload.key, start), now)
-            if bookkeeping(workload, now=now) is not None and (policy := self.managed_by(policies, workload)):
-                todo.append((workload, policy.name))
-        if not todo:
-            return []
-        results = self._writers.map(lambda item: self._track(*item, now=now, term=term), todo)
-        return [result for result in results if result is not None]
-
-    def _track(self, workload: Workload, policy: str, *, now: datetime, term: int) -> Result | None:
-        def fence(current: Workload) -> None:
-            if not self.may_act(None, term):
-                raise Fenced("not the leader any more, or stopping")
-
-        if not self.may_act(None, term):
-            return None
-        with self._in_flight_lock:
-            if workload.key in self._in_flight:
-                return None
-            self._in_flight.add(workload.key)
-        try:
-            fresh = self.view.latest(workload)
-            workload = fresh if fresh is not None and newer(fresh, workload) else workload
-            due = bookkeeping(workload, now=now)
-            ready_at = self._ready_since(workload) if due is writes.record_ready else None
-            nodes_at = self._nodes_ready_since(workload) if due is writes.record_ready else None
-
-            def write_for(current: Workload) -> writes.Write:
-                write = bookkeeping(current, now=now) or _unchanged
-                if write is writes.record_ready:
-                    return writes.record_ready(current, now=now, ready_at=ready_at, node_ready_at=nodes_at)
-                return write(current, now=now, ready_at=ready_at)
-            result = self.pauser.apply(workload, write_for, dry_run=False, fence=fence)
-        except Fenced:
-            return None
-        except KubeError as error:
-            log.warning("start not recorded", namespace=workload.namespace, workload=workload.name, error=str(error))
-            return None
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.discard(workload.key)
-        self.view.took(result, workload)
-        if result.outcome is Outcome.UNCHANGED:
-            return result
-        start = open_start(workload)
-        if due is writes.record_ready and start is not None:
-            self._observe_warm_up(workload, policy, start, now)
-        what = {writes.record_start: "start", writes.record_ready: "ready", writes.reopen_start: "relapse"}
-        log.info(what.get(due, "start"), namespace=workload.namespace, workload=workload.name,
-                 kind=workload.kind.name, policy=policy, note=result.reason)
-        return result
-
     def post_owed_events(self, policies: PolicySet, *, now: datetime, ttl_seconds: float,
                          namespaces: Sequence[str] = ()) -> int:
         """Post the Events owed for actions recorded on the objects (by a
@@ -353,45 +305,10 @@ class Reconciler(Evaluator):
         for namespace in scopes:
             items, _ = self.pauser.kube.list(actions.EVENTS, namespace, label_selector="=".join(actions.MANAGED_BY))
             posted |= {(item["metadata"].get("namespace", ""), item["metadata"]["name"]) for item in items}
-        workloads = self.view.workloads(kinds_of(policies, self.resolve, {}))
+        workloads = self.view.workloads(kinds_of(policies, self.evaluator.resolve, {}))
         owed = actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds)
         for workload, record in owed:
             events.post(actions.event(workload, record, component=self.pauser.component,
                                       instance=self.pauser.instance,
                                       note="posted by the next daemon: the one that acted stopped before it could"))
         return len(owed)
-
-    def _ready_since(self, workload: Workload) -> datetime | None:
-        """When every replica became Ready, from the pods' Ready condition (one
-        LIST, at the end of a start only), so a warm-up that ended while no
-        daemon was looking (a failover) is measured to when it really ended."""
-        try:
-            return self.view.ready_since(workload)
-        except KubeError as error:
-            log.info("pods unreadable; the warm-up is measured to now", namespace=workload.namespace,
-                     workload=workload.name, error=str(error))
-            return None
-
-    def _nodes_ready_since(self, workload: Workload) -> datetime | None:
-        """When the new nodes this start waited for were Ready (docs/savings.md)."""
-        started, placement = open_start(workload), self.pauser.placement
-        return placement.nodes_ready_since(workload, started=started) if started and placement else None
-
-    def _observe_warm_up(self, workload: Workload, policy: str, start: datetime, now: datetime) -> None:
-        first = self._first_ready.pop((workload.key, start), now)
-        if self.metrics:
-            self.metrics.wake_to_ready.labels(policy, "first").observe(max(first.timestamp() - start.timestamp(), 0))
-            self.metrics.wake_to_ready.labels(policy, "all").observe(max(now.timestamp() - start.timestamp(), 0))
-
-    def paused_totals(self, policies: PolicySet) -> tuple[dict[str, int], int]:
-        """Paused workloads by who paused them, and the GPUs they would hold."""
-        by: dict[str, int] = {}
-        gpus = 0
-        for workload in self.view.workloads(kinds_of(policies, self.resolve, {})):
-            record = workload.record
-            if workload.replicas != 0 or (record is None and not workload.manual_pause):
-                continue
-            who = "manual" if workload.manual_pause else ("policy" if record and record.paused_by else "unknown")
-            by[who] = by.get(who, 0) + 1
-            gpus += workload.gpus((record.last_replicas if record else None) or 0)
-        return by, gpus
