@@ -23,6 +23,7 @@ from scaler.cli.instants import InstantError, instant
 from scaler.cli.output import console, print_document, table
 from scaler.cluster.savings import NOMINAL, REALIZED
 from scaler.decide.times import human_duration, rfc3339, utc_now
+from scaler.run.observability import configure_logging
 from scaler.run.saving import GPU_HOURS, MONEY
 from scaler.run.settings import PrometheusSettings, add_settings_arguments
 from scaler.signals.results import QueryError
@@ -129,6 +130,7 @@ def _print_table(document: dict, by: tuple[str, ...]) -> None:
 
 
 def run_savings(settings: PrometheusSettings, *, options: argparse.Namespace) -> int:
+    configure_logging(log_format="auto", level="error")  # the one error line, not the HTTP library's retries
     now = utc_now()
     try:
         start, end = _period(options, now)

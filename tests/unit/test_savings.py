@@ -330,7 +330,8 @@ def test_savings_exits_4_naming_prometheus_when_it_cannot_answer(capsys):
     server.stop()
     assert main(["savings", "--prometheus-url", url, "--from", "now-1d", "--prometheus-timeout-seconds", "1"]) == 4
     err = capsys.readouterr().err
-    assert err.startswith(f"error: savings unknown: Prometheus at {url} unreachable")
+    assert err.startswith(f"error: savings unknown: Prometheus at {url} unreachable"), err
+    assert "Retrying" not in err and len(err.splitlines()) == 1
 
     def failing(query: Query) -> list:
         raise RuntimeError("many-to-many matching not allowed")
