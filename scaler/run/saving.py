@@ -148,6 +148,20 @@ class Pause:
     open: bool = True
 
 
+def _never_less(pause: Pause, before: Pause | None) -> Pause:
+    """`pause`, its amounts no lower than those exported for the same pause
+    before: a counter that went down would be read by `increase()` as a
+    reset, and counted again whole. (A scrape that saw the pause still open
+    after its resume, or a node's facts first seen later, would lower them.)"""
+    if before is None or before.labels != pause.labels or before.paused_at != pause.paused_at:
+        return pause
+    hours = {basis: max(value, before.amount.gpu_hours.get(basis, 0.0))
+             for basis, value in pause.amount.gpu_hours.items()}
+    money = {basis: max(pause.amount.money.get(basis, 0.0), before.amount.money.get(basis, 0.0))
+             for basis in {*pause.amount.money, *before.amount.money}}
+    return replace(pause, amount=Saved(hours, money))
+
+
 class SavingsCollector:
     """`scaler_saved_gpu_hours_total` and `scaler_saved_money_total`, computed
     at each scrape from the paused workloads in the watch cache; nothing while
@@ -172,11 +186,11 @@ class SavingsCollector:
             for key, workload in current.items():
                 pause = self._open(workload, now=now)
                 if pause is not None:
-                    self._pauses[key] = pause
+                    self._pauses[key] = _never_less(pause, self._pauses.get(key))
                     opened.add(key)
             for key, pause in list(self._pauses.items()):
                 if pause.open and key not in opened:
-                    self._pauses[key] = self._closed(pause, current.get(key), now=now)
+                    self._pauses[key] = _never_less(self._closed(pause, current.get(key), now=now), pause)
             return {pause.labels: pause.amount for pause in self._pauses.values()}
 
     def _open(self, workload: Workload, *, now: datetime) -> Pause | None:

@@ -210,6 +210,20 @@ def test_an_ended_pause_keeps_its_amount_at_the_resume_until_the_next_pause_star
     assert scrape(collector(view, clock=lambda: T0 + hours(2))) == {}
 
 
+def test_a_scrape_that_saw_the_pause_after_its_resume_never_lowers_the_counter():
+    """The watch cache lags a resume by a moment: a scrape then still sees
+    the pause open, up to now. The resume's own amount is lower; a counter
+    going down would be read by increase() as a reset and counted again."""
+    view = View(deployment("llm"))
+    now = [T0 + hours(2)]
+    counting = collector(view, clock=lambda: now[0])
+    key = ("scaler_saved_gpu_hours_total", "nominal", "nights", "ml", "llm")
+    assert scrape(counting)[key] == 16.0  # resumed at 1.5 h, but the cache does not know yet
+    view.now = [deployment("llm", replicas=2, paused_at=None, started_at=T0 + hours(1.5))]
+    now[0] = T0 + hours(2.1)
+    assert scrape(counting)[key] == 16.0
+
+
 def increase(samples: list[float]) -> float:
     """Prometheus's increase() between the first and last sample, without
     extrapolation: every rise, and after a drop (a reset) the new value."""
