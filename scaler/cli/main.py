@@ -157,6 +157,20 @@ def run_backtest_command(args: argparse.Namespace) -> int:
     return _with_settings(run_backtest, model=PlanSettings, args=args, options=args)
 
 
+def _savings_arguments(parser: argparse.ArgumentParser) -> None:
+    from scaler.cli.savings import add_arguments
+
+    add_arguments(parser)
+
+
+def run_savings_command(args: argparse.Namespace) -> int:
+    """Exit 0: answered; 4: Prometheus could not answer; 2: usage; 1: a setting."""
+    from scaler.cli.savings import run_savings
+    from scaler.run.settings import PrometheusSettings
+
+    return _with_settings(run_savings, model=PrometheusSettings, args=args, options=args)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("validate", "check policy files; print one line per problem", _validate_arguments, run_validate),
     Command("schema", "print the JSON Schema of a policy file", _schema_arguments, run_schema),
@@ -172,6 +186,9 @@ COMMANDS: tuple[Command, ...] = (
             _plan_arguments, run_plan_command),
     Command("backtest", "replay the policies over a past period: GPU-hours saved, pauses, wakes, waits "
                         "(reads only)", _backtest_arguments, run_backtest_command),
+    Command("savings", "what the pauses saved over a period, in GPU-hours and money, nominal and realized "
+                       "(from Prometheus; exit 4: Prometheus could not answer)", _savings_arguments,
+            run_savings_command),
 )
 
 

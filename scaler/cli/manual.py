@@ -43,6 +43,7 @@ from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
+    NODE_WAIT,
     NODES,
     OVERRIDE_UNTIL,
     STARTED_AT,
@@ -246,7 +247,9 @@ def _notes(w: Workload, now: datetime) -> dict:
     if started and 0 < w.replicas and w.ready_replicas < w.replicas:
         notes.append(f"loading: {w.ready_replicas} of {w.replicas} Ready, "
                      f"{human_duration(max(now.timestamp() - started.timestamp(), 0))} since its start")
-    return {"warmUps": warm_ups(a), "changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
+    wait = a.get(NODE_WAIT)
+    return {"warmUps": warm_ups(a), "nodeWaitSeconds": float(wait) if wait and wait.isdigit() else None,
+            "changedBy": writer, "revertedBy": reverted_by(a), "reverts": reverts_of(a) or None,
             "backoffUntil": a.get(BACKOFF_UNTIL), "holdUntil": a.get(HOLD_UNTIL),
             "overrideUntil": a.get(OVERRIDE_UNTIL), "notes": notes}
 
@@ -335,10 +338,18 @@ def _status_table(rows: list[dict], *, wide: bool) -> None:
                 by, _ago(r["pausedForSeconds"]), str(r["gpus"]), f"{warm[-1]:.0f}s" if warm else "-",
                 r["nodesSummary"] or "-", note]
         if wide:
-            line += [", ".join(f"{value:.0f}s" for value in warm) or "-", r["changedBy"] or "-", r["pausedAt"] or "-",
+            line += [_warm_ups(warm, r["nodeWaitSeconds"]), r["changedBy"] or "-", r["pausedAt"] or "-",
                      r["holdUntil"] or "-", r["backoffUntil"] or "-", _node_detail(r["nodes"])]
         lines.append(line)
     console().print(table(columns, lines))
+
+
+def _warm_ups(warm: list[float], node_wait: float | None) -> str:
+    """-o wide: the last warm-ups, the latest split into node and model when it waited for a node."""
+    text = ", ".join(f"{value:.0f}s" for value in warm) or "-"
+    if warm and node_wait is not None:
+        text += f" (node {node_wait:.0f}s + model {max(warm[-1] - node_wait, 0):.0f}s)"
+    return text
 
 
 def _node_detail(nodes: list[dict]) -> str:

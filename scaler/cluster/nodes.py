@@ -16,6 +16,7 @@ Pure: parses and builds values.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,6 +38,8 @@ MAX_TEXT = 240
 INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
+#: The node's hourly price, as Karpenter's KWOK provider and eks-node-viewer label it (docs/savings.md).
+PRICE_LABEL = "eks-node-viewer/instance-price"
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 #: Other clouds' ways of saying spot or on-demand: label -> {value: capacity type}.
 CAPACITY_TYPE_LABELS = {
@@ -71,6 +74,8 @@ class NodeFacts:
     zone: str | None
     capacity_type: str | None
     node_pool: str | None
+    #: Its hourly price from PRICE_LABEL (None: not labelled).
+    price: float | None = None
 
     @classmethod
     def of(cls, node: Mapping, gpu_resources: tuple[str, ...]) -> NodeFacts:
@@ -78,7 +83,15 @@ class NodeFacts:
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         gpus = gpus_in_pod_spec({"containers": [{"resources": {"requests": allocatable}}]}, gpu_resources)
         return cls(gpus, _first(labels, INSTANCE_TYPE_LABELS), _first(labels, ZONE_LABELS), capacity_type(labels),
-                   labels.get(NODEPOOL_LABEL))
+                   labels.get(NODEPOOL_LABEL), _price(labels.get(PRICE_LABEL)))
+
+
+def _price(value: Any) -> float | None:
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        return None
+    return price if math.isfinite(price) and price >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,7 @@ class NodeRecord:
             **self.extra, "name": self.name, "freedGpus": self.freed_gpus,
             "gpus": facts.gpus if facts else None, "instanceType": facts.instance_type if facts else None,
             "zone": facts.zone if facts else None, "capacityType": facts.capacity_type if facts else None,
-            "nodePool": facts.node_pool if facts else None,
+            "nodePool": facts.node_pool if facts else None, "instancePrice": facts.price if facts else None,
             "state": self.state, "checked": self.checked, "blockers": list(self.blockers),
             "blockedBy": self.blocked_by, "releasedAt": self.released_at,
             "releasedAfterSeconds": self.released_after_seconds, "reusedBy": self.reused_by,
@@ -145,11 +158,13 @@ class NodeRecord:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             return None
-        known = {"name", "freedGpus", "gpus", "instanceType", "zone", "capacityType", "nodePool", "state",
-                 "checked", "blockers", "blockedBy", "releasedAt", "releasedAfterSeconds", "reusedBy", "warnedAt"}
+        known = {"name", "freedGpus", "gpus", "instanceType", "zone", "capacityType", "nodePool", "instancePrice",
+                 "state", "checked", "blockers", "blockedBy", "releasedAt", "releasedAfterSeconds", "reusedBy",
+                 "warnedAt"}
         gpus = _int(data.get("gpus"))
         facts = None if gpus is None else NodeFacts(gpus, _text(data.get("instanceType")), _text(data.get("zone")),
-                                                    _text(data.get("capacityType")), _text(data.get("nodePool")))
+                                                    _text(data.get("capacityType")), _text(data.get("nodePool")),
+                                                    _price(data.get("instancePrice")))
         state = str(data["state"]) if data.get("state") in STATES else HELD
         blockers: list = data["blockers"] if isinstance(data.get("blockers"), list) else []
         after = data.get("releasedAfterSeconds")

@@ -27,7 +27,7 @@ from scaler.cluster.nodes import NodeFacts, gpus_by_node, record_at_pause
 from scaler.cluster.views import PODS
 from scaler.cluster.workloads import Workload
 from scaler.decide.selectors import Selector, SelectorError
-from scaler.decide.times import utc_now
+from scaler.decide.times import parse_time, utc_now
 
 log = structlog.get_logger("scaler")
 NODES = Resource("", "v1", "nodes", namespaced=False)
@@ -44,7 +44,9 @@ def slim_node(node: dict) -> dict:
                                                 "deletionTimestamp", "labels", "annotations", "ownerReferences")
                      if key in meta},
         "spec": {key: spec[key] for key in ("providerID", "taints", "unschedulable") if key in spec},
-        "status": {"allocatable": (node.get("status") or {}).get("allocatable") or {}},
+        "status": {"allocatable": (node.get("status") or {}).get("allocatable") or {},
+                   "conditions": [c for c in (node.get("status") or {}).get("conditions") or []
+                                  if c.get("type") == "Ready"]},
     }
 
 
@@ -122,6 +124,30 @@ class Placement:
                 with self._lock:
                     self._pods[namespace] = cached
         return cached[1]
+
+    def nodes_ready_since(self, workload: Workload, *, started: datetime) -> datetime | None:
+        """When the last node created since `started` that `workload`'s pods
+        run on became Ready (its Ready condition, else its creation): what a
+        start waited for nodes. None: none was new, or nodes are not watched."""
+        selector_text = workload.kind.pod_selector(workload.obj)
+        if self.nodes is None or not selector_text:
+            return None
+        try:
+            selector = Selector.parse(selector_text)
+            pods = self.pods(workload.namespace, older_than_seconds=self.refresh_seconds)
+        except (SelectorError, KubeError):
+            return None
+        times = []
+        for name in {p["spec"]["nodeName"] for p in pods if p["spec"].get("nodeName")
+                     and selector.matches(p["metadata"]["labels"])}:
+            node = self.node(name) or {}
+            created = parse_time((node.get("metadata") or {}).get("creationTimestamp"))
+            if created is None or created < started:
+                continue
+            ready = next((c for c in (node.get("status") or {}).get("conditions") or []
+                          if c.get("status") == "True"), None)
+            times.append(parse_time((ready or {}).get("lastTransitionTime")) or created)
+        return max(times, default=None)
 
     def record(self, workload: Workload, *, now: datetime) -> str | None:
         """The `scaler.io/nodes` value for pausing `workload` now: the nodes

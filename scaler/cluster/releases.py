@@ -12,7 +12,7 @@ Pure: builds values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -60,11 +60,12 @@ def _seen(node: NodeRecord, seen: Assessment, *, paused_at: datetime | None, now
 
 
 def advance(record: NodesRecord, assessments: Mapping[str, Assessment], *, now: datetime,
-            warn_after_seconds: float) -> Step:
+            warn_after_seconds: float, on_release: Callable[[NodeRecord], NodeRecord] | None = None) -> Step:
     """The record after this pass, the nodes it released, and its Event: when
     the last node is done (released or reused), the release; else, for
     nodes held `warn_after_seconds` after the pause and not warned of yet,
-    one Warning naming what holds them."""
+    one Warning naming what holds them. `on_release` adds to a node as it is
+    released what the record keeps from then on (its price: run/saving.py)."""
     paused_at = record.paused_at_datetime()
     nodes, released = [], []
     for node in record.nodes:
@@ -74,6 +75,7 @@ def advance(record: NodesRecord, assessments: Mapping[str, Assessment], *, now: 
             continue
         nodes.append(_seen(node, seen, paused_at=paused_at, now=now))
         if nodes[-1].state == RELEASED:
+            nodes[-1] = on_release(nodes[-1]) if on_release is not None else nodes[-1]
             released.append(nodes[-1])
     after = replace(record, nodes=tuple(nodes))
     if after.done and not record.done:
@@ -91,7 +93,8 @@ def advance(record: NodesRecord, assessments: Mapping[str, Assessment], *, now: 
 
 
 def follow(current: Workload, assessments: Mapping[str, Assessment], *, paused_at: str, now: datetime,
-           warn_after_seconds: float) -> tuple[Write, Step | None]:
+           warn_after_seconds: float, on_release: Callable[[NodeRecord], NodeRecord] | None = None,
+           ) -> tuple[Write, Step | None]:
     """The write one pass makes on `current` (as last read): nothing unless
     it is still paused with the record that was followed and the record
     changes. The Step says what changed."""
@@ -99,7 +102,7 @@ def follow(current: Workload, assessments: Mapping[str, Assessment], *, paused_a
     if current.replicas != 0 or record is None or record.paused_at != paused_at:
         return Write(None, Outcome.UNCHANGED, current.replicas, current.replicas, 0,
                      "not paused as followed any more"), None
-    step = advance(record, assessments, now=now, warn_after_seconds=warn_after_seconds)
+    step = advance(record, assessments, now=now, warn_after_seconds=warn_after_seconds, on_release=on_release)
     if step.record == record:
         return Write(None, Outcome.UNCHANGED, 0, 0, 0, "nodes unchanged"), step
     reason, type_, message = step.event or (None, None, "nodes followed")

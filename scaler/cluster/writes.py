@@ -29,6 +29,7 @@ from scaler.decide.annotations import (
     LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
+    NODE_WAIT,
     NODES,
     OVERRIDE_UNTIL,
     PAUSE_CAUSE,
@@ -284,18 +285,22 @@ def record_start(current: Workload, *, now: datetime, ready_at: datetime | None 
                  "loading: start recorded")
 
 
-def record_ready(current: Workload, *, now: datetime, ready_at: datetime | None = None) -> Write:
-    """Every replica is Ready: since `ready_at` (the pods' Ready condition;
-    else now), and how long the warm-up took."""
+def record_ready(current: Workload, *, now: datetime, ready_at: datetime | None = None,
+                 node_ready_at: datetime | None = None) -> Write:
+    """Every replica is Ready: since `ready_at` (the pods' Ready condition; else now), how long the warm-up
+    took and, with `node_ready_at` (the last new node Ready: it waited for nodes), how much was the node's."""
     started = parse_time(current.annotations.get(STARTED_AT))
     ready = min(max(ready_at or now, started or now), now)
     seconds = max(ready.timestamp() - started.timestamp(), 0.0) if started else None
-    values: dict = {READY_AT: rfc3339(ready, round_up=True)}  # startup_grace counts from it
+    values: dict = {READY_AT: rfc3339(ready, round_up=True),  # startup_grace counts from it
+                    **({NODE_WAIT: None} if NODE_WAIT in current.annotations else {})}
     message = f"all {current.replicas} replicas Ready"
     if seconds is not None:
-        kept = [*warm_ups(current.annotations), seconds][-WARM_UPS_KEPT:]
-        values[WARM_UPS] = ",".join(f"{value:.0f}" for value in kept)
-        message = f"Ready {seconds:.0f}s after its start: {message}"
+        values[WARM_UPS] = ",".join(f"{v:.0f}" for v in [*warm_ups(current.annotations), seconds][-WARM_UPS_KEPT:])
+        node = min(node_ready_at.timestamp() - started.timestamp(), seconds) if node_ready_at and started else -1
+        values |= {NODE_WAIT: f"{node:.0f}"} if node >= 0 else {}
+        split = f" (node Ready after {node:.0f}s, model {seconds - node:.0f}s more)" if node >= 0 else ""
+        message = f"Ready {seconds:.0f}s after its start{split}: {message}"
     return Write(_annotations(values), Outcome.CHANGED, current.replicas, current.replicas, 0, message,
                  event=("Ready", "Normal"))
 

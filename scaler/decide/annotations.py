@@ -31,8 +31,12 @@ READY_AT = PREFIX + "ready-at"
 WARM_UPS = PREFIX + "warm-up-seconds"
 #: Warm-ups kept on the object for `prewarm: auto` and `scaler status`.
 WARM_UPS_KEPT = 5
+#: Of the last warm-up, the seconds from its start until the last new node its
+#: pods were placed on was Ready (a resume that waited for nodes): the rest
+#: was the model's. Written with READY_AT; absent when no node was waited for.
+NODE_WAIT = PREFIX + "node-wait-seconds"
 #: The start bookkeeping above: kept across pauses and resumes (not pause state).
-START_TIMES = (STARTED_AT, READY_AT, WARM_UPS)
+START_TIMES = (STARTED_AT, READY_AT, WARM_UPS, NODE_WAIT)
 
 #: The nodes the pause's pods ran on and what became of each (JSON, written
 #: with the pause and kept current by the daemon's node follower: docs/nodes.md).

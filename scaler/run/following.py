@@ -30,7 +30,7 @@ from scaler.cluster.actions import EVENTS
 from scaler.cluster.blockers import Sight, Surroundings, assess, freed_not_released, ignored
 from scaler.cluster.kinds import WorkloadKind
 from scaler.cluster.kube import Denied, Fenced, Kube, KubeError, NotFound, Resource
-from scaler.cluster.nodes import HELD, NodesRecord
+from scaler.cluster.nodes import HELD, NodeRecord, NodesRecord
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.placing import NODES, Placement
 from scaler.cluster.views import PODS, ClusterView
@@ -39,6 +39,7 @@ from scaler.cluster.writes import Outcome, Result
 from scaler.decide.annotations import NODES as NODES_ANNOTATION
 from scaler.decide.selectors import Selector, SelectorError
 from scaler.decide.times import utc_now
+from scaler.run.saving import Pricer, SavingsCollector, sharing
 from scaler.run.settings import Settings
 
 log = structlog.get_logger("scaler")
@@ -81,6 +82,11 @@ class Follower:
         self._seen: dict[str, datetime] = {}
         self._unreadable: str | None = None  # why nodes cannot be followed, once said
         self.enabled = bool(settings.node_follow_interval_seconds) and not settings.dry_run
+        #: A released node's price and credited GPUs go on its record (run/saving.py).
+        self.pricer = Pricer(settings.prometheus(), settings.prices())
+        if metrics is not None:
+            metrics.registry.register(SavingsCollector(view=view, kinds=kinds, leading=lambda: may_act(term()),
+                                                       prices=self.pricer.prices))
 
     def schedule(self, scheduler: BaseScheduler, job: Callable[[Callable[[], None]], Callable[[], None]]) -> None:
         """Start following on `scheduler`, every node-follow interval, as
@@ -132,8 +138,9 @@ class Follower:
             return []
         self._unreadable = None
         results, records = [], []
+        on_release = self.pricer.on_release(sharing(item.record for item in followed))
         for item in followed:
-            result, record = self._advance(item, sights, around, now=now, term=term)
+            result, record = self._advance(item, sights, around, now=now, term=term, on_release=on_release)
             results += [result] if result is not None else []
             records.append(record)
         self._publish(records)
@@ -206,7 +213,7 @@ class Follower:
         return Surroundings(pools, status, pdbs)
 
     def _advance(self, item: Followed, sights: Mapping[str, Sight], around: Surroundings, *, now: datetime,
-                 term: int) -> tuple[Result | None, NodesRecord]:
+                 term: int, on_release: Callable[[NodeRecord], NodeRecord]) -> tuple[Result | None, NodesRecord]:
         workload, record = item.workload, item.record
         ours = _ours(workload)
         paused_at = record.paused_at_datetime() or now
@@ -217,7 +224,7 @@ class Follower:
 
         def write_for(current: Workload):
             write, step = releases.follow(current, assessments, paused_at=record.paused_at, now=now,
-                                          warn_after_seconds=self.warn_after_seconds)
+                                          warn_after_seconds=self.warn_after_seconds, on_release=on_release)
             steps[:] = [step] if step is not None else []
             return write
 

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scaler.cluster.actions import DEFAULT_EVENT_TTL_SECONDS
 from scaler.cluster.autoscalers import CA_STATUS
+from scaler.cluster.savings import GpuHourPrices
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES
 from scaler.decide.decisions import DEFAULT_EXCLUDED_NAMESPACES
 from scaler.decide.reverts import (
@@ -166,6 +167,13 @@ class Settings(PlanSettings):
     cluster_autoscaler_status: str = Field(
         CA_STATUS, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
         description="NAMESPACE/NAME of cluster-autoscaler's status ConfigMap, read for its node groups")
+    gpu_hour_price: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="price of a GPU-hour, for savings in money where a node has no price label, Karpenter or "
+                    "OpenCost price (docs/savings.md)")
+    gpu_hour_prices: str | None = Field(
+        None, description='prices of a GPU-hour by node label value, as JSON: {"node.kubernetes.io/instance-type": '
+                          '{"p4d.24xlarge": 4.1}}; labels: instance-type, zone, capacity-type, nodepool')
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The push wake (run/waking.py, docs/wake.md): off unless asked for.
@@ -197,6 +205,15 @@ class Settings(PlanSettings):
             raise ValueError("lease timings must satisfy 1 <= retry period, "
                              "1.2 x retry period < renew deadline < lease duration")
         return self
+
+    @field_validator("gpu_hour_prices")
+    @classmethod
+    def _prices(cls, value: str | None) -> str | None:
+        GpuHourPrices.parse(None, value)  # a PriceError is a ValueError: named by flag and variable
+        return value
+
+    def prices(self) -> GpuHourPrices:
+        return GpuHourPrices.parse(self.gpu_hour_price, self.gpu_hour_prices)
 
     @model_validator(mode="after")
     def _push_wake_secret(self) -> Settings:

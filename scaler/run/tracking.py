@@ -123,9 +123,14 @@ class Tracker:
                 workload = fresh if fresh is not None and newer(fresh, workload) else workload
                 due = bookkeeping(workload, now=now)
                 ready_at = self._ready_since(workload) if due is writes.record_ready else None
-                result = self.actor.pauser.apply(
-                    workload, lambda current: (bookkeeping(current, now=now) or _unchanged)(
-                        current, now=now, ready_at=ready_at), dry_run=False, fence=fence)
+                nodes_at = self._nodes_ready_since(workload) if due is writes.record_ready else None
+
+                def write_for(current: Workload) -> Write:
+                    write = bookkeeping(current, now=now) or _unchanged
+                    if write is writes.record_ready:  # with the part of the warm-up that was the node's
+                        return writes.record_ready(current, now=now, ready_at=ready_at, node_ready_at=nodes_at)
+                    return write(current, now=now, ready_at=ready_at)
+                result = self.actor.pauser.apply(workload, write_for, dry_run=False, fence=fence)
             except Fenced:
                 return None
             except KubeError as error:
@@ -153,6 +158,11 @@ class Tracker:
             log.info("pods unreadable; the warm-up is measured to now", namespace=workload.namespace,
                      workload=workload.name, error=str(error))
             return None
+
+    def _nodes_ready_since(self, workload: Workload) -> datetime | None:
+        """When the new nodes this start waited for were Ready (docs/savings.md)."""
+        started, placement = open_start(workload), self.actor.pauser.placement
+        return placement.nodes_ready_since(workload, started=started) if started and placement else None
 
     def _observe_warm_up(self, workload: Workload, policy: str, start: datetime, now: datetime) -> None:
         first = self._first_ready.pop((workload.key, start), now)

@@ -127,6 +127,11 @@ class Prometheus:
         return self._post("/api/v1/query_range", {"query": query.promql, "start": f"{start.timestamp():.3f}",
                                                   "end": f"{end.timestamp():.3f}", "step": f"{step_seconds:g}"})
 
+    def instant(self, promql: str, *, at: datetime | None = None) -> list:
+        """The `data.result` of an instant query, labels and all (prices,
+        `scaler savings`); raises `QueryError` saying what went wrong."""
+        return self._post("/api/v1/query", {"query": promql, **({"time": f"{at.timestamp():.3f}"} if at else {})})
+
     def vector(self, query: SignalQuery, *, at: datetime | None = None) -> Vector:
         """The signal per workload now, or as of `at` (`scaler plan --at`)."""
         form = {"query": query.promql, **({"time": f"{at.timestamp():.3f}"} if at else {})}

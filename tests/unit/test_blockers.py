@@ -106,7 +106,7 @@ def test_the_recorded_held_node_names_the_pod_its_annotation_its_pdb_and_karpent
     ]
     # The DaemonSet pod (no do-not-disrupt) keeps no node: it is not named. The facts are the bill's.
     assert "dcgm" not in json.dumps(texts(found))
-    assert found.facts == NodeFacts(4, "gpu-4x", "local-a", "on-demand", "gpu")
+    assert found.facts == NodeFacts(4, "gpu-4x", "local-a", "on-demand", "gpu", 15.2)
 
 
 def test_karpenters_word_from_before_the_pause_or_long_ago_is_not_taken_as_current():
