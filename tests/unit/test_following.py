@@ -33,6 +33,10 @@ from scaler.run.settings import Settings
 from scaler.signals.prometheus import Prometheus
 from tests.helpers import eventually
 
+#: Where no Prometheus answers: refused at once, never the default 127.0.0.1:9090, where
+#: something else may listen and hold a price query until its timeout.
+NO_PROMETHEUS = "http://127.0.0.1:1"
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "nodes"
 T0 = datetime(2026, 12, 5, 3, 25, 34, tzinfo=UTC)
 FAST = Retry(attempts=8, base_seconds=0.001, max_seconds=0.01)
@@ -78,7 +82,8 @@ class World:
         self.follower = self.make_follower(warn_after_seconds=warn_after_seconds)
 
     def make_follower(self, *, warn_after_seconds: float = 1800, placement: Placement | None = None) -> Follower:
-        settings = Settings(node_held_warning_seconds=warn_after_seconds, node_follow_interval_seconds=15)
+        settings = Settings(node_held_warning_seconds=warn_after_seconds, node_follow_interval_seconds=15,
+                            prometheus_url=NO_PROMETHEUS)
         placement = placement or self.placement
         follower = Follower(self.kube, settings, placement=placement, pauser=self.pauser, view=self.view,
                             kinds=lambda: [DEPLOYMENT, JOB], may_act=lambda term: term == self.term,
@@ -423,8 +428,8 @@ def test_nodes_not_listed_yet_release_nothing(world):
 def test_without_rbac_on_nodes_following_is_off_and_said_once(world, fake, caplog):
     w = world()
     fake.deny("list", "nodes")
-    follower = Follower(w.kube, Settings(), placement=Placement(w.kube), pauser=w.pauser, view=w.view,
-                        kinds=lambda: [DEPLOYMENT], may_act=lambda term: True)
+    follower = Follower(w.kube, Settings(prometheus_url=NO_PROMETHEUS), placement=Placement(w.kube),
+                        pauser=w.pauser, view=w.view, kinds=lambda: [DEPLOYMENT], may_act=lambda term: True)
     follower.start()
     assert follower.enabled is False
     assert follower.follow(now=T0, term=1) == []
