@@ -130,10 +130,14 @@ def _reads_by(fake, identity: str) -> int:
                and r.agent.startswith(f"scaler/{identity}"))
 
 
-def _writes_by(fake, identity: str) -> list[str]:
-    """The workloads this replica PATCHed (its requests carry its identity)."""
+def _scaled_by(fake, identity: str) -> list[str]:
+    """The workloads this replica resized (its requests carry its identity):
+    PATCHes that set /spec/replicas, not its bookkeeping (a Ready record of a
+    resume the last leader made and did not see finish is the new one's)."""
     return [r.path.rsplit("/", 1)[1] for r in list(fake.requests)
-            if r.method == "PATCH" and "/deployments/" in r.path and r.agent.startswith(f"scaler/{identity}")]
+            if r.method == "PATCH" and "/deployments/" in r.path and r.agent.startswith(f"scaler/{identity}")
+            and isinstance(r.body, list)
+            and any(op["op"] != "test" and op["path"] == "/spec/replicas" for op in r.body)]
 
 
 def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, tmp_path):
@@ -170,5 +174,5 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
         two.let_reconciles_pass(2)
         assert _replicas(fake, "llm") == 3
         assert len(fake.events("llm", "llm", "ScaledToZero")) == 1, "the new leader undid the last one's resume"
-        assert _writes_by(fake, "two") == ["batch"]
+        assert _scaled_by(fake, "two") == ["batch"]
     assert two.code == [0]
