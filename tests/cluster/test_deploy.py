@@ -229,6 +229,9 @@ def test_plain_manifests_pass_server_side_validation(binaries, cluster, kube):
             "role.rbac.authorization.k8s.io/scaler-leader-election",
             "rolebinding.rbac.authorization.k8s.io/scaler-leader-election",
             "role.rbac.authorization.k8s.io/scaler-policies", "rolebinding.rbac.authorization.k8s.io/scaler-policies",
+            # cluster-autoscaler's status ConfigMap in kube-system, read to name what holds a node
+            "role.rbac.authorization.k8s.io/scaler-autoscaler-status",
+            "rolebinding.rbac.authorization.k8s.io/scaler-autoscaler-status",
             "service/scaler", "deployment.apps/scaler", "poddisruptionbudget.policy/scaler"}, result.stdout
     finally:
         if created:
