@@ -21,11 +21,11 @@ lint: venv
 	.venv/bin/python -m pytest --collect-only -q -p no:cacheprovider > /dev/null
 
 # Every tier: the unit tier first on both cores (fails fast, in about a
-# minute), then the tools and the real local cluster (started and stopped by
-# the session).
+# minute), then the tools and the real local cluster on two workers, each
+# starting and stopping its own cluster (a file's tests stay on one worker).
 test: install
 	.venv/bin/python -m pytest tests/unit --timeout 10 -q -n 2
-	.venv/bin/python -m pytest tests/tools tests/cluster
+	.venv/bin/python -m pytest tests/tools tests/cluster -n 2 --dist loadfile
 
 # Python only, no cluster, no helm or promtool; 10 s per test at most; on
 # both cores (pytest-xdist).
