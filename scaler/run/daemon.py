@@ -346,7 +346,16 @@ class Daemon:
         return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def _reload(self) -> None:
-        term = self.leadership.term
+        """Read the policies; a term won while reading (its own reload was
+        skipped, this one still running) reads them again in that term, or
+        the new leader would not act until the next interval."""
+        while True:
+            term = self.leadership.term
+            self._reload_in(term)
+            if self.leadership.term == term or self.stopping.is_set():
+                return
+
+    def _reload_in(self, term: int) -> None:
         try:
             version = self.source.version()
         except KubeError as error:

@@ -176,3 +176,28 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
         assert len(fake.events("llm", "llm", "ScaledToZero")) == 1, "the new leader undid the last one's resume"
         assert _scaled_by(fake, "two") == ["batch"]
     assert two.code == [0]
+
+
+def test_a_term_won_while_the_policies_are_read_reads_them_again_and_acts(fake, prometheus, tmp_path):
+    """The race CI caught: the first reload was still reading when the Lease
+    was won, the new leader's own reload was skipped (one instance at a time),
+    and the leader did nothing until the next reload interval."""
+    _gpu(fake, "llm", replicas=3)
+    _configmap(fake, nights=keep())
+    fake.create(LEASES, {"metadata": {"name": "scaler-llm"}, "spec": {
+        "holderIdentity": "gone", "leaseDurationSeconds": 1, "renewTime": "2000-01-01T00:00:00.000000Z"}},
+        namespace="llm")
+    read_before_leading = []
+
+    def slow_read(request) -> None:
+        """The daemon's first read of the policies ends only after it leads."""
+        if request.agent.startswith("scaler/one") and not read_before_leading:
+            read_before_leading.append(True)
+            wait_until(lambda: _holder(fake) == "one")
+    fake.before("GET", "/configmaps/policies$", slow_read)
+    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+                "lease_retry_period_seconds": 1, "policy_reload_interval_seconds": 600}
+    with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
+        wait_until(lambda: _replicas(fake, "llm") == 0)
+    assert read_before_leading and one.code == [0]
