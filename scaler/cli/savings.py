@@ -52,10 +52,19 @@ def step_seconds(period_seconds: float) -> int:
 
 def query(metric: str, *, by: tuple[str, ...], period_seconds: int, step: int, namespace: str | None,
           policy: str | None) -> str:
-    matchers = ",".join(f"{label}={json.dumps(value)}" for label, value in (("namespace", namespace),
-                                                                            ("policy", policy)) if value)
-    series = f"{metric}_total{{{matchers}}}"
-    merged = f"max by (basis, policy, namespace, workload) ({series})"
+    """The increase over the period of each pause's counter, summed `by`.
+    A scrape that sets its own `namespace` (a ServiceMonitor, Kubernetes
+    service discovery) keeps the workload's as `exported_namespace`: that one
+    is the workload's when it is there."""
+    own = f",policy={json.dumps(policy)}" if policy else ""
+    if namespace:
+        quoted = json.dumps(namespace)
+        series = (f"{metric}_total{{exported_namespace={quoted}{own}}} or "
+                  f'{metric}_total{{namespace={quoted},exported_namespace=""{own}}}')
+    else:
+        series = f"{metric}_total{{{own.lstrip(',')}}}"
+    workloads = f'label_replace({series}, "namespace", "$1", "exported_namespace", "(.+)")'
+    merged = f"max by (basis, policy, namespace, workload) ({workloads})"
     return f"sum by (basis, {', '.join(by)}) (increase(({merged})[{period_seconds}s:{step}s]))"
 
 

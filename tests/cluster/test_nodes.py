@@ -15,14 +15,14 @@ import json
 import textwrap
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import cluster as local_cluster
 import karpenter
 import pytest
 from kubernetes import client, config
 
-from scaler.decide.annotations import NODES, PAUSED_AT
+from scaler.decide.annotations import NODE_WAIT, NODES, PAUSED_AT, STARTED_AT, WARM_UPS
 from tests.helpers import (
     FAST,
     DaemonProcess,
@@ -105,14 +105,16 @@ def keep_down(tmp_path, namespace: str, selector: str = "pause=yes"):
     return path
 
 
-def on_karpenter(name: str, *, gpus: int, labels: dict | None = None, annotations: dict | None = None):
-    deployment = gpu_deployment(name, replicas=1, gpus=gpus, labels=labels)
+def on_karpenter(name: str, *, gpus: int, labels: dict | None = None, annotations: dict | None = None,
+                 load_seconds: float | None = None):
+    deployment = gpu_deployment(name, replicas=1, gpus=gpus, labels=labels, load_seconds=load_seconds)
     spec = deployment.spec.template.spec
     spec.node_selector = {karpenter.LABEL: "true"}
     spec.tolerations = [client.V1Toleration(key=karpenter.LABEL, operator="Equal", value="true",
                                             effect="NoSchedule")]
     if annotations:
-        deployment.spec.template.metadata.annotations = annotations
+        deployment.spec.template.metadata.annotations = {
+            **(deployment.spec.template.metadata.annotations or {}), **annotations}
     return deployment
 
 
@@ -294,3 +296,68 @@ def test_following_goes_on_through_kills_and_failovers_and_no_event_is_repeated(
     assert len(events(kube, namespace, "llm", "NodesHeld")) == 1
     assert len(events(kube, namespace, "llm", "NodesReleased")) == 1
     assert json.loads(annotations(kube, namespace, "llm")[NODES])["nodes"][0]["warnedAt"]
+
+
+def a_day(path, namespace: str, opens: datetime, *, prewarm: bool) -> None:
+    """Down outside one up window from `opens` (whole minutes, UTC), 30
+    minutes long; no grace after a start, so a pause follows a resume at once."""
+    closes = opens + timedelta(minutes=30)
+    path.write_text(textwrap.dedent(f"""
+        policies:
+          - name: day
+            targets: {{namespaces: [{namespace}], selector: pause=yes}}
+            schedule:
+              timezone: UTC
+              outside: down
+              windows: [{{name: day, mode: up, start: "{opens:%M %H} * * *", end: "{closes:%M %H} * * *"}}]
+            startup_grace: 0s
+            scale_down_delay: 0s
+            {"prewarm: auto" if prewarm else ""}
+        """))
+
+
+def test_a_resume_that_waits_for_a_new_node_counts_it_and_prewarm_auto_opens_the_window_ready(
+        kube, namespace, karpenter_cluster, tmp_path, daemons):
+    """The warm-up of a resume that needs a new node includes the node's
+    provisioning; `prewarm: auto` then leads by node + model load, so the
+    window opens with the model Ready, on a node made for it."""
+    load = 6
+    path = tmp_path / "policies.yaml"
+    later = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    first = create(kube, namespace, on_karpenter("llm", gpus=2, labels={"pause": "yes"}, load_seconds=load))
+    a_day(path, namespace, later, prewarm=False)
+    daemon = daemons(path)
+    daemon.wait_ready()
+    eventually(lambda: not node_exists(kube, first), timeout_seconds=NODE_GONE_SECONDS, interval_seconds=0.5)
+
+    # The window opens: the resume waits for Karpenter's node, then the model's load.
+    a_day(path, namespace, (datetime.now(UTC) - timedelta(minutes=1)).replace(second=0, microsecond=0),
+          prewarm=False)
+    measured = eventually(lambda: (a := annotations(kube, namespace, "llm")).get(WARM_UPS) and a,
+                          timeout_seconds=120)
+    warm_up, node_wait = float(measured[WARM_UPS]), float(measured[NODE_WAIT])
+    second = ready_pods(kube, namespace, "llm")[0].spec.node_name
+    print(f"\nprewarm: a resume onto a new node warmed up in {warm_up:.0f}s (node {node_wait:.0f}s + model "
+          f"{warm_up - node_wait:.0f}s)")
+    # NODE_WAIT is written only when the pods waited for a node made after the start (kwok's are Ready at once).
+    assert second != first and 0 <= node_wait < warm_up and warm_up - node_wait >= load - 1
+    [ready] = eventually(lambda: events(kube, namespace, "llm", "Ready"), timeout_seconds=30)
+    assert f"(node Ready after {node_wait:.0f}s, model {warm_up - node_wait:.0f}s more)" in ready.message
+
+    # Paused again until a window far off, its node released; then the window
+    # comes near: the pre-warm must bring a new node and the model in time.
+    a_day(path, namespace, later, prewarm=True)
+    eventually(lambda: not node_exists(kube, second), timeout_seconds=NODE_GONE_SECONDS, interval_seconds=0.5)
+    opens = (datetime.now(UTC) + timedelta(seconds=warm_up + 15, minutes=1)).replace(second=0, microsecond=0)
+    a_day(path, namespace, opens, prewarm=True)
+    started = datetime.fromisoformat(eventually(
+        lambda: (at := annotations(kube, namespace, "llm").get(STARTED_AT)) != measured[STARTED_AT] and at,
+        timeout_seconds=(opens - datetime.now(UTC)).total_seconds() + 30))
+    eventually(lambda: ready_pods(kube, namespace, "llm"), timeout_seconds=NODE_GONE_SECONDS)
+    ready_after = (datetime.now(UTC) - opens).total_seconds()
+    third = ready_pods(kube, namespace, "llm")[0].spec.node_name
+    print(f"prewarm: resumed {(opens - started).total_seconds():.0f}s before the window opened, Ready "
+          f"{abs(ready_after):.1f}s {'after' if ready_after > 0 else 'before'} it, on a new node")
+    assert third not in (first, second)
+    assert abs((opens - started).total_seconds() - round(warm_up)) <= 2  # the lead is the measured warm-up
+    assert ready_after <= 5

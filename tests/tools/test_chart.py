@@ -380,3 +380,22 @@ def test_the_push_wake_with_a_shared_secret_mounts_it_and_reviews_nothing(helm, 
     result = _helm(helm, "template", "scaler", str(CHART), "--set", "pushWake.enabled=true",
                    "--set", "pushWake.auth=secret")
     assert result.returncode != 0 and "pushWake.secret.name is required" in result.stderr
+
+
+def test_prices_reach_the_daemon_as_its_price_settings_and_a_label_it_cannot_price_by_is_refused(
+        helm, monkeypatch):
+    assert not {"SCALER_GPU_HOUR_PRICE", "SCALER_GPU_HOUR_PRICES"} & set(env_of(render(helm)))  # none by default
+    env = env_of(render(helm, "--set-json", "savings.gpuHourPrice=2.5", "--set-json",
+                        'savings.gpuHourPrices={"node.kubernetes.io/instance-type": {"p4d.24xlarge": 4.1}}'))
+    for key, value in env.items():
+        if key.startswith("SCALER_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("POD_NAMESPACE", "scaler")
+    prices = Settings().prices()
+    assert prices.default == 2.5
+    assert dict(prices.by_label) == {"node.kubernetes.io/instance-type": {"p4d.24xlarge": 4.1}}
+    refused = _helm(helm, "template", "x", str(CHART), "--set-json",
+                    'savings.gpuHourPrices={"kubernetes.io/hostname": {"a": 1}}')
+    # (helm's schema library names the wrong path; the property and the allowed ones are right)
+    assert refused.returncode != 0 and "invalid propertyName 'kubernetes.io/hostname'" in refused.stderr
+    assert "karpenter.sh/nodepool" in refused.stderr, refused.stderr

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scaler.cluster.savings import GpuHourPrices
 from scaler.run.observability import Metrics
+from scaler.run.saving import SavingsCollector
 from scaler.run.wake_watch import WakeWatch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +39,9 @@ def exported_names() -> set[str]:
     metrics = Metrics()
     metrics.count_requests(lambda: {})  # the daemon always registers the API request counts
     WakeWatch(prometheus=None, submit=None, registry=metrics.registry)  # the evaluator's, in the same registry
+    # The savings counters, registered by the node follower (run/following.py).
+    metrics.registry.register(SavingsCollector(view=None, kinds=lambda: [], leading=lambda: False,
+                                               prices=GpuHourPrices()))
     names = set()
     for family in metrics.registry.collect():
         if family.type == "counter":
@@ -189,4 +194,5 @@ def test_the_panels_users_asked_for_are_there(dashboard):
         "scaler_query_errors_total", "scaler_signal_unknown_workloads", "scaler_leader", "scaler_policies_loaded",
         "scaler_policy_reload_errors_total", "scaler_kube_requests_total", "scaler_scheduler_job_errors_total",
         "scaler_scheduler_missed_runs_total", "scaler_gpus_freed_not_released", "scaler_node_release_seconds_bucket",
+        "scaler_saved_gpu_hours_total", "scaler_saved_money_total",
     } <= used
