@@ -50,15 +50,23 @@ class EventSink:
     owed by no record. `flush` sends the waiting retries at once and waits
     for every Event still queued (shutdown).
 
-    While writes are in flight (`writing()` says how many), Events go out one
-    at a time, so a batch's writes keep nearly all of the API server (an
-    Event costs it about what a PATCH does); the rest follow at full pace."""
+    Events stay off a batch's critical path (an Event costs the API server
+    about what a PATCH does): while writes are in flight (`writing()` says
+    how many) an Event waits for them to end, up to `hold_seconds` after it
+    was queued (`quiet` is set when none are in flight); past that, while
+    they last, Events go out one at a time; then at full pace."""
+
+    #: How long an Event waits for the writes in flight to end before it goes out anyway (one at a time).
+    hold_seconds = 5.0
 
     def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None,
-                 writing: Callable[[], int] = lambda: 0, retries: int = 5, retry_seconds: float = 2.0) -> None:
+                 writing: Callable[[], int] = lambda: 0, quiet: threading.Event | None = None, retries: int = 5,
+                 retry_seconds: float = 2.0) -> None:
         self.kube = kube
         self.fence = fence
         self.writing = writing
+        self.quiet = quiet
+        self._hurry = threading.Event()  # set by flush: nothing waits any more
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
         self.retries, self.retry_seconds = retries, retry_seconds
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
@@ -71,11 +79,18 @@ class EventSink:
     def post(self, body: dict) -> None:
         with self._idle:
             self._pending += 1
-        self._pool.submit(self._post, body, 0)
+        self._pool.submit(self._post, body, 0, time.monotonic() + self.hold_seconds)
 
-    def _post(self, body: dict, attempt: int) -> None:
+    def _wait_for_quiet(self, until: float) -> None:
+        """Until no write is in flight, `until` (monotonic), or a flush."""
+        while self.quiet is not None and not self._hurry.is_set() and (left := until - time.monotonic()) > 0:
+            if self.quiet.wait(min(left, 0.25)):
+                return
+
+    def _post(self, body: dict, attempt: int, until: float = 0.0) -> None:
         outcome = "posted"
         try:
+            self._wait_for_quiet(until)
             if self.writing():
                 with self._lane:
                     self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
@@ -115,6 +130,7 @@ class EventSink:
         """Send the waiting retries now, and wait until every queued Event is
         posted; the number still pending."""
         deadline = time.monotonic() + timeout_seconds
+        self._hurry.set()
         with self._idle:
             waiting, self._waiting = self._waiting, {}
             self.counts["retried"] += len(waiting)

@@ -70,6 +70,9 @@ class Actor:
         self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
+        #: Set while no write is in flight (Events wait for it: cluster/pausing.EventSink).
+        self.quiet = threading.Event()
+        self.quiet.set()
         #: Set when a write's answer was lost (no answer, a 5xx): it may have landed, its Event owed.
         self.unsure = threading.Event()
         #: The workloads whose last write's answer was lost: the next write to
@@ -109,6 +112,7 @@ class Actor:
             free = key not in self._in_flight
             if free:
                 self._in_flight.add(key)
+                self.quiet.clear()
         if not free:
             yield False
             return
@@ -117,6 +121,8 @@ class Actor:
         finally:
             with self._in_flight_lock:
                 self._in_flight.discard(key)
+                if not self._in_flight:
+                    self.quiet.set()
 
     def each(self, write: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """`write` of each item, on the actor's writers (`concurrency` at once, across every pass)."""

@@ -44,9 +44,7 @@ from scaler.cluster.discovery import KindResolver
 from scaler.cluster.kube import Fenced, Kube, KubeError
 from scaler.cluster.pausing import EventSink, Pauser
 from scaler.cluster.placing import Placement
-from scaler.cluster.starts import warm_ups
 from scaler.cluster.views import WatchingView
-from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicyError, PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.times import utc_now
@@ -104,7 +102,7 @@ class Daemon:
             dry_run=settings.dry_run, metrics=self.metrics, may_act=self._may_act, concurrency=settings.concurrency,
             hands_off=settings.hands_off())
         self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
-        self.events.writing = self.actor.writing
+        self.events.writing, self.events.quiet = self.actor.writing, self.actor.quiet
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
                                  kinds=lambda: kinds_of(self.policies, self.evaluator.resolve, {}),
                                  may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,
@@ -322,28 +320,13 @@ class Daemon:
     def _schedule_edge(self, now: datetime) -> None:
         edges = [edge for policy in self.policies if policy.schedule is not None
                  if (edge := next_edge(policy.schedule.compiled, now)) is not None]
-        edges += self._prewarm_edges(now)
+        edges += self.evaluator.prewarm_edges(self.policies, now)
         if not edges or self.stopping.is_set():
             return
         # A hair after the edge, so the window's state has flipped when we look.
         when = min(edges) + timedelta(milliseconds=50)
         self.scheduler.add_job(self._job(self._edge), DateTrigger(run_date=when), id="edge",
                                replace_existing=True, misfire_grace_time=None)
-
-    def _prewarm_edges(self, now: datetime) -> list[datetime]:
-        """When a pre-warm lead reaches a keep-up window, for each lead in use
-        (one per policy, or each workload's own measured warm-up for 'auto')."""
-        prewarming = [policy for policy in self.policies if policy.prewarm is not None and policy.schedule]
-        leads: dict[tuple[str, tuple[float, ...]], Policy] = {
-            (policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
-        auto = [policy for policy in prewarming if policy.prewarm == "auto"]
-        if auto:
-            for workload in self.view.workloads(kinds_of(auto, self.evaluator.resolve, {})):
-                policy = self.evaluator.managed_by(self.policies, workload)
-                if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
-                    leads.setdefault((policy.name, (round(max(measured)),)), policy)
-        upcoming = (next_prewarm(policy, warm, now) for (_, warm), policy in leads.items())
-        return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def _reload(self) -> None:
         """Read the policies; a term won while reading (its own reload was

@@ -45,6 +45,7 @@ from scaler.decide.decisions import (
     is_excluded,
     select_policy,
 )
+from scaler.decide.facts import next_prewarm
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import SCHEDULE_CODES, decide
@@ -188,6 +189,21 @@ class Evaluator:
             return None
         chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
         return chosen if isinstance(chosen, Policy) else None
+
+    def prewarm_edges(self, policies: PolicySet, now: datetime) -> list[datetime]:
+        """When a pre-warm lead reaches a keep-up window, for each lead in use
+        (one per policy, or each workload's own measured warm-up for 'auto')."""
+        prewarming = [policy for policy in policies if policy.prewarm is not None and policy.schedule]
+        leads: dict[tuple[str, tuple[float, ...]], Policy] = {
+            (policy.name, ()): policy for policy in prewarming if policy.prewarm != "auto"}
+        auto = [policy for policy in prewarming if policy.prewarm == "auto"]
+        if auto:
+            for workload in self.view.workloads(kinds_of(auto, self.resolve, {})):
+                policy = self.managed_by(policies, workload)
+                if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
+                    leads.setdefault((policy.name, (round(max(measured)),)), policy)
+        upcoming = (next_prewarm(policy, warm, now) for (_, warm), policy in leads.items())
+        return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,
               errors: dict[str, str]) -> tuple[list[Matched], list[Evaluation]]:

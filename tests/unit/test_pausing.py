@@ -254,6 +254,74 @@ def test_events_yield_to_writes_in_flight(fake, writing, most):
     assert peak[0] == most and len(fake.items("events", "llm")) == 8
 
 
+class _Quiet(threading.Event):
+    """No write in flight when set; counts the Events waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def _event(i: int) -> dict:
+    return {"metadata": {"name": f"e{i}", "namespace": "llm"}, "involvedObject": {
+        "kind": "Deployment", "name": "chat", "namespace": "llm"}, "reason": "ScaledToZero"}
+
+
+def test_events_wait_for_the_batchs_writes_to_end_then_go_at_full_pace(fake):
+    """Off the critical path: while the writes last, no Event reaches the
+    API server; once they end, all of them, four at a time."""
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    quiet, sent_while_writing, peak, now, lock = _Quiet(), [], [0], [0], threading.Lock()
+
+    def hold(request):
+        sent_while_writing.append(not quiet.is_set())
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        threading.Event().wait(0.05)
+        with lock:
+            now[0] -= 1
+    fake.before("POST", "/events$", hold)
+    sink = EventSink(fake.client(), workers=4, writing=lambda: 0 if quiet.is_set() else 1, quiet=quiet)
+    sink.hold_seconds = 60
+    for i in range(8):
+        sink.post(_event(i))
+    eventually(lambda: quiet.waits >= 4)  # every worker holds an Event back
+    assert sent_while_writing == []
+    quiet.set()  # the batch's last write is done
+    assert sink.flush(timeout_seconds=8) == 0
+    assert len(fake.items("events", "llm")) == 8 and not any(sent_while_writing) and peak[0] > 1
+
+
+def test_an_event_held_past_hold_seconds_goes_out_one_at_a_time_and_a_flush_waits_for_nothing(fake):
+    """A batch longer than the hold does not starve its Events; shutdown does not wait for the hold."""
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    quiet, peak, now, lock = _Quiet(), [0], [0], threading.Lock()
+
+    def hold(request):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        threading.Event().wait(0.05)
+        with lock:
+            now[0] -= 1
+    fake.before("POST", "/events$", hold)
+    sink = EventSink(fake.client(), workers=4, writing=lambda: 1, quiet=quiet)  # writes never end
+    sink.hold_seconds = 0.3
+    for i in range(4):
+        sink.post(_event(i))
+    eventually(lambda: len(fake.items("events", "llm")) == 4, timeout_seconds=8)
+    assert peak[0] == 1
+    sink.hold_seconds = 3600
+    for i in range(4, 8):
+        sink.post(_event(i))
+    assert sink.flush(timeout_seconds=8) == 0 and len(fake.items("events", "llm")) == 8
+
+
 @pytest.mark.parametrize("reason", ["queue 3 > activation threshold 0", "café & croissants", "a < b"])
 def test_free_text_in_the_record_never_blocks_the_next_write(fake, reason):
     """The API server cannot `test` a string with <, > or & or non-ASCII (it
