@@ -14,8 +14,9 @@ KEDA ScaledObjects: each once per 5 s),
 the daemon's CPU seconds and peak RSS, and lines on stderr that are not JSON.
 Then the objects are set back and a minimal client (benchmarks/common.py:
 stdlib http.client, 16 keep-alive connections, nothing but the PATCHes)
-sends the same guarded JSON patches: scaler's write rate is printed as a
-fraction of that ceiling. Targets: >= 0.9 of the ceiling; 1.0 PATCH per
+sends the same guarded JSON patches (built by scaler's own patch code: the
+same tests, annotations and action record): scaler's write rate is printed
+as a fraction of that ceiling. Targets: >= 0.9 of the ceiling; 1.0 PATCH per
 changed object and no GET (no write refused by scaler's own guards); no
 non-JSON line.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -48,7 +50,12 @@ from common import (
     start_cluster,
 )
 
+from scaler.cluster import writes
+from scaler.cluster.actions import ActionRecord
+from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Kube, Resource
+from scaler.cluster.workloads import Workload
+from scaler.decide.times import rfc3339
 
 
 def policy(namespace: str, opens: datetime) -> str:
@@ -125,7 +132,8 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     items, _ = kube.list(Resource("apps", "v1", "deployments"), namespace)
     all_at_zero = all(item["spec"]["replicas"] == 0 for item in items)
     scaler_seconds = (last - opens).total_seconds()
-    ceiling_seconds = ceiling(cluster, kube, namespace, items)
+    reason = next(r["reason"] for r in changed)
+    ceiling_seconds = ceiling(cluster, kube, namespace, items, reason)
     kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
@@ -144,25 +152,26 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     }
 
 
-def ceiling(cluster, kube: Kube, namespace: str, items: list[dict]) -> float:
+def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str) -> float:
     """Set every object back as it was before the pause (not timed), then time
-    the minimal client sending scaler-shaped guarded pauses to all of them."""
+    the minimal client sending the guarded pauses scaler sends, built by
+    scaler's own patch code from each object as it was (same operations,
+    same annotations, an action record of the same size)."""
     resets, pauses = {}, {}
+    now = datetime.now(UTC)
     for item in items:
         name, annotations = item["metadata"]["name"], item["metadata"].get("annotations") or {}
         replicas = int(annotations.get("scaler.io/last-replicas", 1))
         ours = [key for key in annotations if key.startswith("scaler.io/")]
         resets[name] = [{"op": "remove", "path": "/metadata/annotations/" + key.replace("/", "~1")}
                         for key in ours] + [{"op": "replace", "path": "/spec/replicas", "value": replicas}]
-        pauses[name] = [
-            {"op": "test", "path": "/spec/replicas", "value": replicas},
-            {"op": "test", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": None},
-            {"op": "test", "path": "/metadata/annotations/scaler.io~1last-action", "value": None},
-            {"op": "add", "path": "/metadata/annotations/scaler.io~1last-replicas", "value": str(replicas)},
-            {"op": "add", "path": "/metadata/annotations/scaler.io~1paused-by", "value": "policy/bench"},
-            {"op": "add", "path": "/metadata/annotations/scaler.io~1last-action",
-             "value": '{"id":"0123456789abcdef","reason":"ScaledToZero"}'},
-            {"op": "replace", "path": "/spec/replicas", "value": 0}]
+        before = {**item, "metadata": {**item["metadata"], "annotations": {
+            key: value for key, value in annotations.items() if key not in ours}},
+            "spec": {**item["spec"], "replicas": replicas}}
+        workload = Workload(DEPLOYMENT, before)
+        write = writes.pause(workload, by="policy/bench-nights", reason=reason, cause="keep-down-window", now=now)
+        record = ActionRecord(f"{random.getrandbits(64):016x}", *write.event, write.message[:1024], rfc3339(now))
+        pauses[name] = writes.json_patch(writes.merge(write.patch, record.annotation()), workload)
     minimal_client_patches(cluster, namespace, resets)
     return minimal_client_patches(cluster, namespace, pauses)
 

@@ -4,13 +4,13 @@ tick. A 410 Gone (our resourceVersion was compacted away) means re-list."""
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import threading
 import time
 from collections.abc import Callable
 
+import orjson
 import structlog
 
 from scaler.cluster.kinds.base import drop_managed_fields
@@ -177,7 +177,7 @@ class Informer:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        version = self._apply(json.loads(line), version)
+                        version = self._apply(orjson.loads(line), version)
         finally:
             raw.release_conn()
             self._response = None
