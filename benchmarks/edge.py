@@ -53,7 +53,7 @@ from common import (
 from scaler.cluster import writes
 from scaler.cluster.actions import ActionRecord
 from scaler.cluster.kinds import DEPLOYMENT
-from scaler.cluster.kube import Kube, Resource
+from scaler.cluster.kube import Kube, NotFound, Resource
 from scaler.cluster.workloads import Workload
 from scaler.decide.times import rfc3339
 
@@ -134,7 +134,7 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     scaler_seconds = (last - opens).total_seconds()
     reason = next(r["reason"] for r in changed)
     ceiling_seconds = ceiling(cluster, kube, namespace, items, reason)
-    kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+    delete_namespace(kube, namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
         "scaler_writes_per_second": round(size / scaler_seconds),
@@ -174,6 +174,20 @@ def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str)
         pauses[name] = writes.json_patch(writes.merge(write.patch, record.annotation()), workload)
     minimal_client_patches(cluster, namespace, resets)
     return minimal_client_patches(cluster, namespace, pauses)
+
+
+def delete_namespace(kube: Kube, namespace: str) -> None:
+    """Deleted, and gone before the next size: its paused objects would
+    otherwise be another daemon's work (the Events their records say are owed)."""
+    kube.request("delete", "DELETE", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+
+    def gone() -> bool:
+        try:
+            kube.request("get", "GET", f"/api/v1/namespaces/{namespace}", resource_text=namespace)
+        except NotFound:
+            return True
+        return False
+    wait_for(gone, 300)
 
 
 def free_port() -> int:

@@ -16,14 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import orjson
 import urllib3
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from scaler.cluster.kubeconfig import KubeconfigError, check_kubeconfig, kubeconfig_paths
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -96,61 +97,6 @@ class Fenced(Exception):
 
 #: Called right before a write goes out; raises Fenced to stop it.
 Fence = Callable[[], None]
-
-
-class KubeconfigError(Exception):
-    """No usable kubeconfig: the message names the file and what is wrong with it."""
-
-
-def kubeconfig_paths(kubeconfig: str | None) -> list[str]:
-    """The files a kubeconfig is read from, as kubectl reads them."""
-    if kubeconfig:
-        return [kubeconfig]
-    listed = [path for path in os.environ.get("KUBECONFIG", "").split(os.pathsep) if path]
-    return listed or [os.path.expanduser("~/.kube/config")]
-
-
-def _read_kubeconfig(path: str) -> dict | None:
-    """One kubeconfig file as a mapping, None if it does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as error:
-        raise KubeconfigError(f"kubeconfig {path} is unreadable: {getattr(error, 'strerror', None) or error}") \
-            from None
-    if not text.strip():
-        raise KubeconfigError(f"kubeconfig {path} is empty")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise KubeconfigError(f"kubeconfig {path} is not valid YAML{where}") from None
-    if not isinstance(data, dict) or not any(key in data for key in ("clusters", "contexts", "users")):
-        raise KubeconfigError(f"kubeconfig {path} is not a kubeconfig (no clusters, contexts or users in it)")
-    return data
-
-
-def check_kubeconfig(kubeconfig: str | None, context: str | None) -> None:
-    """Raise KubeconfigError naming what is wrong before the client library
-    would raise one of its several exception types with less to say."""
-    paths = kubeconfig_paths(kubeconfig)
-    found = {path: data for path in paths if (data := _read_kubeconfig(path)) is not None}
-    if not found:
-        hint = "" if kubeconfig else " (set KUBECONFIG or pass --kubeconfig)"
-        raise KubeconfigError(f"kubeconfig {os.pathsep.join(paths)} does not exist{hint}")
-    names = [c.get("name") for data in found.values() for c in data.get("contexts") or [] if isinstance(c, dict)]
-    current = context or next((d.get("current-context") for d in found.values() if d.get("current-context")), None)
-    where = ", ".join(found)
-    if current is None:
-        raise KubeconfigError(f"kubeconfig {where} has no current context: pass --context "
-                              f"(one of: {', '.join(map(str, names)) or 'none defined'}) or run kubectl config "
-                              "use-context")
-    if current not in names:
-        raise KubeconfigError(f"context {current!r} is not defined in kubeconfig {where} "
-                              f"(contexts: {', '.join(map(str, names)) or 'none'})")
 
 
 def no_hidden_retries(configuration: k8s.Configuration) -> k8s.Configuration:
@@ -276,6 +222,7 @@ class Kube:
         self.rate_limit = rate_limit or RateLimit(qps=0, burst=1)
         self._lock = threading.Lock()
         self.requests: dict[str, int] = {}
+        self._pool: urllib3.HTTPConnectionPool | Literal[False] | None = None  # False: the manager's (a proxy)
 
     @classmethod
     def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None,
@@ -348,12 +295,16 @@ class Kube:
             if setting["in"] == "header" and setting["value"]:
                 headers[setting["key"]] = setting["value"]
         pairs = [(k, v) for k, v in (query or {}).items() if v is not None]
-        url = self.server + path + ("?" + urlencode(pairs) if pairs else "")
+        target = path + ("?" + urlencode(pairs) if pairs else "")
         data = None if body is None else orjson.dumps(body)
+        timeout = urllib3.Timeout(total=timeout_seconds)
         try:
-            response = api.rest_client.pool_manager.request(
-                method, url, body=data, headers=headers, timeout=urllib3.Timeout(total=timeout_seconds),
-                preload_content=True)
+            if (pool := self._server_pool()) is not None:
+                response = pool.urlopen(method, target, body=data, headers=headers, timeout=timeout,
+                                        preload_content=True, redirect=False, assert_same_host=False)
+            else:
+                response = api.rest_client.pool_manager.request(method, self.server + target, body=data,
+                                                                headers=headers, timeout=timeout, preload_content=True)
         except (OSError, urllib3.exceptions.HTTPError) as error:  # TLS failures too
             raise Unreachable(verb=verb, resource=resource_text, status=None,
                               detail=f"{self.server}: {_why(error)}") from None
@@ -364,6 +315,15 @@ class Kube:
             except ValueError:
                 pass
         return response.status, response.data, retry_after
+
+    def _server_pool(self) -> urllib3.HTTPConnectionPool | None:
+        """The client's connection pool for the API server, when it talks to
+        it directly (no proxy): asked for once, not parsed out of a URL with
+        every request."""
+        if self._pool is None:
+            manager = self.api_client.rest_client.pool_manager
+            self._pool = manager.connection_from_url(self.server) if type(manager) is urllib3.PoolManager else False
+        return self._pool if isinstance(self._pool, urllib3.HTTPConnectionPool) else None
 
     def count(self, verb: str) -> None:
         with self._lock:
