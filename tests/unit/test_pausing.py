@@ -232,20 +232,28 @@ def test_a_retried_write_carries_one_action_id(fake):
     assert len(sent) == 2 and len({ActionRecord.read({LAST_ACTION: v}).id for v in ids}) == 1
 
 
+def _posts_at_once(fake, *, seconds: float = 0.05, seen=lambda: None) -> list[int]:
+    """[the most Event POSTs the fake API server had at once]; each takes
+    `seconds` there, and `seen()` is called as it arrives."""
+    peak, now, lock = [0], [0], threading.Lock()
+
+    def hold(request):
+        seen()
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        threading.Event().wait(seconds)
+        with lock:
+            now[0] -= 1
+    fake.before("POST", "/events$", hold)
+    return peak
+
+
 @pytest.mark.parametrize(("writing", "most"), [(1, 1), (0, 4)])
 def test_events_yield_to_writes_in_flight(fake, writing, most):
     """While a batch writes, one Event at a time: the writes keep the API server."""
     fake.create("namespaces", {"metadata": {"name": "llm"}})
-    now, peak, lock, release = [0], [0], threading.Lock(), threading.Event()
-
-    def hold(request):
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        release.wait(0.2)
-        with lock:
-            now[0] -= 1
-    fake.before("POST", "/events$", hold)
+    peak = _posts_at_once(fake, seconds=0.2)
     sink = EventSink(fake.client(), workers=4, writing=lambda: writing)
     for i in range(8):
         sink.post({"metadata": {"name": f"e{i}", "namespace": "llm"}, "involvedObject": {
@@ -275,17 +283,8 @@ def test_events_wait_for_the_batchs_writes_to_end_then_go_at_full_pace(fake):
     """Off the critical path: while the writes last, no Event reaches the
     API server; once they end, all of them, four at a time."""
     fake.create("namespaces", {"metadata": {"name": "llm"}})
-    quiet, sent_while_writing, peak, now, lock = _Quiet(), [], [0], [0], threading.Lock()
-
-    def hold(request):
-        sent_while_writing.append(not quiet.is_set())
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        threading.Event().wait(0.05)
-        with lock:
-            now[0] -= 1
-    fake.before("POST", "/events$", hold)
+    quiet, sent_while_writing = _Quiet(), []
+    peak = _posts_at_once(fake, seen=lambda: sent_while_writing.append(not quiet.is_set()))
     sink = EventSink(fake.client(), workers=4, writing=lambda: 0 if quiet.is_set() else 1, quiet=quiet)
     sink.hold_seconds = 60
     for i in range(8):
@@ -300,16 +299,7 @@ def test_events_wait_for_the_batchs_writes_to_end_then_go_at_full_pace(fake):
 def test_an_event_held_past_hold_seconds_goes_out_one_at_a_time_and_a_flush_waits_for_nothing(fake):
     """A batch longer than the hold does not starve its Events; shutdown does not wait for the hold."""
     fake.create("namespaces", {"metadata": {"name": "llm"}})
-    quiet, peak, now, lock = _Quiet(), [0], [0], threading.Lock()
-
-    def hold(request):
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        threading.Event().wait(0.05)
-        with lock:
-            now[0] -= 1
-    fake.before("POST", "/events$", hold)
+    quiet, peak = _Quiet(), _posts_at_once(fake)
     sink = EventSink(fake.client(), workers=4, writing=lambda: 1, quiet=quiet)  # writes never end
     sink.hold_seconds = 0.3
     for i in range(4):
