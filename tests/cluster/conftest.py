@@ -32,6 +32,18 @@ def cluster(tmp_path_factory):
         local_cluster.down(state_dir)
 
 
+@pytest.fixture(scope="module")
+def karpenter_cluster(tmp_path_factory, request):
+    """A cluster of its own with Karpenter (deploy/local/up --karpenter), for
+    one module: its tests' nodes come and go without touching the session's
+    cluster, and with -n 2 --dist loadfile two such modules run side by side."""
+    state_dir = tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-cluster")
+    try:
+        yield local_cluster.up(state_dir, karpenter=True)
+    finally:
+        local_cluster.down(state_dir)
+
+
 @pytest.fixture(scope="session")
 def kube(cluster):
     from kubernetes import config

@@ -35,17 +35,6 @@ HOLD_SECONDS = 60  # a released node of the held test's shape goes in about 30 s
 
 
 @pytest.fixture(scope="module")
-def karpenter_cluster(tmp_path_factory):
-    """A cluster of its own with Karpenter, for this module only; the
-    session's `cluster` fixture stays as it is."""
-    state_dir = tmp_path_factory.mktemp("karpenter-cluster")
-    try:
-        yield local_cluster.up(state_dir, karpenter=True)
-    finally:
-        local_cluster.down(state_dir)
-
-
-@pytest.fixture(scope="module")
 def kube(karpenter_cluster):
     return config.new_client_from_config(config_file=str(karpenter_cluster.kubeconfig))
 

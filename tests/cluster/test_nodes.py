@@ -17,7 +17,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import cluster as local_cluster
 import karpenter
 import pytest
 from kubernetes import client, config
@@ -43,16 +42,6 @@ NODE_GONE_SECONDS = 180  # Karpenter's consolidation of an emptied node, with ro
 NOMINATED_SECONDS = 20
 #: The daemons follow every second, so a state change shows within about a second.
 FOLLOW = ("--node-follow-interval-seconds", "1")
-
-
-@pytest.fixture(scope="module")
-def karpenter_cluster(tmp_path_factory):
-    """A cluster of its own with Karpenter, for this module only."""
-    state_dir = tmp_path_factory.mktemp("nodes-cluster")
-    try:
-        yield local_cluster.up(state_dir, karpenter=True)
-    finally:
-        local_cluster.down(state_dir)
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,8 @@ from tests.cluster.test_nodes import (
 from tests.helpers import eventually, run_scaler
 
 pytestmark = pytest.mark.cluster
-#: The fixtures of test_nodes.py: a cluster with Karpenter of this module's own, namespaces, daemons.
-karpenter_cluster, kube, namespace, daemons = (test_nodes.karpenter_cluster, test_nodes.kube, test_nodes.namespace,
-                                               test_nodes.daemons)
+#: The fixtures of test_nodes.py on this module's own cluster with Karpenter (conftest.py): namespaces, daemons.
+kube, namespace, daemons = test_nodes.kube, test_nodes.namespace, test_nodes.daemons
 
 #: How long the period runs on after the last node went: the realized part measured.
 AFTER_RELEASE_SECONDS = 150

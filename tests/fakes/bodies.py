@@ -4,6 +4,7 @@ tests/helpers.gpu_deployment builds for the real cluster, as plain dicts."""
 from __future__ import annotations
 
 import copy
+import textwrap
 
 
 def deployment(name: str, *, replicas: int, gpus: int = 1, labels: dict | None = None,
@@ -29,3 +30,17 @@ def namespace(fake, name: str) -> None:
     """The namespace `name` on the fake, unless it is there already."""
     if not any(n["metadata"]["name"] == name for n in fake.items("namespaces")):
         fake.create("namespaces", {"metadata": {"name": name}})
+
+
+def all_day(name: str = "nights", *, mode: str = "down", selector: str = "tier=gpu") -> str:
+    """A policy file: a window of `mode` all day long (two half days), in namespace llm."""
+    return textwrap.dedent(f"""
+        policies:
+          - name: {name}
+            targets: {{namespaces: [llm], selector: {selector}}}
+            schedule:
+              timezone: UTC
+              windows:
+                - {{name: {name}-0, mode: {mode}, start: "0 0 * * *", end: "0 12 * * *"}}
+                - {{name: {name}-1, mode: {mode}, start: "0 12 * * *", end: "0 0 * * *"}}
+        """)

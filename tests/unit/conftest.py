@@ -1,4 +1,4 @@
-"""The unit tier's fixtures: an in-process fake API server per test."""
+"""The unit tier's fixtures: an in-process fake API server and a fake Prometheus per test."""
 
 from __future__ import annotations
 
@@ -7,11 +7,20 @@ from dataclasses import dataclass
 import pytest
 
 from tests.fakes.kubeapi import FakeKube
+from tests.fakes.prometheus import FakePrometheus
 
 
 @pytest.fixture
 def fake():
     server = FakeKube().serve()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus():
+    """A fake Prometheus answering what a test tells it (`answer`), empty before that."""
+    server = FakePrometheus().serve()
     yield server
     server.stop()
 

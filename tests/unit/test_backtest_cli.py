@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scaler.cli.main import main
-from tests.fakes.prometheus import FakePrometheus, Query
+from tests.fakes.prometheus import Query
 from tests.unit.test_cli_mistakes import deployment
 
 FROM = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday, inside business hours
@@ -31,13 +31,6 @@ def statefulset(name: str, *, replicas: int, gpus: int = 1) -> dict:
     body = deployment(name, replicas=replicas, gpus=gpus)
     body["spec"]["serviceName"] = name
     return body
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import yaml
 
 from scaler.decide.annotations import EXCLUDE, HOLD_UNTIL, LAST_REPLICAS
 from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus
 
 DEPLOYMENTS = "deployments.apps"
 
@@ -51,13 +50,6 @@ ALL_DAY = """
             - {name: a, mode: down, start: "0 0 * * *", end: "0 12 * * *"}
             - {name: b, mode: down, start: "0 12 * * *", end: "0 0 * * *"}
     """
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 def test_bulk_commands_refuse_an_unscoped_selection_unless_all(fake, scaler):

@@ -29,7 +29,6 @@ from scaler.decide.annotations import (
 from scaler.decide.decisions import Code
 from scaler.decide.times import parse_time, rfc3339
 from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus
 from tests.unit.running import Passes, policies
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -46,13 +45,6 @@ def queue_policy(extra: str = "") -> str:
             min_replicas: 1
             max_replicas: 2
         """) + textwrap.indent(textwrap.dedent(extra), " " * 4)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 class Model:

@@ -12,14 +12,11 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.decide.loading import check_policies
 from scaler.run.daemon import Daemon
 from scaler.run.settings import Settings
 from scaler.run.sources import FilePolicies
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 NIGHT = """
@@ -30,13 +27,6 @@ policies:
       timezone: UTC
       windows: [{name: all-week, mode: down, when: "Mon-Sun 00:00-24:00"}]
 """
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 def make_daemon(fake, prometheus, tmp_path, *, name="a", leader_election=False, text=NIGHT):

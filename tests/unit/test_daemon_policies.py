@@ -10,33 +10,11 @@ import textwrap
 
 import pytest
 
-from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus
+from tests.fakes.bodies import all_day, deployment, namespace
 from tests.unit.running import Log, Running, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 LEASES = "leases.coordination.k8s.io"
-
-
-def keep(name: str = "nights", *, mode: str = "down", selector: str = "tier=gpu") -> str:
-    """A window of `mode` all day long (two half days), in namespace llm."""
-    return textwrap.dedent(f"""
-        policies:
-          - name: {name}
-            targets: {{namespaces: [llm], selector: {selector}}}
-            schedule:
-              timezone: UTC
-              windows:
-                - {{name: {name}-0, mode: {mode}, start: "0 0 * * *", end: "0 12 * * *"}}
-                - {{name: {name}-1, mode: {mode}, start: "0 12 * * *", end: "0 0 * * *"}}
-        """)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -69,7 +47,7 @@ def _configmap(fake, **texts: str) -> None:
 def test_a_broken_policy_file_is_reported_and_the_old_policies_keep_working(fake, prometheus, log, tmp_path):
     directory = tmp_path / "policies"
     directory.mkdir()
-    (directory / "nights.yaml").write_text(keep())
+    (directory / "nights.yaml").write_text(all_day())
     namespace(fake, "llm")
     with Running.start(settings(fake, prometheus.url, tmp_path, policies=directory)) as daemon:
         (directory / "broken.yaml").write_text(textwrap.dedent("""
@@ -91,13 +69,13 @@ def test_a_broken_policy_file_is_reported_and_the_old_policies_keep_working(fake
         (directory / "broken.yaml").unlink()  # fixed: the gauge the alert watches recovers
         wait_until(lambda: daemon.metric("scaler_policy_files_valid") == 1)
         # Edited again, keep-up: everything paused comes back, to its count.
-        (directory / "nights.yaml").write_text(keep(mode="up"))
+        (directory / "nights.yaml").write_text(all_day(mode="up"))
         wait_until(lambda: _replicas(fake, "late") == 2)
     assert daemon.code == [0]
 
 
 def test_a_broken_edit_or_a_deleted_configmap_keeps_the_last_good_policies(fake, prometheus, log, tmp_path):
-    _configmap(fake, nights=keep())
+    _configmap(fake, nights=all_day())
     with Running.start(settings(fake, prometheus.url, tmp_path, policy_configmap="llm/policies")) as daemon:
         assert log.wait("starting")[0]["source"] == "ConfigMap llm/policies"
         _configmap(fake, nights="policies:\n  - name: nights\n    targets: {namespaces: [x]}\n    idle: 3\n")
@@ -146,7 +124,7 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
     just resumed. Here the standby reads the ConfigMap at its start and then
     not for ten minutes: at the takeover it holds the keep-down version."""
     _gpu(fake, "llm", replicas=3)
-    _configmap(fake, nights=keep())
+    _configmap(fake, nights=all_day())
     election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
                 "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
                 "lease_retry_period_seconds": 1}
@@ -158,7 +136,7 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
                                      policy_reload_interval_seconds=600))
         wait_until(lambda: _reads_by(fake, "two"))  # its first reload, at its start: the keep-down version
         # keep-up for llm, and a second policy the old version does not have.
-        _configmap(fake, nights=keep(mode="up"), batch=keep("batch", selector="app=batch"))
+        _configmap(fake, nights=all_day(mode="up"), batch=all_day("batch", selector="app=batch"))
         wait_until(lambda: _replicas(fake, "llm") == 3)
         wait_until(lambda: len(fake.events("llm", "llm", "Resumed")) == 1)
         # The new leader's read of the policies is slow: its reconciles come first, and must wait for it.
@@ -183,7 +161,7 @@ def test_a_term_won_while_the_policies_are_read_reads_them_again_and_acts(fake, 
     was won, the new leader's own reload was skipped (one instance at a time),
     and the leader did nothing until the next reload interval."""
     _gpu(fake, "llm", replicas=3)
-    _configmap(fake, nights=keep())
+    _configmap(fake, nights=all_day())
     fake.create(LEASES, {"metadata": {"name": "scaler-llm"}, "spec": {
         "holderIdentity": "gone", "leaseDurationSeconds": 1, "renewTime": "2000-01-01T00:00:00.000000Z"}},
         namespace="llm")

@@ -65,13 +65,6 @@ class Signals:
 
 
 @pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def signals(prometheus):
     found = Signals(prometheus)
     yield found

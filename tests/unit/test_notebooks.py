@@ -25,7 +25,6 @@ from scaler.decide.loading import check_texts
 from scaler.run.acting import Actor
 from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 CRD = Path(__file__).parents[1] / "fixtures" / "crds" / "notebooks.yaml"
@@ -56,13 +55,6 @@ def notebook(fake, name: str = "lab", *, ready: bool = True) -> dict:
 def running(fake, name: str = "lab") -> dict:
     return fake.set_status(NOTEBOOKS, "lab", name, {"readyReplicas": 1, "conditions": [
         {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-30T08:00:00Z"}]})
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,31 +15,9 @@ import pytest
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY, WARM_UPS
 from scaler.decide.times import parse_time, rfc3339
 from scaler.decide.windows import zone
-from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus
+from tests.fakes.bodies import all_day, deployment, namespace
 
 DEPLOYMENTS = "deployments.apps"
-
-
-def keep_down(name: str = "nights", *, mode: str = "down", selector: str = "tier=gpu") -> str:
-    """A window of `mode` all day long (two half days), in namespace llm."""
-    return textwrap.dedent(f"""
-        policies:
-          - name: {name}
-            targets: {{namespaces: [llm], selector: {selector}}}
-            schedule:
-              timezone: UTC
-              windows:
-                - {{name: {name}-0, mode: {mode}, start: "0 0 * * *", end: "0 12 * * *"}}
-                - {{name: {name}-1, mode: {mode}, start: "0 12 * * *", end: "0 0 * * *"}}
-        """)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -63,7 +41,7 @@ def _line(text: str, *pieces: str) -> str:
 
 def test_plan_shows_pending_changes_and_exit_codes(fake, plan, tmp_path):
     namespace(fake, "llm")
-    policies = _write(tmp_path, keep_down())
+    policies = _write(tmp_path, all_day())
     nothing = plan(policies)
     assert nothing.code == 0, nothing.err
     assert "0 change(s) pending" in nothing.out

@@ -13,7 +13,7 @@ import pytest
 from scaler.decide.policies import WakeSignal
 from scaler.decide.presets import PRESETS
 from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus, Query
+from tests.fakes.prometheus import Query
 
 DEPLOYMENTS = "deployments.apps"
 PAUSED = {"scaler.io/last-replicas": "2", "scaler.io/paused-by": "policy/chat", "scaler.io/paused-at":
@@ -27,13 +27,6 @@ SHAPES = {
                           {"namespace_name": "llm", "workload": "chat-00001-deployment"}),
     "vllm-router": ("vllm:num_incoming_requests_total", "chat", {"namespace": "llm", "workload": "chat"}),
 }
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 def policy(wake: str) -> str:

@@ -16,7 +16,6 @@ from scaler.decide.loading import check_policies
 from scaler.run.daemon import Daemon
 from scaler.run.settings import Settings
 from scaler.run.sources import FilePolicies
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 GATEWAY = "system:serviceaccount:gw:envoy"
@@ -31,13 +30,6 @@ policies:
 """
 PAUSED = {"scaler.io/last-replicas": "2", "scaler.io/paused-by": "policy/chat", "scaler.io/paused-at":
           "2026-01-01T00:00:00Z", "scaler.io/pause-reason": "idle", "scaler.io/pause-cause": "idle-timeout"}
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 class Running:

@@ -21,7 +21,6 @@ from scaler.run.acting import Actor
 from scaler.run.evaluating import Evaluator
 from scaler.run.tracking import Tracker
 from scaler.signals.prometheus import Prometheus
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday
@@ -50,13 +49,6 @@ policies:
     max_startup: 60s
     scale_down_delay: 30s
 """)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 class World:

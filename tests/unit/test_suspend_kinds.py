@@ -24,7 +24,6 @@ from scaler.decide.loading import check_texts
 from scaler.run.acting import Actor
 from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.signals.prometheus import Prometheus
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 CRDS = Path(__file__).parents[1] / "fixtures" / "crds"
@@ -237,13 +236,6 @@ def test_plan_shows_the_suspend_it_would_make(fake, cli, tmp_path):
     assert code == 3, err
     [row] = [row for row in json.loads(out)["evaluations"] if row["name"] == "train"]
     assert (row["kind"], row["action"], row["replicas"], row["desired"], row["gpus"]) == ("RayJob", "pause", 1, 0, 2)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 def test_backtest_counts_the_gpu_hours_a_window_saves(fake, cli, prometheus, tmp_path):

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from scaler.decide.policies import Absent, WakeSignal
 from scaler.decide.wake_health import Blocked, absent_reading, health, metric_names, series_of
 from tests.fakes.bodies import deployment, namespace
-from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import eventually
 
 DEPLOYMENTS = "deployments.apps"
@@ -35,13 +34,6 @@ def policy(absent: str = "unknown", blocked_after: str = "10m") -> str:
               absent: {absent}
               blocked_after: {blocked_after}
         """)
-
-
-@pytest.fixture
-def prometheus():
-    server = FakePrometheus().serve()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
