@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import karpenter
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from scaler.decide.annotations import NODE_WAIT, NODES, PAUSED_AT, STARTED_AT, WARM_UPS
+from tests.cluster import test_karpenter
+from tests.cluster.test_karpenter import NODE_GONE_SECONDS
 from tests.helpers import (
     FAST,
     DaemonProcess,
@@ -35,33 +36,14 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.cluster
+#: test_karpenter.py's fixtures on this module's own cluster: its client, a namespace per test (no NodeClaim left).
+kube, namespace = test_karpenter.kube, test_karpenter.namespace
 
 DND = "karpenter.sh/do-not-disrupt"
-NODE_GONE_SECONDS = 180  # Karpenter's consolidation of an emptied node, with room (docs/karpenter.md)
 #: Karpenter leaves a node it has just launched alone this long (2 x --batch-max-duration).
 NOMINATED_SECONDS = 20
 #: The daemons follow every second, so a state change shows within about a second.
 FOLLOW = ("--node-follow-interval-seconds", "1")
-
-
-@pytest.fixture(scope="module")
-def kube(karpenter_cluster):
-    return config.new_client_from_config(config_file=str(karpenter_cluster.kubeconfig))
-
-
-def nodeclaims(kube) -> list[dict]:
-    return client.CustomObjectsApi(kube).list_cluster_custom_object("karpenter.sh", "v1", "nodeclaims")["items"]
-
-
-@pytest.fixture
-def namespace(kube, request):
-    core = client.CoreV1Api(kube)
-    name = f"n-{request.node.name[5:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(lambda: core.read_namespaced_service_account("default", name), timeout_seconds=30)
-    eventually(lambda: nodeclaims(kube) == [], timeout_seconds=NODE_GONE_SECONDS)
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture
