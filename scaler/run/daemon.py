@@ -106,7 +106,7 @@ class Daemon:
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
                                  kinds=lambda: kinds_of(self.policies, self.evaluator.resolve, {}),
                                  may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,
-                                 metrics=self.metrics)
+                                 metrics=self.metrics, claimed=self.actor.claimed)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self.metrics.job_event,
@@ -170,13 +170,17 @@ class Daemon:
         # Not wait=True: APScheduler would hold its job-store lock while a
         # running job schedules the next edge, which needs it (a deadlock).
         self.scheduler.shutdown(wait=False)
-        with self._running_changed:
-            while self._running and (left := deadline - time.monotonic()) > 0:
-                self._running_changed.wait(left)
+        # The writes in flight, not the jobs: a job still reading (Prometheus
+        # slow or hung) can no longer write, its every attempt fenced by
+        # `stopping`, and must not hold the hand-over back.
+        self.actor.quiet.wait(max(deadline - time.monotonic(), 0))
         unsent = self.events.flush(timeout_seconds=max(deadline - time.monotonic(), 0.1))
         if unsent:
             log.warning("events not posted before shutdown", events=unsent)
         self.leadership.release()  # only now: a standby must not act on what we were writing
+        with self._running_changed:  # then the jobs end, fenced, before the process does
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._running_changed.wait(left)
         self.view.stop(timeout_seconds=max(min(deadline - time.monotonic(), 5), 0.1))
         self.follower.stop(timeout_seconds=max(min(deadline - time.monotonic(), 2), 0.1))
         if self.server is not None:

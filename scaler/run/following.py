@@ -18,6 +18,7 @@ failovers). A standby does nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,9 +64,13 @@ class Follower:
 
     def __init__(self, kube: Kube, settings: Settings, *, placement: Placement, pauser: Pauser, view: ClusterView,
                  kinds: Callable[[], Sequence[WorkloadKind]], may_act: Callable[[int], bool],
-                 term: Callable[[], int] = lambda: 0, metrics=None) -> None:
+                 term: Callable[[], int] = lambda: 0, metrics=None,
+                 claimed: Callable[[tuple[str, str, str]], AbstractContextManager[bool]] = lambda _: nullcontext(True)
+                 ) -> None:
         """`may_act(term)`: whether this replica may still write for leadership
-        term `term`; `term()`: the term now."""
+        term `term`; `term()`: the term now. `claimed(key)`: whether this pass
+        may write the workload now (the actor's: one write per workload at a
+        time, and shutdown waits for it before handing the Lease back)."""
         self.kube = kube
         self.settings = settings
         self.placement = placement
@@ -74,6 +79,7 @@ class Follower:
         self.kinds = kinds
         self.may_act = may_act
         self.term = term
+        self.claimed = claimed
         self.warn_after_seconds = settings.node_held_warning_seconds
         self.autoscaler_status = settings.cluster_autoscaler_status.partition("/")[::2]
         self.excluded = settings.all_excluded_namespaces
@@ -233,7 +239,10 @@ class Follower:
                 raise Fenced("not the leader any more, or stopping")
 
         try:
-            result = self.pauser.apply(workload, write_for, dry_run=False, fence=fence)
+            with self.claimed(workload.key) as mine:
+                if not mine:
+                    return None, record  # another pass writes it now; the next follow sees the outcome
+                result = self.pauser.apply(workload, write_for, dry_run=False, fence=fence)
         except (Fenced, KubeError) as error:
             log.info("node record not written", namespace=workload.namespace, workload=workload.name,
                      error=str(error))

@@ -247,3 +247,42 @@ def _never():
     from scaler.cluster.kube import Fenced
 
     raise Fenced("killed")
+
+
+IDLE = """
+policies:
+  - name: idle
+    targets: {namespaces: [llm]}
+    idle: {query: 'vllm:num_requests_running', threshold: 0.5, duration: 10m}
+"""
+
+
+def _holder(fake) -> str | None:
+    try:
+        return fake.get("leases.coordination.k8s.io", "default", "scaler")["spec"].get("holderIdentity")
+    except Exception:  # noqa: BLE001 - no Lease yet
+        return None
+
+
+def test_a_job_stuck_on_prometheus_does_not_hold_the_lease_back_at_shutdown(fake, tmp_path):
+    """SIGTERM while a reconcile waits on a hung Prometheus: the Lease is
+    handed back at once (a standby takes over now, not when the query gives
+    up), and the stuck job, ending later, writes nothing."""
+    from tests.fakes.prometheus import FakePrometheus
+
+    release = threading.Event()
+    hung = FakePrometheus(instant=lambda query: release.wait(20) and []).serve()
+    deployments(fake, "a")
+    daemon = make_daemon(fake, hung, tmp_path, leader_election=True, text=IDLE)
+    try:
+        with Running(daemon):
+            eventually(lambda: _holder(fake) == "a", timeout_seconds=8)
+            eventually(lambda: hung.requests, timeout_seconds=8)  # the reconcile waits on Prometheus
+            daemon.stopping.set()  # what SIGTERM does
+            eventually(lambda: _holder(fake) == "", timeout_seconds=5)
+            assert daemon._running >= 1, "the Lease went back only once the stuck job had ended"
+            release.set()
+    finally:
+        release.set()
+        hung.stop()
+    assert fake.count("PATCH", "/deployments/") == 0

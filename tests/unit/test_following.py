@@ -506,3 +506,30 @@ def test_a_suspended_job_is_followed_to_its_nodes_like_a_deployment(world):
     assert w.record("train", "jobs.batch")["nodes"][0]["releasedAfterSeconds"] == 40.0
     [event] = w.events("train", "NodesReleased")
     assert event["message"] == "GPU node gpu-a1 released 40 s after the pause; 8 GPUs off the bill"
+
+
+def test_a_workload_another_pass_is_writing_is_left_to_it_until_the_next_follow(world):
+    """The follower claims a workload as the actor's passes do: one write per
+    workload at a time (and shutdown waits for it before handing the Lease back)."""
+    from contextlib import contextmanager
+
+    w = world()
+    w.node("gpu-a1")
+    w.deployment("llm", node="gpu-a1", replicas=2)
+    w.pause("llm")
+    busy: set[tuple[str, str, str]] = set()
+    asked: list[tuple[str, str, str]] = []
+
+    @contextmanager
+    def claimed(key):
+        asked.append(key)
+        yield key not in busy
+    w.follower.claimed = claimed
+    busy.add((DEPLOYMENT.key, "rec", "llm"))
+    assert w.record("llm")["nodes"][0]["checked"] is False  # as the pause wrote it
+    before = w.fake.count("PATCH", "/deployments/llm")
+    assert w.follow(5) == []
+    assert w.fake.count("PATCH", "/deployments/llm") == before and asked == [(DEPLOYMENT.key, "rec", "llm")]
+    busy.clear()
+    w.follow(6)
+    assert w.record("llm")["nodes"][0]["checked"] is True
