@@ -20,13 +20,19 @@ def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
         apps.create_namespaced_deployment(namespace, gpu_deployment("a", replicas=2, gpus=0))
         eventually(lambda: informer.get(namespace, "a") is not None, timeout_seconds=10)
         apps.patch_namespaced_deployment_scale("a", namespace, {"spec": {"replicas": 4}})
-        eventually(lambda: informer.get(namespace, "a")["spec"]["replicas"] == 4, timeout_seconds=10)
-        # Only who owns spec.replicas is kept (reverts.replicas_writer reads it), reduced to that field.
+        # The controller-manager writes the status (its own managedFields
+        # entry) when it gets to it: a busy machine may take a while.
+        full = eventually(lambda: (read := apps.read_namespaced_deployment("a", namespace)).spec.replicas == 4
+                          and "kube-controller-manager" in {e.manager for e in read.metadata.managed_fields}
+                          and read, timeout_seconds=30)
+        version = int(full.metadata.resource_version)
+        eventually(lambda: int(informer.get(namespace, "a")["metadata"]["resourceVersion"]) >= version,
+                   timeout_seconds=10)
+        # Only who owns spec.replicas is kept (reverts.replicas_writer reads it), reduced to that field:
+        # the controller-manager's status entry is dropped.
         cached = informer.get(namespace, "a")["metadata"]["managedFields"]
         assert cached and {(e["manager"], e["operation"]) for e in cached} == {("OpenAPI-Generator", "Update")}
         assert all(e["fieldsV1"] == {"f:spec": {"f:replicas": {}}} for e in cached)
-        full = apps.read_namespaced_deployment("a", namespace).metadata.managed_fields
-        assert "kube-controller-manager" in {e.manager for e in full}  # its status entry is dropped
         apps.delete_namespaced_deployment("a", namespace)
         eventually(lambda: informer.get(namespace, "a") is None, timeout_seconds=10)
     finally:
@@ -37,7 +43,20 @@ def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
     """The API server answers a watch from a resourceVersion it no longer
     has with 410 Gone; the informer must treat that as 're-list', which
     its run loop does on Expired."""
-    informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
-                        namespace=namespace)
+    kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig))
+    # etcd keeps every version until the API server compacts it (every 5
+    # minutes): on a cluster younger than that, version 1 is still there.
+    eventually(lambda: _compacted(kube, "1"), timeout_seconds=420, interval_seconds=5)
+    informer = Informer(kube, DEPLOYMENT.resource, namespace=namespace, watch_timeout_seconds=10)
     with pytest.raises(Expired):
         informer._watch("1")
+
+
+def _compacted(kube: Kube, version: str) -> bool:
+    """Whether etcd no longer has `version`: a read of exactly it is 410 Gone."""
+    try:
+        kube.request("list", "GET", DEPLOYMENT.resource.path("default"), resource_text="deployments",
+                     query={"resourceVersion": version, "resourceVersionMatch": "Exact", "limit": 1})
+    except Expired:
+        return True
+    return False
