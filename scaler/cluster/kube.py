@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 import urllib3
@@ -318,11 +318,13 @@ class Kube:
 
     def _server_pool(self) -> urllib3.HTTPConnectionPool | None:
         """The client's connection pool for the API server, when it talks to
-        it directly (no proxy): asked for once, not parsed out of a URL with
-        every request."""
+        it directly (no proxy, no path before the API's, as a Rancher-style
+        proxy URL has): asked for once, not parsed out of a URL with every
+        request."""
         if self._pool is None:
             manager = self.api_client.rest_client.pool_manager
-            self._pool = manager.connection_from_url(self.server) if type(manager) is urllib3.PoolManager else False
+            direct = type(manager) is urllib3.PoolManager and not urlsplit(self.server).path.strip("/")
+            self._pool = manager.connection_from_url(self.server) if direct else False
         return self._pool if isinstance(self._pool, urllib3.HTTPConnectionPool) else None
 
     def count(self, verb: str) -> None:
