@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
@@ -222,7 +222,13 @@ class Kube:
         self.rate_limit = rate_limit or RateLimit(qps=0, burst=1)
         self._lock = threading.Lock()
         self.requests: dict[str, int] = {}
-        self._pool: urllib3.HTTPConnectionPool | Literal[False] | None = None  # False: the manager's (a proxy)
+        #: The API server's own pool when the client talks to it directly (no
+        #: proxy, no path before the API's, as a Rancher-style proxy URL has),
+        #: looked up once and not parsed out of a URL with every request.
+        manager = api_client.rest_client.pool_manager
+        parts = urlsplit(self.server)
+        direct = type(manager) is urllib3.PoolManager and parts.hostname and not parts.path.strip("/")
+        self._pool: urllib3.HTTPConnectionPool | None = manager.connection_from_url(self.server) if direct else None
 
     @classmethod
     def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None,
@@ -299,8 +305,8 @@ class Kube:
         data = None if body is None else orjson.dumps(body)
         timeout = urllib3.Timeout(total=timeout_seconds)
         try:
-            if (pool := self._server_pool()) is not None:
-                response = pool.urlopen(method, target, body=data, headers=headers, timeout=timeout,
+            if self._pool is not None:
+                response = self._pool.urlopen(method, target, body=data, headers=headers, timeout=timeout,
                                         preload_content=True, redirect=False, assert_same_host=False)
             else:
                 response = api.rest_client.pool_manager.request(method, self.server + target, body=data,
@@ -315,17 +321,6 @@ class Kube:
             except ValueError:
                 pass
         return response.status, response.data, retry_after
-
-    def _server_pool(self) -> urllib3.HTTPConnectionPool | None:
-        """The client's connection pool for the API server, when it talks to
-        it directly (no proxy, no path before the API's, as a Rancher-style
-        proxy URL has): asked for once, not parsed out of a URL with every
-        request."""
-        if self._pool is None:
-            manager = self.api_client.rest_client.pool_manager
-            direct = type(manager) is urllib3.PoolManager and not urlsplit(self.server).path.strip("/")
-            self._pool = manager.connection_from_url(self.server) if direct else False
-        return self._pool if isinstance(self._pool, urllib3.HTTPConnectionPool) else None
 
     def count(self, verb: str) -> None:
         with self._lock:

@@ -51,20 +51,18 @@ class EventSink:
     for every Event still queued (shutdown).
 
     Events stay off a batch's critical path (an Event costs the API server
-    about what a PATCH does): while writes are in flight (`writing()` says
-    how many) an Event waits for them to end, up to `hold_seconds` after it
-    was queued (`quiet` is set when none are in flight); past that, while
-    they last, Events go out one at a time; then at full pace."""
+    about what a PATCH does): while writes are in flight (`quiet`, the
+    actor's, is clear) an Event waits for them to end, up to `hold_seconds`
+    after it was queued; past that, while they last, Events go out one at a
+    time; then at full pace. Without `quiet`, no write is ever in flight."""
 
     #: How long an Event waits for the writes in flight to end before it goes out anyway (one at a time).
     hold_seconds = 5.0
 
     def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None,
-                 writing: Callable[[], int] = lambda: 0, quiet: threading.Event | None = None, retries: int = 5,
-                 retry_seconds: float = 2.0) -> None:
+                 quiet: threading.Event | None = None, retries: int = 5, retry_seconds: float = 2.0) -> None:
         self.kube = kube
         self.fence = fence
-        self.writing = writing
         self.quiet = quiet
         self._hurry = threading.Event()  # set by flush: nothing waits any more
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
@@ -91,7 +89,7 @@ class EventSink:
         outcome = "posted"
         try:
             self._wait_for_quiet(until)
-            if self.writing():
+            if self.quiet is not None and not self.quiet.is_set():  # writes still in flight
                 with self._lane:
                     self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
             else:

@@ -99,11 +99,6 @@ class Actor:
                      left=len(todo) - len(done))
         return done
 
-    def writing(self) -> int:
-        """Writes in flight now (the Event sink yields to them)."""
-        with self._in_flight_lock:
-            return len(self._in_flight)
-
     @contextmanager
     def claimed(self, key: tuple[str, str, str]) -> Iterator[bool]:
         """Whether this pass may write the workload `key` now: not while

@@ -102,7 +102,7 @@ class Daemon:
             dry_run=settings.dry_run, metrics=self.metrics, may_act=self._may_act, concurrency=settings.concurrency,
             hands_off=settings.hands_off())
         self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
-        self.events.writing, self.events.quiet = self.actor.writing, self.actor.quiet
+        self.events.quiet = self.actor.quiet
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
                                  kinds=lambda: kinds_of(self.policies, self.evaluator.resolve, {}),
                                  may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,

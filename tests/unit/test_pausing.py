@@ -254,7 +254,11 @@ def test_events_yield_to_writes_in_flight(fake, writing, most):
     """While a batch writes, one Event at a time: the writes keep the API server."""
     fake.create("namespaces", {"metadata": {"name": "llm"}})
     peak = _posts_at_once(fake, seconds=0.2)
-    sink = EventSink(fake.client(), workers=4, writing=lambda: writing)
+    quiet = threading.Event()
+    if not writing:
+        quiet.set()
+    sink = EventSink(fake.client(), workers=4, quiet=quiet)
+    sink.hold_seconds = 0  # no waiting for the writes to end: what is measured is the lane
     for i in range(8):
         sink.post({"metadata": {"name": f"e{i}", "namespace": "llm"}, "involvedObject": {
             "kind": "Deployment", "name": "chat", "namespace": "llm"}, "reason": "ScaledToZero"})
@@ -285,7 +289,7 @@ def test_events_wait_for_the_batchs_writes_to_end_then_go_at_full_pace(fake):
     fake.create("namespaces", {"metadata": {"name": "llm"}})
     quiet, sent_while_writing = _Quiet(), []
     peak = _posts_at_once(fake, seen=lambda: sent_while_writing.append(not quiet.is_set()))
-    sink = EventSink(fake.client(), workers=4, writing=lambda: 0 if quiet.is_set() else 1, quiet=quiet)
+    sink = EventSink(fake.client(), workers=4, quiet=quiet)
     sink.hold_seconds = 60
     for i in range(8):
         sink.post(_event(i))
@@ -300,7 +304,7 @@ def test_an_event_held_past_hold_seconds_goes_out_one_at_a_time_and_a_flush_wait
     """A batch longer than the hold does not starve its Events; shutdown does not wait for the hold."""
     fake.create("namespaces", {"metadata": {"name": "llm"}})
     quiet, peak = _Quiet(), _posts_at_once(fake)
-    sink = EventSink(fake.client(), workers=4, writing=lambda: 1, quiet=quiet)  # writes never end
+    sink = EventSink(fake.client(), workers=4, quiet=quiet)  # writes never end: it is never set
     sink.hold_seconds = 0.3
     for i in range(4):
         sink.post(_event(i))
