@@ -16,7 +16,10 @@ Then the objects are set back and a minimal client (benchmarks/common.py:
 stdlib http.client, 16 keep-alive connections, nothing but the PATCHes)
 sends the same guarded JSON patches (built by scaler's own patch code: the
 same tests, annotations and action record): scaler's write rate is printed
-as a fraction of that ceiling. Targets: >= 0.9 of the ceiling; 1.0 PATCH per
+as a fraction of that ceiling, with where the machine's CPU went in each
+(benchmarks/cputrace.py): milliseconds per write of the daemon (the edge)
+or the minimal client (the ceiling), of the API server, and the cores left
+idle. Targets: >= 0.9 of the ceiling; 1.0 PATCH per
 changed object and no GET (no write refused by scaler's own guards); no
 non-JSON line.
 
@@ -49,6 +52,7 @@ from common import (
     minimal_client_patches,
     start_cluster,
 )
+from cputrace import CpuTrace, pid_of
 
 from scaler.cluster import writes
 from scaler.cluster.actions import ActionRecord
@@ -92,6 +96,25 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, int(hwm.split()[1]) // 1024
 
 
+def cpu_per_write(spent: dict[str, float], writes: int, phase: str) -> dict[str, float]:
+    """CPU milliseconds per write of the daemon (the edge) or the minimal
+    client (the ceiling) and of the API server, and the cores left idle."""
+    who = "daemon" if phase == "edge" else "client"
+    return {f"{phase}_{who}_cpu_ms_per_write": round(1000 * spent[who] / writes, 2),
+            f"{phase}_apiserver_cpu_ms_per_write": round(1000 * spent["apiserver"] / writes, 2),
+            f"{phase}_idle_cores": round(spent["idle"] / spent["seconds"], 2)}
+
+
+def start_daemon(cluster, work: Path, port: int, stderr, *, concurrency: int, interval: float):
+    """`scaler run` as users run it, its log (JSON lines) to `stderr`."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "scaler", "run", "--policies", str(work / "policies.yaml"),
+         "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", str(port),
+         "--log-format", "json", "--evaluation-interval-seconds", f"{interval:g}", "--concurrency", str(concurrency)],
+        stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=ROOT)
+
+
 def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) -> dict:
     namespace = f"bench-edge-{size}-{uuid.uuid4().hex[:5]}"
     create_namespace(kube, namespace)
@@ -105,12 +128,9 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     (work / "policies.yaml").write_text(policy(namespace, opens))
     port = free_port()
     stderr = open(work / "daemon.log", "wb")
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "scaler", "run", "--policies", str(work / "policies.yaml"),
-         "--prometheus-url", cluster.prometheus_url, "--bind-address", "127.0.0.1", "--port", str(port),
-         "--log-format", "json", "--evaluation-interval-seconds", f"{interval:g}", "--concurrency", str(concurrency)],
-        stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=ROOT)
+    daemon = start_daemon(cluster, work, port, stderr, concurrency=concurrency, interval=interval)
+    trace = CpuTrace({"daemon": daemon.pid, "client": os.getpid(),
+                      "apiserver": pid_of("kube-apiserver", str(cluster.state_dir)) or 0})
     try:
         wait_for(lambda: ready(port), 120)
         before, cpu_before = scrape(port), proc_stats(daemon.pid)[0]
@@ -126,6 +146,7 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
         daemon.terminate()
         code = daemon.wait(30)
         stderr.close()
+        trace.pids.pop("daemon")
     lines = (work / "daemon.log").read_text().splitlines()
     changed = [json.loads(line) for line in lines if '"result": "changed"' in line]
     last = max(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")) for r in changed)
@@ -134,6 +155,8 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     scaler_seconds = (last - opens).total_seconds()
     reason = next(r["reason"] for r in changed)
     ceiling_seconds = ceiling(cluster, kube, namespace, items, reason)
+    ceiling_end = time.time()
+    trace.stop()
     delete_namespace(kube, namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
@@ -148,6 +171,8 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
         "events_done_after_writes_seconds": round(events_seconds, 2),
         "cpu_seconds": round(cpu_after - cpu_before, 1), "peak_rss_mib": peak_rss,
         "all_at_zero": all_at_zero,
+        **cpu_per_write(trace.span(opens.timestamp(), last.timestamp()), size, "edge"),
+        **cpu_per_write(trace.span(ceiling_end - ceiling_seconds, ceiling_end), size, "ceiling"),
         "non_json_lines": sum(1 for line in lines if not line.startswith("{")), "exit_code": code,
     }
 
