@@ -18,6 +18,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,17 +68,42 @@ class EventSink:
         self._hurry = threading.Event()  # set by flush: nothing waits any more
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
         self.retries, self.retry_seconds = retries, retry_seconds
+        self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
-        self._pending = 0
+        self._pending = 0  # queued, being posted, or waiting to be retried
         self._idle = threading.Condition()
+        #: (body, attempt, hold until): taken in order by at most `workers` drainers,
+        #: so queueing an Event costs a write no thread hand-off of its own.
+        self._queue: deque[tuple[dict, int, float]] = deque()
+        self._drainers = 0
         self._waiting: dict[threading.Timer, tuple[dict, int]] = {}
         #: Events posted, found already posted, left to the next leader, refused, and retries sent.
         self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0, "retried": 0}
 
     def post(self, body: dict) -> None:
+        self._enqueue(body, 0, time.monotonic() + self.hold_seconds, new=True)
+
+    def _enqueue(self, body: dict, attempt: int, until: float, *, new: bool = False) -> None:
         with self._idle:
-            self._pending += 1
-        self._pool.submit(self._post, body, 0, time.monotonic() + self.hold_seconds)
+            self._pending += new
+            self._queue.append((body, attempt, until))
+            if self._drainers >= self.workers:
+                return
+            self._drainers += 1
+        self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._idle:
+                if not self._queue:
+                    self._drainers -= 1
+                    return
+                body, attempt, until = self._queue.popleft()
+            try:
+                self._post(body, attempt, until)
+            except Exception:  # a defect must not stall every Event queued behind it
+                log.exception("event not recorded", event_reason=body.get("reason"))
+                self._done("failed")
 
     def _wait_for_quiet(self, until: float) -> None:
         """Until no write is in flight, `until` (monotonic), or a flush."""
@@ -106,6 +132,9 @@ class EventSink:
             involved = body["involvedObject"]
             log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
                         kind=involved["kind"], event_reason=body["reason"], error=str(error))
+        self._done(outcome)
+
+    def _done(self, outcome: str) -> None:
         with self._idle:
             self.counts[outcome] += 1
             self._pending -= 1
@@ -117,7 +146,7 @@ class EventSink:
                 if self._waiting.pop(timer, None) is None:
                     return  # flush sent it already
                 self.counts["retried"] += 1
-            self._pool.submit(self._post, body, attempt)
+            self._enqueue(body, attempt, 0.0)
         timer = threading.Timer(self.retry_seconds * 2 ** (attempt - 1), send)
         timer.daemon = True
         with self._idle:
@@ -134,7 +163,7 @@ class EventSink:
             self.counts["retried"] += len(waiting)
         for timer, (body, attempt) in waiting.items():
             timer.cancel()
-            self._pool.submit(self._post, body, attempt)
+            self._enqueue(body, attempt, 0.0)
         with self._idle:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)

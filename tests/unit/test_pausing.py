@@ -186,6 +186,19 @@ def test_an_event_refused_for_good_is_dropped_with_a_warning(fake):
     assert sink.counts["failed"] == 1 and fake.count("POST", "/events") == 1
 
 
+def test_an_event_that_breaks_its_poster_does_not_stall_the_ones_behind_it(fake):
+    """Events queue behind a few posters: one that fails in an unforeseen
+    way is counted failed and the posters go on (a worker lost to it would
+    leave every later Event queued for good)."""
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    sink = EventSink(fake.client(), workers=1)
+    sink.post({"reason": "ScaledToZero"})  # no metadata: a KeyError in the poster
+    for i in range(3):
+        sink.post(_event(i))
+    assert sink.flush(timeout_seconds=5) == 0
+    assert sink.counts["failed"] == 1 and len(fake.items("events", "llm")) == 3
+
+
 def test_a_sink_that_no_longer_holds_the_lease_posts_nothing(fake):
     workload = deployment(fake)
 
