@@ -52,7 +52,7 @@ from common import (
     minimal_client_patches,
     start_cluster,
 )
-from cputrace import CpuTrace, pid_of
+from cputrace import CpuTrace, cpu_seconds, pid_of
 
 from scaler.cluster import writes
 from scaler.cluster.actions import ActionRecord
@@ -89,11 +89,8 @@ def scrape(port: int) -> dict[str, float]:
 
 def proc_stats(pid: int) -> tuple[float, int]:
     """CPU seconds (user + system) and peak RSS in MiB of a live process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
     hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
-    return cpu, int(hwm.split()[1]) // 1024
+    return cpu_seconds(pid), int(hwm.split()[1]) // 1024
 
 
 def cpu_per_write(spent: dict[str, float], writes: int, phase: str) -> dict[str, float]:
