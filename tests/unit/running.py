@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -158,6 +159,15 @@ def _killed() -> None:
     from scaler.cluster.kube import Fenced
 
     raise Fenced("killed")
+
+
+def save(path: Path, text: str) -> None:
+    """A policy file written whole, as kubelet and editors do: a running
+    daemon's reload checks the directory at any moment, and a file caught
+    half-written is (rightly) rejected as what it then was."""
+    partial = path.with_name(f".{path.name}.partial")  # not .yaml: never read as a policy file
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def wait_until(check, *, timeout_seconds: float = 5):

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from tests.fakes.bodies import all_day, deployment, namespace
-from tests.unit.running import Log, Running, settings, wait_until
+from tests.unit.running import Log, Running, save, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 LEASES = "leases.coordination.k8s.io"
@@ -50,7 +50,7 @@ def test_a_broken_policy_file_is_reported_and_the_old_policies_keep_working(fake
     (directory / "nights.yaml").write_text(all_day())
     namespace(fake, "llm")
     with Running.start(settings(fake, prometheus.url, tmp_path, policies=directory)) as daemon:
-        (directory / "broken.yaml").write_text(textwrap.dedent("""
+        save(directory / "broken.yaml", textwrap.dedent("""
             policies:
               - name: broken
                 schedule:
@@ -69,7 +69,7 @@ def test_a_broken_policy_file_is_reported_and_the_old_policies_keep_working(fake
         (directory / "broken.yaml").unlink()  # fixed: the gauge the alert watches recovers
         wait_until(lambda: daemon.metric("scaler_policy_files_valid") == 1)
         # Edited again, keep-up: everything paused comes back, to its count.
-        (directory / "nights.yaml").write_text(all_day(mode="up"))
+        save(directory / "nights.yaml", all_day(mode="up"))
         wait_until(lambda: _replicas(fake, "late") == 2)
     assert daemon.code == [0]
 

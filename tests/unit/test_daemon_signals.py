@@ -18,7 +18,7 @@ from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.fakes.bodies import deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import pause_state, simple_crd
-from tests.unit.running import Log, Running, settings, wait_until
+from tests.unit.running import Log, Running, save, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 IDLE = "vllm:num_requests_running"
@@ -233,7 +233,7 @@ def test_a_failing_policy_is_reported_and_skipped_the_others_act(fake, prometheu
         assert len(log.lines("policy failed at run time; skipped, the other policies go on")) == 1
         assert lines[0]["source"].endswith("a-plain.yaml:3"), lines
 
-        (directory / "c-label.yaml").write_text(textwrap.dedent("""
+        save(directory / "c-label.yaml", textwrap.dedent("""
             policies:
               - name: bad-label
                 idle: {query: up, threshold: 1, duration: 5m, workload_label: my-label}
