@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from kubernetes import client
 
 from scaler.cluster.informers import Informer
@@ -39,13 +38,26 @@ def test_cache_follows_creates_updates_and_deletes(kube, namespace, cluster):
         informer.stop()
 
 
-def test_a_watch_from_a_compacted_resource_version_is_gone(namespace, cluster):
+def test_a_watch_from_a_compacted_resource_version_is_gone(kube, namespace, cluster):
     """The API server answers a watch from a resourceVersion it no longer
     has with 410 Gone; the informer must treat that as 're-list', which
-    its run loop does on Expired. (Version 1 is compacted once the session's
-    cluster is older than the API server's compaction interval; run alone on
-    a fresh cluster this test cannot tell.)"""
+    its run loop does on Expired. The API server's watch cache, not etcd,
+    answers it: a cache that has dropped no event yet still serves version 1
+    (a fresh cluster's does), so Deployments are changed here until it has
+    (it keeps at least 75 s of events; at once in a suite that ran a while)."""
     informer = Informer(Kube.from_environment(kubeconfig=str(cluster.kubeconfig)), DEPLOYMENT.resource,
-                        namespace=namespace)
-    with pytest.raises(Expired):
-        informer._watch("1")
+                        namespace=namespace, watch_timeout_seconds=1)  # a watch still served ends in a second
+    apps = client.AppsV1Api(kube)
+    apps.create_namespaced_deployment(namespace, gpu_deployment("churn", replicas=1, gpus=0))
+    changes = iter(range(1_000_000))
+
+    def gone() -> bool:
+        for _ in range(5):  # enough that the cache fills before its 75 s pass: then age alone decides
+            apps.patch_namespaced_deployment("churn", namespace, {"metadata": {"annotations": {
+                "test/change": str(next(changes))}}})
+        try:
+            informer._watch("1")
+        except Expired:
+            return True
+        return False
+    assert eventually(gone, timeout_seconds=240, interval_seconds=0.5)
