@@ -22,7 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import MAXYEAR, MINYEAR, date, datetime, time, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,10 @@ from scaler.decide.wallclock import place_within, shown
 #: How many years ahead a next boundary is looked for; a calendar with
 #: nothing in them has none (the daemon's regular ticks do not depend on it).
 HORIZON_YEARS = 10
+#: How long before its 1 January (UTC) a year's edges may lie that no year
+#: before it has too: its local midnight (UTC+14 at most), and the events a
+#: source gives a year reach two days beyond it (icalendars._MARGIN).
+_YEAR_REACH = timedelta(days=3)
 _ONE_DAY = timedelta(days=1)
 
 #: (start, end, name): a timed span, UTC instants, end exclusive.
@@ -208,12 +212,15 @@ class Calendar:
             first = shown(moment, tz).year
         except OverflowError:
             first = MINYEAR if moment.year == MINYEAR else MAXYEAR + 1
+        found: datetime | None = None
         for year in range(max(first, MINYEAR), min(first + HORIZON_YEARS, MAXYEAR) + 1):
+            if found is not None and found < datetime(year, 1, 1, tzinfo=UTC) - _YEAR_REACH:
+                break  # no edge of this year or a later one comes first
             edges = self.year(year, tz).edges
             index = bisect_right(edges, moment)
-            if index < len(edges):
-                return edges[index]
-        return None
+            if index < len(edges) and (found is None or edges[index] < found):
+                found = edges[index]  # a year's events reach into the next: its first day may come first
+        return found
 
 
 def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:

@@ -153,6 +153,23 @@ def test_a_calendar_day_is_the_local_day_across_a_change_of_clocks():
     assert window.active_at(end - timedelta(microseconds=1)) and not window.active_at(end)
 
 
+def test_the_next_edge_is_a_new_year_s_day_before_an_event_of_that_morning():
+    """A year's events reach a little into the next one; the next edge is
+    still the next year's first day when it comes first (found by the
+    calendar oracle: 00:01 was given for the 00:00 of New Year's Day)."""
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:e0@test\r\n"
+           "DTSTAMP:20200101T000000Z\r\nDTSTART:19950101T000100\r\nDTEND:19950101T003100\r\n"
+           "END:VEVENT\r\nEND:VCALENDAR\r\n")
+    policy = one_policy('calendars:\n  a: {holidays: {country: DE, subdivision: BY}, ical: {file: a.ics}}\n'
+                        'policies:\n  - name: p\n    schedule:\n      timezone: America/New_York\n'
+                        '      windows: [{name: w, mode: up, on: [a]}]\n', **{"a.ics": ics})
+    window = policy.schedule.compiled.windows[0]
+    midnight = datetime(1995, 1, 1, 5, tzinfo=UTC)  # 00:00 in New York: Neujahr opens the window
+    assert not window.active_at(midnight - timedelta(microseconds=1)) and window.active_at(midnight)
+    assert window.next_edge(midnight - timedelta(minutes=1)) == midnight
+    assert window.next_edge(datetime(1994, 12, 28, tzinfo=UTC)) == midnight  # after Stephanstag (26th)
+
+
 # ---------------------------------------------------------------- iCalendar
 
 
