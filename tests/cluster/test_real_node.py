@@ -169,7 +169,8 @@ class Release:
                 lines = [line for line in self.logs(pod.metadata.name)
                          if line.get("event") in STORY or "lease" in str(line.get("event"))]
                 told.append(f"{pod.metadata.name}:\n" + "\n".join(f"  {json.dumps(line)}" for line in lines))
-            raise AssertionError(f"{error}\nLease: {self.lease().spec}\n" + "\n".join(told)) from error
+            lease = self.lease()
+            raise AssertionError(f"{error}\nLease: {lease.spec if lease else None}\n" + "\n".join(told)) from error
 
     @contextlib.contextmanager
     def followed(self, pod: str):
@@ -321,7 +322,7 @@ def _two_ready(release) -> bool:
                                   for p in pods)
 
 
-def test_deleting_the_leader_pod_hands_over_to_the_standby_with_no_double_action(release, kube):
+def test_deleting_the_leader_pod_hands_the_lease_over_with_no_double_action(release, kube):
     apps = client.AppsV1Api(kube)
     took = []
     for _ in range(FAILOVER_ROUNDS):  # a race in the hand-back shows in about one deletion in ten
@@ -336,7 +337,7 @@ def test_deleting_the_leader_pod_hands_over_to_the_standby_with_no_double_action
                        timeout_seconds=FAILOVER_BOUND_SECONDS + 10, interval_seconds=0.1)
         took.append(time.monotonic() - started)
     assert max(took) <= FAILOVER_BOUND_SECONDS, took
-    # The last standby, now leading, acts: the policy turns keep-down, the
+    # The pod now leading acts: the policy turns keep-down, the
     # workload pauses once, and a new one too.
     release.set_policies("down")
     eventually(lambda: _replicas(kube, release.workloads, "llm") == 0, timeout_seconds=POLICY_EDIT_BOUND_SECONDS)
