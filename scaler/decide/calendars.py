@@ -33,10 +33,12 @@ from scaler.decide.wallclock import place_within, shown
 #: How many years ahead a next boundary is looked for; a calendar with
 #: nothing in them has none (the daemon's regular ticks do not depend on it).
 HORIZON_YEARS = 10
+#: How far beyond a year, each way, a source's spans of that year reach (a
+#: zone moves an event's day by up to a day).
+SPAN_MARGIN = timedelta(days=2)
 #: How long before its 1 January (UTC) a year's edges may lie that no year
-#: before it has too: its local midnight (UTC+14 at most), and the events a
-#: source gives a year reach two days beyond it (icalendars._MARGIN).
-_YEAR_REACH = timedelta(days=3)
+#: before it has too: its spans' margin, and its local midnight (UTC+14 at most).
+_YEAR_REACH = SPAN_MARGIN + timedelta(days=1)
 _ONE_DAY = timedelta(days=1)
 
 #: (start, end, name): a timed span, UTC instants, end exclusive.

@@ -21,12 +21,11 @@ from zoneinfo import ZoneInfo
 import icalendar
 import recurring_ical_events
 
-from scaler.decide.calendars import Span
+from scaler.decide.calendars import SPAN_MARGIN, Span
 from scaler.decide.wallclock import place_within
 
 #: An iCalendar text larger than this is refused (as a policy file is).
 MAX_ICAL_BYTES = 1024 * 1024
-_MARGIN = timedelta(days=2)
 #: The first and last days asked of the library (years 1 and 9999 less a month).
 _EARLIEST, _LATEST = date(MINYEAR, 2, 1), date(MAXYEAR, 11, 30)
 
@@ -101,8 +100,8 @@ class IcalSource:
         found = self._years.get(year)
         if found is None:
             # The library reaches a little beyond the range it is given: keep a month from the ends of time.
-            first = max(date(year, 1, 1), _EARLIEST + _MARGIN) - _MARGIN
-            last = min(date(year, 12, 31), _LATEST - _MARGIN) + _MARGIN
+            first = max(date(year, 1, 1), _EARLIEST + SPAN_MARGIN) - SPAN_MARGIN
+            last = min(date(year, 12, 31), _LATEST - SPAN_MARGIN) + SPAN_MARGIN
             found = []
             try:
                 occurrences = recurring_ical_events.of(self._calendar).between(first, last) if first < last else []
