@@ -52,6 +52,7 @@ from scaler.decide.precedence import SCHEDULE_CODES, decide
 from scaler.decide.reverts import DEFAULT_GITOPS_MANAGERS, is_gitops
 from scaler.decide.times import parse_time, utc_now
 from scaler.decide.wake_health import absent_reading
+from scaler.decide.windows import next_edge
 from scaler.run.isolating import isolated
 from scaler.run.wake_watch import WakeWatch
 from scaler.signals.gaps import IdleSteps, explain
@@ -189,6 +190,13 @@ class Evaluator:
             return None
         chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
         return chosen if isinstance(chosen, Policy) else None
+
+    def next_edge(self, policies: PolicySet, now: datetime) -> datetime | None:
+        """The first instant strictly after `now` at which a window of any
+        policy opens or closes, or a pre-warm lead reaches one; None if none."""
+        edges = [edge for policy in policies if policy.schedule is not None
+                 if (edge := next_edge(policy.schedule.compiled, now)) is not None]
+        return min(edges + self.prewarm_edges(policies, now), default=None)
 
     def prewarm_edges(self, policies: PolicySet, now: datetime) -> list[datetime]:
         """When a pre-warm lead reaches a keep-up window, for each lead in use

@@ -8,8 +8,10 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import product
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -38,6 +40,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._published: set[str] = set()
         self.decisions = Counter("scaler_decisions_total", "Decisions made, by action and reason code.",
                                  ["action", "reason"], registry=r)
         self.actions = Counter("scaler_actions_total", "Writes attempted, by action and result.",
@@ -120,23 +123,21 @@ class Metrics:
         """Export the Kubernetes client's request counts at scrape time."""
         self.registry.register(_RequestCollector(requests))
 
-    def forget_policy(self, name: str) -> None:
-        try:
-            self.policy_failing.remove(name)
-        except KeyError:
-            pass
-        for signal in SIGNALS:
-            for family in (self.query_errors, self.unknown, self.queries):
-                try:
-                    family.remove(name, signal.name)
-                except KeyError:
-                    pass
-
-    def touch_policy(self, name: str) -> None:
-        self.policy_failing.labels(name)
-        for signal in SIGNALS:
-            self.query_errors.labels(name, signal.name)
-            self.unknown.labels(name, signal.name)
+    def publish_policies(self, names: set[str]) -> None:
+        """The per-policy series of the policies in force, at zero until
+        something happens; a removed policy's go, so no alert keeps firing."""
+        for gone in self._published - names:
+            with suppress(KeyError):
+                self.policy_failing.remove(gone)
+            for signal, family in product(SIGNALS, (self.query_errors, self.unknown, self.queries)):
+                with suppress(KeyError):
+                    family.remove(gone, signal.name)
+        for name in names:
+            self.policy_failing.labels(name)
+            for signal in SIGNALS:
+                self.query_errors.labels(name, signal.name)
+                self.unknown.labels(name, signal.name)
+        self._published = set(names)
 
 
 class _RequestCollector:

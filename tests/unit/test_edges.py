@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +98,34 @@ def test_a_prewarm_edge_acts_within_a_second_with_prometheus_hung_and_restores_e
         assert fake.get(DEPLOYMENTS, "llm", "chat")["spec"]["replicas"] == 2
         assert daemon.reconciles() == 1  # the one at the start: the edge job acted, not a reconcile
     assert daemon.code == [0]
+
+
+def test_an_edge_decided_ahead_of_time_writes_nothing_before_the_edge(fake, hung, tmp_path):
+    """The edge job decides before the edge (EDGE_LEAD) so the writes go out as it passes: every PATCH
+    reaches the API server at the edge or after it, none while the workloads are still in their window."""
+    namespace(fake, "llm")
+    for name, count in COUNTS.items():
+        fake.create(DEPLOYMENTS, _paused(name, count, "warm"), namespace="llm")
+    opens, lead = _edge_ahead(4)
+    closes = opens + timedelta(minutes=30)
+    (tmp_path / "policies.yaml").write_text(textwrap.dedent(f"""
+        policies:
+          - name: warm
+            targets: {{namespaces: [llm], selector: tier=warm}}
+            schedule:
+              timezone: UTC
+              outside: down
+              windows: [{{name: day, mode: up, start: "{opens:%M %H} * * *", end: "{closes:%M %H} * * *"}}]
+            prewarm: {lead}s
+        """))
+    edge = (opens - timedelta(seconds=lead)).timestamp()
+    wall_minus_monotonic = time.time() - time.monotonic()
+    with Running.start(settings(fake, hung.url, tmp_path, evaluation_interval_seconds=300)):
+        assert time.time() < edge - 2, "started within the lead; the test proves nothing"
+        wait_until(lambda: all(fake.get(DEPLOYMENTS, "llm", n)["spec"]["replicas"] == count
+                               for n, count in COUNTS.items()), timeout_seconds=10)
+    patches = [request.at + wall_minus_monotonic for request in list(fake.requests)
+               if request.method == "PATCH" and "/deployments/" in request.path]
+    assert len(patches) == len(COUNTS)
+    early = [round(edge - at, 3) for at in patches if at < edge - 0.001]
+    assert not early, f"PATCHes this many seconds before the edge: {early}"

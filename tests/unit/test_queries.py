@@ -128,7 +128,7 @@ def test_one_name_per_signal_for_the_policy_the_decision_and_the_metrics():
         ("wake", wake_query("b", namespace_label="namespace", workload_label="workload").promql)]
     assert [name for name, _ in queries_of(policy, wake_only=True)] == ["wake"]
     metrics = Metrics()
-    metrics.touch_policy("p")
+    metrics.publish_policies({"p"})
     assert metrics.registry.get_sample_value("scaler_signal_unknown_workloads", {"policy": "p", "signal": "wake"}) == 0
     assert metrics.registry.get_sample_value("scaler_signal_unknown_workloads",
                                              {"policy": "p", "signal": "queue"}) is None
