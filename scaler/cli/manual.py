@@ -24,12 +24,14 @@ from scaler.cli.output import (
 from scaler.cli.scoping import (
     EXIT_ERROR,
     EXIT_OK,
+    Scope,
     Stop,
     check_arguments,
     require_scope,
     scope,
 )
 from scaler.cli.signal_checks import add_wake_arguments, cannot_wake
+from scaler.cluster.actions import DEFAULT_EVENT_TTL_SECONDS
 from scaler.cluster.batches import run_batch, sort_results, wait_ready
 from scaler.cluster.kube import KubeError
 from scaler.cluster.nodes import NodesRecord
@@ -148,6 +150,23 @@ def _report(results, *, args, verb: str) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _post_owed(pauser: Pauser, selected: Scope, *, dry_run: bool) -> None:
+    """Before acting, whose writes replace the records: the Events still owed
+    for the actions recorded on the selection (a run of this command, or a
+    daemon, killed between a write and its Event). Not checkable: a note."""
+    if dry_run or not selected.workloads:
+        return
+    try:
+        owed = pauser.post_owed(selected.workloads, namespaces=sorted({w.namespace for w in selected.workloads}),
+                                now=datetime.now(UTC), ttl_seconds=DEFAULT_EVENT_TTL_SECONDS,
+                                note="posted by a later run: the one that acted stopped before it could")
+    except KubeError as error:
+        print(f"note: the Events an earlier run may owe were not checked: {error}", file=sys.stderr)
+        return
+    if owed:
+        print(f"note: posted {owed} Event{'s' if owed != 1 else ''} that an earlier run owed", file=sys.stderr)
+
+
 def run_pause(args) -> int:
     try:
         check_arguments(args)
@@ -157,6 +176,7 @@ def run_pause(args) -> int:
         return _fail(error)
     reason = args.reason or f"paused manually by {_user()}"
     pauser = Pauser(selected.kube, placement=Placement(selected.kube))
+    _post_owed(pauser, selected, dry_run=args.dry_run)
     results = run_batch(
         selected.workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
         concurrency=selected.settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
@@ -199,6 +219,7 @@ def run_resume(args) -> int:
         return _fail(error)
     reason = args.reason or f"resumed manually by {_user()}"
     pauser = Pauser(selected.kube)
+    _post_owed(pauser, selected, dry_run=args.dry_run)
     started: dict[tuple[str, str, str], float] = {}
 
     def resume(workload):

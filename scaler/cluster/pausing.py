@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -296,20 +296,42 @@ class Pauser:
                        f"in namespace {workload.namespace}", status=409,
                        detail=f"still conflicting after {self.retry.attempts} attempts")
 
+    def post_owed(self, workloads: Iterable[Workload], *, namespaces: Iterable[str | None], now: datetime,
+                  ttl_seconds: float, note: str) -> int:
+        """Post the Events owed for the actions recorded on `workloads` (by
+        a run killed, or a daemon deposed, before it posted them): one LIST
+        of scaler's Events per namespace (None: every one), then only what
+        is missing, each saying `note`. How many were owed; a failed LIST
+        raises, a failed post is the sink's to retry (or, without one, left
+        owed for the next run)."""
+        posted: set[tuple[str, str]] = set()
+        for namespace in namespaces:
+            items, _ = self.kube.list(EVENTS, namespace, label_selector="=".join(actions.MANAGED_BY))
+            posted |= {(item["metadata"].get("namespace", ""), item["metadata"]["name"]) for item in items}
+        owed = actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds)
+        for workload, record in owed:
+            self._post(actions.event(workload, record, component=self.component, instance=self.instance,
+                                     note=note), [])
+        return len(owed)
+
+    def _post(self, body: dict, warnings: list[str]) -> None:
+        """An Event: to the sink, or at once (a name already taken was posted by someone else)."""
+        if self.events is not None:
+            self.events.post(body)
+            return
+        try:
+            self.kube.create(EVENTS, body["metadata"]["namespace"], body)
+        except Conflict:
+            pass  # posted already
+        except KubeError as error:
+            warnings.append(f"Event not recorded: {error}")
+
     def _follow_up(self, workload: Workload, write: Write, record: ActionRecord | None, result: Result) -> None:
         """After the write: its Event (at once, in the background when there
         is a sink), then the KEDA hand-over."""
         if record is not None:
-            body = actions.event(workload, record, component=self.component, instance=self.instance)
-            if self.events is not None:
-                self.events.post(body)
-            else:
-                try:
-                    self.kube.create(EVENTS, workload.namespace, body)
-                except Conflict:
-                    pass  # posted already
-                except KubeError as error:
-                    result.warnings.append(f"Event not recorded: {error}")
+            self._post(actions.event(workload, record, component=self.component, instance=self.instance),
+                       result.warnings)
         try:
             for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=write.after == 0):
                 self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)

@@ -23,7 +23,6 @@ from typing import ClassVar, TypeVar
 
 import structlog
 
-from scaler.cluster import actions
 from scaler.cluster.informers import newer
 from scaler.cluster.kube import Conflict, Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
@@ -298,18 +297,8 @@ class Actor:
         """Post the Events owed for actions recorded on the objects (by a
         daemon killed or deposed before it posted them): one LIST of scaler's
         Events per scope, then only what is missing."""
-        events = self.pauser.events
-        if self.dry_run or events is None:
+        if self.dry_run or self.pauser.events is None:
             return 0
-        posted: set[tuple[str, str]] = set()
-        scopes: list[str | None] = [*namespaces] or [None]  # None: every namespace
-        for namespace in scopes:
-            items, _ = self.pauser.kube.list(actions.EVENTS, namespace, label_selector="=".join(actions.MANAGED_BY))
-            posted |= {(item["metadata"].get("namespace", ""), item["metadata"]["name"]) for item in items}
-        workloads = self.view.workloads(kinds_of(policies, self.evaluator.resolve, {}))
-        owed = actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds)
-        for workload, record in owed:
-            events.post(actions.event(workload, record, component=self.pauser.component,
-                                      instance=self.pauser.instance,
-                                      note="posted by the next daemon: the one that acted stopped before it could"))
-        return len(owed)
+        return self.pauser.post_owed(self.view.workloads(kinds_of(policies, self.evaluator.resolve, {})),
+                                     namespaces=[*namespaces] or [None], now=now, ttl_seconds=ttl_seconds,
+                                     note="posted by the next daemon: the one that acted stopped before it could")

@@ -18,6 +18,7 @@ from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
     KEDA_PAUSED_REPLICAS,
     KSERVE_STOP,
+    LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
     PAUSED_BY,
@@ -283,3 +284,37 @@ def test_a_manual_pause_of_a_workload_already_at_zero_resumes_to_the_minimum(fak
     resumed = scaler("resume", "cold", "-n", "llm", "--min-replicas", "2")
     assert resumed.code == 0 and "no recorded count, used the minimum 2" in resumed.out
     assert (_replicas(fake, "cold"), _ours(fake, "cold")) == (2, {})
+
+
+def _event_names(fake, name: str) -> list[str]:
+    return sorted(event["metadata"]["name"] for event in fake.events("llm", name))
+
+
+def test_the_next_run_posts_the_events_an_earlier_run_owed_exactly_once(fake, scaler):
+    """A run that wrote its records but not their Events (killed between the
+    two, or its Event POSTs failing) leaves them owed on the objects: the next
+    `pause` or `resume` on them posts each once, saying so, before its own
+    writes replace the records; a run after that posts none again."""
+    _create(fake, *(deployment(name, replicas=2, gpus=0) for name in ("a", "b", "c")))
+    fake.fail(method="POST", path="/events", status=503, times=3)
+    first = scaler("pause", "a", "b", "c", "-n", "llm")
+    assert first.code == 0 and "Event not recorded" in first.out, first.out
+    assert [_event_names(fake, n) for n in "abc"] == [[], [], []]
+    records = {n: json.loads(fake.get(DEPLOYMENTS, "llm", n)["metadata"]["annotations"][LAST_ACTION])["id"]
+               for n in "abc"}
+
+    again = scaler("pause", "a", "b", "-n", "llm")  # c is not selected: its Event stays owed
+    assert again.code == 0 and "0 changed, 2 unchanged" in again.out
+    assert "note: posted 2 Events that an earlier run owed" in again.err
+    assert [_event_names(fake, n) for n in "abc"] == [[f"a.{records['a']}"], [f"b.{records['b']}"], []]
+    assert "posted by a later run" in fake.events("llm", "a")[0]["message"]
+
+    resumed = scaler("resume", "a", "b", "c", "-n", "llm")
+    assert resumed.code == 0 and "note: posted 1 Event that an earlier run owed" in resumed.err
+    assert [_replicas(fake, n) for n in "abc"] == [2, 2, 2]
+    reasons = {n: sorted(e["reason"] for e in fake.events("llm", n)) for n in "abc"}
+    assert reasons == {n: ["Resumed", "ScaledToZero"] for n in "abc"}
+
+    quiet = scaler("resume", "a", "b", "c", "-n", "llm")
+    assert quiet.code == 0 and "note:" not in quiet.err
+    assert sum(len(fake.events("llm", n)) for n in "abc") == 6
