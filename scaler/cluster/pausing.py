@@ -266,6 +266,8 @@ class Pauser:
             write = write_for(current)
             result = Result.of(current, write)
             if write.patch is None:
+                if not dry_run and current.replicas == 0 and current.record is not None:
+                    self._hand_over(current, paused=True, result=result)  # again, if a run failed to
                 return result
             if dry_run:
                 result.outcome = Outcome.WOULD_CHANGE
@@ -332,8 +334,14 @@ class Pauser:
         if record is not None:
             self._post(actions.event(workload, record, component=self.component, instance=self.instance),
                        result.warnings)
+        self._hand_over(workload, paused=write.after == 0, result=result)
+
+    def _hand_over(self, workload: Workload, *, paused: bool, result: Result) -> None:
+        """The ScaledObjects aimed at `workload` paused with it (or handed
+        back); a pause found already made does it too, so a run whose
+        hand-over failed or was killed is mended by the next one."""
         try:
-            for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=write.after == 0):
+            for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=paused):
                 self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)
         except KubeError as error:
             result.warnings.append(f"KEDA ScaledObject not updated: {error}")

@@ -199,6 +199,31 @@ def test_a_keda_scaled_object_is_paused_with_its_own_annotation_and_handed_back(
     assert _replicas(fake, "worker") == 3 and KEDA_PAUSED_REPLICAS not in scaled_object()
 
 
+def test_a_pause_whose_keda_hand_over_failed_is_mended_by_the_next_run(fake, scaler):
+    """The ScaledObject PATCH refused after the pause landed: the row warns,
+    and KEDA would scale the workload back up. Running the pause again finds
+    it paused (unchanged) and pauses the ScaledObject then."""
+    fake.create("customresourcedefinitions.apiextensions.k8s.io",
+                simple_crd(group="keda.sh", kind="ScaledObject", plural="scaledobjects", version="v1alpha1"))
+    _create(fake, deployment("worker", replicas=3))
+    _create(fake, {"metadata": {"name": "worker"}, "spec": {"scaleTargetRef": {"name": "worker"}}},
+            kind="scaledobjects.keda.sh")
+
+    def keda_paused() -> str | None:
+        annotations = fake.get("scaledobjects.keda.sh", "llm", "worker")["metadata"].get("annotations") or {}
+        return annotations.get(KEDA_PAUSED_REPLICAS)
+
+    fake.fail(method="PATCH", path="/scaledobjects/", status=503)
+    first = scaler("pause", "worker", "-n", "llm")
+    assert first.code == 0 and "KEDA ScaledObject not updated" in first.out, first.out
+    assert (_replicas(fake, "worker"), keda_paused()) == (0, None)
+    again = scaler("pause", "worker", "-n", "llm")
+    assert again.code == 0 and "0 changed, 1 unchanged" in again.out, again.out
+    assert (_replicas(fake, "worker"), keda_paused()) == (0, "0")
+    assert scaler("pause", "worker", "-n", "llm").code == 0
+    assert fake.count("PATCH", "/scaledobjects/") == 2  # the refused one and the mend: none when all is right
+
+
 def test_an_inference_service_is_stopped_by_its_annotation_and_started_again(fake, scaler):
     fake.create("customresourcedefinitions.apiextensions.k8s.io", simple_crd(
         group="serving.kserve.io", kind="InferenceService", plural="inferenceservices", version="v1beta1"))
