@@ -215,7 +215,7 @@ class Pauser:
             nodes = (self.placement.record(current, now=now)
                      if self.placement is not None and current.replicas > 0 and not dry_run else None)
             return writes.pause(current, by=by, reason=reason, cause=cause, now=now, nodes=nodes)
-        return self.apply(workload, write_for, dry_run=dry_run, fence=fence)
+        return self.apply(workload, write_for, dry_run=dry_run, fence=fence, mend=True)
 
     def resume(self, workload: Workload, *, by: str, reason: str, replicas: int, dry_run: bool = False,
                fence: Callable[[Workload], None] | None = None) -> Result:
@@ -249,13 +249,15 @@ class Pauser:
                           dry_run=dry_run, fence=fence)
 
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
-              fence: Callable[[Workload], None] | None = None) -> Result:
+              fence: Callable[[Workload], None] | None = None, mend: bool = False) -> Result:
         """Work out the write from the object as last read, send it guarded,
         and when a guard fails re-read and work it out again (bounded). A
         workload that has finished (its kind says so) gets no write at all.
         `fence(current)` is asked right before every attempt goes out (and
         raises Fenced to stop it): leadership, and whether the write still
-        means what it meant with the object as now read."""
+        means what it meant with the object as now read. `mend` (a pause):
+        a pause found already made gets its KEDA hand-over again, in case
+        the run that made it failed to."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
         action_id = f"{random.getrandbits(64):016x}"  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
@@ -266,8 +268,8 @@ class Pauser:
             write = write_for(current)
             result = Result.of(current, write)
             if write.patch is None:
-                if not dry_run and current.replicas == 0 and current.record is not None:
-                    self._hand_over(current, paused=True, result=result)  # again, if a run failed to
+                if mend and not dry_run and current.replicas == 0 and current.record is not None:
+                    self._hand_over(current, paused=True, result=result)
                 return result
             if dry_run:
                 result.outcome = Outcome.WOULD_CHANGE
