@@ -202,6 +202,8 @@ class Pauser:
         self.keda_cache_seconds = 5.0
         self._keda_cache: dict[str, tuple[float, list[dict]]] = {}
         self._keda_lock = threading.Lock()
+        #: Workloads whose KEDA hand-over failed, and whether it was to pause (True) or hand back.
+        self._unhanded: dict[tuple[str, str, str], bool] = {}
 
     def read(self, workload: Workload) -> Workload:
         obj = self.kube.get(workload.kind.resource, workload.namespace, workload.name)
@@ -269,7 +271,7 @@ class Pauser:
             result = Result.of(current, write)
             if write.patch is None:
                 if mend and not dry_run and current.replicas == 0 and current.record is not None:
-                    self._hand_over(current, paused=True, result=result)
+                    self._hand_over(current, paused=True, warnings=result.warnings)
                 return result
             if dry_run:
                 result.outcome = Outcome.WOULD_CHANGE
@@ -336,17 +338,50 @@ class Pauser:
         if record is not None:
             self._post(actions.event(workload, record, component=self.component, instance=self.instance),
                        result.warnings)
-        self._hand_over(workload, paused=write.after == 0, result=result)
+        self._hand_over(workload, paused=write.after == 0, warnings=result.warnings)
 
-    def _hand_over(self, workload: Workload, *, paused: bool, result: Result) -> None:
+    def _hand_over(self, workload: Workload, *, paused: bool, warnings: list[str]) -> None:
         """The ScaledObjects aimed at `workload` paused with it (or handed
-        back); a pause found already made does it too, so a run whose
-        hand-over failed or was killed is mended by the next one."""
+        back). One that fails is remembered for `mend_hand_overs`."""
         try:
             for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=paused):
                 self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)
-        except KubeError as error:
-            result.warnings.append(f"KEDA ScaledObject not updated: {error}")
+        except (KubeError, Fenced) as error:  # fenced: not the leader now, but the write it follows landed
+            warnings.append(f"KEDA ScaledObject not updated: {error}")
+            with self._keda_lock:
+                self._unhanded[workload.key] = paused
+            return
+        with self._keda_lock:
+            self._unhanded.pop(workload.key, None)
+
+    @property
+    def owes_hand_overs(self) -> bool:
+        """Whether a KEDA hand-over failed here and was not sent since."""
+        with self._keda_lock:
+            return bool(self._unhanded)
+
+    def mend_hand_overs(self, workloads: Iterable[Workload], *, every_pause: bool = False) -> list[str]:
+        """Send again the KEDA hand-overs that failed here, for the workloads
+        (among `workloads`, as now read) still as the hand-over left them: at
+        zero with scaler's record to pause, running without it to hand back;
+        with `every_pause`, also every pause's (a process killed between a
+        pause and its hand-over). What still failed, one line each."""
+        with self._keda_lock:
+            failed = dict(self._unhanded)
+        if not failed and not every_pause:
+            return []
+        problems: list[str] = []
+        for workload in workloads:
+            paused = workload.replicas == 0 and workload.record is not None
+            wanted = failed.pop(workload.key, None)
+            if workload.kind.keda_targetable and (wanted == paused or (every_pause and paused)):
+                warnings: list[str] = []
+                self._hand_over(workload, paused=paused, warnings=warnings)
+                problems += [f"{workload.ref}: {warning}" for warning in warnings]
+        with self._keda_lock:  # changed since, or gone: its next pause or resume hands over anew
+            for key in failed:
+                self._unhanded.pop(key, None)
+        return problems
 
     def _scaled_objects_for(self, workload: Workload) -> list[dict]:
         """ScaledObjects aimed at this workload, from one LIST per namespace

@@ -82,6 +82,8 @@ class Actor:
     def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0) -> list[Result]:
         """Count and log every decision; write the changes, concurrently.
         `term`: the leadership term the evaluations were made in."""
+        if not self.dry_run and self.pauser.owes_hand_overs and self.may_act(None, term):  # before its writes
+            self._mend_hand_overs([evaluation.workload for evaluation in evaluations])
         todo = []
         for evaluation in evaluations:
             self._account(evaluation)
@@ -189,6 +191,8 @@ class Actor:
         if self.metrics:
             self.metrics.actions.labels(decision.action.value, label).inc()
         fields["result"] = result.outcome.value
+        for warning in result.warnings:  # the write landed; what follows it did not (all of it)
+            log.warning("write incomplete", warning=warning, **fields)
         if result.outcome is Outcome.FAILED:
             log.error("decision", error=result.reason, **fields)
         else:
@@ -299,6 +303,11 @@ class Actor:
         Events per scope, then only what is missing."""
         if self.dry_run or self.pauser.events is None:
             return 0
-        return self.pauser.post_owed(self.view.workloads(kinds_of(policies, self.evaluator.resolve, {})),
-                                     namespaces=[*namespaces] or [None], now=now, ttl_seconds=ttl_seconds,
+        workloads = self.view.workloads(kinds_of(policies, self.evaluator.resolve, {}))
+        self._mend_hand_overs(workloads, every_pause=True)  # and the KEDA hand-overs it may have left unmade
+        return self.pauser.post_owed(workloads, namespaces=[*namespaces] or [None], now=now, ttl_seconds=ttl_seconds,
                                      note="posted by the next daemon: the one that acted stopped before it could")
+
+    def _mend_hand_overs(self, workloads: Sequence[Workload], *, every_pause: bool = False) -> None:
+        for problem in self.pauser.mend_hand_overs(workloads, every_pause=every_pause):
+            log.warning("KEDA hand-over not made; the next pass tries again", problem=problem)

@@ -1,0 +1,78 @@
+"""The daemon's KEDA hand-over, in process against the fake API server: a
+ScaledObject aimed at a paused Deployment must be paused with it
+(`autoscaling.keda.sh/paused-replicas: "0"`), or KEDA scales the Deployment
+back up. A hand-over refused after the pause landed is sent again by the
+next pass; one that a killed daemon never sent is sent by the next daemon
+when it starts leading. The CLI's side is tests/unit/test_manual_cli.py's."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
+from tests.fakes.bodies import deployment, namespace
+from tests.helpers import simple_crd
+from tests.unit.running import Log, Running, settings, wait_until
+
+DEPLOYMENTS, SCALED_OBJECTS = "deployments.apps", "scaledobjects.keda.sh"
+
+
+@pytest.fixture
+def log(tmp_path):
+    captured = Log(tmp_path / "daemon.log")
+    yield captured
+    captured.close()
+
+
+@pytest.fixture
+def keda(fake, tmp_path):
+    """KEDA's CRD, a Deployment `worker` (3 replicas) with a ScaledObject aimed
+    at it, and a policy whose keep-down window is open now."""
+    fake.create("customresourcedefinitions.apiextensions.k8s.io",
+                simple_crd(group="keda.sh", kind="ScaledObject", plural="scaledobjects", version="v1alpha1"))
+    namespace(fake, "llm")
+    fake.create(SCALED_OBJECTS, {"metadata": {"name": "worker"}, "spec": {"scaleTargetRef": {"name": "worker"}}},
+                namespace="llm")
+    opened = datetime.now(UTC) - timedelta(minutes=2)
+    closes = opened + timedelta(hours=2)
+    (tmp_path / "policies.yaml").write_text(textwrap.dedent(f"""
+        policies:
+          - name: nights
+            targets: {{namespaces: [llm], selector: app=worker}}
+            schedule:
+              timezone: UTC
+              windows: [{{name: night, mode: down, start: "{opened:%M %H} * * *", end: "{closes:%M %H} * * *"}}]
+        """))
+    return fake
+
+
+def _keda_paused(fake) -> str | None:
+    return (fake.get(SCALED_OBJECTS, "llm", "worker")["metadata"].get("annotations") or {}).get(KEDA_PAUSED_REPLICAS)
+
+
+def test_a_refused_hand_over_is_logged_and_sent_again_by_the_next_pass(keda, prometheus, log, tmp_path):
+    keda.create(DEPLOYMENTS, deployment("worker", replicas=3, labels={"app": "worker"}), namespace="llm")
+    keda.fail(method="PATCH", path="/scaledobjects/", status=503)
+    with Running.start(settings(keda, prometheus.url, tmp_path, evaluation_interval_seconds=1)):
+        wait_until(lambda: keda.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"] == 0)
+        [warned] = log.wait("write incomplete")
+        assert warned["workload"] == "worker" and "KEDA ScaledObject not updated" in warned["warning"], warned
+        wait_until(lambda: _keda_paused(keda) == "0")
+    assert keda.count("PATCH", "/scaledobjects/") == 2  # the refused one, then the one that landed
+    assert keda.get(DEPLOYMENTS, "llm", "worker")["metadata"]["annotations"][LAST_REPLICAS] == "3"
+
+
+def test_a_pause_whose_daemon_died_before_the_hand_over_gets_it_from_the_next(keda, prometheus, tmp_path):
+    """Paused by the window (its record on the object), the ScaledObject left
+    as it was: the next daemon pauses it when it starts leading, and once."""
+    keda.create(DEPLOYMENTS, deployment("worker", replicas=0, labels={"app": "worker"}, annotations={
+        LAST_REPLICAS: "3", PAUSED_BY: "policy/nights", PAUSED_AT: "2026-01-01T00:00:00Z",
+        PAUSE_CAUSE: "keep-down-window"}), namespace="llm")
+    with Running.start(settings(keda, prometheus.url, tmp_path, evaluation_interval_seconds=1)) as daemon:
+        wait_until(lambda: _keda_paused(keda) == "0")
+        daemon.let_reconciles_pass(2)
+    assert keda.count("PATCH", "/scaledobjects/") == 1
+    assert keda.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"] == 0
