@@ -371,6 +371,7 @@ class Pauser:
         if not failed and not every_pause:
             return []
         problems: list[str] = []
+        stale = []  # changed since, or gone: its next pause or resume hands over anew
         for workload in workloads:
             paused = workload.replicas == 0 and workload.record is not None
             wanted = failed.pop(workload.key, None)
@@ -378,8 +379,10 @@ class Pauser:
                 warnings: list[str] = []
                 self._hand_over(workload, paused=paused, warnings=warnings)
                 problems += [f"{workload.ref}: {warning}" for warning in warnings]
-        with self._keda_lock:  # changed since, or gone: its next pause or resume hands over anew
-            for key in failed:
+            elif wanted is not None:
+                stale.append(workload.key)
+        with self._keda_lock:
+            for key in [*failed, *stale]:
                 self._unhanded.pop(key, None)
         return problems
 
