@@ -150,14 +150,16 @@ def _report(results, *, args, verb: str) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _post_owed(pauser: Pauser, selected: Scope, *, dry_run: bool) -> None:
+def _post_owed(pauser: Pauser, selected: Scope, *, args) -> None:
     """Before acting, whose writes replace the records: the Events still owed
     for the actions recorded on the selection (a run of this command, or a
-    daemon, killed between a write and its Event). Not checkable: a note."""
-    if dry_run or not selected.workloads:
+    daemon, killed between a write and its Event), from one LIST per
+    namespace (with -A, one in all). Not checkable: a note."""
+    if args.dry_run or not selected.workloads:
         return
+    namespaces = [None] if args.all_namespaces else sorted({w.namespace for w in selected.workloads})
     try:
-        owed = pauser.post_owed(selected.workloads, namespaces=sorted({w.namespace for w in selected.workloads}),
+        owed = pauser.post_owed(selected.workloads, namespaces=namespaces,
                                 now=datetime.now(UTC), ttl_seconds=DEFAULT_EVENT_TTL_SECONDS,
                                 note="posted by a later run: the one that acted stopped before it could")
     except KubeError as error:
@@ -176,7 +178,7 @@ def run_pause(args) -> int:
         return _fail(error)
     reason = args.reason or f"paused manually by {_user()}"
     pauser = Pauser(selected.kube, placement=Placement(selected.kube))
-    _post_owed(pauser, selected, dry_run=args.dry_run)
+    _post_owed(pauser, selected, args=args)
     results = run_batch(
         selected.workloads, lambda w: pauser.pause(w, by=MANUAL, reason=reason, dry_run=args.dry_run),
         concurrency=selected.settings.concurrency, progress=sys.stderr.isatty(), label="pausing")
@@ -219,7 +221,7 @@ def run_resume(args) -> int:
         return _fail(error)
     reason = args.reason or f"resumed manually by {_user()}"
     pauser = Pauser(selected.kube)
-    _post_owed(pauser, selected, dry_run=args.dry_run)
+    _post_owed(pauser, selected, args=args)
     started: dict[tuple[str, str, str], float] = {}
 
     def resume(workload):

@@ -343,3 +343,19 @@ def test_the_next_run_posts_the_events_an_earlier_run_owed_exactly_once(fake, sc
     quiet = scaler("resume", "a", "b", "c", "-n", "llm")
     assert quiet.code == 0 and "note:" not in quiet.err
     assert sum(len(fake.events("llm", n)) for n in "abc") == 6
+
+
+def test_owed_events_across_every_namespace_are_found_with_one_list(fake, scaler):
+    """With -A the owed Events of every namespace come from one LIST of
+    scaler's Events in all of them, not one per namespace."""
+    for ns in ("llm", "batch"):
+        _create(fake, deployment("w", replicas=1, gpus=0, labels={"owed": "yes"}), ns=ns)
+    fake.fail(method="POST", path="/events", status=503, times=2)
+    assert scaler("pause", "-A", "-l", "owed=yes").code == 0
+    assert fake.events("llm") == fake.events("batch") == []
+    listed = [r.path for r in list(fake.requests) if r.method == "GET" and r.path.endswith("/events")]
+    again = scaler("pause", "-A", "-l", "owed=yes")
+    assert again.code == 0 and "note: posted 2 Events that an earlier run owed" in again.err, again.err
+    assert [len(fake.events(ns)) for ns in ("llm", "batch")] == [1, 1]
+    lists = [r.path for r in list(fake.requests) if r.method == "GET" and r.path.endswith("/events")][len(listed):]
+    assert lists == ["/api/v1/events"]
