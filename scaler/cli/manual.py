@@ -158,15 +158,19 @@ def _post_owed(pauser: Pauser, selected: Scope, *, args) -> None:
     if args.dry_run or not selected.workloads:
         return
     namespaces = [None] if args.all_namespaces else sorted({w.namespace for w in selected.workloads})
+    refused: list[str] = []
     try:
-        owed = pauser.post_owed(selected.workloads, namespaces=namespaces,
-                                now=datetime.now(UTC), ttl_seconds=DEFAULT_EVENT_TTL_SECONDS,
-                                note="posted by a later run: the one that acted stopped before it could")
+        posted = pauser.post_owed(selected.workloads, namespaces=namespaces,
+                                  now=datetime.now(UTC), ttl_seconds=DEFAULT_EVENT_TTL_SECONDS,
+                                  note="posted by a later run: the one that acted stopped before it could",
+                                  warnings=refused)
     except KubeError as error:
         print(f"note: the Events an earlier run may owe were not checked: {error}", file=sys.stderr)
         return
-    if owed:
-        print(f"note: posted {owed} Event{'s' if owed != 1 else ''} that an earlier run owed", file=sys.stderr)
+    if posted:
+        print(f"note: posted {posted} Event{'s' if posted != 1 else ''} that an earlier run owed", file=sys.stderr)
+    for why in refused:
+        print(f"note: an Event an earlier run owed is still not posted: {why}", file=sys.stderr)
 
 
 def run_pause(args) -> int:

@@ -303,22 +303,26 @@ class Pauser:
                        detail=f"still conflicting after {self.retry.attempts} attempts")
 
     def post_owed(self, workloads: Iterable[Workload], *, namespaces: Iterable[str | None], now: datetime,
-                  ttl_seconds: float, note: str) -> int:
+                  ttl_seconds: float, note: str, warnings: list[str] | None = None) -> int:
         """Post the Events owed for the actions recorded on `workloads` (by
         a run killed, or a daemon deposed, before it posted them): one LIST
         of scaler's Events per namespace (None: every one), then only what
-        is missing, each saying `note`. How many were owed; a failed LIST
-        raises, a failed post is the sink's to retry (or, without one, left
-        owed for the next run)."""
+        is missing, each saying `note`. How many were posted (or queued); a
+        failed LIST raises, a failed post is the sink's to retry (or,
+        without one, said in `warnings` and left owed for the next run)."""
         posted: set[tuple[str, str]] = set()
         for namespace in namespaces:
             items, _ = self.kube.list(EVENTS, namespace, label_selector="=".join(actions.MANAGED_BY))
             posted |= {(item["metadata"].get("namespace", ""), item["metadata"]["name"]) for item in items}
-        owed = actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds)
-        for workload, record in owed:
+        sent = 0
+        for workload, record in actions.owed(workloads, posted, now=now, ttl_seconds=ttl_seconds):
+            refused: list[str] = []
             self._post(actions.event(workload, record, component=self.component, instance=self.instance,
-                                     note=note), [])
-        return len(owed)
+                                     note=note), refused)
+            sent += not refused
+            if warnings is not None:
+                warnings += [f"{workload.ref}: {why}" for why in refused]
+        return sent
 
     def _post(self, body: dict, warnings: list[str]) -> None:
         """An Event: to the sink, or at once (a name already taken was posted by someone else)."""

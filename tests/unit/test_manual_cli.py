@@ -328,6 +328,13 @@ def test_the_next_run_posts_the_events_an_earlier_run_owed_exactly_once(fake, sc
     records = {n: json.loads(fake.get(DEPLOYMENTS, "llm", n)["metadata"]["annotations"][LAST_ACTION])["id"]
                for n in "abc"}
 
+    fake.fail(method="POST", path="/events", status=503, times=1)
+    refused = scaler("pause", "a", "-n", "llm")  # the owed Event refused again: said, not counted as posted
+    assert refused.code == 0 and "posted" not in refused.err.replace("still not posted", ""), refused.err
+    assert "note: an Event an earlier run owed is still not posted: Deployment/llm/a: Event not recorded" \
+        in refused.err
+    assert _event_names(fake, "a") == []
+
     again = scaler("pause", "a", "b", "-n", "llm")  # c is not selected: its Event stays owed
     assert again.code == 0 and "0 changed, 2 unchanged" in again.out
     assert "note: posted 2 Events that an earlier run owed" in again.err
