@@ -14,7 +14,7 @@ PATCH and its outcome after, so even a kill between the two leaves a trace.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -79,14 +79,18 @@ class Actor:
         self._unsure_keys: set[tuple[str, str, str]] = set()
         self._last_logged: dict[tuple[str, str, str], tuple[str, str]] = {}
 
-    def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0) -> list[Result]:
+    def act(self, evaluations: Sequence[Evaluation], *, now: datetime, term: int = 0,
+            counted: Collection[tuple[str, str, str]] = ()) -> list[Result]:
         """Count and log every decision; write the changes, concurrently.
-        `term`: the leadership term the evaluations were made in."""
+        `term`: the leadership term the evaluations were made in. `counted`:
+        workloads whose decision this pass already counted (a reconcile's
+        schedule-only writes): one decision per workload per pass."""
         if not self.dry_run and self.pauser.owes_hand_overs and self.may_act(None, term):  # before its writes
             self._mend_hand_overs([evaluation.workload for evaluation in evaluations])
         todo = []
         for evaluation in evaluations:
-            self._account(evaluation)
+            if evaluation.workload.key not in counted:
+                self._account(evaluation)
             if evaluation.decision.writes:
                 todo.append(evaluation)
         if not todo:

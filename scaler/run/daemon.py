@@ -6,9 +6,9 @@ misfire grace), each independent of the others (no job waits for another):
 - reconcile: every evaluation interval, everything, level-triggered: first
   what the schedules decide alone (written at once), then everything with
   the signals, fetched under one deadline;
-- edge: one date job for the next window edge of any policy, schedules only, no query at all: it
-  decides `EDGE_LEAD` ahead, as of the edge, and writes as the edge passes, even with Prometheus hung
-  (the next reconcile would heal a missed edge anyway);
+- edge: one date job for the next window edge of any policy, schedules only, no query (a resume left
+  to a wake signal gets the wake check at once): it decides `EDGE_LEAD` ahead, as of the edge, and
+  writes as the edge passes, even with Prometheus hung (the next reconcile would heal a missed edge);
 - wake: every wake-check interval, only paused workloads of policies with a
   wake signal, one query per such policy;
 - follow: the nodes paused workloads ran on, held or gone (run/following.py);
@@ -259,11 +259,11 @@ class Daemon:
         try:
             self._post_owed_events(policies, now, term)
             # What the windows decide alone, written before any signal is asked for.
-            self.actor.act(self.evaluator.evaluate(policies, now=now, with_signals=False), now=now, term=term)
+            self.actor.act(first := self.evaluator.evaluate(policies, now=now, with_signals=False), now=now, term=term)
             evaluations = self.evaluator.evaluate(policies, now=now)
             self.tracker.observe(evaluations, policies)
             self.health.details["failingPolicies"] = dict(self.tracker.policy_errors)
-            self.actor.act(evaluations, now=now, term=term)
+            self.actor.act(evaluations, now=now, term=term, counted={e.workload.key for e in first})
             self.tracker.track_starts(policies, now=now, term=term)
         except KubeError as error:
             self.health.api_reachable = False
@@ -312,6 +312,8 @@ class Daemon:
                 if self.stopping.wait(ahead):
                     return
             self.actor.act(evaluations, now=now, term=term)
+            if evaluations.deferred:  # resumes the wake signal decides: its check, at once
+                self._wake()
         except KubeError as error:
             log.error("window edge failed; the next reconcile retries", error=str(error))
         finally:

@@ -38,6 +38,7 @@ from scaler.cluster.views import ClusterView
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import PAUSE_CAUSE, READY_AT, STARTED_AT
 from scaler.decide.decisions import (
+    Action,
     Code,
     Decision,
     Signals,
@@ -134,6 +135,8 @@ class Evaluations(list[Evaluation]):
         self.signal_errors: list[str] = []
         #: (policy, signal) -> workloads whose signal was unknown.
         self.unknown: dict[tuple[str, str], int] = {}
+        #: Schedule-only: resumes left to a pass with the wake signal (`Evaluator.evaluate`).
+        self.deferred = 0
 
 
 class Evaluator:
@@ -278,7 +281,9 @@ class Evaluator:
         """Decide for every workload a policy targets, at `now`. `wake_only`
         is the fast path: only paused workloads of policies with a wake signal.
         `with_signals=False` decides with every signal unknown and keeps only
-        what a schedule decides alone (SCHEDULE_CODES). `read_at`: the instant
+        what a schedule decides alone (SCHEDULE_CODES), but for the resumes
+        of policies with a wake signal (counted in `deferred`): a queue may
+        wake them bigger, for its own reason, so they wait for the signal. `read_at`: the instant
         the signals are read at, when not `signals_at` (the pass's clock, if
         `now` is later: `scaler plan --at` a future instant reads them as of now)."""
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
@@ -290,7 +295,13 @@ class Evaluator:
             schedule = [Evaluation(w, s, p, d) for w, s, p in matched
                         if (d := isolated(errors, p, partial(decide, policy=p, workload=s, signals=Signals(),
                                                                       now=now))) is not None]
-            return Evaluations(e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES)
+            acting = [e for e in schedule if e.decision.changes and e.decision.reason_code in SCHEDULE_CODES]
+            # A resume of a policy with a wake signal is the signal's too: its queue may want
+            # more replicas, and another reason (queue-wake), than the window alone says.
+            kept = Evaluations(e for e in acting
+                               if e.decision.action is not Action.RESUME or e.policy is None or e.policy.wake is None)
+            kept.deferred = len(acting) - len(kept)
+            return kept
         read = Evaluations(full=not wake_only)  # only a full evaluation speaks for every policy
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
         deadline = monotonic() + self.signal_deadline_seconds
