@@ -115,8 +115,9 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="wait until the restored pods are Ready")
     parser.add_argument("--timeout", type=_positive_seconds, default=300,
                         help="seconds --wait waits (default 300)")
-    parser.add_argument("--min-replicas", type=_positive_int, default=1,
-                        help="replicas to resume to when no count was recorded (default 1)")
+    parser.add_argument("--min-replicas", type=_positive_int, default=None,
+                        help="replicas to resume to when no count was recorded (default 1; one paused "
+                             "at 0 stays at 0 unless this is given)")
     hold = parser.add_mutually_exclusive_group()
     hold.add_argument("--for", dest="hold_for", metavar="DURATION",
                       help="keep it up this long (2h, 90m), then the policy applies again")

@@ -29,10 +29,11 @@ import structlog
 
 from scaler.cluster import actions, writes
 from scaler.cluster.actions import EVENTS, ActionRecord
+from scaler.cluster.keda import SCALED_OBJECTS, keda_hand_over, scaled_objects_for
 from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeError, NotFound
 from scaler.cluster.placing import Placement
 from scaler.cluster.workloads import Workload
-from scaler.cluster.writes import SCALED_OBJECTS, Outcome, Result, Write
+from scaler.cluster.writes import Outcome, Result, Write
 from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
@@ -225,7 +226,7 @@ class Pauser:
         return self.apply(workload, lambda current: writes.resume(
             current, by=by, reason=reason, replicas=replicas, now=self.clock()), dry_run=dry_run, fence=fence)
 
-    def manual_resume(self, workload: Workload, *, reason: str = "manual resume", minimum: int = 1,
+    def manual_resume(self, workload: Workload, *, reason: str = "manual resume", minimum: int | None = None,
                       hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
         """See `writes.manual_resume`: to the recorded count, read again with each attempt."""
         return self.apply(workload, lambda current: writes.manual_resume(
@@ -348,7 +349,7 @@ class Pauser:
         """The ScaledObjects aimed at `workload` paused with it (or handed
         back). One that fails is remembered for `mend_hand_overs`."""
         try:
-            for name, patch in writes.keda_hand_over(self._scaled_objects_for(workload), paused=paused):
+            for name, patch in keda_hand_over(self._scaled_objects_for(workload), paused=paused):
                 self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)
         except (KubeError, Fenced) as error:  # fenced: not the leader now, but the write it follows landed
             warnings.append(f"KEDA ScaledObject not updated: {error}")
@@ -404,4 +405,4 @@ class Pauser:
                 except NotFound:  # KEDA's CRD is not installed
                     items = []
                 cached = self._keda_cache[workload.namespace] = (now, items)
-        return writes.scaled_objects_for(workload, cached[1])
+        return scaled_objects_for(workload, cached[1])

@@ -3,7 +3,7 @@ memory from the object as read and the instant.
 
 Pure: nothing here talks to the API server. `pausing.Pauser` is the one place
 that applies a `Write` (guarded, retried, followed by its Event and the KEDA
-hand-over), so what is tested here per kind is exactly what goes out.
+hand-over, cluster/keda.py), so what is tested here per kind is exactly what goes out.
 
 A pause writes the replica count it is about to erase and the zero in one
 merge patch, so either both land or neither does; the record is never 0.
@@ -18,14 +18,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from scaler.cluster.kube import Resource
 from scaler.cluster.starts import relapse_cleanup, relapsed, warm_ups
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
     HOLD_FROM,
     HOLD_UNTIL,
-    KEDA_PAUSED_REPLICAS,
     LAST_ACTION,
     LAST_REPLICAS,
     MANUAL_PAUSE,
@@ -43,10 +41,8 @@ from scaler.decide.annotations import (
     WARM_UPS,
     WARM_UPS_KEPT,
 )
-from scaler.decide.decisions import MANUAL
+from scaler.decide.decisions import MANUAL, Code
 from scaler.decide.times import parse_time, rfc3339
-
-SCALED_OBJECTS = Resource("keda.sh", "v1alpha1", "scaledobjects")
 
 
 class Outcome(str, Enum):
@@ -131,8 +127,8 @@ def pause(current: Workload, *, by: str, reason: str, cause: str | None, now: da
         if manual and not current.manual_pause:
             # Already at zero (by a policy, or by hand): make it durable.
             durable = {MANUAL_PAUSE: "true", PAUSED_BY: MANUAL, PAUSE_REASON: reason}
-            if record is None:
-                durable[PAUSED_AT] = rfc3339(now)
+            if record is None:  # nobody's count to keep: a manual resume leaves it at 0 (manual_resume)
+                durable |= {PAUSED_AT: rfc3339(now), PAUSE_CAUSE: str(Code.AT_ZERO)}
             was = f"paused by {record.paused_by}" if record and record.paused_by else "at 0 replicas"
             return Write(_annotations(durable), Outcome.CHANGED, 0, 0, 0,
                          f"already {was}; now paused manually until a manual resume",
@@ -198,10 +194,20 @@ def resume(current: Workload, *, by: str, reason: str, replicas: int, now: datet
                  event=("Resumed", "Normal"))
 
 
-def manual_resume(current: Workload, *, reason: str, minimum: int, now: datetime,
+def manual_resume(current: Workload, *, reason: str, minimum: int | None, now: datetime,
                   hold: Mapping[str, str] | None = None) -> Write:
-    """`scaler resume`: to the recorded count, else `minimum` (a policy's resume is sized by its decision)."""
+    """`scaler resume`: to the recorded count, else `minimum` (None: 1) (a policy's resume is sized by its
+    decision). A workload that was at 0 when it was paused by hand (a `pause --all` over a parked
+    Deployment, a Job suspended for Kueue) is unpaused and left at 0 unless `minimum` is given: there is
+    nothing to restore, and waking it would start what someone had stopped."""
     recorded = current.record.last_replicas if current.record else None
+    if (recorded is None and minimum is None and current.manual_pause and current.replicas == 0
+            and current.annotations.get(PAUSE_CAUSE) == Code.AT_ZERO):
+        clear = _present(current, (*PAUSE_STATE, *REVERT_STATE))
+        return Write(_annotations(clear), Outcome.CHANGED, 0, 0, 0,
+                     f"pause removed by {MANUAL}: {reason}; it was at 0 replicas when paused, nothing to restore: "
+                     "left at 0", event=("Resumed", "Normal"))
+    minimum = minimum or 1
     return resume(current, by=MANUAL, reason=reason, replicas=recorded or minimum, now=now, hold=hold,
                   source=None if recorded else f"no recorded count, used the minimum {minimum}")
 
@@ -393,28 +399,3 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     if new_annotations:
         ops.append({"op": "add", "path": "/metadata/annotations", "value": new_annotations})
     return tests + ops
-
-
-def scaled_objects_for(workload: Workload, scaled_objects: list[dict]) -> list[dict]:
-    """The KEDA ScaledObjects (from a namespace's list) aimed at `workload`."""
-    if not workload.kind.keda_targetable:
-        return []
-    targets = []
-    for item in scaled_objects:
-        ref = (item.get("spec") or {}).get("scaleTargetRef") or {}
-        if ref.get("name") == workload.name and ref.get("kind", "Deployment") == workload.kind.name:
-            targets.append(item)
-    return targets
-
-
-def keda_hand_over(targets: list[dict], *, paused: bool) -> list[tuple[str, dict]]:
-    """(name, patch) per ScaledObject to change. A ScaledObject would undo our
-    zero (or our restore): it is paused at 0 with its own annotation while
-    scaler holds the workload, and handed back on resume."""
-    wanted = "0" if paused else None
-    writes = []
-    for scaled_object in targets:
-        annotations = scaled_object["metadata"].get("annotations") or {}
-        if annotations.get(KEDA_PAUSED_REPLICAS) != wanted:
-            writes.append((scaled_object["metadata"]["name"], _annotations({KEDA_PAUSED_REPLICAS: wanted})))
-    return writes

@@ -56,6 +56,9 @@ KEPT_AFTER_RESUME = (*START_TIMES, LAST_ACTION)
 
 KSERVE_STOP = "serving.kserve.io/stop"
 KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
+#: On a ScaledObject scaler paused with its workload: the paused-replicas value it had before ("" for
+#: none), put back on resume, so a person's own KEDA pause outlives scaler's.
+KEDA_BEFORE = PREFIX + "keda-paused-replicas-before"
 
 #: `scaler resume --for/--until`: a person woke it and wants it up until this
 #: time (RFC 3339), or "next-window" (the policy's next window edge after

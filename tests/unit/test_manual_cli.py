@@ -196,7 +196,26 @@ def test_a_keda_scaled_object_is_paused_with_its_own_annotation_and_handed_back(
     assert (_replicas(fake, "worker"), _ours(fake, "worker")[LAST_REPLICAS]) == (0, "3")
     assert scaled_object().get(KEDA_PAUSED_REPLICAS) == "0"
     assert scaler("resume", "worker", "-n", "llm").code == 0
-    assert _replicas(fake, "worker") == 3 and KEDA_PAUSED_REPLICAS not in scaled_object()
+    assert _replicas(fake, "worker") == 3 and scaled_object() == {}
+
+
+def test_a_persons_own_keda_pause_outlives_a_pause_and_resume(fake, scaler):
+    """KEDA paused at 2 by its owner: 0 while scaler holds the workload, 2 again after."""
+    fake.create("customresourcedefinitions.apiextensions.k8s.io",
+                simple_crd(group="keda.sh", kind="ScaledObject", plural="scaledobjects", version="v1alpha1"))
+    _create(fake, deployment("worker", replicas=2))
+    _create(fake, {"metadata": {"name": "worker", "annotations": {KEDA_PAUSED_REPLICAS: "2"}},
+                   "spec": {"scaleTargetRef": {"name": "worker"}}}, kind="scaledobjects.keda.sh")
+
+    def keda() -> str | None:
+        annotations = fake.get("scaledobjects.keda.sh", "llm", "worker")["metadata"].get("annotations") or {}
+        return annotations.get(KEDA_PAUSED_REPLICAS)
+
+    assert scaler("pause", "worker", "-n", "llm").code == 0
+    assert (_replicas(fake, "worker"), keda()) == (0, "0")
+    assert scaler("resume", "worker", "-n", "llm").code == 0
+    assert (_replicas(fake, "worker"), keda()) == (2, "2")
+    assert fake.get("scaledobjects.keda.sh", "llm", "worker")["metadata"]["annotations"] == {KEDA_PAUSED_REPLICAS: "2"}
 
 
 def test_a_pause_whose_keda_hand_over_failed_is_mended_by_the_next_run(fake, scaler):
@@ -302,13 +321,34 @@ def test_resume_leaves_alone_what_scaler_did_not_pause(fake, scaler):
     assert (_replicas(fake, "parked"), _replicas(fake, "mine")) == (0, 2)
 
 
-def test_a_manual_pause_of_a_workload_already_at_zero_resumes_to_the_minimum(fake, scaler):
+def test_a_manual_pause_of_a_workload_already_at_zero_resumes_to_the_minimum_given(fake, scaler):
     _create(fake, deployment("cold", replicas=0))
     paused = scaler("pause", "cold", "-n", "llm")
     assert paused.code == 0 and "now paused manually" in paused.out
     resumed = scaler("resume", "cold", "-n", "llm", "--min-replicas", "2")
     assert resumed.code == 0 and "no recorded count, used the minimum 2" in resumed.out
     assert (_replicas(fake, "cold"), _ours(fake, "cold")) == (2, {})
+
+
+def test_pause_all_then_resume_all_leaves_what_was_at_zero_at_zero(fake, scaler):
+    """A Deployment parked at 0 and a Job suspended for a queue (Kueue) are
+    made durably paused by a `pause --all`; the `resume --all` that ends the
+    maintenance takes the pause off and leaves them stopped: nothing was
+    recorded, and starting them would undo what someone else decided."""
+    _create(fake, deployment("parked", replicas=0), deployment("chat", replicas=3))
+    _create(fake, {"metadata": {"name": "train"}, "spec": {"suspend": True, "parallelism": 2, "template": {
+        "spec": {"containers": [{"name": "t", "image": "x"}]}}}}, kind="jobs.batch")
+    kinds = ("--kind", "Deployment", "--kind", "Job")
+    assert scaler("pause", "-n", "llm", "--all", *kinds, "--reason", "maintenance").code == 0
+    assert (_replicas(fake, "parked"), _replicas(fake, "chat")) == (0, 0)
+    resumed = scaler("resume", "-n", "llm", "--all", *kinds, "-o", "json")
+    assert resumed.code == 0, resumed.err
+    rows = _rows(resumed)
+    assert "it was at 0 replicas when paused, nothing to restore: left at 0" in rows["parked"]["reason"]
+    assert (_replicas(fake, "parked"), _replicas(fake, "chat")) == (0, 3)
+    assert fake.get("jobs.batch", "llm", "train")["spec"]["suspend"] is True
+    assert _ours(fake, "parked") == {} and _ours(fake, "train", kind="jobs.batch") == {}
+    assert sorted(e["reason"] for e in fake.events("llm", "parked")) == ["PausedManually", "Resumed"]
 
 
 def _event_names(fake, name: str) -> list[str]:

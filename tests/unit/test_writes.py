@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scaler.cluster import actions, writes
+from scaler.cluster import actions, keda, writes
 from scaler.cluster.actions import ActionRecord
 from scaler.cluster.kinds import DEPLOYMENT, INFERENCESERVICE, STATEFULSET, ScaledKind
 from scaler.cluster.kube import Resource
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import (
+    KEDA_BEFORE,
     KEDA_PAUSED_REPLICAS,
     KSERVE_STOP,
     LAST_ACTION,
@@ -314,29 +315,43 @@ def test_an_event_name_is_a_dns_subdomain_whatever_the_workload_name():
     assert len(actions.event_name("w" * 253, "0123456789abcdef")) <= 253
 
 
-def scaled_object(name, target, kind=None, paused=None):
+def scaled_object(name, target, kind=None, paused=None, before=None):
     ref = {"name": target, **({"kind": kind} if kind else {})}
     annotations = {KEDA_PAUSED_REPLICAS: paused} if paused is not None else {}
+    annotations |= {KEDA_BEFORE: before} if before is not None else {}
     return {"metadata": {"name": name, "annotations": annotations}, "spec": {"scaleTargetRef": ref}}
+
+
+def _so(**change):
+    return [("so", {"metadata": {"annotations": change}})]
 
 
 @pytest.mark.parametrize(("kind", "items", "paused", "expected"), [
     pytest.param(DEPLOYMENT, [scaled_object("so", "chat")], True,
-                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: "0"}}})], id="pause-pauses-keda"),
+                 _so(**{KEDA_PAUSED_REPLICAS: "0", KEDA_BEFORE: ""}), id="pause-pauses-keda"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0", before="")], False,
+                 _so(**{KEDA_PAUSED_REPLICAS: None, KEDA_BEFORE: None}), id="resume-hands-back"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="2")], True,
+                 _so(**{KEDA_PAUSED_REPLICAS: "0", KEDA_BEFORE: "2"}), id="pause-keeps-a-persons-keda-pause"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0", before="2")], False,
+                 _so(**{KEDA_PAUSED_REPLICAS: "2", KEDA_BEFORE: None}), id="resume-puts-it-back"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="3", before="2")], False,
+                 _so(**{KEDA_BEFORE: None}), id="a-value-set-during-the-pause-stays"),
     pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0")], False,
-                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: None}}})], id="resume-hands-back"),
+                 _so(**{KEDA_PAUSED_REPLICAS: None}), id="an-older-scalers-pause-handed-back"),
     pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="0")], True, [], id="already-paused"),
+    pytest.param(DEPLOYMENT, [scaled_object("so", "chat", paused="2")], False, [], id="a-persons-value-left"),
     pytest.param(DEPLOYMENT, [scaled_object("so", "chat")], False, [], id="already-handed-back"),
     pytest.param(DEPLOYMENT, [scaled_object("so", "other")], True, [], id="other-target"),
     pytest.param(DEPLOYMENT, [scaled_object("so", "chat", kind="StatefulSet")], True, [], id="other-kind"),
     pytest.param(STATEFULSET, [scaled_object("so", "chat", kind="StatefulSet")], True,
-                 [("so", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: "0"}}})], id="statefulset"),
+                 _so(**{KEDA_PAUSED_REPLICAS: "0", KEDA_BEFORE: ""}), id="statefulset"),
     pytest.param(VLLM, [scaled_object("so", "chat", kind="vllmservers.serving.example.com/v1")], True, [],
                  id="custom-resource-not-handed"),
 ])
 def test_keda_side_effect(kind, items, paused, expected):
-    targets = writes.scaled_objects_for(obj(kind, 1), items)
-    assert writes.keda_hand_over(targets, paused=paused) == expected
+    targets = keda.scaled_objects_for(obj(kind, 1), items)
+    assert keda.keda_hand_over(targets, paused=paused) == expected
 
 
 def test_a_start_is_recorded_with_the_resume_and_ready_ends_it_with_the_warm_up():
