@@ -24,7 +24,7 @@ from typing import ClassVar, TypeVar
 import structlog
 
 from scaler.cluster.informers import newer
-from scaler.cluster.kube import Conflict, Fenced, KubeError, NotFound
+from scaler.cluster.kube import Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
@@ -36,13 +36,12 @@ from scaler.decide.reverts import HandsOff, advice, revert_record, reverts_of
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
+from scaler.run.observability import ACTION_RESULTS
 
 log = structlog.get_logger("scaler")
 T = TypeVar("T")
 R = TypeVar("R")
 
-_LABELS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
-           Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
 
 
 class Actor:
@@ -190,10 +189,10 @@ class Actor:
             log.info("writing", **fields)
         if not decision.changes:
             return self.HOLD_WRITES[decision.reason_code](self, evaluation, fields, now=now, fence=fence)
-        result, label = self._sent(workload, lambda: self._change(evaluation, fence))
+        result = self._sent(workload, lambda: self._change(evaluation, fence))
         self.view.took(result, workload)
-        if self.metrics:
-            self.metrics.actions.labels(decision.action.value, label).inc()
+        if self.metrics:  # the decision line's `result`, spelled as the metric spells it
+            self.metrics.actions.labels(decision.action.value, ACTION_RESULTS[result.outcome]).inc()
         fields["result"] = result.outcome.value
         for warning in result.warnings:  # the write landed; what follows it did not (all of it)
             log.warning("write incomplete", warning=warning, **fields)
@@ -226,20 +225,20 @@ class Actor:
         return self.pauser.scale_up(workload, replicas=decision.replicas, by=by, reason=reason,
                                     dry_run=self.dry_run, fence=fence)
 
-    def _sent(self, workload: Workload, send: Callable[[], Result]) -> tuple[Result, str]:
-        """`send()`'s result, and its label in scaler_actions_total; a write
-        fenced off, gone or refused is a result too."""
+    def _sent(self, workload: Workload, send: Callable[[], Result]) -> Result:
+        """`send()`'s result; a write fenced off, gone or refused is a result
+        too (skipped, skipped, failed: a conflict that outlasted the retries
+        is a failure)."""
         def row(outcome: Outcome, why: str) -> Result:
             return Result(workload.kind.name, workload.namespace, workload.name, outcome, why)
         try:
-            result = send()
+            return send()
         except Fenced as why:
-            return row(Outcome.SKIPPED, f"not sent: {why}"), "dropped"
+            return row(Outcome.SKIPPED, f"not sent: {why}")
         except NotFound as error:
-            return row(Outcome.SKIPPED, str(error)), "gone"
+            return row(Outcome.SKIPPED, str(error))
         except KubeError as error:
-            return self._failed(workload, error), "conflict" if isinstance(error, Conflict) else "failed"
-        return result, _LABELS[result.outcome]
+            return self._failed(workload, error)
 
     def _hands_off(self, evaluation: Evaluation, fields: dict, *, now: datetime,
                    fence: Callable[[Workload], None]) -> Result:
@@ -250,7 +249,7 @@ class Actor:
         until = now + timedelta(seconds=self.hands_off.person_seconds)
         if policy is not None and policy.schedule is not None:
             until = next_edge(policy.schedule.compiled, now) or until
-        result, _ = self._sent(workload, lambda: self.pauser.hands_off(
+        result = self._sent(workload, lambda: self.pauser.hands_off(
             workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy), reason=evaluation.decision.reason,
             until=until, dry_run=self.dry_run, fence=fence))
         self.view.took(result, workload)
@@ -268,7 +267,7 @@ class Actor:
         reverts = reverts_of(workload.annotations) + 1
         record, until = revert_record(manager=manager, reverts=reverts, now=now, base_seconds=h.backoff_seconds,
                                       max_seconds=h.backoff_max_seconds)
-        result, _ = self._sent(workload, lambda: self.pauser.reverted(
+        result = self._sent(workload, lambda: self.pauser.reverted(
             workload, reason=evaluation.decision.reason, record=record, first=reverts == 1, dry_run=self.dry_run,
             fence=fence))
         self.view.took(result, workload)

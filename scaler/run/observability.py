@@ -26,12 +26,20 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from scaler.cluster.blockers import KINDS as BLOCKER_KINDS
+from scaler.cluster.writes import Outcome
 from scaler.signals.queries import SIGNALS
 
 log = structlog.get_logger("scaler")
 
 ACTIONS = ("pause", "resume", "scale_up")
-RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
+#: scaler_actions_total's `result` for each outcome of a write (the decision line's
+#: `result`): one vocabulary for both. A write fenced off before it was sent, or
+#: whose workload was gone, is skipped; a conflict that outlasted the retries failed.
+ACTION_RESULTS = {Outcome.CHANGED: "success", Outcome.WOULD_CHANGE: "dry_run", Outcome.FAILED: "failed",
+                  Outcome.SKIPPED: "skipped", Outcome.UNCHANGED: "skipped"}
+#: Every `result` exported (at 0 from the start); `conflict` and `gone` stay at 0,
+#: kept so that queries and dashboards naming them still find a series.
+RESULTS = (*dict.fromkeys(ACTION_RESULTS.values()), "conflict", "gone")
 JOBS = ("reconcile", "wake", "edge", "reload", "follow")
 
 
