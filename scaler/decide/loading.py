@@ -260,6 +260,8 @@ def _check_items(items: list[_Item], context: Mapping[str, Any],
         line = item.document.line((*item.path, "name") if isinstance(data, dict) and "name" in data else item.path)
         name = data.get("name") if isinstance(data, dict) else None
         first = sources.get(name) if isinstance(name, str) else None
+        if first == f"{item.file}:{line}":  # the same name text, reached again by an alias or a merge key
+            line = item.line
         if first is not None:
             problems.append(Problem(item.file, line, "name",
                                     f"duplicate policy name {name!r} (first defined at {first})"))

@@ -20,7 +20,7 @@ in YAML 1.1: keys written next to `<<` win over merged ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +93,19 @@ def check_text(text: str, file: str) -> Problem | None:
     return None
 
 
-def _check_depth(text: str, file: str, loader: Any = _LOADER) -> Problem | None:
+def _check_depth(text: str, file: str, aliases: list[list[int]], loader: Any = _LOADER) -> Problem | None:
     """Nesting deeper than MAX_DEPTH, found from parser events (the parser
-    is not recursive; the composer and constructor are)."""
+    is not recursive; the composer and constructor are). The line of each
+    alias is added to `aliases`, a list per document: the composer hands an
+    alias over as the anchored node itself and forgets where it was written."""
     depth = 0
     for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+        if isinstance(event, yaml.DocumentStartEvent):
+            aliases.append([])
+        elif isinstance(event, yaml.AliasEvent) and aliases:
+            mark = event.start_mark
+            aliases[-1].append(mark.line + 1 if mark else 0)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
                 mark = event.start_mark  # always set by the parser; the stubs allow None
@@ -109,15 +116,16 @@ def _check_depth(text: str, file: str, loader: Any = _LOADER) -> Problem | None:
     return None
 
 
-def _check_depth_again(text: str, file: str) -> Problem | None:
+def _check_depth_again(text: str, file: str, aliases: list[list[int]]) -> Problem | None:
     """The fast parser refused the file. libyaml has a nesting limit of its
     own (1,000 levels in PyYAML 6.0.4's wheels) and refuses deeper flow
     collections before it yields a single event; the pure-Python parser has
     none and yields events one by one, so it finds our shallower limit
     first. Any other error is left to the composer, which reports it with
     its line."""
+    aliases.clear()
     try:
-        return _check_depth(text, file, loader=yaml.SafeLoader)
+        return _check_depth(text, file, aliases, loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
 
@@ -198,11 +206,12 @@ def _as_yaml_1_2(root: yaml.Node) -> None:
 def read_documents(text: str, file: str, problems: list[Problem]) -> list[Document]:
     """The documents of one file, or [] with the problems added."""
     early = check_text(text, file)
+    aliases: list[list[int]] = []
     if early is None:
         try:
-            early = _check_depth(text, file)
+            early = _check_depth(text, file, aliases)
         except yaml.YAMLError:
-            early = _check_depth_again(text, file)
+            early = _check_depth_again(text, file, aliases)
     if early is not None:
         problems.append(early)
         return []
@@ -220,6 +229,8 @@ def read_documents(text: str, file: str, problems: list[Problem]) -> list[Docume
             _as_yaml_1_2(node)
             lines: dict[tuple, int] = {}
             _record_lines(loader, node, (), lines, file, problems)
+            _place_aliases(loader, node, iter(aliases[len(documents)] if len(documents) < len(aliases) else ()),
+                           lines)
             documents.append(Document(loader.construct_document(node), lines))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -245,8 +256,7 @@ def _record_lines(loader: Any, node: yaml.Node, path: tuple, lines: dict[tuple, 
             if key_node.tag == MERGE_TAG:
                 merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
                 continue
-            key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
-                else key_node.start_mark.line
+            key = _key(loader, key_node)
             if key in seen:
                 problems.append(Problem(file, key_node.start_mark.line + 1, field_path(in_policy((*path, key))),
                                         "duplicate key: YAML would silently keep only the last one"))
@@ -269,3 +279,35 @@ def _record_merged(loader: Any, source: yaml.MappingNode, path: tuple, seen: set
         if len(key_path) > len(path) and key_path[len(path)] not in seen:
             lines.setdefault(key_path, line)
     seen.update(key_path[len(path)] for key_path in scratch if len(key_path) > len(path))
+
+
+def _key(loader: Any, key_node: yaml.Node) -> Any:
+    """A mapping key as a path holds it: its value, or for a (rare) mapping
+    or list as a key, its line."""
+    return loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) \
+        else key_node.start_mark.line
+
+
+def _place_aliases(loader: Any, root: yaml.Node, lines_of_aliases: Iterator[int], lines: dict[tuple, int]) -> None:
+    """A list item written as an alias (`- *p`) is at the alias's line, not
+    its anchor's. The graph is walked in the order it was written: a node met
+    again is an alias, the next of the parser's alias events (not followed,
+    as the parser does not). Keys of merged mappings are not placed."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple | None]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            line = next(lines_of_aliases, 0)
+            if line and path and isinstance(path[-1], int):
+                lines[path] = line
+            continue
+        seen.add(id(node))
+        children: list[tuple[yaml.Node, tuple | None]] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = [(item, None if path is None else (*path, index)) for index, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                placed = None if path is None or key_node.tag == MERGE_TAG else (*path, _key(loader, key_node))
+                children += [(key_node, None), (value_node, placed)]
+        stack.extend(reversed(children))

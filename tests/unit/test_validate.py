@@ -163,6 +163,13 @@ CASES = [
     pytest.param(GOOD + "  - name: good\n    wake: {query: q, target_per_replica: 1}\n",
                  "{file}:7: name: duplicate policy name 'good' (first defined at {file}:2)",
                  id="duplicate-name-in-one-file"),
+    pytest.param(GOOD.replace("  - name", "  - &p\n    name") + "  - *p\n",
+                 "{file}:8: name: duplicate policy name 'good' (first defined at {file}:3)",
+                 id="duplicate-name-by-an-alias-is-at-the-alias"),
+    pytest.param("x-base: &b\n  name: good\n  idle: {query: up, threshold: 1, duration: 5m}\nx-more: [*b, *b]\n"
+                 "policies:\n  - <<: *b\n  - {<<: *b, min_replicas: 2}\n",
+                 "{file}:7: name: duplicate policy name 'good' (first defined at {file}:2)",
+                 id="duplicate-name-by-a-merge-key-is-at-its-item"),
     pytest.param(GOOD + "extra: 1\n", "{file}:7: extra: unknown key 'extra' next to 'policies' (allowed: "
                                        "policies, calendars, and keys starting with 'x-' to hold anchors for "
                                        "merge keys)",
