@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from scaler.cluster.starts import relapse_cleanup, relapsed, warm_ups
+from scaler.cluster.starts import ready_record, relapse_cleanup, relapsed, warm_ups
 from scaler.cluster.workloads import Workload
 from scaler.decide.annotations import (
     BACKOFF_UNTIL,
@@ -298,7 +298,7 @@ def record_ready(current: Workload, *, now: datetime, ready_at: datetime | None 
     started = parse_time(current.annotations.get(STARTED_AT))
     ready = min(max(ready_at or now, started or now), now)
     seconds = max(ready.timestamp() - started.timestamp(), 0.0) if started else None
-    values: dict = {READY_AT: rfc3339(ready, round_up=True),  # startup_grace counts from it
+    values: dict = {**ready_record(current, ready),  # startup_grace counts from it
                     **({NODE_WAIT: None} if NODE_WAIT in current.annotations else {})}
     message = f"all {current.replicas} replicas Ready"
     if seconds is not None:

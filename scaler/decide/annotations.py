@@ -27,6 +27,9 @@ EXCLUDE = PREFIX + "exclude"
 STARTED_AT = PREFIX + "started-at"
 #: When every desired replica was first seen Ready after STARTED_AT.
 READY_AT = PREFIX + "ready-at"
+#: How many replicas were wanted at READY_AT: more wanted since is a scale-up
+#: (a new start), not a relapse of that one.
+READY_REPLICAS = PREFIX + "ready-replicas"
 #: The last few measured warm-ups (start to all Ready), seconds, oldest first.
 WARM_UPS = PREFIX + "warm-up-seconds"
 #: Warm-ups kept on the object for `prewarm: auto` and `scaler status`.
@@ -36,7 +39,7 @@ WARM_UPS_KEPT = 5
 #: was the model's. Written with READY_AT; absent when no node was waited for.
 NODE_WAIT = PREFIX + "node-wait-seconds"
 #: The start bookkeeping above: kept across pauses and resumes (not pause state).
-START_TIMES = (STARTED_AT, READY_AT, WARM_UPS, NODE_WAIT)
+START_TIMES = (STARTED_AT, READY_AT, READY_REPLICAS, WARM_UPS, NODE_WAIT)
 
 #: The nodes the pause's pods ran on and what became of each (JSON, written
 #: with the pause and kept current by the daemon's node follower: docs/nodes.md).

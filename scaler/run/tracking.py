@@ -31,7 +31,8 @@ log = structlog.get_logger("scaler")
 
 def bookkeeping(workload: Workload, *, now: datetime):
     """The write that records where `workload` is in a start, if one is due
-    (see cluster/starts.py: a relapse reopens the start it belongs to)."""
+    (see cluster/starts.py: a relapse reopens the start it belongs to; a
+    scale-up since Ready is a new start)."""
     if workload.replicas == 0:
         return None
     loading = workload.ready_replicas < workload.replicas
@@ -87,8 +88,9 @@ class Tracker:
 
     def track_starts(self, policies: PolicySet, *, now: datetime, term: int = 0) -> list[Result]:
         """Record on each managed object what the `starting` rule reads: a
-        start someone else made (a pod not Ready, no open start recorded),
-        a relapse soon after Ready (the same start goes on), and the moment
+        start someone else made (a pod not Ready, no open start recorded;
+        a scale-up soon after Ready too), a relapse soon after Ready at no
+        more replicas (the same start goes on), and the moment
         all replicas became Ready (with the warm-up, a `Ready` Event and
         scaler_wake_to_ready_seconds). Writes only on those changes."""
         if self.actor.dry_run:

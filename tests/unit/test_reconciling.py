@@ -182,8 +182,21 @@ def test_an_unsynced_cache_is_not_an_empty_cluster(fake, prometheus):
         w.stop()
 
 
-def _status(w, name, *, ready):
-    w.fake.set_status("deployments.apps", "llm", name, {"replicas": 1, "readyReplicas": ready})
+def _status(w, name, *, ready, replicas=1):
+    w.fake.set_status("deployments.apps", "llm", name, {"replicas": replicas, "readyReplicas": ready})
+
+
+def _scaled_by_someone(w, replicas, *, ready):
+    """An HPA (or a person) sets the size; the Deployment's status follows."""
+    w.fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": replicas}}, manager="kube-controller-manager")
+    _status(w, "chat", ready=ready, replicas=replicas)
+    _wait_cached(w, ready, replicas=replicas)
+
+
+def _track(w, seconds, *, ready, replicas=1):
+    _status(w, "chat", ready=ready, replicas=replicas)
+    _wait_cached(w, ready, replicas=replicas)
+    w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=seconds), term=1)
 
 
 def test_a_crash_loop_is_one_start_and_is_let_go_at_max_startup(fake, prometheus):
@@ -234,6 +247,56 @@ def test_a_model_paused_while_briefly_ready_in_a_crash_loop_keeps_its_history(fa
         w.stop()
 
 
+def test_a_scale_up_soon_after_ready_is_a_new_start_not_a_relapse(fake, prometheus):
+    """Ready at 20 s; 5 s later an HPA scales it 1 -> 2 and the new replica
+    loads 45 s: that is a new start, protected while it loads (not let go at
+    max_startup, 60 s, counted from the first start), with its own warm-up
+    (45 s, not 70 s from the first start)."""
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=1)
+        prometheus.answer("requests_running", {("llm", "chat"): 0})
+        for seconds, ready in [(0, 0), (20, 1)]:
+            _track(w, seconds, ready=ready)
+        _scaled_by_someone(w, 2, ready=1)
+        w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=25), term=1)
+        annotations = w.get()["metadata"]["annotations"]
+        assert (annotations[STARTED_AT], annotations.get(WARM_UPS)) == ("2026-12-07T12:00:25Z", "20")
+        assert READY_AT not in annotations
+        now = w.now = T0 + timedelta(seconds=70)  # past max_startup from the first start, not from the scale-up
+        [evaluation] = w.evaluator.evaluate(IDLE, now=now)
+        assert (evaluation.decision.action, evaluation.decision.reason_code) == (Action.HOLD, Code.STARTING)
+        assert "1 of 2 replicas Ready, loading for 45s" in evaluation.decision.reason
+        _track(w, 70, ready=2, replicas=2)
+        assert w.get()["metadata"]["annotations"][WARM_UPS] == "20,45"
+        assert w.sink.flush(timeout_seconds=5) == 0
+        assert sorted(e["message"].split(":")[0] for e in w.fake.events("llm", "chat", reason="Ready")) == [
+            "Ready 20s after its start", "Ready 45s after its start"]
+    finally:
+        w.stop()
+
+
+def test_a_scale_down_soon_after_ready_records_nothing_and_a_crash_after_it_is_a_relapse(fake, prometheus):
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=2, annotations={WARM_UPS: "40"})
+        for seconds, ready in [(0, 0), (20, 2)]:
+            _track(w, seconds, ready=ready, replicas=2)
+        recorded, patches = w.get()["metadata"]["annotations"], w.patches()
+        assert recorded[WARM_UPS] == "40,20"
+        _scaled_by_someone(w, 1, ready=1)
+        w.tracker.track_starts(IDLE, now=T0 + timedelta(seconds=25), term=1)
+        assert (w.get()["metadata"]["annotations"], w.patches()) == (recorded, patches)
+        _track(w, 30, ready=0)  # the replica left falls over 10 s after Ready: the same start
+        annotations = w.get()["metadata"]["annotations"]
+        assert (annotations[STARTED_AT], annotations[WARM_UPS]) == ("2026-12-07T12:00:00Z", "40")
+        assert READY_AT not in annotations
+    finally:
+        w.stop()
+
+
 def test_a_warm_up_ends_when_the_pods_became_ready_not_when_scaler_looked(fake, prometheus):
     """A failover: the new leader sees all Ready 16 s after it happened."""
     fake.auto_ready = False
@@ -259,8 +322,8 @@ def test_a_warm_up_ends_when_the_pods_became_ready_not_when_scaler_looked(fake, 
         w.stop()
 
 
-def _wait_cached(w, ready):
+def _wait_cached(w, ready, *, replicas=None):
     def cached():
         [workload] = w.view.workloads([DEPLOYMENT])
-        return workload.ready_replicas == ready or None
+        return (workload.ready_replicas == ready and replicas in (None, workload.replicas)) or None
     eventually(cached, timeout_seconds=5, interval_seconds=0.01)

@@ -28,6 +28,7 @@ from scaler.decide.annotations import (
     PAUSED_AT,
     PAUSED_BY,
     READY_AT,
+    READY_REPLICAS,
     STARTED_AT,
     WARM_UPS,
 )
@@ -361,7 +362,8 @@ def test_a_start_is_recorded_with_the_resume_and_ready_ends_it_with_the_warm_up(
     assert resumed.patch["metadata"]["annotations"][READY_AT] is None
     loaded = obj(DEPLOYMENT, 3, {STARTED_AT: STAMP, WARM_UPS: "50,61,x,-3,nan"})
     ready = writes.record_ready(loaded, now=NOW.replace(minute=31, second=14))
-    assert ready.patch == {"metadata": {"annotations": {READY_AT: "2026-03-29T01:31:14Z", WARM_UPS: "50,61,74"}}}
+    assert ready.patch == {"metadata": {"annotations": {READY_AT: "2026-03-29T01:31:14Z", READY_REPLICAS: "3",
+                                                        WARM_UPS: "50,61,74"}}}
     assert ready.event == ("Ready", "Normal") and ready.message.startswith("Ready 74s after its start")
 
 
@@ -382,7 +384,25 @@ def test_ready_is_stamped_up_so_the_startup_grace_is_never_short(micro):
 
 def test_ready_without_a_recorded_start_has_no_warm_up():
     ready = writes.record_ready(obj(DEPLOYMENT, 2), now=NOW)
-    assert ready.patch == {"metadata": {"annotations": {READY_AT: STAMP}}}
+    assert ready.patch == {"metadata": {"annotations": {READY_AT: STAMP, READY_REPLICAS: "2"}}}
+
+
+@pytest.mark.parametrize("recorded, replicas, relapse", [
+    pytest.param("1", 2, False, id="scaled-up-since-ready"),
+    pytest.param("2", 2, True, id="same-size"),
+    pytest.param("3", 2, True, id="scaled-down-since-ready"),
+    pytest.param(None, 2, True, id="ready-recorded-without-its-count"),
+])
+def test_a_pause_soon_after_ready_undoes_that_ready_only_on_a_relapse(recorded, replicas, relapse):
+    """One replica NotReady 10 s after all were Ready: a relapse (that Ready was
+    no warm-up) unless more replicas are wanted than then (a scale-up is a new start)."""
+    ready = {READY_AT: "2026-03-29T01:29:50Z", **({READY_REPLICAS: recorded} if recorded else {})}
+    current = obj(DEPLOYMENT, replicas, {STARTED_AT: "2026-03-29T01:29:00Z", WARM_UPS: "40,50", **ready},
+                  status={"readyReplicas": replicas - 1})
+    values = writes.pause(current, by="policy/p", reason="idle", cause="idle-timeout", now=NOW).patch["metadata"][
+        "annotations"]
+    undone = {READY_AT: None, WARM_UPS: "40", **({READY_REPLICAS: None} if recorded else {})}
+    assert {key: values[key] for key in undone if key in values} == (undone if relapse else {})
 
 
 def test_someone_elses_start_is_recorded():
