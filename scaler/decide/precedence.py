@@ -182,8 +182,9 @@ def prewarm(f: Facts) -> Decision | None:
         return None
     assert f.policy.schedule is not None
     ahead = later(f.now, lead)
-    window = f.policy.schedule.compiled.state_at(ahead).keep_up if ahead is not None else None
-    if window is None:
+    state = f.policy.schedule.compiled.state_at(ahead) if ahead is not None else None
+    window = state.keep_up if state is not None and state.keep_down is None else None
+    if window is None:  # none opens, or a keep-down window holds it down as it does
         return None
     return f.keep_up(f"pre-warm: keep-up window {window.description} opens within {human_duration(lead)} "
                      f"({'measured warm-up' if f.policy.prewarm == 'auto' else 'prewarm'})", Code.PREWARM,
@@ -242,8 +243,8 @@ def outside_down(f: Facts) -> Decision | None:
 def keep_down_window_ended(f: Facts) -> Decision | None:
     """5b. The keep-down window that paused it is over: undo its pause."""
     workload = f.workload
-    if (f.current == 0 and workload.pause_cause == Code.KEEP_DOWN_WINDOW
-            and workload.paused_by == POLICY_PAUSE_PREFIX + f.policy.name):
+    # Whichever policy's window it was: one renamed, or outranked since, must not strand it at zero.
+    if f.current == 0 and workload.pause_cause == Code.KEEP_DOWN_WINDOW and workload.paused_by_policy:
         return f.resume(lambda target, source: "the keep-down window that paused it has ended: "
                         f"resuming to {target} ({source})", Code.WINDOW_ENDED)
     return None
@@ -358,7 +359,7 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
     """What `policy` wants for `workload` at `now` (tz-aware), given `signals`:
     the first row of `RULES` that answers."""
     if policy is None:
-        return Decision(Action.SKIP, workload.replicas, "no policy matches this workload", Code.NO_POLICY)
+        return unmanaged(workload)
     if isinstance(policy, Conflict):
         return Decision(Action.CONFLICT, workload.replicas,
                         f"{policy}; left alone until one has a higher priority", Code.CONFLICT)
@@ -370,6 +371,20 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
                 decision = replace(decision, writes_while_holding=True)
             return _with_days_off(decision, facts) if index > _KEEP_UP else decision
     raise AssertionError("no_rule always answers")
+
+
+def unmanaged(workload: WorkloadState) -> Decision:
+    """No policy targets it. One a policy paused (the policy since removed,
+    renamed, or its targets changed) is not left at zero by nobody: it is
+    resumed to its recorded count. Anything else is not scaler's."""
+    if workload.replicas == 0 and workload.paused_by_policy and not workload.manual_pause:
+        target = workload.last_replicas or 1
+        source = f"{target} recorded at pause" if workload.last_replicas else "nothing recorded: 1"
+        paused_by = workload.paused_by or ""
+        return Decision(Action.RESUME, target, f"no policy targets it any more ({paused_by} paused it): "
+                        f"resuming to {target} ({source})", Code.NO_POLICY,
+                        paused_by.removeprefix(POLICY_PAUSE_PREFIX).removeprefix("policy:"))
+    return Decision(Action.SKIP, workload.replicas, "no policy matches this workload", Code.NO_POLICY)
 
 
 _ANSWERS = tuple((row.answer, row.writes_while_holding) for row in RULES)

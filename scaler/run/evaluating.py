@@ -218,7 +218,8 @@ class Evaluator:
 
     def match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,
               errors: dict[str, str]) -> tuple[list[Matched], list[Evaluation]]:
-        """(workload, state, policy) for each managed workload, and the conflicts."""
+        """(workload, state, policy) for each managed workload; and the conflicts, and the workloads a
+        policy paused that none targets any more (`precedence.unmanaged`: resumed, not stranded)."""
         matched: list[Matched] = []
         conflicts: list[Evaluation] = []
         for workload in self.view.workloads(kinds_of(candidates, self.resolve, errors)):
@@ -229,6 +230,9 @@ class Evaluator:
                 continue
             chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
             if chosen is None:
+                if not wake_only and state.replicas == 0 and state.paused_by_policy:
+                    conflicts.append(Evaluation(workload, state, None,
+                                                decide(policy=None, workload=state, signals=Signals(), now=now)))
                 continue
             if not isinstance(chosen, Policy):
                 conflicts.append(Evaluation(workload, state, None,

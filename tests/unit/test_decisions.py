@@ -397,8 +397,10 @@ TABLE = [
                  id="window-ended-resumes-even-with-metrics-unknown"),
     pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="keep-down-window"), QUIET, SUNDAY_MAINTENANCE,
                  (Action.HOLD, 0, Code.KEEP_DOWN_WINDOW), "staying at 0", id="window-ended-not-while-it-lasts"),
+    # (a policy renamed, or outranked by this one since: its window's pause must not strand the workload)
     pytest.param(POLICY, paused(last=4, by="policy/other", pause_cause="keep-down-window"), QUIET, TUESDAY_NIGHT,
-                 (Action.HOLD, 0, Code.AT_ZERO), "staying at 0", id="window-ended-only-for-its-own-policy"),
+                 (Action.RESUME, 4, Code.WINDOW_ENDED), "has ended: resuming to 4",
+                 id="window-ended-whichever-policy-paused-it"),
     pytest.param(POLICY, paused(last=4, by="policy/llm", pause_cause="idle-timeout"), QUIET, TUESDAY_NIGHT,
                  (Action.HOLD, 0, Code.AT_ZERO), "waiting for the queue", id="window-ended-not-for-an-idle-pause"),
     # 1b. a person resized it while a policy had it paused: the person wins
@@ -485,6 +487,15 @@ def test_no_policy_is_skipped():
     state = WorkloadState(kind="Deployment", namespace="llm", name="chat", replicas=2)
     decision = decide(policy=None, workload=state, signals=QUIET, now=TUESDAY_NIGHT)
     assert (decision.action, decision.replicas, decision.reason_code) == (Action.SKIP, 2, Code.NO_POLICY)
+
+
+def test_no_policy_resumes_what_a_policy_paused():
+    """Its policy removed, renamed or no longer targeting it: not left at 0 by nobody."""
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", replicas=0, last_replicas=3,
+                          paused_by="policy/nights")
+    decision = decide(policy=None, workload=state, signals=QUIET, now=TUESDAY_NIGHT)
+    assert (decision.action, decision.replicas, decision.reason_code, decision.policy) == \
+        (Action.RESUME, 3, Code.NO_POLICY, "nights")
 
 
 # ---------------------------------------------------------------- selection
