@@ -1,9 +1,10 @@
 """Where a paused workload's node is now, and what keeps it: the one function
 `assess`, table-tested on canned objects (tests/unit/test_blockers.py).
 
-A node is **released** once it is gone (no Node object); **reused** when a
-GPU pod of another workload was bound there after the pause (the GPUs
-work for someone else); else **held**, with what holds it in words, most
+A node is **released** once it is gone (no Node object); **reused** when
+pods of other workloads bound there after the pause took GPUs the pause
+freed (more GPUs in use than the node had beside them: the GPUs work for
+someone else); else **held**, with what holds it in words, most
 specific first:
 
 - `do-not-disrupt`: `karpenter.sh/do-not-disrupt` on a pod (even a DaemonSet's,
@@ -223,9 +224,30 @@ def _waiting(node: Mapping, own_pods: int, around: Surroundings) -> Blocker:
                               "(after --scale-down-unneeded-time, 10m by default)")
 
 
-def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime, around: Surroundings,
-           gpu_resources: tuple[str, ...], now: datetime) -> Assessment:
-    """Where one node of a paused workload is: released, reused or held (and by what)."""
+def _taker(pods: Iterable[Mapping], *, paused_at: datetime, spare_gpus: int,
+           gpu_resources: tuple[str, ...]) -> str | None:
+    """The pod that took GPUs the pause freed, if one did: other pods on the
+    node hold more GPUs than it had beside the freed ones (`spare_gpus`: the
+    node's GPUs less those freed), counting the pods bound after the pause
+    last, in the order they were bound; the one that tips it over is the
+    taker. So a pod that fits in GPUs that were idle before the pause, or
+    replaces a pod that held GPUs there before it (a rollout, an eviction),
+    takes nothing. A DaemonSet or static pod holds GPUs but is no taker."""
+    held = [(scheduled_at(pod), gpus, pod) for pod in pods
+            if (gpus := gpus_in_pod_spec(pod.get("spec") or {}, gpu_resources))]
+    in_use = sum(gpus for when, gpus, _ in held if when is None or when <= paused_at)
+    for _, gpus, pod in sorted(((when, gpus, pod) for when, gpus, pod in held if when is not None and when > paused_at),
+                               key=lambda item: item[0]):
+        in_use += gpus
+        if in_use > spare_gpus and not _daemon_or_static(pod):
+            return pod_name(pod)
+    return None
+
+
+def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime, freed_gpus: int,
+           around: Surroundings, gpu_resources: tuple[str, ...], now: datetime) -> Assessment:
+    """Where one node of a paused workload is: released, reused or held (and
+    by what). `freed_gpus`: the GPUs the workload's pods held there at the pause."""
     node = sight.node
     if node is None:
         return Assessment(RELEASED, released_at=min(sight.gone_at or now, now))
@@ -233,10 +255,11 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
     own = [pod for pod in sight.pods if ours(pod) and (pod.get("status") or {}).get("phase") not in
            ("Succeeded", "Failed")]
     others = [pod for pod in sight.pods if not ours(pod) and not ignored(pod)]
-    for pod in others:
-        scheduled = scheduled_at(pod)
-        if gpus_in_pod_spec(pod.get("spec") or {}, gpu_resources) and scheduled is not None and scheduled > paused_at:
-            return Assessment(REUSED, facts=facts, reused_by=pod_name(pod))
+    taker = _taker([pod for pod in sight.pods if not ours(pod) and not _inactive(pod)], paused_at=paused_at,
+                   spare_gpus=facts.gpus - freed_gpus if facts.gpus >= freed_gpus else 0,
+                   gpu_resources=gpu_resources)
+    if taker is not None:
+        return Assessment(REUSED, facts=facts, reused_by=taker)
     ca_seen = around.autoscaler is not None and not a.karpenter_managed(node)
     found = [b for pod in others for b in _pod_blockers(pod, around, ca_seen, now)]
     if a.karpenter_managed(node):

@@ -223,8 +223,8 @@ class Follower:
         workload, record = item.workload, item.record
         ours = _ours(workload)
         paused_at = record.paused_at_datetime() or now
-        assessments = {node.name: assess(sights[node.name], ours=ours, paused_at=paused_at, around=around,
-                                         gpu_resources=workload.gpu_resources, now=now)
+        assessments = {node.name: assess(sights[node.name], ours=ours, paused_at=paused_at, freed_gpus=node.freed_gpus,
+                                         around=around, gpu_resources=workload.gpu_resources, now=now)
                        for node in record.nodes if not node.done and node.name in sights}
         steps: list[releases.Step] = []
 

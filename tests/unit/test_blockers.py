@@ -86,8 +86,10 @@ CA = autoscalers.read_autoscaler_status(CA_YAML)
 KARPENTER = Surroundings(nodepools=POOLS)
 
 
-def run(sight: Sight, around: Surroundings = KARPENTER, *, now=NOW):
-    return assess(sight, ours=ours, paused_at=PAUSED, around=around, gpu_resources=GPUS, now=now)
+def run(sight: Sight, around: Surroundings = KARPENTER, *, now=NOW, freed_gpus: int = 3):
+    """As recorded: the 3-GPU workload paused on a 4-GPU node."""
+    return assess(sight, ours=ours, paused_at=PAUSED, freed_gpus=freed_gpus, around=around, gpu_resources=GPUS,
+                  now=now)
 
 
 def texts(assessment) -> list[tuple[str, str]]:
@@ -222,9 +224,36 @@ def test_a_gpu_pod_scheduled_after_the_pause_reuses_the_node():
     # Created before the pause, bound after it (it was pending for the GPUs): reused.
     waiting = pod("queued-x", gpus=1, created=PAUSED - timedelta(minutes=3))
     waiting["status"]["conditions"][0]["lastTransitionTime"] = "2026-12-05T03:25:40Z"
-    assert run(Sight(NODE, [waiting])).reused_by == "rec/queued-x"
+    assert run(Sight(NODE, [HELD_POD, waiting])).reused_by == "rec/queued-x"
     del waiting["status"]["conditions"]
-    assert run(Sight(NODE, [waiting])).state == HELD  # no condition: its creation decides
+    assert run(Sight(NODE, [HELD_POD, waiting])).state == HELD  # no condition: its creation decides
+
+
+AFTER = PAUSED + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("node_gpus", "freed", "pods", "taker"), [
+    pytest.param(8, 8, [pod("tiny-x", gpus=1, created=AFTER)], "rec/tiny-x", id="one-of-the-freed-gpus"),
+    pytest.param(8, 2, [pod("tiny-x", gpus=1, created=AFTER)], None, id="fits-in-gpus-idle-before-the-pause"),
+    pytest.param(8, 2, [pod("a-x", gpus=6), pod("tiny-x", gpus=1, created=AFTER)], "rec/tiny-x",
+                 id="no-gpu-idle-before-the-pause"),
+    pytest.param(8, 4, [pod("other-b", gpus=4, created=AFTER)], None, id="its-owner-replaced-a-pod-there-before"),
+    pytest.param(8, 4, [pod("other-b", gpus=4, created=AFTER), pod("other-c", gpus=1, created=AFTER
+                                                                   + timedelta(seconds=1))], "rec/other-c",
+                 id="the-pod-that-tips-it-over"),
+    pytest.param(8, 4, [pod("other-a", gpus=4), pod("other-b", gpus=4, created=AFTER, deleting=True),
+                        pod("other-c", gpus=1, created=AFTER)], "rec/other-c", id="a-pod-being-deleted-holds-none"),
+    pytest.param(8, 6, [pod("dcgm-x", gpus=2, owner=("DaemonSet", "dcgm"), created=AFTER),
+                        pod("tiny-x", gpus=1, created=AFTER + timedelta(seconds=1))], "rec/tiny-x",
+                 id="a-daemonset-holds-gpus-but-takes-none"),
+    pytest.param(0, 4, [pod("other-a", gpus=1), pod("tiny-x", gpus=1, created=AFTER)], "rec/tiny-x",
+                 id="node-gpus-unknown-any-gpu-pod-after-the-pause"),
+])
+def test_reuse_is_gpus_the_pause_freed_taken_by_pods_bound_after_it(node_gpus, freed, pods, taker):
+    node = plain_node()
+    node["status"]["allocatable"]["nvidia.com/gpu"] = str(node_gpus)
+    found = run(Sight(node, pods), Surroundings(), freed_gpus=freed)
+    assert (found.state, found.reused_by) == ((REUSED, taker) if taker else (HELD, None))
 
 
 GROUP_NODE = plain_node(**{"cloud.google.com/gke-nodepool": "gpu-a100"})

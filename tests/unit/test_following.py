@@ -322,6 +322,32 @@ def test_gpus_taken_by_another_workload_after_the_pause_are_reused(world):
     assert event["message"] == "GPUs on node gpu-a1 taken by pod rec/batch-5d8f9-q"
 
 
+def test_a_pod_that_takes_no_freed_gpu_is_no_reuse_and_the_node_stays_held(world):
+    """On an 8-GPU node: `other`'s 1-GPU pod, there before the pause, is
+    replaced after it (a rollout), and a 1-GPU pod lands in the GPUs nobody
+    used before the pause. The 4 freed GPUs are still idle: held, counted in
+    the gauge, no NodesReused. Only a pod beyond them takes the freed GPUs."""
+    w = world()
+    w.node("gpu-a1")
+    w.deployment("llm", node="gpu-a1")
+    w.pod("other-5d8f9-a", app="other", node="gpu-a1", gpus=1)
+    w.pause("llm")
+    w.gone("llm-5d8f9-0", "other-5d8f9-a")
+    w.pod("other-5d8f9-b", app="other", node="gpu-a1", gpus=1, created=T0 + timedelta(seconds=20))
+    w.pod("tiny-5d8f9-q", app="tiny", node="gpu-a1", gpus=3, created=T0 + timedelta(seconds=30))
+    w.follow(40)
+    [node] = w.record("llm")["nodes"]
+    assert (node["state"], node["blockedBy"], node["reusedBy"]) == ("held", "pod", None)
+    assert w.events("llm", "NodesReused") == [] and w.gauge("pod") == 4
+    w.pod("batch-5d8f9-q", app="batch", node="gpu-a1", gpus=1, created=T0 + timedelta(seconds=50))
+    w.follow(60)
+    [node] = w.record("llm")["nodes"]
+    assert (node["state"], node["reusedBy"]) == ("reused", "rec/batch-5d8f9-q")
+    assert [e["message"] for e in w.events("llm", "NodesReused")] == [
+        "GPUs on node gpu-a1 taken by pod rec/batch-5d8f9-q"]
+    assert w.gauge("pod") == 0
+
+
 def test_the_cost_of_a_pass_grows_with_the_nodes_not_the_workloads(world):
     w = world()
     w.node("gpu-a1")
