@@ -8,9 +8,10 @@ someone else); else **held**, with what holds it in words, most
 specific first:
 
 - `do-not-disrupt`: `karpenter.sh/do-not-disrupt` on a pod (even a DaemonSet's,
-  on a Karpenter node) or the node;
+  on a Karpenter node; not on a cluster-autoscaler node) or the node;
 - `scale-down-disabled`: `cluster-autoscaler.kubernetes.io/scale-down-disabled` on the node;
-- `safe-to-evict`: `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` on a pod;
+- `safe-to-evict`: `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` on a pod
+  (not on a Karpenter node);
 - `pdb`: a PodDisruptionBudget that allows no eviction of a pod on it;
 - `pod`: another workload's pod still on it (DaemonSet and mirror pods do
   not keep a node: both autoscalers ignore them);
@@ -148,13 +149,17 @@ def _matches(pdb: Mapping, pod: Mapping) -> bool:
         return False
 
 
-def _pod_blockers(pod: Mapping, around: Surroundings, ca_seen: bool, now: datetime) -> list[Blocker]:
-    """What one pod that is not the workload's own does to its node."""
+def _pod_blockers(pod: Mapping, around: Surroundings, *, karpenter: bool, ca_seen: bool,
+                  now: datetime) -> list[Blocker]:
+    """What one pod that is not the workload's own does to its node. Each
+    autoscaler's pod annotation counts on its own nodes only: Karpenter
+    reads no `safe-to-evict`, cluster-autoscaler no `do-not-disrupt` (on a
+    node neither manages, both are named)."""
     name, annotations, text = pod_name(pod), _meta(pod).get("annotations") or {}, described(pod)
     found = []
-    if held := a.do_not_disrupt(pod, now=now):
+    if not ca_seen and (held := a.do_not_disrupt(pod, now=now)):
         found.append(Blocker("do-not-disrupt", f"{text} {held}"))
-    elif annotations.get(a.SAFE_TO_EVICT) == "false":
+    elif not karpenter and annotations.get(a.SAFE_TO_EVICT) == "false":
         found.append(Blocker("safe-to-evict", f'{text} has {a.SAFE_TO_EVICT}: "false"'))
     else:
         why = _ca_refuses(pod, around) if ca_seen and annotations.get(a.SAFE_TO_EVICT) != "true" else None
@@ -260,9 +265,10 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
                    gpu_resources=gpu_resources)
     if taker is not None:
         return Assessment(REUSED, facts=facts, reused_by=taker)
-    ca_seen = around.autoscaler is not None and not a.karpenter_managed(node)
-    found = [b for pod in others for b in _pod_blockers(pod, around, ca_seen, now)]
-    if a.karpenter_managed(node):
+    karpenter = a.karpenter_managed(node)
+    ca_seen = around.autoscaler is not None and not karpenter
+    found = [b for pod in others for b in _pod_blockers(pod, around, karpenter=karpenter, ca_seen=ca_seen, now=now)]
+    if karpenter:
         found += _daemon_holds((pod for pod in sight.pods if not ours(pod)), now=now)
     # Karpenter says it again every two minutes or so while the hold lasts:
     # an older word is stale (the hold may have ended).

@@ -141,6 +141,10 @@ def test_karpenters_word_from_before_the_pause_or_long_ago_is_not_taken_as_curre
         "kubernetes.io/config.mirror": "x"}), pod("done", gpus=1, deleting=True)]), Surroundings(nodepools=POOLS),
                  HELD, [("waiting", "nothing found blocking it; waiting for Karpenter to consolidate it (NodePool gpu, "
                                     "consolidateAfter 5s)")], id="mirror-and-deleted-pods-ignored"),
+    pytest.param(Sight(NODE, [pod("db-0", owner=("StatefulSet", "db"), template_hash=None,
+                                  annotations={autoscalers.SAFE_TO_EVICT: "false"})]), Surroundings(nodepools=POOLS),
+                 HELD, [("pod", "pod rec/db-0 (StatefulSet db, not a DaemonSet)")],
+                 id="safe-to-evict-is-cluster-autoscalers-not-karpenters"),
     pytest.param(Sight(with_annotations(NODE, **{"karpenter.sh/do-not-disrupt": "true"}), []),
                  Surroundings(nodepools=POOLS), HELD,
                  [("do-not-disrupt", "the node has karpenter.sh/do-not-disrupt")], id="node-do-not-disrupt"),
@@ -279,6 +283,9 @@ GROUP_NODE = plain_node(**{"cloud.google.com/gke-nodepool": "gpu-a100"})
                  Surroundings(autoscaler=CA),
                  [("safe-to-evict", f'pod rec/db-0 (StatefulSet db, not a DaemonSet) has {autoscalers.SAFE_TO_EVICT}: '
                                     '"false"')], id="safe-to-evict-false"),
+    pytest.param(Sight(plain_node(), [pod("other-abc", annotations={DND: "true"})]), Surroundings(autoscaler=CA),
+                 [("pod", "pod rec/other-abc (Deployment other, not a DaemonSet)")],
+                 id="do-not-disrupt-is-karpenters-not-cluster-autoscalers"),
     pytest.param(Sight(plain_node(), [pod("cache-1", volumes=[{"name": "scratch", "emptyDir": {}}])]),
                  Surroundings(autoscaler=CA),
                  [("pod", "pod rec/cache-1 (Deployment other, not a DaemonSet): local storage (emptyDir or hostPath), "
