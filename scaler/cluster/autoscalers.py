@@ -17,10 +17,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import yaml
 
+from scaler.decide.cron import LocalCron
 from scaler.decide.times import parse_time
+from scaler.decide.wallclock import WindowError
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
@@ -113,11 +116,42 @@ def _zero(value: object) -> bool:
     return text in ("0", "0%")
 
 
-def nodepool_holds(pool: Mapping, *, empty: bool) -> list[str]:
+#: robfig/cron's descriptors, which Karpenter's budget schedules accept, as standard cron.
+_CRON_DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def budget_active(budget: Mapping, *, now: datetime) -> tuple[bool, datetime | None]:
+    """Whether a NodePool disruption budget applies now, as Karpenter's
+    Budget.IsActive has it: always without a schedule; with one (cron, in
+    UTC) and a duration, from each time the schedule fires for that long.
+    (True, its end) while a scheduled one runs; (True, None) when it always
+    applies or its schedule cannot be read here (then it may apply)."""
+    schedule, duration = budget.get("schedule"), budget.get("duration")
+    if not schedule:
+        return True, None
+    seconds = go_duration(duration) if isinstance(duration, str) else None
+    fields = _CRON_DESCRIPTORS.get(str(schedule).strip(), str(schedule)).replace("?", "*").split()
+    # Day of month and day of week both restricted: either one fires (standard cron, robfig/cron).
+    either = [fields] if len(fields) != 5 or "*" in (fields[2], fields[4]) else \
+        [[*fields[:4], "*"], [*fields[:2], "*", fields[3], fields[4]]]
+    try:
+        crons = [LocalCron(" ".join(parts), ZoneInfo("UTC")) for parts in either]
+    except WindowError:
+        return True, None
+    if seconds is None:
+        return True, None
+    fired = max((at for cron in crons if (at := cron.last_at_or_before(now)) is not None), default=None)
+    if fired is None or fired + timedelta(seconds=seconds) <= now:
+        return False, None
+    return True, fired + timedelta(seconds=seconds)
+
+
+def nodepool_holds(pool: Mapping, *, empty: bool, now: datetime) -> list[str]:
     """What in a NodePool keeps Karpenter from removing its node: a budget
-    of zero nodes (always, or during a schedule), consolidation switched off
-    (consolidateAfter: Never), or a policy that only consolidates empty nodes
-    while this one is not empty."""
+    of zero nodes (always, or while its schedule runs), consolidation
+    switched off (consolidateAfter: Never), or a policy that only
+    consolidates empty nodes while this one is not empty."""
     name = (pool.get("metadata") or {}).get("name", "?")
     disruption = (pool.get("spec") or {}).get("disruption") or {}
     found = []
@@ -129,8 +163,11 @@ def nodepool_holds(pool: Mapping, *, empty: bool) -> list[str]:
         reasons = budget.get("reasons")
         if not _zero(budget.get("nodes", "10%")) or (reasons and not {"Empty", "Underutilized"} & set(reasons)):
             continue
+        active, until = budget_active(budget, now=now)
+        if not active:
+            continue
         when = (f" during '{budget['schedule']}' for {budget.get('duration', '?')}" if budget.get("schedule")
-                else "")
+                else "") + (f" (until {until:%Y-%m-%dT%H:%M:%SZ})" if until else "")
         found.append(f"NodePool {name} has a disruption budget of nodes: {budget.get('nodes')}{when}")
     return found
 

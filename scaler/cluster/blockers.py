@@ -187,8 +187,8 @@ def _ca_refuses(pod: Mapping, around: Surroundings) -> str | None:
     return None
 
 
-def _node_blockers(node: Mapping, sight: Sight, around: Surroundings, *, empty: bool,
-                   since: datetime) -> list[Blocker]:
+def _node_blockers(node: Mapping, sight: Sight, around: Surroundings, *, empty: bool, since: datetime,
+                   now: datetime) -> list[Blocker]:
     annotations = _meta(node).get("annotations") or {}
     found = []
     if annotations.get(a.DO_NOT_DISRUPT) == "true":
@@ -198,7 +198,7 @@ def _node_blockers(node: Mapping, sight: Sight, around: Surroundings, *, empty: 
     if a.karpenter_managed(node):
         pool_name = (_meta(node).get("labels") or {}).get(a.NODEPOOL_LABEL)
         pool = (around.nodepools or {}).get(pool_name or "")
-        found += [Blocker("nodepool", text) for text in (a.nodepool_holds(pool, empty=empty) if pool else [])]
+        found += [Blocker("nodepool", text) for text in (a.nodepool_holds(pool, empty=empty, now=now) if pool else [])]
         said = a.karpenter_says(sight.events, since=since)
         if said:
             found.append(Blocker("karpenter", f"Karpenter: {said}"))
@@ -273,7 +273,7 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
     # Karpenter says it again every two minutes or so while the hold lasts:
     # an older word is stale (the hold may have ended).
     said_since = max(paused_at, now - timedelta(seconds=KARPENTER_WORD_SECONDS))
-    found += _node_blockers(node, sight, around, empty=not others, since=said_since)
+    found += _node_blockers(node, sight, around, empty=not others, since=said_since, now=now)
     found.sort(key=lambda blocker: KINDS.index(blocker.kind))
     if not found or a.being_removed(node):
         found.insert(0, _waiting(node, len(own), around))

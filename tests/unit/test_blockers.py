@@ -84,6 +84,9 @@ CA = autoscalers.read_autoscaler_status(CA_YAML)
 
 
 KARPENTER = Surroundings(nodepools=POOLS)
+DND = "karpenter.sh/do-not-disrupt"
+WAITS = [("waiting", "nothing found blocking it; waiting for Karpenter to consolidate it (NodePool gpu, "
+                     "consolidateAfter 5s)")]
 
 
 def run(sight: Sight, around: Surroundings = KARPENTER, *, now=NOW, freed_gpus: int = 3):
@@ -152,8 +155,7 @@ def test_karpenters_word_from_before_the_pause_or_long_ago_is_not_taken_as_curre
                  [("nodepool", "NodePool gpu has a disruption budget of nodes: 0")], id="budget-zero"),
     pytest.param(Sight(NODE, []), Surroundings(nodepools=pool(budgets=[{"nodes": "0", "schedule": "0 9 * * 1-5",
                                                                          "duration": "8h"}])), HELD,
-                 [("nodepool", "NodePool gpu has a disruption budget of nodes: 0 during '0 9 * * 1-5' for 8h")],
-                 id="budget-zero-scheduled"),
+                 WAITS, id="budget-zero-scheduled-on-weekdays-on-a-saturday"),
     pytest.param(Sight(NODE, []), Surroundings(nodepools=pool(budgets=[{"nodes": "0", "reasons": ["Drifted"]}])),
                  HELD, [("waiting", "nothing found blocking it; waiting for Karpenter to consolidate it (NodePool "
                                     "gpu, consolidateAfter 5s)")], id="budget-zero-for-drift-only"),
@@ -170,15 +172,37 @@ def test_karpenter_nodes(sight, around, state, expected):
     assert (found.state, texts(found)) == (state, expected)
 
 
+@pytest.mark.parametrize(("schedule", "duration", "now", "expected"), [
+    # NOW is Saturday 2026-12-05 03:27:47 UTC; Karpenter reads schedules in UTC.
+    pytest.param("0 9 * * mon-fri", "8h", NOW, None, id="weekdays-on-a-saturday"),
+    pytest.param("0 9 * * mon-fri", "8h", datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+                 "during '0 9 * * mon-fri' for 8h (until 2026-12-07T17:00:00Z)", id="from-the-minute-it-fires"),
+    pytest.param("0 9 * * mon-fri", "8h", datetime(2026, 12, 7, 16, 59, 59, tzinfo=UTC),
+                 "during '0 9 * * mon-fri' for 8h (until 2026-12-07T17:00:00Z)", id="to-just-before-its-end"),
+    pytest.param("0 9 * * mon-fri", "8h", datetime(2026, 12, 7, 17, 0, tzinfo=UTC), None, id="ended"),
+    pytest.param("0 22 * * *", "10h", NOW, "during '0 22 * * *' for 10h (until 2026-12-05T08:00:00Z)",
+                 id="fired-yesterday-still-running"),
+    pytest.param("@daily", "4h", NOW, "during '@daily' for 4h (until 2026-12-05T04:00:00Z)", id="descriptor"),
+    pytest.param("0 9 5 * mon", "8h", datetime(2026, 12, 5, 10, 0, tzinfo=UTC),
+                 "during '0 9 5 * mon' for 8h (until 2026-12-05T17:00:00Z)", id="day-of-month-or-of-week-fires"),
+    pytest.param("0 9 5 * mon", "8h", datetime(2026, 12, 6, 10, 0, tzinfo=UTC), None, id="neither-day"),
+    pytest.param("0 9 * * mon", "8h", datetime(2026, 12, 5, 10, 0, tzinfo=UTC), None, id="not-on-its-day"),
+    pytest.param("every day at 9", "8h", NOW, "during 'every day at 9' for 8h", id="unreadable-here-may-hold"),
+    pytest.param("0 9 * * *", None, NOW, "during '0 9 * * *' for ?", id="no-duration-may-hold"),
+])
+def test_a_scheduled_zero_budget_holds_only_while_its_schedule_runs(schedule, duration, now, expected):
+    budget = {"nodes": "0", "schedule": schedule, **({"duration": duration} if duration else {})}
+    found = run(Sight(NODE, []), Surroundings(nodepools=pool(budgets=[budget, {"nodes": "100%"}])), now=now)
+    assert texts(found) == ([("nodepool", f"NodePool gpu has a disruption budget of nodes: 0 {expected}")]
+                            if expected else WAITS)
+
+
 def started(found: dict, at: datetime) -> dict:
     found = copy.deepcopy(found)
     found["status"]["startTime"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return found
 
 
-DND = "karpenter.sh/do-not-disrupt"
-WAITS = [("waiting", "nothing found blocking it; waiting for Karpenter to consolidate it (NodePool gpu, "
-                     "consolidateAfter 5s)")]
 
 
 def test_a_daemonset_or_static_pods_do_not_disrupt_holds_a_karpenter_node_and_is_named_as_such():
