@@ -59,7 +59,8 @@ class Surroundings:
 class Sight:
     """One node as read in a pass: its object (None: gone), the pods bound to
     it, and the Events about it; `gone_at`, for a gone node, the best known
-    time it went."""
+    time it went (for a node of the same name as one recorded with another
+    uid, the time that one went)."""
 
     node: Mapping | None
     pods: list[dict] = field(default_factory=list)
@@ -250,11 +251,14 @@ def _taker(pods: Iterable[Mapping], *, paused_at: datetime, spare_gpus: int,
 
 
 def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime, freed_gpus: int,
-           around: Surroundings, gpu_resources: tuple[str, ...], now: datetime) -> Assessment:
+           around: Surroundings, gpu_resources: tuple[str, ...], now: datetime, uid: str | None = None) -> Assessment:
     """Where one node of a paused workload is: released, reused or held (and
-    by what). `freed_gpus`: the GPUs the workload's pods held there at the pause."""
+    by what). `freed_gpus`: the GPUs the workload's pods held there at the
+    pause; `uid`: the node's uid then, if known (a node of the same name with
+    another uid is a new machine: the recorded one is gone)."""
     node = sight.node
-    if node is None:
+    found_uid = _meta(node).get("uid") if node is not None else None
+    if node is None or (uid and found_uid and found_uid != uid):
         return Assessment(RELEASED, released_at=min(sight.gone_at or now, now))
     facts = NodeFacts.of(node, gpu_resources)
     own = [pod for pod in sight.pods if ours(pod) and (pod.get("status") or {}).get("phase") not in
@@ -264,7 +268,7 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
                    spare_gpus=facts.gpus - freed_gpus if facts.gpus >= freed_gpus else 0,
                    gpu_resources=gpu_resources)
     if taker is not None:
-        return Assessment(REUSED, facts=facts, reused_by=taker)
+        return Assessment(REUSED, facts=facts, reused_by=taker, uid=found_uid)
     karpenter = a.karpenter_managed(node)
     ca_seen = around.autoscaler is not None and not karpenter
     found = [b for pod in others for b in _pod_blockers(pod, around, karpenter=karpenter, ca_seen=ca_seen, now=now)]
@@ -277,7 +281,8 @@ def assess(sight: Sight, *, ours: Callable[[Mapping], bool], paused_at: datetime
     found.sort(key=lambda blocker: KINDS.index(blocker.kind))
     if not found or a.being_removed(node):
         found.insert(0, _waiting(node, len(own), around))
-    return Assessment(HELD, tuple(Blocker(b.kind, b.text[:MAX_TEXT]) for b in found[:MAX_BLOCKERS]), facts)
+    return Assessment(HELD, tuple(Blocker(b.kind, b.text[:MAX_TEXT]) for b in found[:MAX_BLOCKERS]), facts,
+                      uid=found_uid)
 
 
 def freed_not_released(records: Iterable[tuple[str | None, int]]) -> dict[str, int]:

@@ -111,6 +111,8 @@ class Assessment:
     facts: NodeFacts | None = None
     released_at: datetime | None = None
     reused_by: str | None = None
+    #: The Node's uid as seen (a node of the same name with another uid is another machine).
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ class NodeRecord:
     #: When the held-node Warning was recorded (once per node and pause).
     warned_at: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
+    #: The Node's uid at the pause (or the follower's first look); None in
+    #: records written before it was kept: the name alone then says it is there.
+    uid: str | None = None
 
     @property
     def done(self) -> bool:
@@ -149,7 +154,7 @@ class NodeRecord:
             "state": self.state, "checked": self.checked, "blockers": list(self.blockers),
             "blockedBy": self.blocked_by, "releasedAt": self.released_at,
             "releasedAfterSeconds": self.released_after_seconds, "reusedBy": self.reused_by,
-            "warnedAt": self.warned_at,
+            "warnedAt": self.warned_at, **({"uid": self.uid} if self.uid else {}),
         }
         return data
 
@@ -160,7 +165,7 @@ class NodeRecord:
             return None
         known = {"name", "freedGpus", "gpus", "instanceType", "zone", "capacityType", "nodePool", "instancePrice",
                  "state", "checked", "blockers", "blockedBy", "releasedAt", "releasedAfterSeconds", "reusedBy",
-                 "warnedAt"}
+                 "warnedAt", "uid"}
         gpus = _int(data.get("gpus"))
         facts = None if gpus is None else NodeFacts(gpus, _text(data.get("instanceType")), _text(data.get("zone")),
                                                     _text(data.get("capacityType")), _text(data.get("nodePool")),
@@ -171,7 +176,8 @@ class NodeRecord:
         return cls(name, _int(data.get("freedGpus")) or 0, facts, state, data.get("checked") is True,
                    tuple(str(b) for b in blockers), _text(data.get("blockedBy")), _text(data.get("releasedAt")),
                    float(after) if isinstance(after, int | float) else None, _text(data.get("reusedBy")),
-                   _text(data.get("warnedAt")), {k: v for k, v in data.items() if k not in known})
+                   _text(data.get("warnedAt")), {k: v for k, v in data.items() if k not in known},
+                   _text(data.get("uid")))
 
 
 def _int(value: Any) -> int | None:
@@ -223,13 +229,14 @@ class NodesRecord:
         return replace(self, nodes=tuple(node if old.name == node.name else old for old in self.nodes))
 
 
-def record_at_pause(gpus_by_node: Mapping[str, int], *, facts: Mapping[str, NodeFacts], now: datetime) -> NodesRecord:
+def record_at_pause(gpus_by_node: Mapping[str, int], *, facts: Mapping[str, NodeFacts], now: datetime,
+                    uids: Mapping[str, str] | None = None) -> NodesRecord:
     """The record a pause writes: the nodes its pods ran on and the GPUs they
     held on each (the most GPUs first, at most MAX_NODES), with each node's
-    facts when they are known already."""
+    facts and uid when they are known already."""
     names = sorted(gpus_by_node, key=lambda name: (-gpus_by_node[name], name))
-    return NodesRecord(rfc3339(now), tuple(NodeRecord(name, gpus_by_node[name], facts.get(name))
-                                           for name in names[:MAX_NODES]))
+    return NodesRecord(rfc3339(now), tuple(NodeRecord(name, gpus_by_node[name], facts.get(name),
+                                                      uid=(uids or {}).get(name)) for name in names[:MAX_NODES]))
 
 
 def gpus_by_node(pods: Iterable[Mapping], resources: tuple[str, ...]) -> dict[str, int]:

@@ -169,6 +169,7 @@ class Placement:
         held = gpus_by_node(ours, workload.gpu_resources)
         if not held:
             return None
-        facts = {name: NodeFacts.of(node, workload.gpu_resources) for name in held
-                 if (node := self.node(name)) is not None}
-        return record_at_pause(held, facts=facts, now=now).annotation()
+        nodes = {name: node for name in held if (node := self.node(name)) is not None}
+        facts = {name: NodeFacts.of(node, workload.gpu_resources) for name, node in nodes.items()}
+        uids = {name: uid for name, node in nodes.items() if (uid := (node.get("metadata") or {}).get("uid"))}
+        return record_at_pause(held, facts=facts, now=now, uids=uids).annotation()

@@ -52,11 +52,13 @@ def _seen(node: NodeRecord, seen: Assessment, *, paused_at: datetime | None, now
         after = round(max((at - paused_at).total_seconds(), 0.0), 1) if paused_at else None
         return replace(node, facts=facts, state=RELEASED, checked=True, blockers=(), blocked_by=None,
                        released_at=rfc3339(at), released_after_seconds=after)
+    # A pause that saw no node (`scaler pause`: no Node cache) learns its uid at the first look.
+    uid = node.uid or (seen.uid if not node.checked else None)
     if seen.state == REUSED:
         return replace(node, facts=facts, state=REUSED, checked=True, blockers=(), blocked_by=None,
-                       reused_by=seen.reused_by)
+                       reused_by=seen.reused_by, uid=uid)
     return replace(node, facts=facts, checked=True, blockers=tuple(b.text for b in seen.blockers),
-                   blocked_by=seen.blockers[0].kind if seen.blockers else None)
+                   blocked_by=seen.blockers[0].kind if seen.blockers else None, uid=uid)
 
 
 def advance(record: NodesRecord, assessments: Mapping[str, Assessment], *, now: datetime,

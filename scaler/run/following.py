@@ -162,18 +162,22 @@ class Follower:
         return found
 
     def _sights(self, followed: list[Followed], *, now: datetime) -> dict[str, Sight]:
-        names = sorted({node.name for item in followed for node in item.record.nodes if not node.done})
+        uids: dict[str, set[str]] = {}  # the uids recorded for each name: another one there now is a new machine
+        for node_record in (node for item in followed for node in item.record.nodes if not node.done):
+            uids.setdefault(node_record.name, set()).update([node_record.uid] if node_record.uid else [])
         sights = {}
-        for name in names:
+        for name in sorted(uids):
             node = self.placement.node(name)
             if node is None:
                 sights[name] = Sight(None, gone_at=self._gone_at(name, now=now))
                 self._seen.pop(name, None)
                 continue
+            uid = (node.get("metadata") or {}).get("uid")
+            replaced_at = self._gone_at(name, now=now) if uid and uids[name] - {uid} else None
             self._seen[name] = now
             pods, _ = self.kube.list(PODS, None, field_selector=f"spec.nodeName={name}")
             events = self._node_events(name) if autoscalers.karpenter_managed(node) else []
-            sights[name] = Sight(node, pods, events)
+            sights[name] = Sight(node, pods, events, gone_at=replaced_at)
         for name in [name for name in self._seen if name not in sights]:
             del self._seen[name]  # not followed any more
         return sights
@@ -224,7 +228,7 @@ class Follower:
         ours = _ours(workload)
         paused_at = record.paused_at_datetime() or now
         assessments = {node.name: assess(sights[node.name], ours=ours, paused_at=paused_at, freed_gpus=node.freed_gpus,
-                                         around=around, gpu_resources=workload.gpu_resources, now=now)
+                                         around=around, gpu_resources=workload.gpu_resources, now=now, uid=node.uid)
                        for node in record.nodes if not node.done and node.name in sights}
         steps: list[releases.Step] = []
 

@@ -348,6 +348,44 @@ def test_a_pod_that_takes_no_freed_gpu_is_no_reuse_and_the_node_stays_held(world
     assert w.gauge("pod") == 0
 
 
+def test_a_node_replaced_by_one_of_the_same_name_is_released(world):
+    """EKS names nodes by their private IP: the node goes and a new machine
+    gets its address (same name, new uid) between two passes. The pause
+    recorded the uid: the node it held is gone."""
+    w = world()
+    w.node("gpu-a1")
+    w.deployment("llm", node="gpu-a1")
+    w.pause("llm")
+    old_uid = w.fake.get("nodes", "", "gpu-a1")["metadata"]["uid"]
+    assert w.record("llm")["nodes"][0]["uid"] == old_uid
+    w.follow(5)
+    w.gone("llm-5d8f9-0", node="gpu-a1")
+    w.node("gpu-a1")
+    w.follow(60)
+    [node] = w.record("llm")["nodes"]
+    assert (node["state"], node["releasedAfterSeconds"], node["uid"]) == ("released", 60.0, old_uid)
+    assert [e["message"] for e in w.events("llm", "NodesReleased")] == [
+        "GPU node gpu-a1 released 60 s after the pause; 8 GPUs off the bill"]
+
+
+def test_a_record_without_uids_follows_the_node_by_name_as_before(world):
+    """Records written before uids were kept: the name alone says the node is there."""
+    w = world()
+    w.node("gpu-a1")
+    w.deployment("llm", node="gpu-a1")
+    w.pause("llm")
+    w.follow(5)
+    record = w.record("llm")
+    del record["nodes"][0]["uid"]
+    w.fake.patch("deployments.apps", "rec", "llm", {"metadata": {"annotations": {NODES: json.dumps(record)}}})
+    eventually(lambda: "uid" not in w.workload("llm").annotations[NODES], timeout_seconds=5)
+    w.gone("llm-5d8f9-0", node="gpu-a1")
+    w.node("gpu-a1")
+    w.follow(60)
+    [node] = w.record("llm")["nodes"]
+    assert (node["state"], node["blockedBy"], "uid" in node) == ("held", "waiting", False)
+
+
 def test_the_cost_of_a_pass_grows_with_the_nodes_not_the_workloads(world):
     w = world()
     w.node("gpu-a1")

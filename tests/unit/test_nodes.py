@@ -101,6 +101,18 @@ def test_gpus_reused_end_following_with_their_own_event():
     assert summary(taken.record) == "reused by batch/job-1"
 
 
+def test_a_node_the_pause_did_not_see_gets_its_uid_at_the_first_look_only():
+    """`scaler pause` has no Node cache: the follower's first look records the
+    uid; a record that was checked without one (written before uids were
+    kept) stays without, and follows the node by name as it did."""
+    first = step(record(NodeRecord("a", 3)), {"a": Assessment(HELD, (DND,), FACTS, uid="u-1")}, 10).record
+    assert json.loads(first.annotation())["nodes"][0]["uid"] == "u-1"
+    old = step(record(NodeRecord("a", 3, checked=True)), {"a": Assessment(HELD, (DND,), FACTS, uid="u-2")}, 10)
+    assert "uid" not in json.loads(old.record.annotation())["nodes"][0]
+    kept = step(first, {"a": Assessment(HELD, (DND,), FACTS, uid="u-2")}, 20).record
+    assert kept.nodes[0].uid == "u-1"
+
+
 def test_a_node_held_past_the_threshold_is_warned_of_once():
     held = {"a": Assessment(HELD, (DND,), FACTS)}
     before = step(record(NodeRecord("a", 3)), held, 60, warn_after=120)
@@ -124,10 +136,10 @@ def test_status_says_where_each_node_is():
 
 
 RECORDS = st.builds(
-    lambda name, freed, facts, state, blockers, extra, after: NodeRecord(
+    lambda name, freed, facts, state, blockers, extra, after, uid: NodeRecord(
         name, freed, facts, state, True, tuple(blockers), "pod" if blockers else None,
         rfc3339(at(after)) if state == RELEASED else None, after if state == RELEASED else None,
-        "ns/p" if state == REUSED else None, None, extra),
+        "ns/p" if state == REUSED else None, None, extra, uid),
     st.integers(0, 999).map(lambda i: f"kwok-gpu-{i}"), st.integers(0, 64),
     st.none() | st.builds(NodeFacts, st.integers(0, 16), st.none() | st.text(min_size=1, max_size=12),
                           st.none() | st.text(min_size=1, max_size=12),
@@ -136,7 +148,7 @@ RECORDS = st.builds(
     st.sampled_from([HELD, RELEASED, REUSED]), st.lists(st.text(max_size=60), max_size=3),
     st.dictionaries(st.sampled_from(["price", "priceSource", "hourly"]), st.floats(0, 100) | st.text(max_size=5),
                     max_size=2),
-    st.floats(0, 1e5).map(lambda x: round(x, 1)))
+    st.floats(0, 1e5).map(lambda x: round(x, 1)), st.none() | st.uuids().map(str))
 
 
 @given(st.lists(RECORDS, max_size=4, unique_by=lambda n: n.name),
