@@ -137,13 +137,15 @@ class TargetMatcher:
 
     def matches(self, kind: str, namespace: str, labels: Mapping[str, str],
                 namespace_labels: Mapping[str, str]) -> bool:
+        return self.covers(kind, namespace, namespace_labels) and self.selector.matches(labels)
+
+    def covers(self, kind: str, namespace: str, namespace_labels: Mapping[str, str]) -> bool:
+        """Whether the policy reaches this kind in this namespace, whatever the workload's labels."""
         if kind not in self.kinds or namespace in self.excluded:
             return False
         if self.namespaces is not None and namespace not in self.namespaces:
             return False
-        if self.namespace_selector is not None and not self.namespace_selector.matches(namespace_labels):
-            return False
-        return self.selector.matches(labels)
+        return self.namespace_selector is None or self.namespace_selector.matches(namespace_labels)
 
 
 # ---------------------------------------------------------------- schedule

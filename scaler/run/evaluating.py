@@ -228,9 +228,11 @@ class Evaluator:
             state = self.state_of(workload)
             if is_excluded(state, excluded_namespaces=self.excluded_namespaces):
                 continue
-            chosen = select_policy(policies, state, namespace_labels=self.view.namespace_labels(state.namespace))
-            if chosen is None:
-                if not wake_only and state.replicas == 0 and state.paused_by_policy:
+            namespace_labels = self.view.namespace_labels(state.namespace)
+            chosen = select_policy(policies, state, namespace_labels=namespace_labels)
+            if chosen is None:  # one a policy paused, where some policy still reaches: not stranded at zero
+                if not wake_only and state.replicas == 0 and state.paused_by_policy and any(
+                        p.targets.compiled.covers(state.kind, state.namespace, namespace_labels) for p in policies):
                     conflicts.append(Evaluation(workload, state, None,
                                                 decide(policy=None, workload=state, signals=Signals(), now=now)))
                 continue

@@ -87,6 +87,14 @@ def test_a_workload_no_policy_targets_any_more_is_resumed_to_its_recorded_count(
     assert resume.reason in event["message"] and "by policy/nights" in event["message"]
 
 
+def test_a_workload_in_a_namespace_no_policy_reaches_any_more_is_not_scalers(fake, prometheus):
+    """Another installation's, or the last policy of its namespace removed: left as it is."""
+    obj, decided = _after_edit(fake, prometheus, nights("nights"),
+                               nights("nights").replace("namespaces: [llm]", "namespaces: [other]"))
+    assert obj["spec"]["replicas"] == 0 and obj["metadata"]["annotations"][LAST_REPLICAS] == "4"
+    assert decided == [] and fake.events("llm", "chat", "Resumed") == []
+
+
 def test_a_policy_file_removed_at_run_time_leaves_nothing_at_zero(fake, prometheus, tmp_path):
     namespace(fake, "llm")
     fake.create(DEPLOYMENTS, deployment("chat", replicas=3, labels={"tier": "gpu"}), namespace="llm")
