@@ -58,10 +58,20 @@ def _set_back(f: Facts) -> bool:
 
 @rule("1", Code.MANUAL_PAUSE)
 def manual_pause(f: Facts) -> Decision | None:
-    """1. A person paused it: only a person wakes it."""
-    if f.workload.manual_pause:
+    """1. A person paused it: only a person wakes it. The annotation set by
+    hand on a running workload pauses it, as KServe's stop annotation stops
+    a service; one resized by hand after its pause is left as the person set it."""
+    workload, current = f.workload, f.current
+    if not workload.manual_pause:
+        return None
+    if current == 0:
         return f.hold("paused by hand (scaler.io/paused=true); only a manual resume wakes it", Code.MANUAL_PAUSE)
-    return None
+    if workload.last_replicas is None:
+        return f.decision(Action.PAUSE, 0, f"paused by hand (scaler.io/paused=true set on it): pausing {current} "
+                          "replicas; only a manual resume wakes it", Code.MANUAL_PAUSE)
+    return f.hold(f"paused by hand (scaler.io/paused=true), but someone set replicas to {current} since (recorded "
+                  f"{workload.last_replicas}): leaving {current}; scaler resume hands it back to its policy",
+                  Code.MANUAL_PAUSE)
 
 
 @rule("1b", Code.HUMAN_OVERRIDE, writes_while_holding=True)

@@ -28,7 +28,7 @@ from scaler.cluster.kube import Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
-from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code
+from scaler.decide.decisions import MANUAL, POLICY_PAUSE_PREFIX, Action, Code
 from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import decide
@@ -216,6 +216,8 @@ class Actor:
         """A pause, a resume (to the size decided) or a scale-up."""
         workload, decision = evaluation.workload, evaluation.decision
         by, reason = POLICY_PAUSE_PREFIX + str(decision.policy), decision.reason
+        if decision.reason_code is Code.MANUAL_PAUSE:  # the annotation a person set: their pause, not the policy's
+            by = MANUAL
         if decision.action is Action.PAUSE:
             return self.pauser.pause(workload, by=by, reason=reason, cause=str(decision.reason_code),
                                      dry_run=self.dry_run, fence=fence)

@@ -1,0 +1,46 @@
+"""`scaler.io/paused: "true"` set by hand on a running workload a policy
+manages pauses it, as KServe's stop annotation stops a service: the count
+recorded, a manual pause that only a manual resume wakes. The daemon's
+passes in process (tests/unit/running.py)."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+from scaler.decide.annotations import LAST_REPLICAS, MANUAL_PAUSE, PAUSED_BY
+from tests.fakes.bodies import deployment, namespace
+from tests.unit.running import Passes, policies
+
+DEPLOYMENTS = "deployments.apps"
+OFFICE = textwrap.dedent("""
+    policies:
+      - name: office
+        targets: {namespaces: [llm], selector: app=chat}
+        schedule:
+          timezone: UTC
+          windows: [{name: day, mode: up, start: "0 0 * * *", end: "0 23 * * *"}]
+    """)
+START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+def test_the_paused_annotation_set_by_hand_pauses_and_nothing_but_a_person_wakes_it(fake, prometheus):
+    namespace(fake, "llm")
+    fake.create(DEPLOYMENTS, deployment("chat", replicas=3), namespace="llm")
+    daemon = Passes(fake, prometheus.url, policies(OFFICE), now=START)
+    try:
+        daemon.seen("chat")
+        daemon.step(START)
+        assert fake.get(DEPLOYMENTS, "llm", "chat")["spec"]["replicas"] == 3
+        fake.patch(DEPLOYMENTS, "llm", "chat", {"metadata": {"annotations": {MANUAL_PAUSE: "true"}}})
+        for minutes in (1, 2, 60):  # inside the keep-up window all along
+            daemon.seen("chat")
+            daemon.step(START + timedelta(minutes=minutes))
+        obj = fake.get(DEPLOYMENTS, "llm", "chat")
+    finally:
+        daemon.stop()
+    annotations = obj["metadata"]["annotations"]
+    assert (obj["spec"]["replicas"], annotations[LAST_REPLICAS], annotations[PAUSED_BY]) == (0, "3", "manual")
+    [event] = fake.events("llm", "chat", "ScaledToZero")
+    assert "paused by hand (scaler.io/paused=true set on it): pausing 3 replicas" in event["message"]
+    assert fake.events("llm", "chat", "Resumed") == []
