@@ -45,22 +45,23 @@ def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, work
     """The signal's maximum over the idle window, per workload, computed by
     Prometheus so a daemon restart does not reset anyone's idle clock.
 
-    Three guards keep missing data from looking idle: the series must have a
-    sample now (not stale), one at the start of the window (a window
-    Prometheus saw only the end of is not a full idle window), and one at
-    every step of the window but at most `GAP_TOLERANCE_STEPS` (`seen_throughout`:
-    `max_over_time` alone skips a hole)."""
+    Three guards keep missing or unusable data from looking idle: the signal
+    must be seen (`seen`: a finite value) now, not stale nor NaN nor ±Inf;
+    at the start of the window (a window Prometheus saw only the end of is
+    not a full idle window); and at every step of the window but at most
+    `GAP_TOLERANCE_STEPS` (`seen_throughout`: `max_over_time` alone skips a
+    hole, a NaN and a -Inf). A +Inf anywhere in the window is the maximum,
+    which the reader of the answer calls unknown."""
     _check_labels(namespace_label, workload_label)
     by = f"by ({namespace_label}, {workload_label})"
     on = f"on ({namespace_label}, {workload_label})"
     seconds = math.ceil(duration_seconds)
     step = resolution_seconds(duration_seconds)
     lookback = max(2 * step, 30)
-    inner = _enclosed(expr)
     promql = (
-        f"max {by} (max_over_time({inner}[{seconds}s:{step}s]))"
-        f" and {on} max {by} {inner}"
-        f" and {on} max {by} (last_over_time({inner}[{lookback}s:{step}s] offset {seconds}s))"
+        f"max {by} (max_over_time({_enclosed(expr)}[{seconds}s:{step}s]))"
+        f" and {on} {seen(expr, by=by)}"
+        f" and {on} last_over_time({seen(expr, by=by)}[{lookback}s:{step}s] offset {seconds}s)"
     )
     promql += f" and {on} ({seen_throughout(expr, by=by, seconds=seconds, step=step)})"
     return SignalQuery(promql, namespace_label, workload_label)
@@ -71,19 +72,25 @@ def idle_query(expr: str, *, duration_seconds: float, namespace_label: str, work
 GAP_TOLERANCE_STEPS = 1
 
 
+def seen(expr: str, *, by: str) -> str:
+    """The signal per workload where it is seen: a finite value. A
+    comparison drops what fails it, and NaN fails every one, so `> -Inf <
+    +Inf` drops NaN, -Inf and +Inf (`>= -Inf` would keep -Inf, and an
+    aggregation or `max_over_time` skips NaN and -Inf). The user's
+    expression is on lines of its own: a `# comment` in it ends at its line."""
+    return f"(max {by} (\n{expr}\n) > -Inf < +Inf)"
+
+
 def seen_throughout(expr: str, *, by: str, seconds: int, step: int) -> str:
     """The workloads whose signal was seen at every step of the idle window's
     subquery but at most GAP_TOLERANCE_STEPS. A step is unseen when no series
     has a sample within Prometheus's lookback (a stale marker after a failed
-    scrape ends it at once) or the value is NaN (`>= -Inf` drops only NaN).
+    scrape ends it at once) or the value is NaN or ±Inf (`seen`).
     Prometheus counts the steps too (`vector(1)` over the same subquery), so
     the bound holds however the instant falls on the step grid and whether
-    the subquery's range includes its start (Prometheus 2) or not (3).
-
-    The user's expression is on lines of its own: a `# comment` in it ends
-    at its line."""
+    the subquery's range includes its start (Prometheus 2) or not (3)."""
     window = f"[{seconds}s:{step}s]"
-    return (f"count_over_time((max {by} (\n{expr}\n) >= -Inf){window})"
+    return (f"count_over_time({seen(expr, by=by)}{window})"
             f" >= scalar(count_over_time(vector(1){window})) - {GAP_TOLERANCE_STEPS}")
 
 

@@ -38,14 +38,15 @@ def _evaluations(expr: str, expected: dict[int, dict[str, float]]) -> list[dict]
             for at, found in expected.items()]
 
 
-def _check(tmp_path, *, duration_seconds: int, expected: dict[int, dict[str, float]]) -> None:
+def _check(tmp_path, *, duration_seconds: int, expected: dict[int, dict[str, float]],
+           series: dict[str, str] = SERIES, interval: str = "1s") -> None:
     """The idle query at each instant of `expected` gives exactly those workloads, with those values."""
     expr = idle_query("m", duration_seconds=duration_seconds, namespace_label="namespace",
                       workload_label="workload").promql
-    tests = {"evaluation_interval": "1s", "tests": [{
-        "interval": "1s",
+    tests = {"evaluation_interval": interval, "tests": [{
+        "interval": interval,
         "input_series": [{"series": f'm{{namespace="a", workload="{name}"}}', "values": values}
-                         for name, values in SERIES.items()],
+                         for name, values in series.items()],
         "promql_expr_test": _evaluations(expr, expected)}]}
     path = tmp_path / "idle-query.test.yaml"
     path.write_text(yaml.safe_dump(tests))
@@ -80,6 +81,42 @@ def test_the_probe_a_60s_hole_in_a_90s_window(tmp_path):
         250: quiet,  # the window starts at 160 s, in the hole, and nothing was seen in the 30 s before
         251: EVERY,
     })
+
+
+#: Values that are not a number a person could compare with a threshold.
+UNUSABLE = {
+    "minus-inf-now": "0x100 -Inf",  # -Inf from 101 s
+    "nan-now": "0x100 NaN",  # NaN from 101 s
+    "plus-inf-now": "0x100 +Inf",  # +Inf from 101 s
+    "minus-inf-twice": "0x80 -Inf -Inf 0x30",  # -Inf at 81 and 82 s: two unseen steps
+    "minus-inf-once": "0x80 -Inf 0x30",  # -Inf at 81 s only: the one step tolerated, as for a NaN
+    "plus-inf-once": "0x80 +Inf 0x30",  # +Inf at 81 s: the window's maximum, which reads as unknown
+    "nan-until-start": " ".join(["NaN"] * 70) + " 0x60",  # NaN until 69 s: as if it began at 70 s
+    "seen": "0x130",
+}
+
+
+def test_nan_or_inf_now_or_twice_in_the_window_is_unknown_not_idle(tmp_path):
+    """Promise 2: NaN and ±Inf are unknown. A comparison or aggregation, and
+    max_over_time, skip NaN and -Inf, so a guard that only asked for a
+    sample answered 0 (idle) for a signal that was -Inf or NaN now, or -Inf
+    for most of the window. Now such a step is unseen, like a lost scrape:
+    never at the instant evaluated, at most one in the window."""
+    _check(tmp_path, duration_seconds=40, series=UNUSABLE, expected={
+        101: {"minus-inf-once": 0, "plus-inf-once": float("inf"), "seen": 0},
+        109: {"minus-inf-once": 0, "plus-inf-once": float("inf"), "seen": 0},  # NaN at and before the start
+        110: {"minus-inf-once": 0, "plus-inf-once": float("inf"), "seen": 0, "nan-until-start": 0},
+        122: {"minus-inf-twice": 0, "minus-inf-once": 0, "plus-inf-once": 0, "seen": 0,  # 82 s left: one step
+              "nan-until-start": 0},
+    })
+
+
+def test_nan_now_is_unknown_with_hourly_steps(tmp_path):
+    """1 h windows at 60 s steps, 15 s scrapes, NaN from 4005 s: unknown at
+    once, between two steps too, not a step's length later."""
+    series = {"nan-now": "0x266 " + " ".join(["NaN"] * 10), "seen": "0x276"}
+    _check(tmp_path, duration_seconds=3600, series=series, interval="15s",
+           expected={3990: {"nan-now": 0, "seen": 0}, 4005: {"seen": 0}, 4065: {"seen": 0}})
 
 
 @pytest.mark.parametrize("duration_seconds", [1, 59, 61, 600, 1801, 86400])

@@ -86,7 +86,8 @@ def test_idle_query_resolution(duration, step):
     assert f"[{duration}s:{step}s]" in promql
     assert f"offset {duration}s" in promql  # the window's start must have been seen
     # ... and every step of the window but one (tests/tools/test_idle_query.py runs it on Prometheus's engine)
-    assert f">= -Inf)[{duration}s:{step}s]) >= scalar(count_over_time(vector(1)[{duration}s:{step}s])) - 1" in promql
+    window = f"[{duration}s:{step}s]"
+    assert f"> -Inf < +Inf){window}) >= scalar(count_over_time(vector(1){window})) - 1" in promql
 
 
 def test_the_gap_finder_reads_what_the_coverage_guard_counts():
@@ -95,7 +96,8 @@ def test_the_gap_finder_reads_what_the_coverage_guard_counts():
     for expr in ("up", 'sum by (namespace, workload) (rate(x{a="b"}[5m]))'):
         seen = seen_query(expr, namespace_label="ns", workload_label="wl").promql
         idle = idle_query(expr, duration_seconds=1800, namespace_label="ns", workload_label="wl").promql
-        assert f"count_over_time(({seen} >= -Inf)[1800s:30s])" in idle
+        assert f"count_over_time(({seen} > -Inf < +Inf)[1800s:30s])" in idle
+        assert f"and on (ns, wl) ({seen} > -Inf < +Inf) and" in idle  # seen now: a finite value
 
 
 class _Canned(BaseHTTPRequestHandler):
