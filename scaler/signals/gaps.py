@@ -20,7 +20,7 @@ from scaler.signals.history import History, read_matrix
 from scaler.signals.queries import SignalQuery, resolution_seconds
 from scaler.signals.results import WorkloadKey
 
-NO_DATA, NAN = "no data", "NaN"
+NO_DATA, NAN, MINUS_INF, PLUS_INF = "no data", "NaN", "-Inf", "+Inf"
 #: Holes named in a reason; more are counted, not listed.
 LISTED = 3
 
@@ -33,7 +33,7 @@ class Gap:
     start: int
     #: the first step seen again; None: not seen again by the window's last step
     end: int | None
-    #: NO_DATA (no sample within the lookback) or NAN
+    #: NO_DATA (no sample within the lookback), NAN, MINUS_INF or PLUS_INF
     what: str
 
 
@@ -66,15 +66,17 @@ class IdleSteps:
 
 
 def _unseen(text: object) -> str | None:
-    """Why a step's sample is unusable, or None if it is seen. ±Inf is seen
-    (a number; the decision calls the window's maximum unknown itself)."""
+    """Why a step's sample is unusable, or None if it is seen: a finite
+    value, as the idle query's guards count it (`queries.seen`)."""
     if text is None:
         return NO_DATA
     try:
         value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return NAN
-    return NAN if math.isnan(value) else None
+    if math.isnan(value):
+        return NAN
+    return None if math.isfinite(value) else (PLUS_INF if value > 0 else MINUS_INF)
 
 
 def _by_step(points: Sequence) -> dict[int, object]:

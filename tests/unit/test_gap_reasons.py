@@ -231,6 +231,24 @@ def test_plan_at_shows_the_hole(cluster, prometheus, tmp_path, capsys):
     assert float(instant["time"]) == float(ranged["end"]) == T0 + 90
 
 
+def test_plan_names_nan_and_inf_as_the_holes_they_are(cluster, prometheus, tmp_path, capsys):
+    """Prometheus leaves out a workload whose signal is -Inf now, or was +Inf
+    at two steps (the idle query counts only finite values as seen); the
+    reason says so, as it says NaN, rather than "no data"."""
+    chat = series("chat", values=[[T0 + s, "0" if s < 80 else "-Inf"] for s in range(0, 91)])
+    gone = series("gone", values=[[T0 + s, "+Inf" if s in (10, 60) else "0"] for s in range(0, 91)])
+    url, _ = prometheus(instant=INSTANT, matrix=[chat, gone, seen("code", range(0, 91))])
+    (tmp_path / "policies.yaml").write_text(POLICIES)
+    main(["plan", "--kubeconfig", str(cluster.kubeconfig(tmp_path / "kubeconfig")), "--policies",
+          str(tmp_path / "policies.yaml"), "--prometheus-url", url, "-o", "json", "--all",
+          "--at", "2026-05-04T10:01:30Z"])
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["evaluations"]}
+    assert (rows["chat"]["action"], rows["chat"]["reasonCode"]) == ("hold", "metrics-unknown")
+    assert rows["chat"]["reason"] == HOLD.format("-Inf since 2026-05-04 10:01:20 UTC")
+    assert rows["gone"]["reason"] == HOLD.format(
+        "+Inf from 2026-05-04 10:00:10 to 10:00:11 UTC, +Inf from 2026-05-04 10:01:00 to 10:01:01 UTC")
+
+
 def test_the_daemons_decision_line_names_the_hole(cluster, prometheus, tmp_path, capsys):
     """The daemon's evaluate-and-act logs the hold with the same sentence."""
     url, _ = prometheus(instant=INSTANT, matrix=MATRIX)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.signals.gaps import LISTED, NAN, NO_DATA, Gap, IdleSteps, describe, explain, find_gaps
+from scaler.signals.gaps import LISTED, MINUS_INF, NAN, NO_DATA, PLUS_INF, Gap, IdleSteps, describe, explain, find_gaps
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import idle_query, resolution_seconds, seen_query
 
@@ -74,9 +74,17 @@ def test_nan_points_are_holes_of_their_own():
     assert find_gaps(answer, STEPS) == [Gap(T0 + 30, T0 + 40, NAN), Gap(T0 + 40, T0 + 45, NO_DATA)]
 
 
-def test_inf_is_seen_and_malformed_points_are_holes():
-    answer = points(range(0, 91), "+Inf")
-    assert find_gaps(answer, STEPS) == []
+def test_inf_points_are_holes_of_their_own_and_named():
+    """The idle query counts only finite steps as seen, so ±Inf is a hole too."""
+    answer = points(range(0, 30)) + points(range(30, 40), "-Inf") + points(range(40, 50), "+Inf") \
+        + points(range(50, 91), "-Inf")
+    gaps = find_gaps(answer, STEPS)
+    assert gaps == [Gap(T0 + 30, T0 + 40, MINUS_INF), Gap(T0 + 40, T0 + 50, PLUS_INF), Gap(T0 + 50, None, MINUS_INF)]
+    assert describe(gaps) == ("-Inf from 2026-05-04 10:00:30 to 10:00:40 UTC, +Inf from 2026-05-04 10:00:40 to "
+                              "10:00:50 UTC, -Inf since 2026-05-04 10:00:50 UTC")
+
+
+def test_malformed_points_are_holes():
     broken = [*points(range(0, 10)), [T0 + 10], "x", [None, "0"], [T0 + 11, "abc"], *points(range(12, 91))]
     assert find_gaps(broken, STEPS) == [Gap(T0 + 10, T0 + 11, NO_DATA), Gap(T0 + 11, T0 + 12, NAN)]
 
