@@ -119,8 +119,10 @@ def test_action_and_target_agree(case):
         assert 0 < current < decision.replicas
     else:
         assert decision.replicas == current
-    if workload.manual_pause:
-        assert (decision.action, decision.reason_code) == (Action.HOLD, Code.MANUAL_PAUSE)
+    if workload.manual_pause:  # a person's pause: held, or made (the annotation set by hand on a running one)
+        pausing = current > 0 and workload.last_replicas is None
+        assert (decision.action, decision.reason_code) == (Action.PAUSE if pausing else Action.HOLD,
+                                                           Code.MANUAL_PAUSE)
     if decision.action is Action.RESUME and decision.reason_code is not Code.QUEUE_WAKE:
         assert workload.paused_by_policy  # only the queue wakes what scaler did not pause
     assert decision.reason and isinstance(decision.reason_code, Code)
@@ -145,8 +147,8 @@ def test_unknown_signal_never_scales_down(case):
                          (policy.idle is not None and workload.replicas > 0 and unknown(signals.idle))
     decision = decide(policy=policy, workload=workload, signals=signals, now=now)
     if depends_on_unknown and decision.replicas < workload.replicas:
-        # only a schedule, which needs no metrics, may scale down now
-        assert decision.reason_code in (Code.KEEP_DOWN_WINDOW, Code.OUTSIDE_DOWN), decision
+        # only a schedule or a person's pause, which need no metrics, may scale down now
+        assert decision.reason_code in (Code.KEEP_DOWN_WINDOW, Code.OUTSIDE_DOWN, Code.MANUAL_PAUSE), decision
     if policy.schedule is None and depends_on_unknown:
         assert decision.replicas >= workload.replicas
 
