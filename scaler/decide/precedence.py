@@ -15,8 +15,9 @@ alone, and whether its hold still writes. The sets they use
 
 Pure: no I/O, no clock. A signal value is `float | None`; None (and NaN,
 ±Inf) means unknown, and an unknown signal never leads to a scale-down. Only
-a schedule (a keep-down window, or `outside: down`) may scale down while
-metrics are unavailable, because it does not depend on them.
+a schedule (a keep-down window, or `outside: down`) or a person's pause
+(`scaler.io/paused`) may scale down while metrics are unavailable: neither
+depends on them.
 """
 
 from __future__ import annotations
