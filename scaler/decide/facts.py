@@ -127,6 +127,19 @@ class Facts:
             return self.hold(f"{window}, but scaler did not pause this workload: staying at 0", code)
         return self.hold(f"{window}: {running}", code)
 
+    def gave_up_loading(self) -> str | None:
+        """'not all Ready 31m after its start, past max_startup 30m', when the
+        `starting` protection ran out (a crash loop, a broken model): a pause
+        then says why a loading workload was not protected."""
+        workload, policy = self.workload, self.policy
+        if self.current == 0 or workload.ready_replicas >= self.current or workload.started_at is None:
+            return None
+        since = max(seconds_between(workload.started_at, self.now), 0)
+        if since < policy.max_startup_seconds:
+            return None
+        return (f"{workload.ready_replicas} of {self.current} replicas Ready {human_duration(since)} after its start, "
+                f"past max_startup {human_duration(policy.max_startup_seconds)}")
+
     def waiting(self, would: str) -> Decision | None:
         """Hold during the scale-down delay, saying how long is left."""
         policy, workload, now = self.policy, self.workload, self.now

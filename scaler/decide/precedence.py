@@ -380,6 +380,8 @@ def decide(*, policy: Policy | Conflict | None, workload: WorkloadState, signals
         if decision is not None:
             if writes and decision.action is Action.HOLD:
                 decision = replace(decision, writes_while_holding=True)
+            if decision.action is Action.PAUSE and index > _KEEP_UP and (gave_up := facts.gave_up_loading()):
+                decision = replace(decision, reason=f"{gave_up}: no longer protected as loading; {decision.reason}")
             return _with_days_off(decision, facts) if index > _KEEP_UP else decision
     raise AssertionError("no_rule always answers")
 

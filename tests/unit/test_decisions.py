@@ -303,7 +303,8 @@ TABLE = [
                  (Action.HOLD, 2, Code.STARTING), "1 of 2 replicas Ready, loading;",
                  id="starting-without-a-recorded-start"),
     pytest.param(POLICY, running(2, ready_replicas=0, started_at=ago(31)), QUIET, TUESDAY_NIGHT,
-                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "pausing", id="starting-gives-up-after-max-startup"),
+                 (Action.PAUSE, 0, Code.IDLE_TIMEOUT), "0 of 2 replicas Ready 31m after its start, past max_startup "
+                 "30m: no longer protected as loading; idle: signal max 0", id="starting-gives-up-after-max-startup"),
     pytest.param(POLICY, running(2, ready_replicas=0, started_at=ago(1)), Signals(idle=0, wake=20), TUESDAY_NIGHT,
                  (Action.SCALE_UP, 5, Code.QUEUE_SCALE_UP), "2 -> 5", id="starting-still-scales-up-for-a-queue"),
     pytest.param(DEFAULTS, running(2, started_at=ago(2), ready_at=ago(0.5)), QUIET, TUESDAY_NIGHT,
