@@ -48,11 +48,14 @@ def select(kube: Kube, selection: Selection, *,
                                    f"({kind.resource.api_version}): is its CRD installed?"))
             continue
         except Forbidden as error:
-            if not ignore_missing_kinds:
+            # A NAME looked for in every kind: one kind it may not list is no reason to fail
+            # a name found in another (one not found anywhere still fails, below).
+            if not ignore_missing_kinds and not (selection.names and len(selection.kinds) > 1):
                 raise
             forbidden.append(error)
-            problems.append(Result(kind.name, selection.namespace or "", "*", Outcome.SKIPPED,
-                                   f"not shown: {error}"))
+            if ignore_missing_kinds:
+                problems.append(Result(kind.name, selection.namespace or "", "*", Outcome.SKIPPED,
+                                       f"not shown: {error}"))
             continue
         listed += 1
         for obj in items:
@@ -61,14 +64,22 @@ def select(kube: Kube, selection: Selection, *,
             found.append(Workload(kind, obj, selection.gpu_resources))
     if forbidden and not listed:
         raise forbidden[0]
+    return found, problems + _not_found(selection, found, [] if ignore_missing_kinds else forbidden)
+
+
+def _not_found(selection: Selection, found: list[Workload], forbidden: list[Forbidden]) -> list[Result]:
+    """A failed row per NAME found nowhere; the 403 of a kind it may be in, if there was one."""
+    problems = []
     for name in selection.names:
         if not any(w.name == name for w in found):
+            if forbidden:
+                raise forbidden[0]  # it may be there, in a kind it may not list
             kinds = "/".join(kind.name for kind in selection.kinds)
             where = f"namespace {selection.namespace}" if selection.namespace else "any namespace"
             problems.append(Result(kinds, selection.namespace or "", name, Outcome.FAILED,
                                    f"not found: no {kinds} named {name!r} in {where}"
                                    + (f" matching -l {selection.label_selector}" if selection.label_selector else "")))
-    return found, problems
+    return problems
 
 
 def run_batch(workloads: Iterable[Workload], operation: Callable[[Workload], Result], *,

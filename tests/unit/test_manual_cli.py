@@ -406,3 +406,15 @@ def test_owed_events_across_every_namespace_are_found_with_one_list(fake, scaler
     assert [len(fake.events(ns)) for ns in ("llm", "batch")] == [1, 1]
     lists = [r.path for r in list(fake.requests) if r.method == "GET" and r.path.endswith("/events")][len(listed):]
     assert lists == ["/api/v1/events"]
+
+
+def test_a_name_is_found_in_a_kind_it_may_list_when_another_kind_is_forbidden(fake, scaler):
+    """A user who may list Deployments but not StatefulSets resumes a Deployment by bare name; a name
+    in no kind it may list still fails with the 403 that hides it."""
+    _create(fake, deployment("chat", replicas=2))
+    fake.deny("list", "statefulsets.apps")
+    paused = scaler("pause", "chat", "-n", "llm")
+    assert paused.code == 0, paused.err
+    assert _replicas(fake, "chat") == 0
+    missing = scaler("pause", "nowhere", "-n", "llm")
+    assert missing.code == 1 and "forbidden: cannot list statefulsets.apps" in missing.err
