@@ -37,6 +37,7 @@ def test_the_paused_annotation_set_by_hand_pauses_and_nothing_but_a_person_wakes
             daemon.seen("chat")
             daemon.step(START + timedelta(minutes=minutes))
         obj = fake.get(DEPLOYMENTS, "llm", "chat")
+        assert daemon.sink.flush(timeout_seconds=5) == 0  # the Events, posted in the background
     finally:
         daemon.stop()
     annotations = obj["metadata"]["annotations"]

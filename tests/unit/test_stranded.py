@@ -53,6 +53,7 @@ def _after_edit(fake, prometheus, before: str, after: str) -> tuple[dict, list]:
             daemon.seen("chat")
             decided += [e.decision for e in daemon.step(START + timedelta(hours=hour))
                         if e.workload.name == "chat"]
+        assert daemon.sink.flush(timeout_seconds=5) == 0  # the Events, posted in the background
         return fake.get(DEPLOYMENTS, "llm", "chat"), decided
     finally:
         daemon.stop()
