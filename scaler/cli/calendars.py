@@ -10,6 +10,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
+from scaler.decide.icalendars import IcalError
 from scaler.decide.loading import PolicySet
 from scaler.decide.windows import WindowError, zone
 
@@ -54,7 +55,11 @@ def explain(policies: PolicySet, args: argparse.Namespace) -> int:
     if name in policies.unread:
         print("  (its iCalendar file is in a ConfigMap: read through the API by the daemon and `scaler plan`, "
               "not by validate)")
-    shown = calendar.year(year, tz)
+    try:
+        shown = calendar.year(year, tz)
+    except IcalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     rows = [(day, 0, f"{f'{day:%Y-%m-%d %a}':<33}{'; '.join(names)}") for day, names in shown.days.items()]
     for start, end, text in shown.spans:
         opens, closes = start.astimezone(tz), end.astimezone(tz)

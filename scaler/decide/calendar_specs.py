@@ -200,7 +200,7 @@ class CalendarSpec(_Model):
                 ranges.append(DateRange(entry.first, entry.last, item.name))
             sources.append(DateSource(ranges, label=name))
         if self.ical is not None and ical_text is not None:
-            sources.append(IcalSource(parse(ical_text, what=self.ical.where), label=name))
+            sources.append(IcalSource(parse(ical_text, what=self.ical.where), label=name, what=self.ical.where))
         return sources
 
 
