@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import ClassVar, TypeVar
 
 import structlog
@@ -36,6 +37,7 @@ from scaler.decide.reverts import HandsOff, advice, revert_record, reverts_of
 from scaler.decide.times import utc_now
 from scaler.decide.windows import next_edge
 from scaler.run.evaluating import Evaluation, Evaluator, kinds_of
+from scaler.run.isolating import isolated
 from scaler.run.observability import ACTION_RESULTS
 
 log = structlog.get_logger("scaler")
@@ -250,7 +252,8 @@ class Actor:
         workload, policy = evaluation.workload, evaluation.policy
         until = now + timedelta(seconds=self.hands_off.person_seconds)
         if policy is not None and policy.schedule is not None:
-            until = next_edge(policy.schedule.compiled, now) or until
+            edge: datetime | None = isolated({}, policy, partial(next_edge, policy.schedule.compiled, now))
+            until = edge or until
         result = self._sent(workload, lambda: self.pauser.hands_off(
             workload, by=POLICY_PAUSE_PREFIX + str(evaluation.decision.policy), reason=evaluation.decision.reason,
             until=until, dry_run=self.dry_run, fence=fence))

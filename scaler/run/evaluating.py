@@ -197,8 +197,10 @@ class Evaluator:
     def next_edge(self, policies: PolicySet, now: datetime) -> datetime | None:
         """The first instant strictly after `now` at which a window of any
         policy opens or closes, or a pre-warm lead reaches one; None if none."""
+        # A policy whose calendar cannot be worked out (an iCalendar year over its bounds) has no edge here;
+        # its decisions report it, and the regular ticks do not depend on edges.
         edges = [edge for policy in policies if policy.schedule is not None
-                 if (edge := next_edge(policy.schedule.compiled, now)) is not None]
+                 if (edge := isolated({}, policy, partial(next_edge, policy.schedule.compiled, now))) is not None]
         return min(edges + self.prewarm_edges(policies, now), default=None)
 
     def prewarm_edges(self, policies: PolicySet, now: datetime) -> list[datetime]:
@@ -213,7 +215,8 @@ class Evaluator:
                 policy = self.managed_by(policies, workload)
                 if policy is not None and policy.prewarm == "auto" and (measured := warm_ups(workload.annotations)):
                     leads.setdefault((policy.name, (round(max(measured)),)), policy)
-        upcoming = (next_prewarm(policy, warm, now) for (_, warm), policy in leads.items())
+        upcoming = (isolated({}, policy, partial(next_prewarm, policy, warm, now))
+                    for (_, warm), policy in leads.items())
         return [when for found in upcoming if found is not None and (when := found[0]) > now]
 
     def match(self, policies: PolicySet, candidates: list[Policy], *, now: datetime, wake_only: bool,

@@ -7,10 +7,16 @@ on a hang."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from scaler.cli.main import main
-from scaler.decide.loading import check_policies
+from scaler.cluster.views import WatchingView
+from scaler.decide import icalendars
+from scaler.decide.loading import check_policies, check_texts
+from scaler.run.evaluating import Evaluator
+from scaler.signals.prometheus import Prometheus
 
 ICS = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:b@test\r\nSUMMARY:Standup\r\n"
        "DTSTART;TZID=Europe/Berlin:{start}T090000\r\nDURATION:PT15M\r\nRRULE:{rule}\r\nEND:VEVENT\r\n"
@@ -94,3 +100,23 @@ def test_a_year_too_costly_to_expand_is_an_error_not_a_hang(tmp_path, capsys):
     assert captured.err.splitlines() == [
         "error: standups.ics: event 'Standup' (UID b@test): working out its occurrences from 2025-12-30 to "
         "2027-01-02 takes more than 5000000 steps (RRULE:FREQ=DAILY)" + STEPS]
+
+
+def test_a_calendar_year_over_its_bounds_costs_its_policy_its_edges_only(fake, prometheus, monkeypatch):
+    """The daemon's next window edge is still found for the other policies
+    when one policy's calendar fails at run time (before: the IcalError
+    escaped, and no edge job was scheduled for anyone)."""
+    text = POLICIES.replace("mode: up, when: \"Mon-Fri 08:00-20:00\"}]\n  - name: good",
+                            "mode: up, when: \"Mon-Fri 08:00-20:00\"}]\n  - name: good\n    targets: {namespaces: [x]}")
+    found, problems = check_texts([("p.yaml", text)], read_ical=lambda spec, origin: ICS.format(
+        rule="FREQ=DAILY", start="19000601"))
+    assert problems == []
+    monkeypatch.setattr(icalendars, "MAX_EXPANSION_STEPS", 500_000)  # 2026 is 46,000 days after 1900
+    view = WatchingView(fake.client())
+    try:
+        evaluator = Evaluator(prometheus=Prometheus(prometheus.url, timeout_seconds=2), view=view,
+                              excluded_namespaces=())
+        assert evaluator.next_edge(found, datetime(2026, 12, 7, 12, 0, tzinfo=UTC)) == datetime(
+            2026, 12, 7, 20, 0, tzinfo=UTC)
+    finally:
+        view.stop(timeout_seconds=2)
