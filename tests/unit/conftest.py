@@ -18,6 +18,16 @@ def fake():
 
 
 @pytest.fixture
+def log(tmp_path):
+    """Every log line of the test as JSON (tests/unit/running.Log)."""
+    from tests.unit.running import Log
+
+    captured = Log(tmp_path / "daemon.log")
+    yield captured
+    captured.close()
+
+
+@pytest.fixture
 def prometheus():
     """A fake Prometheus answering what a test tells it (`answer`), empty before that."""
     server = FakePrometheus().serve()

@@ -7,35 +7,18 @@ from the start, at 0."""
 
 from __future__ import annotations
 
-import textwrap
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.fakes.bodies import deployment, namespace
-from tests.unit.running import Log, Passes, policies
+from tests.fakes.bodies import all_day, deployment, namespace
+from tests.unit.running import Passes, policies
 
 DEPLOYMENTS = "deployments.apps"
-KEEP_DOWN = textwrap.dedent("""
-    policies:
-      - name: nights
-        targets: {namespaces: [llm], selector: app=chat}
-        schedule:
-          timezone: UTC
-          windows:
-            - {name: a, mode: down, start: "0 0 * * *", end: "0 12 * * *"}
-            - {name: b, mode: down, start: "0 12 * * *", end: "0 0 * * *"}
-    """)
+KEEP_DOWN = all_day(selector="app=chat")  # a keep-down window all day long
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 #: The values docs/observability.md lists for `result`.
 RESULTS = ("success", "failed", "conflict", "gone", "dry_run", "skipped")
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 @pytest.fixture

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 from tests.fakes.bodies import all_day, deployment, namespace
-from tests.unit.running import Log, Running, save, settings, wait_until
+from tests.unit.running import Running, save, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 LEASES = "leases.coordination.k8s.io"
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 def _replicas(fake, name: str) -> int:

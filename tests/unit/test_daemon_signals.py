@@ -18,7 +18,7 @@ from scaler.decide.annotations import LAST_REPLICAS, PAUSED_BY
 from tests.fakes.bodies import deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import pause_state, simple_crd
-from tests.unit.running import Log, Running, save, settings, wait_until
+from tests.unit.running import Running, save, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 IDLE = "vllm:num_requests_running"
@@ -69,13 +69,6 @@ def signals(prometheus):
     found = Signals(prometheus)
     yield found
     found.answer()
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 def _start(fake, prometheus_url, tmp_path, text: str, **overrides) -> Running:

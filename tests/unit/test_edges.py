@@ -20,7 +20,7 @@ from scaler.decide.times import human_duration
 from tests.fakes.bodies import deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
 from tests.helpers import pause_state
-from tests.unit.running import Log, Running, settings, wait_until
+from tests.unit.running import Running, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 COUNTS = {"a": 1, "b": 3, "c": 5}
@@ -35,13 +35,6 @@ def hung():
     yield server
     release.set()
     server.stop()
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 def _paused(name: str, last: int, tier: str) -> dict:

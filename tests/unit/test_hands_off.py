@@ -21,7 +21,7 @@ from scaler.decide.annotations import BACKOFF_UNTIL, LAST_REPLICAS, OVERRIDE_UNT
 from scaler.decide.times import parse_time, rfc3339
 from tests.fakes.bodies import deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
-from tests.unit.running import Log, Passes, policies
+from tests.unit.running import Passes, policies
 
 DEPLOYMENTS = "deployments.apps"
 IDLE = textwrap.dedent("""
@@ -43,13 +43,6 @@ def prometheus():
     server.answer("vllm:num_requests_running", {("llm", "chat"): 0})  # idle throughout
     yield server
     server.stop()
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 def _chat(fake) -> dict:

@@ -15,16 +15,9 @@ import pytest
 from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
 from tests.fakes.bodies import deployment, namespace
 from tests.helpers import simple_crd
-from tests.unit.running import Log, Running, settings, wait_until
+from tests.unit.running import Running, settings, wait_until
 
 DEPLOYMENTS, SCALED_OBJECTS = "deployments.apps", "scaledobjects.keda.sh"
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 @pytest.fixture

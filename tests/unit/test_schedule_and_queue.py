@@ -17,19 +17,12 @@ import pytest
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
 from tests.fakes.bodies import all_day, deployment, namespace
 from tests.fakes.prometheus import FakePrometheus
-from tests.unit.running import Log, Running, settings, wait_until
+from tests.unit.running import Running, settings, wait_until
 
 DEPLOYMENTS = "deployments.apps"
 QUEUE = "sum by (namespace, workload) (gateway_pending_requests)"
 PAUSED = {LAST_REPLICAS: "1", PAUSED_BY: "policy/chat", PAUSED_AT: "2026-01-01T00:00:00Z",
           PAUSE_CAUSE: "idle-timeout"}
-
-
-@pytest.fixture
-def log(tmp_path):
-    captured = Log(tmp_path / "daemon.log")
-    yield captured
-    captured.close()
 
 
 def _policy(windows: str, extra: str = "") -> str:
