@@ -274,8 +274,8 @@ class Pauser:
                 if mend and not dry_run and current.replicas == 0 and current.record is not None:
                     self._hand_over(current, paused=True, warnings=result.warnings)
                 return result
-            if dry_run:
-                result.outcome = Outcome.WOULD_CHANGE
+            if dry_run:  # what the real run would report: a change, or a skip that records something
+                result.outcome = Outcome.WOULD_CHANGE if write.outcome is Outcome.CHANGED else write.outcome
                 return result
             record = None
             patch = write.patch

@@ -276,7 +276,7 @@ class Actor:
             workload, reason=evaluation.decision.reason, record=record, first=reverts == 1, dry_run=self.dry_run,
             fence=fence))
         self.view.took(result, workload)
-        if self.metrics and (result.written is not None or result.outcome is Outcome.WOULD_CHANGE):
+        if self.metrics and (result.written is not None or (self.dry_run and result.outcome is Outcome.SKIPPED)):
             self.metrics.pause_reverts.labels(manager).inc()  # recorded (or would be): not dropped, not failed
         report = log.warning if reverts == 1 else log.info
         report("pause reverted", **fields, result=result.outcome.value, note=result.reason, reverted_by=manager,

@@ -418,3 +418,14 @@ def test_a_name_is_found_in_a_kind_it_may_list_when_another_kind_is_forbidden(fa
     assert _replicas(fake, "chat") == 0
     missing = scaler("pause", "nowhere", "-n", "llm")
     assert missing.code == 1 and "forbidden: cannot list statefulsets.apps" in missing.err
+
+
+def test_a_dry_run_reports_what_the_real_run_does_for_a_paused_workload_resized_by_hand(fake, scaler):
+    _create(fake, deployment("chat", replicas=3))
+    assert scaler("pause", "chat", "-n", "llm").code == 0
+    fake.patch(DEPLOYMENTS, "llm", "chat", {"spec": {"replicas": 5}})
+    dry = _rows(scaler("resume", "chat", "-n", "llm", "--dry-run", "-o", "json"))["chat"]
+    real = _rows(scaler("resume", "chat", "-n", "llm", "-o", "json"))["chat"]
+    assert (dry["result"], real["result"]) == ("skipped", "skipped")
+    assert dry["reason"] == real["reason"] and "someone set replicas to 5 while it was paused" in real["reason"]
+    assert _replicas(fake, "chat") == 5
