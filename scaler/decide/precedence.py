@@ -234,7 +234,9 @@ def outside_down(f: Facts) -> Decision | None:
         return None
     policy = f.policy
     assert policy.schedule is not None
-    hours = "; ".join(window.description for window in policy.schedule.compiled.up_windows) or "none"
+    up = [window.description for window in policy.schedule.compiled.up_windows]
+    # Three named at most: the sentence goes whole into the Event (its record keeps 1,024 characters).
+    hours = "; ".join(up[:3]) + (f"; and {len(up) - 3} more" if len(up) > 3 else "") if up else "none"
     outside = f"outside every keep-up window ({hours}) with outside: down"
     if f.current == 0:
         return f.hold(f"{outside}: staying at 0", Code.OUTSIDE_DOWN)

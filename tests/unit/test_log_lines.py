@@ -87,3 +87,30 @@ def test_a_library_line_is_json_with_its_logger_and_level(printed):
                                                                     "apscheduler.scheduler", "warning")
     stamped_when_printed = {"timestamp": ""}
     assert {**parsed, **stamped_when_printed} == {**json.loads(ORACLE.format(record)), **stamped_when_printed}
+
+
+def test_a_reason_naming_many_windows_goes_whole_into_the_event(fake, prometheus, log):
+    """20 keep-up windows with outside: down: three are named, the rest counted, so the
+    log line's reason is in the Event whole (its record on the object keeps 1,024 characters)."""
+    from tests.fakes.bodies import deployment, namespace
+    from tests.unit.running import Passes, policies
+
+    windows = "\n".join(f"        - {{name: shift-{d}-{h}, mode: up, when: \"{d} {h:02d}:00-{h:02d}:30\"}}"
+                        for d in ("Mon", "Tue", "Wed", "Thu") for h in (8, 10, 12, 14, 16))
+    text = ("policies:\n  - name: shifts\n    targets: {namespaces: [llm], selector: app=chat}\n"
+            "    schedule:\n      timezone: Europe/Berlin\n      outside: down\n      windows:\n"
+            f"{windows}\n    startup_grace: 0s\n")
+    namespace(fake, "llm")
+    fake.create("deployments.apps", deployment("chat", replicas=2), namespace="llm")
+    now = datetime(2026, 12, 5, 22, 0, tzinfo=UTC)  # a Saturday night
+    daemon = Passes(fake, prometheus.url, policies(text), now=now)
+    try:
+        daemon.seen("chat")
+        daemon.step(now)
+        assert daemon.sink.flush(timeout_seconds=5) == 0
+    finally:
+        daemon.stop()
+    [line] = log.lines("decision", lambda line: line.get("action") == "pause")
+    [event] = fake.events("llm", "chat", "ScaledToZero")
+    assert "; and 17 more) with outside: down: pausing 2 replicas" in line["reason"]
+    assert line["reason"] in event["message"]
