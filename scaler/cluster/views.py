@@ -37,6 +37,10 @@ class ClusterView:
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         raise NotImplementedError
 
+    def labels_read(self, namespace: str) -> bool:
+        """Whether `namespace_labels` gives what the namespace has, not {} for a read that failed."""
+        return True
+
     kube: Kube
 
     def latest(self, workload: Workload) -> Workload | None:
@@ -114,7 +118,7 @@ class WatchingView(ClusterView):
         self._informers: dict[tuple[str, str | None], Informer] = {}
         self._lock = threading.Lock()
         self._namespace_informers: list[Informer] = []
-        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._labels: dict[str, tuple[float, dict[str, str], bool]] = {}  # when, labels, read
 
     def _informers_for(self, kind: WorkloadKind) -> list[Informer]:
         created = []
@@ -175,14 +179,20 @@ class WatchingView(ClusterView):
         if cached is None or time.monotonic() - cached[0] > 60:
             try:
                 obj = self.kube.get(NAMESPACES, None, namespace)
-                cached = (time.monotonic(), obj["metadata"].get("labels") or {})
+                cached = (time.monotonic(), obj["metadata"].get("labels") or {}, True)
             except KubeError as error:
                 if namespace not in self._labels:  # once per namespace, not every minute
                     log.warning("namespace labels unreadable: namespace_selector will not match it",
                                 namespace=namespace, error=str(error))
-                cached = (time.monotonic(), {})
+                cached = (time.monotonic(), {}, False)
             self._labels[namespace] = cached
         return cached[1]
+
+    def labels_read(self, namespace: str) -> bool:
+        if self._namespace_informers:
+            return any(informer.get("", namespace) is not None for informer in self._namespace_informers)
+        cached = self._labels.get(namespace)
+        return not self.namespaces or (cached is not None and cached[2])
 
     def saw(self, workload: Workload) -> None:
         for informer in self._informers_for(workload.kind):

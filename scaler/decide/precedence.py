@@ -67,12 +67,12 @@ def manual_pause(f: Facts) -> Decision | None:
         return None
     if current == 0:
         return f.hold("paused by hand (scaler.io/paused=true); only a manual resume wakes it", Code.MANUAL_PAUSE)
-    if workload.last_replicas is None:
+    if workload.last_replicas is None and workload.paused_by is None:  # no pause made: the annotation alone
         return f.decision(Action.PAUSE, 0, f"paused by hand (scaler.io/paused=true set on it): pausing {current} "
                           "replicas; only a manual resume wakes it", Code.MANUAL_PAUSE)
-    return f.hold(f"paused by hand (scaler.io/paused=true), but someone set replicas to {current} since (recorded "
-                  f"{workload.last_replicas}): leaving {current}; scaler resume hands it back to its policy",
-                  Code.MANUAL_PAUSE)
+    recorded = f" (recorded {workload.last_replicas})" if workload.last_replicas else " (paused at 0)"
+    return f.hold(f"paused by hand (scaler.io/paused=true), but someone set replicas to {current} since{recorded}: "
+                  f"leaving {current}; scaler resume hands it back to its policy", Code.MANUAL_PAUSE)
 
 
 @rule("1b", Code.HUMAN_OVERRIDE, writes_while_holding=True)

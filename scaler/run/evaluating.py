@@ -20,7 +20,7 @@ policy, under the same deadline, finds where their signal was not seen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -163,6 +163,9 @@ class Evaluator:
         self.signals_at = signals_at
         #: Workloads at zero their wake signal cannot wake, found in each full evaluation.
         self.wakes = WakeWatch(prometheus=prometheus, submit=self._queries.submit)
+        #: The names of every policy evaluated since it started: a pause by one of them that no policy
+        #: targets any more is resumed (`precedence.unmanaged`), another installation's is not.
+        self.policies_held: set[str] = set()
 
     # Reading the world
 
@@ -233,9 +236,8 @@ class Evaluator:
                 continue
             namespace_labels = self.view.namespace_labels(state.namespace)
             chosen = select_policy(policies, state, namespace_labels=namespace_labels)
-            if chosen is None:  # one a policy paused, where some policy still reaches: not stranded at zero
-                if not wake_only and state.replicas == 0 and state.paused_by_policy and any(
-                        p.targets.compiled.covers(state.kind, state.namespace, namespace_labels) for p in policies):
+            if chosen is None:
+                if not wake_only and self._orphaned(state, policies, namespace_labels):
                     conflicts.append(Evaluation(workload, state, None,
                                                 decide(policy=None, workload=state, signals=Signals(), now=now)))
                 continue
@@ -245,6 +247,14 @@ class Evaluator:
             elif (not wake_only or chosen.wake is not None) and chosen.name not in errors:
                 matched.append((workload, state, chosen))
         return matched, conflicts
+
+    def _orphaned(self, state: WorkloadState, policies: PolicySet, namespace_labels: Mapping[str, str]) -> bool:
+        """Paused by a policy this daemon has held (another installation's are not its own), that no policy
+        targets any more, where some policy still reaches (its namespace's labels read, not a failed read)."""
+        return (state.replicas == 0 and state.paused_by_policy and not state.manual_pause
+                and (state.paused_by or "").split("/", 1)[-1] in self.policies_held
+                and self.view.labels_read(state.namespace)
+                and any(p.targets.compiled.covers(state.kind, state.namespace, namespace_labels) for p in policies))
 
     # Signals
 
@@ -295,6 +305,7 @@ class Evaluator:
         wake them bigger, for its own reason, so they wait for the signal. `read_at`: the instant
         the signals are read at, when not `signals_at` (the pass's clock, if
         `now` is later: `scaler plan --at` a future instant reads them as of now)."""
+        self.policies_held.update(policy.name for policy in policies)
         candidates = [p for p in policies if p.wake is not None] if wake_only else list(policies)
         if not candidates:
             return Evaluations()

@@ -45,3 +45,20 @@ def test_the_paused_annotation_set_by_hand_pauses_and_nothing_but_a_person_wakes
     [event] = fake.events("llm", "chat", "ScaledToZero")
     assert "paused by hand (scaler.io/paused=true set on it): pausing 3 replicas" in event["message"]
     assert fake.events("llm", "chat", "Resumed") == []
+
+
+def test_a_workload_paused_at_zero_and_scaled_up_by_hand_is_left_as_the_person_set_it(fake, prometheus, scaler):
+    """Parked at 0, made a manual pause by `scaler pause` (nothing to record), then scaled to 3 by
+    hand: a person's resize, held, not paused again as if the annotation had just been set."""
+    namespace(fake, "llm")
+    fake.create(DEPLOYMENTS, deployment("chat", replicas=0), namespace="llm")
+    assert scaler("pause", "chat", "-n", "llm").code == 0
+    fake.patch(DEPLOYMENTS, "llm", "chat", {"spec": {"replicas": 3}})
+    daemon = Passes(fake, prometheus.url, policies(OFFICE), now=START)
+    try:
+        daemon.seen("chat")
+        [decision] = [e.decision for e in daemon.step(START) if e.workload.name == "chat"]
+    finally:
+        daemon.stop()
+    assert fake.get(DEPLOYMENTS, "llm", "chat")["spec"]["replicas"] == 3
+    assert "but someone set replicas to 3 since (paused at 0): leaving 3" in decision.reason

@@ -120,7 +120,7 @@ def test_action_and_target_agree(case):
     else:
         assert decision.replicas == current
     if workload.manual_pause:  # a person's pause: held, or made (the annotation set by hand on a running one)
-        pausing = current > 0 and workload.last_replicas is None
+        pausing = current > 0 and workload.last_replicas is None and workload.paused_by is None
         assert (decision.action, decision.reason_code) == (Action.PAUSE if pausing else Action.HOLD,
                                                            Code.MANUAL_PAUSE)
     if decision.action is Action.RESUME and decision.reason_code is not Code.QUEUE_WAKE:

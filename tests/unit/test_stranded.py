@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
 from scaler.decide.decisions import Action, Code, Signals, WorkloadState
 from scaler.decide.precedence import decide
@@ -160,3 +161,57 @@ def test_a_prewarm_never_wakes_what_a_keep_down_window_holds_as_the_keep_up_wind
         (Action.RESUME, Code.KEEP_UP_WINDOW)]
     monday = datetime(2026, 12, 7, 7, 51, tzinfo=UTC)
     assert decide(policy=office, workload=state, signals=Signals(), now=monday).reason_code is Code.PREWARM
+
+
+def _down_all_day(name: str, targets: str) -> str:
+    return (f"  - name: {name}\n    targets: {targets}\n    schedule:\n      timezone: UTC\n      windows:\n"
+            f'        - {{name: {name}-0, mode: down, start: "0 0 * * *", end: "0 12 * * *"}}\n'
+            f'        - {{name: {name}-1, mode: down, start: "0 12 * * *", end: "0 0 * * *"}}\n')
+
+
+def test_a_namespace_whose_labels_could_not_be_read_strands_nothing_and_wakes_nothing(fake, prometheus):
+    """A daemon restricted to its namespaces reads their labels once a minute. A namespace-selector
+    policy pauses 'chat'; another policy reaches the namespace too. One failed read of the labels
+    is not 'no policy targets it': 'chat' stays paused (no wake, no pause again a minute later)."""
+    fake.create("namespaces", {"metadata": {"name": "llm", "labels": {"scaler.io/weekend-shutdown": "true"}}})
+    fake.create(DEPLOYMENTS, deployment("chat", replicas=4), namespace="llm")
+    weekend = _down_all_day("weekend-shutdown", "{namespace_selector: 'scaler.io/weekend-shutdown=true'}")
+    text = "policies:\n" + weekend + _down_all_day("business-hours", "{namespaces: [llm], selector: 'x=y'}")
+    daemon = Passes(fake, prometheus.url, policies(text), now=START)
+    daemon.view.stop(timeout_seconds=2)
+    daemon.view = daemon.evaluator.view = WatchingView(fake.client(), namespaces=("llm",))
+    replicas = []
+    try:
+        for minute in range(4):
+            if minute == 2:  # the labels' once-a-minute read is due, and fails once
+                daemon.view._labels["llm"] = (0.0, *daemon.view._labels["llm"][1:])
+                fake.fail(method="GET", path="/api/v1/namespaces/llm$", status=500, times=1)
+            daemon.seen("chat")
+            daemon.step(START + timedelta(minutes=minute))
+            replicas.append(fake.get(DEPLOYMENTS, "llm", "chat")["spec"]["replicas"])
+        assert daemon.sink.flush(timeout_seconds=5) == 0
+    finally:
+        daemon.stop()
+    assert replicas == [0, 0, 0, 0] and fake.events("llm", "chat", "Resumed") == []
+
+
+def test_another_installations_pause_in_a_shared_namespace_is_left_alone(fake, prometheus):
+    """Team A's scaler manages app=chat in llm, team B's app=embed: A never held team-b's policy,
+    so what B paused is not A's to resume."""
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    fake.create(DEPLOYMENTS, deployment("embed", replicas=2, labels={"app": "embed"}), namespace="llm")
+    team_a = "policies:\n" + _down_all_day("team-a", "{namespaces: [llm], selector: app=chat}").replace("down", "up")
+    a = Passes(fake, prometheus.url, policies(team_a), now=START)
+    team_b = "policies:\n" + _down_all_day("team-b", "{namespaces: [llm], selector: app=embed}")
+    b = Passes(fake, prometheus.url, policies(team_b), now=START)
+    replicas = []
+    try:
+        for minute in range(3):
+            for daemon in (b, a):
+                daemon.seen("embed")
+                daemon.step(START + timedelta(minutes=minute))
+                replicas.append(fake.get(DEPLOYMENTS, "llm", "embed")["spec"]["replicas"])
+    finally:
+        a.stop()
+        b.stop()
+    assert replicas == [0] * 6
