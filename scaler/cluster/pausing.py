@@ -350,7 +350,8 @@ class Pauser:
         back). One that fails is remembered for `mend_hand_overs`."""
         try:
             for name, patch in keda_hand_over(self._scaled_objects_for(workload), paused=paused):
-                self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch, fence=self.fence)
+                self._keep(workload.namespace, self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch,
+                                                               fence=self.fence))
         except (KubeError, Fenced) as error:  # fenced: not the leader now, but the write it follows landed
             warnings.append(f"KEDA ScaledObject not updated: {error}")
             with self._keda_lock:
@@ -358,6 +359,15 @@ class Pauser:
             return
         with self._keda_lock:
             self._unhanded.pop(workload.key, None)
+
+    def _keep(self, namespace: str, written: dict) -> None:
+        """A ScaledObject as our patch left it, into the namespace's cached list: a resume (or a pause)
+        within the cache's seconds must see what this one wrote, not what was there before it."""
+        name = written.get("metadata", {}).get("name")
+        with self._keda_lock:
+            if (cached := self._keda_cache.get(namespace)) is not None:
+                items = [written if item["metadata"].get("name") == name else item for item in cached[1]]
+                self._keda_cache[namespace] = (cached[0], items)
 
     @property
     def owes_hand_overs(self) -> bool:

@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scaler.cluster.batches import Selection, select
+from scaler.cluster.kinds import DEPLOYMENT
+from scaler.cluster.pausing import Pauser
 from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
 from tests.fakes.bodies import deployment, namespace
 from tests.helpers import simple_crd
@@ -69,3 +72,28 @@ def test_a_pause_whose_daemon_died_before_the_hand_over_gets_it_from_the_next(ke
         daemon.let_reconciles_pass(2)
     assert keda.count("PATCH", "/scaledobjects/") == 1
     assert keda.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"] == 0
+
+
+def _worker(kube):
+    workloads, _ = select(kube, Selection(kinds=[DEPLOYMENT], namespace="llm"))
+    [worker] = [w for w in workloads if w.name == "worker"]
+    return worker
+
+
+@pytest.mark.parametrize("before", [None, "2"], ids=["no-keda-pause", "a-persons-keda-pause-at-2"])
+def test_a_pause_and_a_resume_within_the_scaled_objects_cache_hand_over_and_back(fake, keda, before):
+    """One Pauser (a daemon's passes share it) lists a namespace's ScaledObjects once per 5 s: what its
+    own patch wrote must be what the next hand-over reads, or a resume right after a pause (a wake
+    check, every 5 s) leaves KEDA paused at 0, and a pause right after a resume leaves it unpaused."""
+    fake.create(DEPLOYMENTS, deployment("worker", replicas=3, labels={"app": "worker"}), namespace="llm")
+    if before is not None:
+        fake.patch(SCALED_OBJECTS, "llm", "worker", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: before}}})
+    kube = fake.client()
+    pauser = Pauser(kube)
+    for step in ("pause", "resume", "pause", "resume"):
+        if step == "pause":
+            pauser.pause(_worker(kube), by="policy/idle", reason="idle")
+            assert (fake.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"], _keda_paused(fake)) == (0, "0")
+        else:
+            pauser.resume(_worker(kube), by="policy/idle", reason="queue", replicas=3)
+            assert (fake.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"], _keda_paused(fake)) == (3, before)
