@@ -72,6 +72,12 @@ def review_token(kube: Kube, token: str, *, audiences: tuple[str, ...] = ()) -> 
     user = status.get("user") or {}
     if status.get("authenticated") is not True or not user.get("username"):
         raise NotAuthenticated(str(status.get("error") or "the API server did not authenticate the token"))
+    # The TokenReview API: with spec.audiences set, check status.audiences names one of them. None
+    # named means the token is good for the API server's own audience (an authenticator that is not
+    # audience-aware, behind a webhook or a proxy), not for ours.
+    if audiences and not set(map(str, status.get("audiences") or ())) & set(audiences):
+        raise NotAuthenticated(f"the token is not for audience {' or '.join(audiences)} (the API server named "
+                               f"{', '.join(map(str, status.get('audiences') or ())) or 'none'})")
     extra = user.get("extra") or {}
     return Identity(str(user["username"]), str(user.get("uid") or ""), tuple(map(str, user.get("groups") or ())),
                     tuple(sorted((str(k), tuple(map(str, v or ()))) for k, v in extra.items())))

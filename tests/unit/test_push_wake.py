@@ -397,3 +397,27 @@ def test_a_selector_over_the_caller_s_budget_says_which_workloads_were_not_writt
                                                                        ("chat-b", "rate-limited")]
     assert answer["workloads"][1]["reason"].startswith(f"too many wake requests from {GATEWAY}")
     assert replicas(fake, "chat-a") == 2 and replicas(fake, "chat-b") == 0
+
+
+def test_a_token_review_that_names_no_audience_is_not_a_token_for_scaler(fake, prometheus, tmp_path, monkeypatch):
+    """The TokenReview API: a client that sets spec.audiences checks status.audiences names one of
+    them; none named means the token is good for the API server's audience (an authenticator that
+    is not audience-aware, behind a webhook or a proxy), not for scaler's: 401, nothing written."""
+    from tests.fakes import reviews
+
+    original = reviews.token_review
+
+    def unaware(fake_, body, manager):
+        answer = original(fake_, {**body, "spec": {**body["spec"], "audiences": [reviews.API_AUDIENCE]}}, manager)
+        answer["status"].pop("audiences", None)
+        return answer
+
+    monkeypatch.setattr(reviews, "token_review", unaware)
+    workloads(fake, "chat")
+    fake.token("api-server-token", GATEWAY, groups=("system:serviceaccounts",))  # minted for the API server
+    fake.allow(GATEWAY, "patch", "deployments.apps/scale", namespace="llm")
+    with Running(fake, prometheus, tmp_path) as running:
+        status, answer, _ = running.wake({"namespace": "llm", "name": "chat"}, token="api-server-token")
+    assert (status, answer["result"]) == (401, "unauthenticated")
+    assert "not for audience scaler" in answer["reason"]
+    assert replicas(fake, "chat") == 0 and fake.count("PATCH") == 0
