@@ -14,6 +14,7 @@ PATCH and its outcome after, so even a kill between the two leaves a trace.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ class Actor:
         self._writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
+        self._in_flight_changed = threading.Condition(self._in_flight_lock)
         #: Set while no write is in flight (Events wait for it: cluster/pausing.EventSink).
         self.quiet = threading.Event()
         self.quiet.set()
@@ -122,8 +124,20 @@ class Actor:
         finally:
             with self._in_flight_lock:
                 self._in_flight.discard(key)
+                self._in_flight_changed.notify_all()
                 if not self._in_flight:
                     self.quiet.set()
+
+    def written(self, key: tuple[str, str, str], *, timeout_seconds: float) -> bool:
+        """Wait until no pass is writing the workload `key` (at most `timeout_seconds`): a push
+        decides from what that write left, not from the object as it was before it."""
+        deadline = time.monotonic() + timeout_seconds
+        with self._in_flight_changed:
+            while key in self._in_flight:
+                if (left := deadline - time.monotonic()) <= 0:
+                    return False
+                self._in_flight_changed.wait(left)
+        return True
 
     def each(self, write: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         """`write` of each item, on the actor's writers (`concurrency` at once, across every pass)."""

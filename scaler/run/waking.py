@@ -77,6 +77,8 @@ MAX_QUEUE = 1e9
 FORWARDED = "X-Scaler-Forwarded-By"
 #: How long a standby waits for the leader's answer to a forwarded request.
 FORWARD_SECONDS = 10.0
+#: How long a push waits for another pass's write to the same workload (a pause) before deciding.
+IN_FLIGHT_SECONDS = 5.0
 _FIELDS = {"namespace", "name", "selector", "kind", "queue"}
 
 
@@ -342,6 +344,8 @@ class Waker:
     def _one(self, workload: Workload, wake: WakeRequest, identity: Identity, *, now: datetime, term: int) -> dict:
         """One workload's answer: what its policy decides for the push, and what was written."""
         evaluator = self.daemon.evaluator
+        if self.daemon.actor.written(workload.key, timeout_seconds=IN_FLIGHT_SECONDS):  # a pause on its way
+            workload = evaluator.view.latest(workload) or workload
         state = evaluator.state_of(workload)
         facts = {"kind": workload.kind.name, "namespace": workload.namespace, "name": workload.name,
                  "replicas": workload.replicas, "readyReplicas": workload.ready_replicas, "by": identity.username}
@@ -394,6 +398,10 @@ class Waker:
         if fresh.replicas > 0:  # someone (another pass) woke it first, or it was up already
             return {**facts, "result": "already-up", "reason": result.reason, "replicas": fresh.replicas,
                     "readyReplicas": fresh.ready_replicas}
+        again = decide(policy=evaluation.policy, workload=self.daemon.evaluator.state_of(fresh),
+                       signals=evaluation.signals, now=utc_now())
+        if again.action is Action.HOLD:  # paused by hand, or a window closed, while the write waited
+            return {**facts, "result": "held", "reason": again.reason, "reasonCode": str(again.reason_code)}
         return {**facts, "result": "not-sent", "reason": result.reason}
 
 

@@ -421,3 +421,54 @@ def test_a_token_review_that_names_no_audience_is_not_a_token_for_scaler(fake, p
     assert (status, answer["result"]) == (401, "unauthenticated")
     assert "not for audience scaler" in answer["reason"]
     assert replicas(fake, "chat") == 0 and fake.count("PATCH") == 0
+
+
+OUTSIDE_DOWN = POLICY.replace("    min_replicas: 1\n", "    min_replicas: 1\n    schedule:\n"
+                              "      timezone: UTC\n      outside: down\n"
+                              "      windows: [{name: never-now, mode: up, when: \"Mon 03:00-03:01\"}]\n")
+
+
+def test_a_push_while_the_daemon_pauses_the_workload_wakes_it_after_the_pause(fake, prometheus, tmp_path):
+    """The daemon pauses chat (outside every window, outside: down); a push arrives while that PATCH
+    is on its way. Deciding from the object as it was before the pause, the push said `already-up`
+    and the pause then landed: a live request's wake lost. It waits for the write in flight and wakes it."""
+    workloads(fake, "chat", replicas=2, annotations={})
+    gateway(fake)
+    assert "outside: down" in OUTSIDE_DOWN
+    answers: list = []
+    daemon: dict = {}
+
+    def slow_pause(request) -> None:  # the pause's PATCH held until the push has answered (at most 2 s)
+        if request.method == "PATCH" and "running" in daemon and not answers:
+            thread = threading.Thread(target=lambda: answers.append(daemon["running"].wake(
+                {"namespace": "llm", "name": "chat", "queue": 1})))
+            thread.start()
+            thread.join(2)
+
+    fake.before("PATCH", "/deployments/chat", slow_pause)
+    running = daemon["running"] = Running(fake, prometheus, tmp_path, text=OUTSIDE_DOWN)
+    with running:
+        eventually(lambda: answers or None, timeout_seconds=10)
+        status, answer, _ = answers[0]
+    assert (status, answer["result"]) == (200, "woken"), answer
+    assert replicas(fake, "chat") == 2
+
+
+def test_a_manual_pause_that_lands_while_a_push_writes_answers_held(fake, prometheus, tmp_path):
+    """Someone pauses chat by hand just as the push's write goes out: the write is dropped, and the
+    answer is 409 `held` (fail fast, a person holds it), not 503 `not-sent` (retry: leadership)."""
+    workloads(fake, "chat")
+    gateway(fake)
+    done: list = []
+
+    def manual_pause(request) -> None:
+        if request.method == "PATCH" and not done:
+            done.append(request)
+            fake.patch("deployments.apps", "llm", "chat",
+                       {"metadata": {"annotations": {"scaler.io/paused": "true", "scaler.io/paused-by": "manual"}}})
+
+    fake.before("PATCH", "/deployments/chat", manual_pause)
+    with Running(fake, prometheus, tmp_path) as running:
+        status, answer, _ = running.wake({"namespace": "llm", "name": "chat"})
+    assert (status, answer["result"], answer["reasonCode"]) == (409, "held", "manual-pause")
+    assert replicas(fake, "chat") == 0
