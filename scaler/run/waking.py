@@ -49,7 +49,7 @@ from scaler.cluster.views import PODS
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
 from scaler.decide.decisions import Action, Code, Conflict, Decision, Signals, is_excluded, select_policy
-from scaler.decide.kinds import UnknownKind
+from scaler.decide.kinds import UnknownKind, parse_kind
 from scaler.decide.loading import PolicySet
 from scaler.decide.precedence import decide
 from scaler.decide.selectors import Selector, SelectorError
@@ -296,13 +296,17 @@ class Waker:
         """The kind asked for, if scaler manages it in that namespace at all
         (known from its settings and policies, before anyone's permission)."""
         evaluator, settings = self.daemon.evaluator, self.daemon.settings
+        managed = {kind.key for kind in kinds_of(self.daemon.policies, evaluator.resolve)}
         try:
+            name = parse_kind(wake.kind)
+            if name.key not in managed:  # known without asking the API server: a made-up kind costs it nothing
+                raise Refusal(403, "not-managed", f"no policy targets {name.key}")
             kind = evaluator.resolve(wake.kind)
         except UnknownKind as error:
             raise _invalid(f"kind: {error}") from None
         except (KindError, KubeError) as error:
             raise Refusal(403, "not-managed", f"kind {wake.kind}: {error}") from None
-        if kind.key not in {managed.key for managed in kinds_of(self.daemon.policies, evaluator.resolve)}:
+        if kind.key not in managed:
             raise Refusal(403, "not-managed", f"no policy targets {kind.name}")
         if wake.namespace in evaluator.excluded_namespaces:
             raise Refusal(403, "not-managed", f"namespace {wake.namespace} is excluded: scaler never touches it")

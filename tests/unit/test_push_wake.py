@@ -472,3 +472,17 @@ def test_a_manual_pause_that_lands_while_a_push_writes_answers_held(fake, promet
         status, answer, _ = running.wake({"namespace": "llm", "name": "chat"})
     assert (status, answer["result"], answer["reasonCode"]) == (409, "held", "manual-pause")
     assert replicas(fake, "chat") == 0
+
+
+def test_made_up_kinds_cost_the_api_server_nothing(fake, prometheus, tmp_path):
+    """A caller with a valid token and no permission at all names 50 custom-resource kinds no policy
+    targets: each is refused (403 not-managed) without a CRD look-up."""
+    workloads(fake, "chat")
+    fake.token(TOKEN, GATEWAY, groups=("system:serviceaccounts",), audiences=("scaler",))  # no RBAC at all
+    with Running(fake, prometheus, tmp_path) as running:
+        before = fake.count("GET", "customresourcedefinitions")
+        answers = [running.wake({"namespace": "llm", "name": "chat", "kind": f"x{i}.example.com/v1"})
+                   for i in range(50)]
+        looked_up = fake.count("GET", "customresourcedefinitions") - before
+    assert {(status, answer["result"]) for status, answer, _ in answers} == {(403, "not-managed")}
+    assert looked_up == 0
