@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from scaler.cluster.kinds import WorkloadKind
+from scaler.cluster.kinds.base import UnreadableSize
 from scaler.cluster.kube import Forbidden, Kube, KubeError, NotFound
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload
 from scaler.cluster.writes import Outcome, Result
@@ -61,14 +62,19 @@ def select(kube: Kube, selection: Selection, *,
         for obj in items:
             if selection.names and obj["metadata"]["name"] not in selection.names:
                 continue
-            found.append(Workload(kind, obj, selection.gpu_resources))
+            try:
+                found.append(Workload(kind, obj, selection.gpu_resources))
+            except UnreadableSize as error:  # named in its own row; the rest of the batch goes on
+                problems.append(Result(kind.name, obj["metadata"].get("namespace", ""), obj["metadata"]["name"],
+                                       Outcome.FAILED, f"its size cannot be read: {error}"))
     if forbidden and not listed:
         raise forbidden[0]
-    return found, problems + _not_found(selection, found, [] if ignore_missing_kinds else forbidden)
+    return found, problems + _not_found(selection, [*found, *problems], [] if ignore_missing_kinds else forbidden)
 
 
-def _not_found(selection: Selection, found: list[Workload], forbidden: list[Forbidden]) -> list[Result]:
-    """A failed row per NAME found nowhere; the 403 of a kind it may be in, if there was one."""
+def _not_found(selection: Selection, found: Sequence[Workload | Result], forbidden: list[Forbidden]) -> list[Result]:
+    """A failed row per NAME found nowhere (`found`: the objects, and the rows of those unreadable);
+    the 403 of a kind it may be in, if there was one."""
     problems = []
     for name in selection.names:
         if not any(w.name == name for w in found):

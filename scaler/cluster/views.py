@@ -14,6 +14,7 @@ import structlog
 
 from scaler.cluster.informers import Informer
 from scaler.cluster.kinds import WorkloadKind
+from scaler.cluster.kinds.base import UnreadableSize
 from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
 from scaler.cluster.workloads import DEFAULT_GPU_RESOURCES, Workload, pods_ready_since
 from scaler.cluster.writes import Result
@@ -24,8 +25,19 @@ PODS = Resource("", "v1", "pods")
 
 
 def live(kind: WorkloadKind, objects: Iterable[dict], gpu_resources: tuple[str, ...]) -> list[Workload]:
-    """`objects` as workloads, less those finished for good."""
-    return [workload for obj in objects if not (workload := Workload(kind, obj, gpu_resources)).finished]
+    """`objects` as workloads, less those finished for good, and those whose size cannot be read (said)."""
+    found = []
+    for obj in objects:
+        try:
+            workload = Workload(kind, obj, gpu_resources)
+        except UnreadableSize as error:
+            meta = obj.get("metadata") or {}
+            log.warning("workload left out: its size cannot be read", kind=kind.name,
+                        namespace=meta.get("namespace", ""), workload=meta.get("name", ""), error=str(error))
+            continue
+        if not workload.finished:
+            found.append(workload)
+    return found
 
 
 class ClusterView:

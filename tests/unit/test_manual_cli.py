@@ -11,6 +11,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from scaler.cluster.batches import Selection, run_batch, select
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.pausing import Pauser
@@ -429,3 +431,22 @@ def test_a_dry_run_reports_what_the_real_run_does_for_a_paused_workload_resized_
     assert (dry["result"], real["result"]) == ("skipped", "skipped")
     assert dry["reason"] == real["reason"] and "someone set replicas to 5 while it was paused" in real["reason"]
     assert _replicas(fake, "chat") == 5
+
+
+@pytest.mark.parametrize("value", ["abc", -2, 2.5, True])
+def test_a_custom_resource_whose_size_cannot_be_read_fails_alone(fake, scaler, value):
+    """One object of a kind whose CRD does not type its size holds no whole number there: its row
+    fails, naming the field and the value; its neighbour is paused and resumed as ever."""
+    fake.create("customresourcedefinitions.apiextensions.k8s.io", simple_crd(
+        group="serving.example.com", kind="VLLMServer", plural="vllmservers", version="v1alpha1", scale=True))
+    servers, kind = "vllmservers.serving.example.com", "vllmservers.serving.example.com/v1alpha1"
+    _create(fake, {"metadata": {"name": "odd"}, "spec": {"replicas": value}},
+            {"metadata": {"name": "good"}, "spec": {"replicas": 4}}, kind=servers)
+    paused = scaler("pause", "odd", "good", "-n", "llm", "--kind", kind, "-o", "json")
+    rows = _rows(paused)
+    assert paused.code == 1 and rows["odd"]["result"] == "failed"
+    assert f"its size cannot be read: spec.replicas is {value!r}, not a whole number of replicas" \
+        == rows["odd"]["reason"]
+    assert "Traceback" not in paused.err and _replicas(fake, "good", kind=servers) == 0
+    assert scaler("resume", "good", "-n", "llm", "--kind", kind).code == 0
+    assert _replicas(fake, "good", kind=servers) == 4

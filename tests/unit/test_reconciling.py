@@ -327,3 +327,31 @@ def _wait_cached(w, ready, *, replicas=None):
         [workload] = w.view.workloads([DEPLOYMENT])
         return (workload.ready_replicas == ready and replicas in (None, workload.replicas)) or None
     eventually(cached, timeout_seconds=5, interval_seconds=0.01)
+
+
+def test_a_custom_resource_whose_size_cannot_be_read_stops_no_other_decision(fake, prometheus):
+    """One object whose CRD does not type its size holds 'abc' there: it is left out (and said), and
+    the daemon's pass decides for and pauses the others of its kind as ever."""
+    from tests.helpers import simple_crd
+    from tests.unit.running import Passes, policies
+
+    fake.create("customresourcedefinitions.apiextensions.k8s.io", simple_crd(
+        group="serving.example.com", kind="VLLMServer", plural="vllmservers", version="v1alpha1", scale=True))
+    fake.create("namespaces", {"metadata": {"name": "llm"}})
+    servers = "vllmservers.serving.example.com"
+    fake.create(servers, {"metadata": {"name": "odd"}, "spec": {"replicas": "abc"}}, namespace="llm")
+    fake.create(servers, {"metadata": {"name": "good"}, "spec": {"replicas": 4}}, namespace="llm")
+    text = ("policies:\n  - name: nights\n    targets: {namespaces: [llm], kinds: ['vllmservers.serving.example.com/"
+            "v1alpha1']}\n    schedule:\n      timezone: UTC\n      windows:\n"
+            '        - {name: a, mode: down, start: "0 0 * * *", end: "0 12 * * *"}\n'
+            '        - {name: b, mode: down, start: "0 12 * * *", end: "0 0 * * *"}\n')
+    now = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    daemon = Passes(fake, prometheus.url, policies(text), now=now)
+    try:
+        decided = eventually(lambda: [e for e in daemon.step(now) if e.workload.name == "good"] or None,
+                             timeout_seconds=5)
+    finally:
+        daemon.stop()
+    assert [e.decision.action for e in decided] == [Action.PAUSE]
+    assert fake.get(servers, "llm", "good")["spec"]["replicas"] == 0
+    assert fake.get(servers, "llm", "odd")["spec"]["replicas"] == "abc"

@@ -144,6 +144,22 @@ def drop_managed_fields(obj: dict) -> dict:
     return obj
 
 
+class UnreadableSize(ValueError):
+    """An object whose size field holds no whole number of replicas (a custom resource whose CRD
+    does not type it): it is left out, named, never a failure of every other object."""
+
+
+def whole_replicas(value: Any, path: tuple[str, ...]) -> int:
+    """`value` of the size field `path` as a count of replicas, or UnreadableSize."""
+    try:
+        count = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else -1
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise UnreadableSize(f"{'.'.join(path)} is {value!r}, not a whole number of replicas")
+    return count
+
+
 def dig(obj: Any, path: tuple[str, ...]) -> Any:
     found: Any = obj
     for key in path:

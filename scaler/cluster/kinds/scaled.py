@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from scaler.cluster.kinds.base import KindBehaviour, dig, label_selector, nest
+from scaler.cluster.kinds.base import KindBehaviour, dig, label_selector, nest, whole_replicas
 from scaler.cluster.kube import Resource
 from scaler.decide.kinds import KindName, parse_kind
 
@@ -32,7 +32,7 @@ class ScaledKind(KindBehaviour):
 
     def replicas(self, obj: dict) -> int:
         value = dig(obj, self.size_field)
-        return self.default_replicas if value is None else int(value)
+        return self.default_replicas if value is None else whole_replicas(value, self.size_field)
 
     def ready_replicas(self, obj: dict) -> int:
         return int(dig(obj, self.ready_path) or 0)
