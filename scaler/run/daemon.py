@@ -1,24 +1,21 @@
-"""`scaler run`: the long-running daemon, composing the evaluator (decides,
-reads only), the actor (writes) and the tracker (follows, pass to pass).
+"""`scaler run`: the long-running daemon, composing the evaluator (decides, reads only), the actor
+(writes) and the tracker (follows, pass to pass).
 
-Jobs on one APScheduler (each with max_instances=1, coalesce and a real
-misfire grace), each independent of the others (no job waits for another):
-- reconcile: every evaluation interval, everything, level-triggered: first
-  what the schedules decide alone (written at once), then everything with
-  the signals, fetched under one deadline;
-- edge: one date job for the next window edge of any policy, schedules only, no query (a resume left
-  to a wake signal gets the wake check at once): it decides `EDGE_LEAD` ahead, as of the edge, and
+Jobs on one APScheduler (each with max_instances=1, coalesce and a real misfire grace), each
+independent of the others (no job waits for another):
+- reconcile: every evaluation interval, everything, level-triggered: first what the schedules decide
+  alone (written at once), then everything with the signals, fetched under one deadline;
+- edge: one date job for the next window edge of any policy, schedules only, no query (but a resume left to a
+  wake signal asks it during the lead: unknown if late): it decides `EDGE_LEAD` ahead, as of the edge, and
   writes as the edge passes, even with Prometheus hung (the next reconcile would heal a missed edge);
 - wake: every wake-check interval, only paused workloads of policies with a wake signal, one query per such policy;
 - follow: the nodes paused workloads ran on, held or gone (run/following.py);
-- reload: re-reads the policies (files, or a ConfigMap through the API) when
-  they change; a bad set is reported and the last good one stays in force.
-  A new leader acts only once it has read them in its own term, so a
-  standby that held an old version cannot undo what the last leader did.
+- reload: re-reads the policies (files, or a ConfigMap through the API) when they change; a bad set is
+  reported and the last good one stays in force. A new leader acts only once it has read them in its own
+  term, so a standby that held an old version cannot undo what the last leader did.
 
-Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish,
-queued Events are posted, and only then is the Lease released, so a standby
-never acts on a workload this replica is still writing.
+Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish, queued Events are posted,
+and only then is the Lease released, so a standby never acts on a workload this replica is still writing.
 """
 
 from __future__ import annotations
@@ -307,13 +304,16 @@ class Daemon:
         try:
             self._post_owed_events(self.policies, utc_now(), term)
             evaluations = self.evaluator.evaluate(self.policies, now=now, with_signals=False)
+            if evaluations.deferred:  # resumes a wake signal decides: asked during the lead, unknown if late
+                self.tracker.observe(wakes := self.evaluator.evaluate(
+                    self.policies, now=now, wake_only=True, deadline_seconds=EDGE_LEAD.total_seconds() / 2),
+                    self.policies)
+                evaluations += wakes
             while (ahead := (at - utc_now()).total_seconds()) > 0:
                 started += ahead  # waiting is not the job's time
                 if self.stopping.wait(ahead):
                     return
             self.actor.act(evaluations, now=now, term=term)
-            if evaluations.deferred:  # resumes the wake signal decides: its check, at once
-                self._wake()
         except KubeError as error:
             log.error("window edge failed; the next reconcile retries", error=str(error))
         finally:

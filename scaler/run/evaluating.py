@@ -295,14 +295,15 @@ class Evaluator:
 
     # Evaluating
 
-    def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False,
-                 with_signals: bool = True, read_at: datetime | None = None) -> Evaluations:
+    def evaluate(self, policies: PolicySet, *, now: datetime, wake_only: bool = False, with_signals: bool = True,
+                 read_at: datetime | None = None, deadline_seconds: float | None = None) -> Evaluations:
         """Decide for every workload a policy targets, at `now`. `wake_only`
         is the fast path: only paused workloads of policies with a wake signal.
         `with_signals=False` decides with every signal unknown and keeps only
         what a schedule decides alone (SCHEDULE_CODES), but for the resumes
         of policies with a wake signal (counted in `deferred`): a queue may
-        wake them bigger, for its own reason, so they wait for the signal. `read_at`: the instant
+        wake them bigger, for its own reason, so they wait for the signal.
+        `deadline_seconds`: the signals' deadline, if not the evaluator's. `read_at`: the instant
         the signals are read at, when not `signals_at` (the pass's clock, if
         `now` is later: `scaler plan --at` a future instant reads them as of now)."""
         self.policies_held.update(policy.name for policy in policies)
@@ -324,7 +325,7 @@ class Evaluator:
             return kept
         read = Evaluations(full=not wake_only)  # only a full evaluation speaks for every policy
         used = {policy.name: policy for _, _, policy in matched}  # only policies that matched something
-        deadline = monotonic() + self.signal_deadline_seconds
+        deadline = monotonic() + (deadline_seconds or self.signal_deadline_seconds)
         vectors = self._fetch(list(used.values()), wake_only=wake_only, errors=errors, deadline=deadline, read=read)
         evaluations = self._decide_all(matched, vectors, errors, now=now, read=read)
         evaluations = self._explain(evaluations, vectors, errors, now=now, deadline=deadline, read_at=read_at)
