@@ -180,6 +180,9 @@ class Health:
 PostHandler = Callable[[Mapping[str, str], bytes], tuple[int, dict, dict[str, str]]]
 #: The largest POST body read; a longer one is refused unread (413).
 MAX_POST_BYTES = 16 * 1024
+#: How long a client of /metrics, /readyz or /wake may keep a connection silent (a request line,
+#: headers or a body announced and never sent): past it, the connection is closed, its thread freed.
+READ_SECONDS = 10.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -241,7 +244,8 @@ class _Server(ThreadingHTTPServer):
 
 def serve(metrics: Metrics, health: Health, *, address: str, port: int,
           posts: Mapping[str, PostHandler] | None = None) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health, "posts": dict(posts or {})})
+    handler = type("Handler", (_Handler,), {"metrics": metrics, "health": health, "posts": dict(posts or {}),
+                                            "timeout": READ_SECONDS})
     server = _Server((address, port), handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
