@@ -237,9 +237,9 @@ class Evaluator:
             namespace_labels = self.view.namespace_labels(state.namespace)
             chosen = select_policy(policies, state, namespace_labels=namespace_labels)
             if chosen is None:
-                if not wake_only and self._orphaned(state, policies, namespace_labels):
-                    conflicts.append(Evaluation(workload, state, None,
-                                                decide(policy=None, workload=state, signals=Signals(), now=now)))
+                orphan = None if wake_only else decide(policy=None, workload=state, signals=Signals(), now=now)
+                if orphan is not None and self._orphaned(orphan, state, policies, namespace_labels):
+                    conflicts.append(Evaluation(workload, state, None, orphan))
                 continue
             if not isinstance(chosen, Policy):
                 conflicts.append(Evaluation(workload, state, None,
@@ -248,11 +248,12 @@ class Evaluator:
                 matched.append((workload, state, chosen))
         return matched, conflicts
 
-    def _orphaned(self, state: WorkloadState, policies: PolicySet, namespace_labels: Mapping[str, str]) -> bool:
-        """Paused by a policy this daemon has held (another installation's are not its own), that no policy
-        targets any more, where some policy still reaches (its namespace's labels read, not a failed read)."""
-        return (state.replicas == 0 and state.paused_by_policy and not state.manual_pause
-                and (state.paused_by or "").split("/", 1)[-1] in self.policies_held
+    def _orphaned(self, decision: Decision, state: WorkloadState, policies: PolicySet,
+                  namespace_labels: Mapping[str, str]) -> bool:
+        """`precedence.unmanaged` resumes it (a policy paused it, none targets it now), and it is this
+        daemon's to resume: paused by a policy it has held (another installation's are not its own),
+        where some policy still reaches (its namespace's labels read, not a failed read)."""
+        return (decision.action is Action.RESUME and decision.policy in self.policies_held
                 and self.view.labels_read(state.namespace)
                 and any(p.targets.compiled.covers(state.kind, state.namespace, namespace_labels) for p in policies))
 
