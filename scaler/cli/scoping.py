@@ -86,8 +86,17 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def require_scope(args: argparse.Namespace, *, verb: str) -> None:
     """As `kubectl scale`: a bulk write names its objects, selects them, or
-    says --all. A dry run cannot hurt, so it may show the whole selection."""
-    if args.names or args.selector or args.all or args.dry_run:
+    says --all, one of them: as kubectl, a name is not combined with -l or
+    --all (which would it mean?), nor looked up in every namespace. A dry
+    run cannot hurt, so it may show the whole selection."""
+    given = [flag for flag, value in (("NAME", args.names), ("-l", args.selector), ("--all", args.all)) if value]
+    if len(given) > 1:
+        raise Stop(f"{verb}: {' and '.join(given)} cannot be given together: name the workloads, select them "
+                   f"(-l SELECTOR), or pass --all", EXIT_USAGE)
+    if args.names and args.all_namespaces:
+        raise Stop(f"{verb}: a workload cannot be named across all namespaces (-A): "
+                   f"give its namespace with -n, or select with -l", EXIT_USAGE)
+    if given or args.dry_run:
         return
     where = "every namespace" if args.all_namespaces else f"namespace {args.namespace}" if args.namespace \
         else "the current namespace"
