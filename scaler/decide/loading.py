@@ -11,6 +11,7 @@ file here; through the API where the policies come from a ConfigMap.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
@@ -176,19 +177,37 @@ def _contents(document: Document, file: str, problems: list[Problem]) -> tuple[l
 
 
 def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
+    """The policy files named, or found in the directories named. A name
+    that is there but cannot be read as a file (a broken symbolic link, a
+    device) is a problem, never skipped: its policies would vanish unsaid."""
     files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(child for child in path.iterdir()
-                           if child.suffix in (".yaml", ".yml") and child.is_file())
+    for text in paths:
+        path = Path(text)
+        if not str(text).strip():
+            problems.append(Problem(repr(str(text)), None, "", "an empty path: name a policy file or directory"))
+        elif path.is_dir():
+            found = sorted(child for child in path.iterdir() if child.suffix in (".yaml", ".yml")
+                           and not child.is_dir())
             if not found:
                 problems.append(Problem(str(path), None, "", "no .yaml or .yml files in this directory"))
-            files.extend(found)
-        elif path.is_file():
+            files.extend(child for child in found if _readable(child, problems))
+        elif _readable(path, problems):
             files.append(path)
-        else:
-            problems.append(Problem(str(path), None, "", "no such file or directory"))
     return files
+
+
+def _readable(path: Path, problems: list[Problem]) -> bool:
+    """A regular file (or a link to one); else a problem saying what it is."""
+    if path.is_file():
+        return True
+    if path.is_symlink():
+        why = f"a symbolic link to {os.readlink(path)}, which does not exist"
+    elif path.exists():
+        why = "not a regular file (a device, a socket or a pipe)"
+    else:
+        why = "no such file or directory"
+    problems.append(Problem(str(path), None, "", why))
+    return False
 
 
 def _read_text(path: Path, file: str, problems: list[Problem]) -> str | None:

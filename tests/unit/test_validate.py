@@ -201,6 +201,25 @@ def test_missing_path(tmp_path, capsys):
     assert (code, lines) == (1, [f"{tmp_path / 'nope.yaml'}: no such file or directory"])
 
 
+def test_a_broken_link_in_a_directory_is_a_problem_not_a_file_skipped(tmp_path, capsys):
+    """Its policies would vanish unsaid (and the daemon would resume what they
+    paused as no longer targeted); a problem keeps the last good set in force."""
+    write(tmp_path, "a.yaml", GOOD)
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "gone.yaml")
+    code, lines = validate(capsys, tmp_path)
+    assert (code, lines[:1]) == (1, [f"{tmp_path / 'b.yaml'}: a symbolic link to {tmp_path / 'gone.yaml'}, "
+                                      "which does not exist"])
+
+
+@pytest.mark.parametrize(("path", "cause"), [
+    pytest.param("/dev/null", "/dev/null: not a regular file (a device, a socket or a pipe)", id="device"),
+    pytest.param("", "'': an empty path: name a policy file or directory", id="empty"),
+])
+def test_a_path_that_is_no_policy_file_says_what_it_is(capsys, path, cause):
+    code, lines = validate(capsys, path)
+    assert (code, lines[:1]) == (1, [cause])
+
+
 def test_directory_without_policy_files(tmp_path, capsys):
     write(tmp_path, "README.md", "# not a policy")
     code, lines = validate(capsys, tmp_path)
