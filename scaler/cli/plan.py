@@ -20,12 +20,12 @@ from typing import TypeVar
 from scaler.cli.instants import InstantError, check_computable, instant
 from scaler.cli.output import DOCUMENTS, console, print_document, print_names, table
 from scaler.cluster.kube import KubeconfigError, KubeError
-from scaler.decide.loading import check_policies
 from scaler.decide.policies import Policy
 from scaler.decide.times import rfc3339, utc_now
 from scaler.run.observability import configure_logging
 from scaler.run.planning import Evaluation, plan, upcoming_prewarms
 from scaler.run.settings import PlanSettings
+from scaler.run.sources import check_configured_policies
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_USAGE, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 T = TypeVar("T")
@@ -47,7 +47,10 @@ def reported(work: Callable[[], T]) -> T | None:
 def valid_policies(settings: PlanSettings) -> list[Policy]:
     """The policies, to check an instant against; none when they are invalid
     (the evaluation reports that, one line per problem)."""
-    policies, problems = check_policies(settings.policies)
+    try:
+        policies, problems = check_configured_policies(settings)
+    except (KubeError, KubeconfigError):
+        return []  # the evaluation says why
     return [] if problems else list(policies)
 
 

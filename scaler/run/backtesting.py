@@ -30,7 +30,7 @@ from scaler.decide.selectors import Selector
 from scaler.run.evaluating import Evaluator, queries_of
 from scaler.run.isolating import isolated
 from scaler.run.settings import PlanSettings
-from scaler.run.sources import check_policy_files
+from scaler.run.sources import check_configured_policies
 from scaler.signals.history import History, fetch
 from scaler.signals.prometheus import Prometheus
 from scaler.signals.queries import SIGNALS, SignalQuery
@@ -156,7 +156,7 @@ def backtest(settings: PlanSettings, *, steps: Steps, now: datetime, scope: Scop
 
     `on_plan(signals, workloads)` is told the work ahead once it is known;
     `progress("signals" | "workloads", n)` as it is done."""
-    policies, problems = check_policy_files(settings)
+    policies, problems = check_configured_policies(settings)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()

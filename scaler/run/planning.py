@@ -13,7 +13,7 @@ from scaler.decide.times import rfc3339, utc_now
 from scaler.run.evaluating import Evaluation, Evaluator
 from scaler.run.isolating import report_failures
 from scaler.run.settings import PlanSettings
-from scaler.run.sources import check_policy_files
+from scaler.run.sources import check_configured_policies
 
 
 def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None = None,
@@ -22,7 +22,7 @@ def plan(settings: PlanSettings, *, now: datetime, signals_at: datetime | None =
     signal errors seen, and the policies that failed (each {"policy",
     "source", "error"}: skipped, the others were evaluated). Signals are read
     as of `signals_at` if given, else as of now; the workloads are as they are."""
-    policies, problems = check_policy_files(settings)
+    policies, problems = check_configured_policies(settings)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
     kube = settings.kube()

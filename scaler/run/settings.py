@@ -118,6 +118,11 @@ class PlanSettings(PrometheusSettings, ClusterSettings):
     policies: PathList = Field(
         default_factory=lambda: [Path("/etc/scaler/policies")],
         description="policy files or directories (comma-separated in the environment)")
+    policy_configmap: str | None = Field(
+        None, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description="read the policies from this ConfigMap (NAME in the own namespace, or NAMESPACE/NAME) through "
+                    "the API instead of --policies: every replica has an edit within one reload interval, where a "
+                    "mounted copy lags by up to a minute or more")
     namespaces: CommaList = Field(default_factory=list, description="watch only these namespaces (default: all)")
     gitops_managers: CommaList = Field(
         default_factory=lambda: list(DEFAULT_GITOPS_MANAGERS),
@@ -131,11 +136,6 @@ class Settings(PlanSettings):
     evaluation_interval_seconds: float = Field(30, gt=0, description="full reconcile period")
     wake_check_interval_seconds: float = Field(5, gt=0, description="queue check period for paused workloads")
     policy_reload_interval_seconds: float = Field(5, gt=0, description="how often policy files are checked for changes")
-    policy_configmap: str | None = Field(
-        None, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
-        description="read the policies from this ConfigMap (NAME in the own namespace, or NAMESPACE/NAME) through "
-                    "the API instead of --policies: every replica has an edit within one reload interval, where a "
-                    "mounted copy lags by up to a minute or more")
     dry_run: bool = Field(False, description="decide and report, never write")
     leader_election: bool = Field(False, description="only the Lease holder acts")
     lease_name: str = "scaler"

@@ -157,9 +157,15 @@ class ConfigMapPolicies:
 PolicySource = FilePolicies | ConfigMapPolicies
 
 
-def check_policy_files(settings) -> tuple[PolicySet, list[Problem]]:
-    """`plan`'s and `backtest`'s policies: the files, with their ConfigMap
-    calendars read through the API (a client made only if one is used)."""
+def check_configured_policies(settings) -> tuple[PolicySet, list[Problem]]:
+    """`plan`'s and `backtest`'s policies, from where the daemon with the
+    same settings reads them: the ConfigMap if one is set, else the files
+    (their ConfigMap calendars read through the API, a client made only if
+    one is used)."""
+    if settings.policy_configmap:
+        source = policy_source(settings, settings.kube())
+        source.version()  # reads it: KubeError if it cannot be read
+        return source.check()
     return FilePolicies(settings.policies, namespace=settings.own_namespace or "default",
                         kube=_Once(settings.kube)).check()
 

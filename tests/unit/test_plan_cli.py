@@ -173,3 +173,24 @@ def test_run_with_a_missing_policy_configmap_exits_1_naming_it(fake, scaler, pro
     assert result.code == 1, result.out + result.err
     assert "error: cannot read the policies from ConfigMap llm/nope: configmaps/nope in namespace llm not found" \
         in result.err
+
+
+def test_plan_reads_the_policy_configmap_the_daemon_reads(fake, scaler, prometheus):
+    """With the chart's settings (SCALER_POLICY_CONFIGMAP) `plan` must show
+    what the daemon would do with its policies, not the image's files."""
+    namespace(fake, "llm")
+    fake.create(DEPLOYMENTS, deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}), namespace="llm")
+    fake.create("configmaps", {"metadata": {"name": "policies"}, "data": {"nights.yaml": all_day()}},
+                namespace="llm")
+    pending = scaler("plan", "--policy-configmap", "llm/policies", "--prometheus-url", prometheus.url)
+    assert pending.code == 3, pending.err
+    assert "pause" in _line(pending.out, " llm ", "nights") and "1 change(s) pending" in pending.out
+    fake.write("configmaps", "llm", "policies", lambda obj: {**obj, "data": {"nights.yaml": "policies: 7\n"}},
+               manager="kubectl")
+    broken = scaler("plan", "--policy-configmap", "llm/policies", "--prometheus-url", prometheus.url)
+    assert broken.code == 1
+    assert "ConfigMap llm/policies, nights.yaml:1: " in broken.err
+    missing = scaler("backtest", "--policy-configmap", "llm/nope", "--prometheus-url", prometheus.url,
+                     "--from", "now-1h")
+    assert missing.code == 1
+    assert "configmaps/nope in namespace llm not found" in missing.err
