@@ -170,6 +170,7 @@ def resume(current: Workload, *, by: str, reason: str, replicas: int, now: datet
     did not pause only for a queue (`_wake`). `hold`: a person's hold-up
     (`scaler resume --for`). `source`: where `replicas` came from, if not the record."""
     record, hold, before = current.record, dict(hold or {}), current.replicas
+    replicas = current.kind.resumed_replicas(current.obj, replicas)  # what a one-unit kind runs at, whatever was asked
     if current.manual_pause and by != MANUAL:
         return Write(None, Outcome.SKIPPED, before, before, 0,
                      "paused manually; only a manual resume (scaler resume) wakes it")

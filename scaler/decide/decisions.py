@@ -94,6 +94,9 @@ class WorkloadState:
     size_writer_gitops: bool = False
     #: Where its size is (its kind's field): what a GitOps tool must leave alone.
     size_field: tuple[str, ...] = ("spec", "replicas")
+    #: Whether scaler may set its size (its kind's `sizable`): a one-unit kind (a Job, an
+    #: InferenceService) is only stopped and started, so a queue wakes it but never sizes it.
+    sizable: bool = True
 
     @property
     def paused_by_policy(self) -> bool:

@@ -110,13 +110,14 @@ class Facts:
 
     def resume(self, reason: Callable[[int, str], str], code: Code, *, at_least: int = 0) -> Decision:
         """Back to the recorded size (or min_replicas), and at least
-        `at_least`; `reason(target, where the size came from)`."""
+        `at_least` (a queue's demand) for a kind scaler may size; `reason(target,
+        where the size came from)`."""
         last = self.workload.last_replicas
         if last is not None and last > 0:
             base, source = last, f"{last} recorded at pause"
         else:
             base, source = self.policy.min_replicas, f"min_replicas {self.policy.min_replicas}, nothing recorded"
-        target = max(base, at_least)
+        target = max(base, at_least) if self.workload.sizable else base
         return self.decision(Action.RESUME, target, reason(target, source), code)
 
     def keep_up(self, window: str, code: Code, *, running: str) -> Decision:

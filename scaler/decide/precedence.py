@@ -159,15 +159,17 @@ def queue_wake(f: Facts) -> Decision | None:
     demand = f.demand
     if f.current != 0 or demand is None or demand.active is None:
         return None
-    return f.resume(lambda target, source: f"{demand.active}: waking to {target} ({demand.sizing}; {source})",
+    sizing = f"{demand.sizing}; " if f.workload.sizable else ""  # a one-unit kind wakes to its one unit
+    return f.resume(lambda target, source: f"{demand.active}: waking to {target} ({sizing}{source})",
                     Code.QUEUE_WAKE, at_least=demand.wanted)
 
 
 @rule("3b", Code.QUEUE_SCALE_UP)
 def queue_scale_up(f: Facts) -> Decision | None:
-    """3b. Running, and the queue needs more replicas than it has."""
+    """3b. Running, and the queue needs more replicas than it has (a one-unit
+    kind, a Job or an InferenceService, is never sized: its own controller sizes it)."""
     demand = f.demand
-    if f.current == 0 or demand is None or demand.wanted <= f.current:
+    if f.current == 0 or not f.workload.sizable or demand is None or demand.wanted <= f.current:
         return None
     return f.decision(Action.SCALE_UP, demand.wanted,
                       f"queue {demand.queue:g} needs more replicas: {f.current} -> {demand.wanted} "

@@ -55,6 +55,13 @@ class WorkloadKind(Protocol):
 
     def ready_replicas(self, obj: dict) -> int: ...
 
+    def resumed_replicas(self, obj: dict, replicas: int) -> int:
+        """The size it runs at once a resume or a wake asks for `replicas` (> 0):
+        that, for a kind scaler sizes; for one it only starts (not `sizable`),
+        the size its own controller gives it (a Job: 1; an InferenceService:
+        its minReplicas)."""
+        ...
+
     def scale_patch(self, obj: dict, replicas: int, *, now: datetime) -> dict:
         """The part of a merge patch that sets the replica count (0: paused);
         `now`, the write's instant, for a stop switch that records when."""

@@ -37,6 +37,9 @@ class ScaledKind(KindBehaviour):
     def ready_replicas(self, obj: dict) -> int:
         return int(dig(obj, self.ready_path) or 0)
 
+    def resumed_replicas(self, obj: dict, replicas: int) -> int:
+        return replicas
+
     def scale_patch(self, obj: dict, replicas: int, *, now: datetime) -> dict:
         return nest(self.size_field, replicas)
 

@@ -37,6 +37,9 @@ class InferenceServiceKind(KindBehaviour):
     def replicas(self, obj: dict) -> int:
         if (dig(obj, ("metadata", "annotations")) or {}).get(KSERVE_STOP) == "true":
             return 0
+        return self.resumed_replicas(obj, 1)
+
+    def resumed_replicas(self, obj: dict, replicas: int) -> int:
         value = dig(obj, ("spec", "predictor", "minReplicas"))
         return 1 if value is None else max(int(value), 1)
 
@@ -88,6 +91,9 @@ class NotebookKind(KindBehaviour):
 
     def replicas(self, obj: dict) -> int:
         return 0 if KUBEFLOW_STOPPED in (dig(obj, ("metadata", "annotations")) or {}) else 1
+
+    def resumed_replicas(self, obj: dict, replicas: int) -> int:
+        return 1
 
     def ready_replicas(self, obj: dict) -> int:
         ready = dig(obj, ("status", "readyReplicas"))

@@ -47,6 +47,9 @@ class SuspendedKind(KindBehaviour):
     def replicas(self, obj: dict) -> int:
         return 0 if dig(obj, self.size_field) is True else 1
 
+    def resumed_replicas(self, obj: dict, replicas: int) -> int:
+        return 1
+
     def ready_replicas(self, obj: dict) -> int:
         return 1 if self.replicas(obj) and self.running(obj) else 0
 
