@@ -9,7 +9,7 @@ it meant). A write that calls for an Event records the action on the object
 in the same patch (cluster/actions.py); after the patch lands come the Event
 and the KEDA hand-over, whose failures are warnings, never a reason to undo
 the replica change. Given an EventSink, Events are posted in the background
-as each write lands, off the write's critical path.
+as each write lands, off the write's critical path (cluster/eventing.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import random
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -29,146 +27,16 @@ import structlog
 
 from scaler.cluster import actions, writes
 from scaler.cluster.actions import EVENTS, ActionRecord
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.keda import SCALED_OBJECTS, keda_hand_over, scaled_objects_for
 from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeError, NotFound
 from scaler.cluster.placing import Placement
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result, Write
+from scaler.decide.annotations import KEDA_BEFORE
 from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
-
-
-class EventSink:
-    """Posts Events from a few background threads as soon as each write has
-    landed, so a batch of writes never waits for its Events and a kill loses
-    at most what was in flight (the next daemon posts those: actions.owed).
-    `fence` is asked before each post: only the Lease holder posts. An Event
-    whose name is already taken was posted by someone else (the daemon that
-    acted, or the next one recovering it): counted as posted. One refused
-    for a while (throttled past its Retry-Afters, a server error, the server
-    away) is tried again `retries` times, `retry_seconds` later and doubling:
-    its write has landed, and a later action on the object would leave it
-    owed by no record. `flush` sends the waiting retries at once and waits
-    for every Event still queued (shutdown).
-
-    Events stay off a batch's critical path (an Event costs the API server
-    about what a PATCH does): while writes are in flight (`quiet`, the
-    actor's, is clear) an Event waits for them to end, up to `hold_seconds`
-    after it was queued; past that, while they last, Events go out one at a
-    time; then at full pace. Without `quiet`, no write is ever in flight."""
-
-    #: How long an Event waits for the writes in flight to end before it goes out anyway (one at a time).
-    hold_seconds = 5.0
-
-    def __init__(self, kube: Kube, *, workers: int = 4, fence: Fence | None = None,
-                 quiet: threading.Event | None = None, retries: int = 5, retry_seconds: float = 2.0) -> None:
-        self.kube = kube
-        self.fence = fence
-        self.quiet = quiet
-        self._hurry = threading.Event()  # set by flush: nothing waits any more
-        self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
-        self.retries, self.retry_seconds = retries, retry_seconds
-        self.workers = workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
-        self._pending = 0  # queued, being posted, or waiting to be retried
-        self._idle = threading.Condition()
-        #: (body, attempt, hold until): taken in order by at most `workers` drainers,
-        #: so queueing an Event costs a write no thread hand-off of its own.
-        self._queue: deque[tuple[dict, int, float]] = deque()
-        self._drainers = 0
-        self._waiting: dict[threading.Timer, tuple[dict, int]] = {}
-        #: Events posted, found already posted, left to the next leader, refused, and retries sent.
-        self.counts = {"posted": 0, "already": 0, "fenced": 0, "failed": 0, "retried": 0}
-
-    def post(self, body: dict) -> None:
-        self._enqueue(body, 0, time.monotonic() + self.hold_seconds, new=True)
-
-    def _enqueue(self, body: dict, attempt: int, until: float, *, new: bool = False) -> None:
-        with self._idle:
-            self._pending += new
-            self._queue.append((body, attempt, until))
-            if self._drainers >= self.workers:
-                return
-            self._drainers += 1
-        self._pool.submit(self._drain)
-
-    def _drain(self) -> None:
-        while True:
-            with self._idle:
-                if not self._queue:
-                    self._drainers -= 1
-                    return
-                body, attempt, until = self._queue.popleft()
-            try:
-                self._post(body, attempt, until)
-            except Exception:  # a defect must not stall every Event queued behind it
-                log.exception("event not recorded", event_reason=body.get("reason"))
-                self._done("failed")
-
-    def _wait_for_quiet(self, until: float) -> None:
-        """Until no write is in flight, `until` (monotonic), or a flush."""
-        while self.quiet is not None and not self._hurry.is_set() and (left := until - time.monotonic()) > 0:
-            if self.quiet.wait(min(left, 0.25)):
-                return
-
-    def _post(self, body: dict, attempt: int, until: float = 0.0) -> None:
-        outcome = "posted"
-        try:
-            self._wait_for_quiet(until)
-            if self.quiet is not None and not self.quiet.is_set():  # writes still in flight
-                with self._lane:
-                    self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
-            else:
-                self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
-        except Fenced:
-            outcome = "fenced"  # not ours to post any more: the next leader finds it owed
-        except Conflict:
-            outcome = "already"
-        except KubeError as error:
-            if attempt < self.retries and (error.status is None or error.status == 429 or error.status >= 500):
-                self._later(body, attempt + 1)
-                return  # still pending
-            outcome = "failed"
-            involved = body["involvedObject"]
-            log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
-                        kind=involved["kind"], event_reason=body["reason"], error=str(error))
-        self._done(outcome)
-
-    def _done(self, outcome: str) -> None:
-        with self._idle:
-            self.counts[outcome] += 1
-            self._pending -= 1
-            self._idle.notify_all()
-
-    def _later(self, body: dict, attempt: int) -> None:
-        def send() -> None:
-            with self._idle:
-                if self._waiting.pop(timer, None) is None:
-                    return  # flush sent it already
-                self.counts["retried"] += 1
-            self._enqueue(body, attempt, 0.0)
-        timer = threading.Timer(self.retry_seconds * 2 ** (attempt - 1), send)
-        timer.daemon = True
-        with self._idle:
-            self._waiting[timer] = (body, attempt)
-        timer.start()
-
-    def flush(self, *, timeout_seconds: float) -> int:
-        """Send the waiting retries now, and wait until every queued Event is
-        posted; the number still pending."""
-        deadline = time.monotonic() + timeout_seconds
-        self._hurry.set()
-        with self._idle:
-            waiting, self._waiting = self._waiting, {}
-            self.counts["retried"] += len(waiting)
-        for timer, (body, attempt) in waiting.items():
-            timer.cancel()
-            self._enqueue(body, attempt, 0.0)
-        with self._idle:
-            while self._pending and (left := deadline - time.monotonic()) > 0:
-                self._idle.wait(left)
-            return self._pending
 
 
 @dataclass(frozen=True)
@@ -224,13 +92,14 @@ class Pauser:
                fence: Callable[[Workload], None] | None = None) -> Result:
         """See `writes.resume`: to `replicas`, the size a decision chose."""
         return self.apply(workload, lambda current: writes.resume(
-            current, by=by, reason=reason, replicas=replicas, now=self.clock()), dry_run=dry_run, fence=fence)
+            current, by=by, reason=reason, replicas=replicas, now=self.clock()), dry_run=dry_run, fence=fence,
+            hand_back=True)
 
     def manual_resume(self, workload: Workload, *, reason: str = "manual resume", minimum: int | None = None,
                       hold: dict[str, str] | None = None, dry_run: bool = False) -> Result:
         """See `writes.manual_resume`: to the recorded count, read again with each attempt."""
         return self.apply(workload, lambda current: writes.manual_resume(
-            current, reason=reason, minimum=minimum, hold=hold, now=self.clock()), dry_run=dry_run)
+            current, reason=reason, minimum=minimum, hold=hold, now=self.clock()), dry_run=dry_run, hand_back=True)
 
     def hands_off(self, workload: Workload, *, by: str, reason: str, until: datetime, dry_run: bool = False,
                   fence: Callable[[Workload], None] | None = None) -> Result:
@@ -252,7 +121,8 @@ class Pauser:
                           dry_run=dry_run, fence=fence)
 
     def apply(self, workload: Workload, write_for: Callable[[Workload], Write], *, dry_run: bool,
-              fence: Callable[[Workload], None] | None = None, mend: bool = False) -> Result:
+              fence: Callable[[Workload], None] | None = None, mend: bool = False,
+              hand_back: bool = False) -> Result:
         """Work out the write from the object as last read, send it guarded,
         and when a guard fails re-read and work it out again (bounded). A
         workload that has finished (its kind says so) gets no write at all.
@@ -260,7 +130,10 @@ class Pauser:
         raises Fenced to stop it): leadership, and whether the write still
         means what it meant with the object as now read. `mend` (a pause):
         a pause found already made gets its KEDA hand-over again, in case
-        the run that made it failed to."""
+        the run that made it failed to. `hand_back` (a resume): one that finds
+        nothing of scaler's pause on the object (deleted and created again
+        since the pause) hands back the ScaledObjects scaler's pause left
+        paused, or KEDA would hold the new object at 0 for good."""
         current, refused = workload, None  # refused: (the operations, the 422 they got)
         action_id = f"{random.getrandbits(64):016x}"  # one per write: a retry sends the same record
         for attempt in range(self.retry.attempts):
@@ -273,6 +146,8 @@ class Pauser:
             if write.patch is None:
                 if mend and not dry_run and current.replicas == 0 and current.record is not None:
                     self._hand_over(current, paused=True, warnings=result.warnings)
+                elif hand_back and not dry_run and current.record is None and not current.manual_pause:
+                    self._hand_over(current, paused=False, warnings=result.warnings, only_ours=True)
                 return result
             if dry_run:  # what the real run would report: a change, or a skip that records something
                 result.outcome = Outcome.WOULD_CHANGE if write.outcome is Outcome.CHANGED else write.outcome
@@ -345,11 +220,15 @@ class Pauser:
                        result.warnings)
         self._hand_over(workload, paused=write.after == 0, warnings=result.warnings)
 
-    def _hand_over(self, workload: Workload, *, paused: bool, warnings: list[str]) -> None:
+    def _hand_over(self, workload: Workload, *, paused: bool, warnings: list[str], only_ours: bool = False) -> None:
         """The ScaledObjects aimed at `workload` paused with it (or handed
-        back). One that fails is remembered for `mend_hand_overs`."""
+        back; `only_ours`: only those marked paused by scaler). One that
+        fails is remembered for `mend_hand_overs`."""
         try:
-            for name, patch in keda_hand_over(self._scaled_objects_for(workload), paused=paused):
+            targets = self._scaled_objects_for(workload)
+            if only_ours:
+                targets = [item for item in targets if KEDA_BEFORE in (item["metadata"].get("annotations") or {})]
+            for name, patch in keda_hand_over(targets, paused=paused):
                 self._keep(workload.namespace, self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch,
                                                                fence=self.fence))
         except (KubeError, Fenced) as error:  # fenced: not the leader now, but the write it follows landed

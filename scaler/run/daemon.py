@@ -38,8 +38,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scaler.cluster.discovery import KindResolver
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.kube import Fenced, Kube, KubeError
-from scaler.cluster.pausing import EventSink, Pauser
+from scaler.cluster.pausing import Pauser
 from scaler.cluster.placing import Placement
 from scaler.cluster.views import WatchingView
 from scaler.decide.loading import PolicyError, PolicySet
@@ -97,10 +98,8 @@ class Daemon:
             gitops_managers=settings.gitops_managers)
         self.placement = Placement(self.kube)
         pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, placement=self.placement)
-        self.actor = Actor(
-            evaluator=self.evaluator, pauser=pauser,
-            dry_run=settings.dry_run, metrics=self.metrics, may_act=self._may_act, concurrency=settings.concurrency,
-            hands_off=settings.hands_off())
+        self.actor = Actor(evaluator=self.evaluator, pauser=pauser, dry_run=settings.dry_run, metrics=self.metrics,
+                           may_act=self._may_act, concurrency=settings.concurrency, hands_off=settings.hands_off())
         self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
         self.events.quiet = self.actor.quiet
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,

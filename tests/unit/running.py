@@ -19,8 +19,9 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.kinds import DEPLOYMENT
-from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.views import WatchingView
 from scaler.decide.loading import PolicyError, PolicySet, check_texts
 from scaler.decide.reverts import HandsOff

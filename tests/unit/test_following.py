@@ -18,8 +18,9 @@ from prometheus_client import generate_latest
 
 from scaler.cli.main import main
 from scaler.cluster.actions import ActionRecord
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.kinds import DEPLOYMENT, JOB
-from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.placing import Placement
 from scaler.cluster.views import WatchingView
 from scaler.cluster.writes import Outcome

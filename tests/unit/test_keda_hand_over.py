@@ -15,7 +15,14 @@ import pytest
 from scaler.cluster.batches import Selection, select
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.pausing import Pauser
-from scaler.decide.annotations import KEDA_PAUSED_REPLICAS, LAST_REPLICAS, PAUSE_CAUSE, PAUSED_AT, PAUSED_BY
+from scaler.decide.annotations import (
+    KEDA_BEFORE,
+    KEDA_PAUSED_REPLICAS,
+    LAST_REPLICAS,
+    PAUSE_CAUSE,
+    PAUSED_AT,
+    PAUSED_BY,
+)
 from tests.fakes.bodies import deployment, namespace
 from tests.helpers import simple_crd
 from tests.unit.running import Running, settings, wait_until
@@ -97,3 +104,29 @@ def test_a_pause_and_a_resume_within_the_scaled_objects_cache_hand_over_and_back
         else:
             pauser.resume(_worker(kube), by="policy/idle", reason="queue", replicas=3)
             assert (fake.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"], _keda_paused(fake)) == (3, before)
+
+
+@pytest.mark.parametrize("before", [None, "2"], ids=["no-keda-pause", "a-persons-keda-pause-at-2"])
+def test_a_resume_of_a_workload_created_again_since_its_pause_hands_keda_back(fake, keda, scaler, before):
+    """Paused with its ScaledObject, then deleted and created again under the same name (a reinstall):
+    the new object has none of the pause's record, so `scaler resume` finds nothing to restore. The
+    ScaledObject scaler paused must still be handed back as it was, or KEDA holds the new workload at
+    0 for good. A KEDA pause someone set without scaler (a bare "0") is not scaler's to lift."""
+    fake.create(DEPLOYMENTS, deployment("worker", replicas=3, labels={"app": "worker"}), namespace="llm")
+    if before is not None:
+        fake.patch(SCALED_OBJECTS, "llm", "worker", {"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: before}}})
+    assert scaler("pause", "worker", "-n", "llm").code == 0
+    assert _keda_paused(fake) == "0"
+    fake.delete(DEPLOYMENTS, "llm", "worker")
+    fake.create(DEPLOYMENTS, deployment("worker", replicas=2, labels={"app": "worker"}), namespace="llm")
+
+    resumed = scaler("resume", "worker", "-n", "llm")
+    assert resumed.code == 0 and "not paused: running at 2 replicas" in resumed.out, resumed
+    assert _keda_paused(fake) == before
+    assert KEDA_BEFORE not in (fake.get(SCALED_OBJECTS, "llm", "worker")["metadata"].get("annotations") or {})
+
+    fake.create(DEPLOYMENTS, deployment("other", replicas=0), namespace="llm")
+    fake.create(SCALED_OBJECTS, {"metadata": {"name": "other", "annotations": {KEDA_PAUSED_REPLICAS: "0"}},
+                                 "spec": {"scaleTargetRef": {"name": "other"}}}, namespace="llm")
+    assert scaler("resume", "other", "-n", "llm").code == 0
+    assert fake.get(SCALED_OBJECTS, "llm", "other")["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from scaler.cluster.actions import ActionRecord
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Fenced, Invalid, KubeError, NotFound
-from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
 from scaler.decide.annotations import LAST_ACTION, LAST_REPLICAS, PAUSED_BY

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scaler.cluster.actions import ActionRecord
+from scaler.cluster.eventing import EventSink
 from scaler.cluster.informers import NotSynced
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Fenced
-from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, READY_AT, STARTED_AT, WARM_UPS
 from scaler.decide.decisions import Action, Code

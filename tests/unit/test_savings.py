@@ -377,7 +377,8 @@ def test_a_start_that_waited_for_a_new_node_splits_its_warm_up_into_node_and_mod
     +40 s) and was Ready at +95 s: the warm-up recorded is the whole 95 s,
     and the Ready Event, the object and `status -o wide/json` say 40 s of it
     was the node's."""
-    from scaler.cluster.pausing import EventSink, Pauser
+    from scaler.cluster.eventing import EventSink
+    from scaler.cluster.pausing import Pauser
     from scaler.decide.annotations import NODE_WAIT, READY_AT, WARM_UPS
     from scaler.decide.loading import check_texts
     from scaler.run.acting import Actor

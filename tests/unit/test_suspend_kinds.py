@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from scaler.cli.main import main
-from scaler.cluster.pausing import EventSink, Pauser, Retry
+from scaler.cluster.eventing import EventSink
+from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.views import WatchingView
 from scaler.decide.annotations import LAST_REPLICAS, PAUSE_CAUSE, PAUSED_BY
 from scaler.decide.decisions import Code
