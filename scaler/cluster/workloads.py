@@ -17,6 +17,7 @@ from scaler.decide.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
+from scaler.decide.fields import MAX_REPLICAS
 from scaler.decide.times import parse_time
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
@@ -40,7 +41,8 @@ class PauseRecord:
         except (KeyError, ValueError):
             last = None
         return cls(
-            last_replicas=last if last and last > 0 else None,
+            # A count no API server takes (past int32) would fail every resume: none recorded.
+            last_replicas=last if last and 0 < last <= MAX_REPLICAS else None,
             paused_at=annotations.get(PAUSED_AT),
             paused_by=annotations.get(PAUSED_BY),
             reason=annotations.get(PAUSE_REASON),

@@ -170,6 +170,8 @@ def test_a_policys_resume_applies_the_size_its_decision_chose(annotations, decid
                  id="recorded-zero-is-no-record"),
     pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "no recorded count, used the minimum 2",
                  id="unreadable-record"),
+    pytest.param({**record(3), LAST_REPLICAS: "99999999999"}, 2, 2, "no recorded count, used the minimum 2",
+                 id="record-past-int32"),
     pytest.param({MANUAL_PAUSE: "true"}, 4, 4, "no recorded count, used the minimum 4",
                  id="manual-without-count"),
 ])
