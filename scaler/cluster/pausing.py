@@ -33,7 +33,7 @@ from scaler.cluster.kube import Conflict, Fence, Fenced, Invalid, Kube, KubeErro
 from scaler.cluster.placing import Placement
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result, Write
-from scaler.decide.annotations import KEDA_BEFORE
+from scaler.decide.annotations import KEDA_BEFORE, LAST_ACTION
 from scaler.decide.times import rfc3339, utc_now
 
 log = structlog.get_logger("scaler")
@@ -258,8 +258,10 @@ class Pauser:
         """Send again the KEDA hand-overs that failed here, for the workloads
         (among `workloads`, as now read) still as the hand-over left them: at
         zero with scaler's record to pause, running without it to hand back;
-        with `every_pause`, also every pause's (a process killed between a
-        pause and its hand-over). What still failed, one line each."""
+        with `every_pause`, also every pause's, and every hand-back of a
+        workload scaler acted on that runs now (a process killed between a
+        write and its hand-over: KEDA would hold a resumed workload at 0).
+        What still failed, one line each."""
         with self._keda_lock:
             failed = dict(self._unhanded)
         if not failed and not every_pause:
@@ -269,12 +271,15 @@ class Pauser:
         for workload in workloads:
             paused = workload.replicas == 0 and workload.record is not None
             wanted = failed.pop(workload.key, None)
+            warnings: list[str] = []
             if workload.kind.keda_targetable and (wanted == paused or (every_pause and paused)):
-                warnings: list[str] = []
                 self._hand_over(workload, paused=paused, warnings=warnings)
-                problems += [f"{workload.ref}: {warning}" for warning in warnings]
+            elif (every_pause and workload.kind.keda_targetable and workload.replicas > 0
+                  and workload.record is None and LAST_ACTION in workload.annotations):
+                self._hand_over(workload, paused=False, warnings=warnings, only_ours=True)
             elif wanted is not None:
                 stale.append(workload.key)
+            problems += [f"{workload.ref}: {warning}" for warning in warnings]
         with self._keda_lock:
             for key in [*failed, *stale]:
                 self._unhanded.pop(key, None)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scaler.cluster.actions import ActionRecord
 from scaler.cluster.batches import Selection, select
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.pausing import Pauser
@@ -130,3 +131,25 @@ def test_a_resume_of_a_workload_created_again_since_its_pause_hands_keda_back(fa
                                  "spec": {"scaleTargetRef": {"name": "other"}}}, namespace="llm")
     assert scaler("resume", "other", "-n", "llm").code == 0
     assert fake.get(SCALED_OBJECTS, "llm", "other")["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["left-by-scaler", "a-persons-keda-pause"])
+def test_a_resume_whose_daemon_died_before_the_hand_back_gets_it_from_the_next(keda, prometheus, tmp_path, ours):
+    """Resumed (its record gone, the action's record left), the ScaledObject
+    still paused by scaler at 0: KEDA would scale the workload back to 0. The
+    next daemon hands it back when it starts leading; a 0 a person set (no
+    marker of scaler's beside it) stays theirs."""
+    record = ActionRecord("00000000000000aa", "Resumed", "Normal", "resumed to 3 replicas by policy/nights: r",
+                          "2026-01-01T00:00:00Z")
+    keda.create(DEPLOYMENTS, deployment("worker", replicas=3, labels={"app": "other"},
+                                        annotations=record.annotation()["metadata"]["annotations"]),
+                namespace="llm")
+    marks = {KEDA_PAUSED_REPLICAS: "0", **({KEDA_BEFORE: ""} if ours else {})}
+    keda.write(SCALED_OBJECTS, "llm", "worker",
+               lambda obj: {**obj, "metadata": {**obj["metadata"], "annotations": marks}}, manager="scaler")
+    with Running.start(settings(keda, prometheus.url, tmp_path, evaluation_interval_seconds=1)) as daemon:
+        daemon.let_reconciles_pass(2)
+    annotations = keda.get(SCALED_OBJECTS, "llm", "worker")["metadata"].get("annotations") or {}
+    assert annotations == ({} if ours else marks)
+    assert keda.count("PATCH", "/scaledobjects/") == (1 if ours else 0)
+    assert keda.get(DEPLOYMENTS, "llm", "worker")["spec"]["replicas"] == 3
