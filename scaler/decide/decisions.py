@@ -97,6 +97,9 @@ class WorkloadState:
     #: Whether scaler may set its size (its kind's `sizable`): a one-unit kind (a Job, an
     #: InferenceService) is only stopped and started, so a queue wakes it but never sizes it.
     sizable: bool = True
+    #: What a kind scaler does not size runs at once started (its controller's size: a Job 1, an
+    #: InferenceService its minReplicas): the size its resume decides, whatever was recorded.
+    started_replicas: int = 1
 
     @property
     def paused_by_policy(self) -> bool:

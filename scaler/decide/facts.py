@@ -117,7 +117,9 @@ class Facts:
             base, source = last, f"{last} recorded at pause"
         else:
             base, source = self.policy.min_replicas, f"min_replicas {self.policy.min_replicas}, nothing recorded"
-        target = max(base, at_least) if self.workload.sizable else base
+        target = max(base, at_least) if self.workload.sizable else self.workload.started_replicas
+        if target != base and not self.workload.sizable:
+            source = "started, not sized: it runs at the size its own controller gives it"
         return self.decision(Action.RESUME, target, reason(target, source), code)
 
     def keep_up(self, window: str, code: Code, *, running: str) -> Decision:

@@ -187,7 +187,8 @@ class Evaluator:
             pause_cause=annotations.get(PAUSE_CAUSE), started_at=parse_time(annotations.get(STARTED_AT)),
             ready_at=parse_time(annotations.get(READY_AT)), warm_ups=tuple(warm_ups(annotations)),
             size_writer=writer, size_writer_gitops=is_gitops(writer, self.gitops_managers),
-            size_field=workload.kind.size_field, sizable=workload.kind.sizable)
+            size_field=workload.kind.size_field, sizable=workload.kind.sizable,
+            started_replicas=workload.kind.resumed_replicas(workload.obj, 1))
 
     def managed_by(self, policies: PolicySet, workload: Workload) -> Policy | None:
         """The one policy managing `workload`, or None (excluded, unmatched, conflict)."""

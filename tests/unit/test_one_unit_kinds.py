@@ -87,6 +87,35 @@ def test_a_queue_wakes_a_suspended_one_to_its_one_unit_and_never_grows_it(fake, 
         daemon.view.stop(timeout_seconds=2)
 
 
+def test_a_queue_wake_with_nothing_recorded_decides_the_one_unit_its_event_says(fake, prometheus):
+    """min_replicas 2, no record: the decision (the log line, the metric,
+    `plan`) said 'waking to 2' with twice the GPUs while the Event said 1."""
+    resource, _, _, _, gpus = KINDS["Job"]
+    create(fake, "Job")
+    fake.write(resource, "llm", "train", lambda o: {**o, "spec": {**o["spec"], "suspend": True}})
+    prometheus.answer("queue", {("llm", "train"): 10})
+    daemon = Daemon(fake)
+    daemon.evaluator.prometheus = Prometheus(prometheus.url, timeout_seconds=2)
+    found, problems = check_texts([("p.yaml", """
+policies:
+  - name: q
+    targets: {namespaces: [llm], kinds: [Job]}
+    wake: {query: 'sum by (namespace, workload) (queue)', target_per_replica: 1}
+    min_replicas: 2
+    max_replicas: 4
+""")])
+    assert not problems, problems
+    try:
+        daemon.sees(found, "train", True)
+        [evaluation], [result] = daemon.tick(found, T0)
+        assert (evaluation.decision.replicas, evaluation.gpus, result.replicas_after) == (1, gpus, 1)
+        assert "waking to 1 (started, not sized" in evaluation.decision.reason
+        [event] = fake.events("llm", "train", reason="Resumed")
+        assert "woken to 1 replicas" in event["message"] and evaluation.decision.reason in event["message"]
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+
+
 def test_plan_shows_no_scale_up_for_a_running_job_with_a_queue(fake, cli, prometheus, tmp_path):
     create(fake, "Job")
     prometheus.answer("queue", {("llm", "train"): 10})
