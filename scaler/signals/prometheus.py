@@ -6,7 +6,10 @@ on the length of a URL (a 414, or a proxy that drops the connection).
 
 Unknown is not zero. An HTTP error, a timeout or an unreachable server comes
 back as a `Vector` with an error, which is None for every workload, and the
-decision layer holds. Failures are told apart by exception type and HTTP
+decision layer holds. So does an answer Prometheus sent with a warning that
+data is missing (`partial`): a failed remote read, a Thanos store that did
+not answer. Its result holds what the sources that answered had: a
+workload's busy series may be the one left out. Failures are told apart by exception type and HTTP
 status, never by the text of a message.
 """
 
@@ -26,6 +29,20 @@ from scaler.signals.results import QueryError, Vector, parse_vector
 
 #: Answers retried once: a proxy or a restarting Prometheus.
 RETRIED_STATUSES = (502, 503, 504)
+#: How PromQL's own annotations begin (Prometheus's util/annotations): remarks
+#: on the query (`rate()` of a gauge, a histogram fixed up), computed over all
+#: the data. Prometheus before 2.54 and Thanos send them in `warnings`, the
+#: list where a failed remote read or store says data is missing; they carry
+#: no other marker to tell them apart.
+PROMQL_ANNOTATIONS = ("PromQL info:", "PromQL warning:")
+
+
+def partial(body: dict) -> list[str]:
+    """The warnings of an answer that say data is missing from it: any
+    but PromQL's remarks on the query."""
+    warnings = body.get("warnings")
+    return [str(warning) for warning in warnings if not str(warning).startswith(PROMQL_ANNOTATIONS)] \
+        if isinstance(warnings, list) else []
 
 
 def _is_timeout(error: object) -> bool:
@@ -119,6 +136,9 @@ class Prometheus:
         if not isinstance(data, dict) or "result" not in data:
             raise QueryError(f"Prometheus at {self.url} sent an unreadable answer: no data.result in "
                              f"{_excerpt(response.text, 200)!r}")
+        if missing := partial(body):
+            raise QueryError(f"Prometheus at {self.url} answered with data missing (a partial answer): "
+                             f"{_excerpt('; '.join(missing))}", status=status)
         return data["result"]
 
     def matrix(self, query: SignalQuery, start: datetime, end: datetime, step_seconds: float) -> list:

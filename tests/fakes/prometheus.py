@@ -1,6 +1,8 @@
 """Prometheus's query API on loopback, for the unit tier: /api/v1/query and
 /api/v1/query_range, by GET or by POST with a form body, as the real one
-takes them. What it answers is up to the test (`instant`, `range`); a
+takes them. What it answers is up to the test (`instant`, `range`, and the
+`warnings` a successful answer carries, as a failed remote read or a Thanos
+store that did not answer add them); a
 request line over 64 KiB is refused with 414 by http.server itself, as real
 servers and proxies refuse long URLs. Every request is logged (`requests`).
 """
@@ -30,6 +32,10 @@ def _nothing(query: Query) -> list:
     return []
 
 
+def _no_warnings(query: Query) -> list[str]:
+    return []
+
+
 @dataclass
 class FakePrometheus:
     """`instant(query)` and `range(query)` return a `data.result` list (or
@@ -37,6 +43,7 @@ class FakePrometheus:
 
     instant: Callable[[Query], list] = _nothing
     range: Callable[[Query], list] = _nothing
+    warnings: Callable[[Query], list[str]] = _no_warnings
     requests: list[Query] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -104,7 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
             result = respond(query)
         except Exception as error:  # noqa: BLE001 - the test's way to make a query fail
             return self._send(422, {"status": "error", "errorType": "execution", "error": str(error)})
-        self._send(200, {"status": "success", "data": {"resultType": kind, "result": result}})
+        warnings = self.fake.warnings(query)
+        self._send(200, {"status": "success", "data": {"resultType": kind, "result": result},
+                         **({"warnings": warnings} if warnings else {})})
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
