@@ -39,9 +39,9 @@ def _evaluations(expr: str, expected: dict[int, dict[str, float]]) -> list[dict]
 
 
 def _check(tmp_path, *, duration_seconds: int, expected: dict[int, dict[str, float]],
-           series: dict[str, str] = SERIES, interval: str = "1s") -> None:
-    """The idle query at each instant of `expected` gives exactly those workloads, with those values."""
-    expr = idle_query("m", duration_seconds=duration_seconds, namespace_label="namespace",
+           series: dict[str, str] = SERIES, interval: str = "1s", inner: str = "m") -> None:
+    """The idle query of `inner` at each instant of `expected` gives exactly those workloads, with those values."""
+    expr = idle_query(inner, duration_seconds=duration_seconds, namespace_label="namespace",
                       workload_label="workload").promql
     tests = {"evaluation_interval": interval, "tests": [{
         "interval": interval,
@@ -129,3 +129,21 @@ def test_the_query_parses_for_any_duration(tmp_path, duration_seconds):
     path.write_text(yaml.safe_dump(rules))
     done = promtool("check", "rules", path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: 15 s scrapes, t=0 s on: busy (1) at every other scrape, 15 s, 45 s, ...;
+#: quiet throughout; gone for 4 and for 8 scrapes after 2250 s.
+SCRAPED = {"every-other": " ".join(["0", "1"] * 200), "quiet": "0x400",
+           "gone-1m": "0x150 stale _x3 0x200", "gone-2m": "0x150 stale _x7 0x200"}
+
+
+def test_a_gauge_is_read_at_the_steps_so_wrap_it_to_see_every_scrape(tmp_path):
+    """A 30 m window has 30 s steps; a gauge scraped every 15 s is read at
+    the steps only, here always a 0, so a workload busy at every other
+    scrape reads idle (docs/policies.md says so). `max_over_time(g[1m])`
+    reads every scrape into each step: busy; a hole of up to that minute is
+    then not seen (gone-1m), a longer one still is (gone-2m)."""
+    _check(tmp_path, duration_seconds=1800, series=SCRAPED, interval="15s",
+           expected={2400: {"every-other": 0, "quiet": 0}})
+    _check(tmp_path, duration_seconds=1800, series=SCRAPED, interval="15s", inner="max_over_time(m[1m])",
+           expected={2400: {"every-other": 1, "quiet": 0, "gone-1m": 0}})
