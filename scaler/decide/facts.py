@@ -25,6 +25,14 @@ def known(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
+def beside(value: float, threshold: float) -> str:
+    """`value` for a reason that compares it with `threshold`: as `:g`
+    prints it, or in full where that would print the threshold it differs
+    from ("max 5, below threshold 5" for 4.9999999 explains nothing)."""
+    text = f"{value:g}"
+    return repr(float(value)) if value != threshold and text == f"{threshold:g}" else text
+
+
 @dataclass(frozen=True, slots=True)
 class Demand:
     """What a known queue asks for."""
@@ -45,7 +53,8 @@ class Demand:
     def active(self) -> str | None:
         """'queue 3 > activation threshold 0' while it wants the workload up, else None."""
         if self.queue > self.wake.activation_threshold:
-            return f"queue {self.queue:g} > activation threshold {self.wake.activation_threshold:g}"
+            threshold = self.wake.activation_threshold
+            return f"queue {beside(self.queue, threshold)} > activation threshold {threshold:g}"
         return None
 
     @property

@@ -36,7 +36,7 @@ from scaler.decide.decisions import (
     Signals,
     WorkloadState,
 )
-from scaler.decide.facts import Facts, known
+from scaler.decide.facts import Facts, beside, known
 from scaler.decide.policies import OnUnknown, Policy
 from scaler.decide.reverts import (
     advice,
@@ -247,7 +247,7 @@ def outside_down(f: Facts) -> Decision | None:
     idle, value = policy.idle, f.signals.idle
     if idle is not None and known(value) and value >= idle.threshold:
         # Serving requests is being busy, even when none wait in a queue.
-        return f.hold(f"{outside}, but busy: idle signal max {value:g} over the last "
+        return f.hold(f"{outside}, but busy: idle signal max {beside(value, idle.threshold)} over the last "
                       f"{human_duration(idle.duration_seconds)}, not below threshold "
                       f"{idle.threshold:g}: staying up", Code.BUSY)
     return f.waiting(f"{outside}: would pause") or \
@@ -315,7 +315,7 @@ def idle_timeout(f: Facts) -> Decision | None:
         return None
     value = f.signals.idle
     assert value is not None  # row 6 held on an unknown one
-    over = f"max {value:g} over the last {human_duration(idle.duration_seconds)}"
+    over = f"max {beside(value, idle.threshold)} over the last {human_duration(idle.duration_seconds)}"
     if value >= idle.threshold:
         return f.hold(f"busy: idle signal {over}, not below threshold {idle.threshold:g}", Code.BUSY)
     idle_text = f"idle: signal {over}, below threshold {idle.threshold:g}"

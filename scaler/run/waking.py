@@ -49,6 +49,7 @@ from scaler.cluster.views import PODS
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome, Result
 from scaler.decide.decisions import Action, Code, Conflict, Decision, Signals, is_excluded, select_policy
+from scaler.decide.facts import beside
 from scaler.decide.kinds import UnknownKind, parse_kind
 from scaler.decide.loading import PolicySet
 from scaler.decide.precedence import decide
@@ -415,5 +416,5 @@ def _held(decision: Decision, workload: Workload, queue: float, threshold: float
         return {**facts, "result": "already-up", "reason": decision.reason}
     reason = decision.reason
     if workload.replicas == 0 and queue <= threshold and decision.reason_code is not Code.KEEP_DOWN_WINDOW:
-        reason = f"queue {queue:g} is not above the activation threshold {threshold:g}: {reason}"
+        reason = f"queue {beside(queue, threshold)} is not above the activation threshold {threshold:g}: {reason}"
     return {**facts, "result": "held", "reason": reason}
