@@ -119,7 +119,7 @@ def _with_settings(run: Callable[..., int], *, model=Settings, **options) -> int
 
 def run_daemon(args: argparse.Namespace) -> int:
     """The daemon: evaluate the policies on a schedule and act."""
-    from scaler.run.daemon import run
+    from scaler.run.starting import run
 
     return _with_settings(run, args=args)
 

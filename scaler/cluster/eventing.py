@@ -1,7 +1,6 @@
-"""Events posted in the background as each write lands, off the write's
-critical path: the sink `pausing.Pauser` hands each write's Event to. A kill
-loses at most what was in flight; the next daemon posts those (actions.owed).
-"""
+"""Events posted in the background, each as soon as its write has landed,
+fenced, retried while the API server refuses them for a while, and flushed at
+shutdown (cluster/actions.py names them after the action they record)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ class Actor:
         self._in_flight: set[tuple[str, str, str]] = set()
         self._in_flight_lock = threading.Lock()
         self._in_flight_changed = threading.Condition(self._in_flight_lock)
-        #: Set while no write is in flight (Events wait for it: cluster/pausing.EventSink).
+        #: Set while no write is in flight (Events wait for it: cluster/eventing.EventSink).
         self.quiet = threading.Event()
         self.quiet.set()
         #: Set when a write's answer was lost (no answer, a 5xx): it may have landed, its Event owed.

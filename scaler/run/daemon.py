@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -43,16 +42,16 @@ from scaler.cluster.kube import Fenced, Kube, KubeError
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.placing import Placement
 from scaler.cluster.views import WatchingView
-from scaler.decide.loading import PolicyError, PolicySet
+from scaler.decide.loading import PolicySet
 from scaler.decide.policies import Policy
 from scaler.decide.times import utc_now
 from scaler.run.acting import Actor
 from scaler.run.evaluating import Evaluator, kinds_of
 from scaler.run.following import Follower
 from scaler.run.leading import Leadership
-from scaler.run.observability import Health, Metrics, configure_logging, serve
+from scaler.run.observability import Health, Metrics, serve
 from scaler.run.settings import Settings
-from scaler.run.sources import PolicySource, policy_source
+from scaler.run.sources import PolicySource
 from scaler.run.tracking import Tracker
 from scaler.run.waking import push_wake_routes
 
@@ -390,30 +389,3 @@ class Daemon:
     def _publish_policies(self) -> None:
         self.metrics.policies.set(len(self.policies))
         self.metrics.publish_policies({policy.name for policy in self.policies})
-
-
-def run(settings: Settings) -> int:
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
-    source: PolicySource | None = None
-    try:
-        kube = settings.kube() if settings.policy_configmap else None  # files are checked before any kubeconfig
-        source = policy_source(settings, kube)
-        version = source.version()
-        policies, problems = source.check()
-        if problems:
-            raise PolicyError(problems)
-        daemon = Daemon(settings, policies, source=source, version=version, kube=kube)
-    except PolicyError as error:
-        for problem in error.problems:
-            log.error("invalid policy", problem=str(problem))
-        print("\n".join(str(p) for p in error.problems), file=sys.stderr)
-        return 1
-    except KubeError as error:
-        log.error("cannot read the policies", source=str(source), error=str(error))
-        print(f"error: cannot read the policies from {source}: {error}", file=sys.stderr)
-        return 1
-    except Exception as error:  # noqa: BLE001 - kubeconfig missing or unreadable (any type): log it, exit 1
-        log.error("cannot start", error=f"{type(error).__name__}: {error}")
-        return 1
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return daemon.run()
