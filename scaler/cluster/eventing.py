@@ -34,7 +34,11 @@ class EventSink:
     about what a PATCH does): while writes are in flight (`quiet`, the
     actor's, is clear) an Event waits for them to end, up to `hold_seconds`
     after it was queued; past that, while they last, Events go out one at a
-    time; then at full pace. Without `quiet`, no write is ever in flight."""
+    time; then at full pace. Without `quiet`, no write is ever in flight.
+
+    An Event given up on while it may still be posted later (fenced, or
+    refused for a while past the retries) sets `owed`: its record stays on
+    the object, and the daemon looks for owed Events again."""
 
     #: How long an Event waits for the writes in flight to end before it goes out anyway (one at a time).
     hold_seconds = 5.0
@@ -44,6 +48,8 @@ class EventSink:
         self.kube = kube
         self.fence = fence
         self.quiet = quiet
+        #: Set when an Event is left unposted that a later look for owed Events may post.
+        self.owed = threading.Event()
         self._hurry = threading.Event()  # set by flush: nothing waits any more
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
         self.retries, self.retry_seconds = retries, retry_seconds
@@ -101,13 +107,17 @@ class EventSink:
                 self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
         except Fenced:
             outcome = "fenced"  # not ours to post any more: the next leader finds it owed
+            self.owed.set()  # or this one, if the renewal was only late
         except Conflict:
             outcome = "already"
         except KubeError as error:
-            if attempt < self.retries and (error.status is None or error.status == 429 or error.status >= 500):
+            passing = error.status is None or error.status == 429 or error.status >= 500
+            if attempt < self.retries and passing:
                 self._later(body, attempt + 1)
                 return  # still pending
             outcome = "failed"
+            if passing:
+                self.owed.set()
             involved = body["involvedObject"]
             log.warning("event not recorded", namespace=involved["namespace"], workload=involved["name"],
                         kind=involved["kind"], event_reason=body["reason"], error=str(error))

@@ -280,15 +280,17 @@ class Daemon:
         Events its predecessor (killed, or deposed) owed for the actions recorded on the objects. Event
         names make a repeat impossible; a failed check is retried by the next job."""
         with self._owed_lock:  # again after a write whose answer was lost: it may have landed
-            if (self._events_checked_term == term and not self.actor.unsure.is_set()) \
-                    or not self._may_act(None, term):
+            again = self.actor.unsure.is_set() or self.events.owed.is_set()
+            if (self._events_checked_term == term and not again) or not self._may_act(None, term):
                 return
             self.actor.unsure.clear()
+            self.events.owed.clear()
             try:
                 posted = self.actor.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
                                                           ttl_seconds=self.settings.event_ttl_seconds)
             except KubeError as error:
                 log.warning("owed Events not checked; the next pass retries", error=str(error))
+                self.events.owed.set()
                 return
             self._events_checked_term = term
         if posted:

@@ -286,3 +286,29 @@ def test_a_job_stuck_on_prometheus_does_not_hold_the_lease_back_at_shutdown(fake
         release.set()
         hung.stop()
     assert fake.count("PATCH", "/deployments/") == 0
+
+
+def test_events_refused_past_their_retries_are_posted_once_when_the_api_server_takes_them_again(
+        fake, prometheus, tmp_path):
+    """The API server refuses every Event (500) for longer than the sink
+    retries (about a minute in production), while it takes the writes: the
+    actions are recorded on the objects, so once Events go in again the same
+    term posts each, once."""
+    deployments(fake, "a", "b")
+    refused = fake.fail(method="POST", path="/events$", status=500, times=None)
+    daemon = make_daemon(fake, prometheus, tmp_path)
+    daemon._checked_term = daemon.leadership.term
+    daemon.events.retry_seconds = 0.01
+    try:
+        daemon._reconcile()
+        assert all(fake.get("deployments.apps", "llm", n)["spec"]["replicas"] == 0 for n in "ab")
+        assert daemon.events.flush(timeout_seconds=5) == 0 and daemon.events.counts["failed"] == 2
+        refused.times = 0  # Events go in again
+        for _ in range(3):
+            daemon._reconcile()
+            assert daemon.events.flush(timeout_seconds=5) == 0
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    events = fake.events("llm", reason="ScaledToZero")
+    assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b"]
+    assert fake.count("PATCH", "/deployments/") == 2
