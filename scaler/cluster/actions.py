@@ -92,13 +92,15 @@ def owed(workloads: Iterable[Workload], posted: set[tuple[str, str]], *, now: da
          ttl_seconds: float = DEFAULT_EVENT_TTL_SECONDS) -> list[tuple[Workload, ActionRecord]]:
     """The actions whose Event is not among `posted` ((namespace, name) of
     scaler's Events), recorded less than `ttl_seconds` ago (an older one's
-    Event may have been posted and expired: posting it again would repeat it)."""
+    Event may have been posted and expired: posting it again would repeat it),
+    or after `now`: written by a clock ahead of this one (another replica's,
+    or this one's before it stepped back), its Event cannot have expired."""
     found = []
     for workload in workloads:
         record = ActionRecord.read(workload.annotations)
         if record is None or (workload.namespace, event_name(workload.name, record.id)) in posted:
             continue
         at = parse_time(record.at)
-        if at is not None and 0 <= (now - at).total_seconds() < ttl_seconds:
+        if at is not None and (now - at).total_seconds() < ttl_seconds:
             found.append((workload, record))
     return found

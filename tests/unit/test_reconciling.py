@@ -171,6 +171,28 @@ def test_owed_events_are_posted_once_by_the_next_daemon(world):
     assert len(w.fake.events("llm", "chat")) == 1
 
 
+@pytest.mark.parametrize("behind", [timedelta(seconds=20), timedelta(hours=1)], ids=["skewed-standby", "stepped-back"])
+def test_an_owed_event_recorded_by_a_clock_ahead_of_the_next_daemons_is_posted(world, behind):
+    """The daemon that paused was killed before its Event; the next one's wall
+    clock reads earlier than the record (a standby's clock behind the old
+    leader's, or the clock stepped back an hour by NTP): the Event is still
+    owed, and posted once."""
+    w = world()
+    w.deployment()
+
+    def killed():
+        raise Fenced("killed before it posted")
+    w.sink.fence = killed
+    w.actor.act(w.evaluator.evaluate(NIGHT, now=T0), now=T0, term=1)
+    assert w.sink.flush(timeout_seconds=5) == 0 and w.fake.events("llm") == []
+    w.sink.fence = None  # the next daemon
+    assert w.actor.post_owed_events(NIGHT, now=T0 - behind, ttl_seconds=3600) == 1
+    assert w.sink.flush(timeout_seconds=5) == 0
+    assert w.actor.post_owed_events(NIGHT, now=T0 - behind, ttl_seconds=3600) == 0
+    [event] = w.fake.events("llm", "chat")
+    assert event["reason"] == "ScaledToZero"
+
+
 def test_an_unsynced_cache_is_not_an_empty_cluster(fake, prometheus):
     fake.fail(method="GET", path="/deployments", reset=True, times=None)
     w = World(fake, prometheus)
