@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import structlog
 from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -23,6 +24,51 @@ from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
 
 log = structlog.get_logger("scaler.run.leading")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
+
+
+class _Lock(LeaseLock):
+    """The client's LeaseLock, knowing which version of the Lease this process
+    wrote last: a Lease held under this identity that this process did not
+    write (another replica given the same identity, this pod's predecessor
+    killed a moment ago, or someone who took it while we were frozen) is
+    another holder's, taken only once it lapses, never renewed as our own."""
+
+    def __init__(self, name: str, namespace: str, identity: str, leadership: Leadership) -> None:
+        super().__init__(name, namespace, identity)
+        self._leadership = leadership
+
+    def get(self, name, namespace):
+        found, record = super().get(name, namespace)
+        if found and record.holder_identity == self.identity \
+                and self.lease_reference.metadata.resource_version != self._leadership.written:
+            if not self._leadership.twin:
+                log.warning("the Lease is held under this replica's identity by another process (one with the "
+                            "same identity, or this one's predecessor): waiting for it to lapse",
+                            identity=self.identity, lease=f"{namespace}/{name}")
+            self._leadership.twin = True
+            record.holder_identity = f"{self.identity} (another process)"
+        return found, record
+
+    def create(self, name, namespace, election_record):
+        created = super().create(name, namespace, election_record)
+        if created:
+            self._leadership.written = self.lease_reference.metadata.resource_version
+        return created
+
+    def update(self, name, namespace, updated_record):
+        """The client's update, keeping the version it wrote (the client drops the answer)."""
+        if self.lease_reference is None:
+            return False
+        self.lease_reference.spec = self.get_lease_spec(updated_record, self.lease_reference.spec)
+        try:
+            self.lease_reference = self.api_instance.replace_namespaced_lease(
+                name=name, namespace=namespace, body=self.lease_reference)
+        except ApiException as error:
+            log.info("lease not updated", error=f"{error.status} {error.reason}")
+            return False
+        self._leadership.written = self.lease_reference.metadata.resource_version
+        self._leadership.twin = False
+        return True
 
 
 class _Election(leaderelection.LeaderElection):
@@ -71,6 +117,10 @@ class Leadership:
         self.stopping = threading.Event()
         #: Held by a renewal and by the release, so neither sees the Lease half-written by the other.
         self.lease_lock = threading.Lock()
+        #: The Lease's resourceVersion as this process last wrote it; whether
+        #: another process holds it under this identity (said once).
+        self.written: str | None = None
+        self.twin = False
 
     def start(self) -> None:
         if not self.enabled:
@@ -105,7 +155,7 @@ class Leadership:
 
     def _campaign(self) -> None:
         while not self.stopping.is_set():
-            lock = LeaseLock(self.name, self.namespace, self.identity)
+            lock = _Lock(self.name, self.namespace, self.identity, self)
             lock.api_instance = k8s.CoordinationV1Api(self.kube.api_client)
             config = electionconfig.Config(
                 lock, lease_duration=self.lease_duration_seconds, renew_deadline=self.renew_deadline_seconds,

@@ -170,3 +170,29 @@ def test_a_term_won_while_the_policies_are_read_reads_them_again_and_acts(fake, 
     with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
         wait_until(lambda: _replicas(fake, "llm") == 0)
     assert read_before_leading and one.code == [0]
+
+
+def test_two_daemons_with_one_identity_never_lead_at_once(fake, prometheus, log, tmp_path):
+    """SCALER_IDENTITY set alike on two replicas (or two `scaler run` on one
+    host, both named after it): the second finds the Lease held under its own
+    name, but not written by it, so it waits as a standby instead of renewing
+    it as its own; it takes over once the first hands the Lease back."""
+    _gpu(fake, "llm", replicas=3)
+    _configmap(fake, nights=all_day())
+    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+                "lease_retry_period_seconds": 1}
+    first = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+    try:
+        wait_until(lambda: first.metric("scaler_leader") == 1)
+        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+        for _ in range(30):  # several lease durations
+            assert (first.metric("scaler_leader"), second.metric("scaler_leader")) == (1, 0)
+            first.daemon.stopping.wait(0.2)
+        assert log.lines("the Lease is held under this replica's identity by another process (one with the same "
+                         "identity, or this one's predecessor): waiting for it to lapse")
+    finally:
+        assert first.stop() == 0
+    with second:
+        wait_until(lambda: second.metric("scaler_leader") == 1)
+    assert second.code == [0]

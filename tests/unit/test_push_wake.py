@@ -269,20 +269,17 @@ def test_a_standby_forwards_to_the_leader_whose_answer_it_returns(fake, promethe
     once is never forwarded again (no loop between two standbys)."""
     workloads(fake, "chat", "code")
     gateway(fake)
-    fake.create("leases.coordination.k8s.io", {"metadata": {"name": "scaler"}, "spec": {
-        "holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2099-01-01T00:00:00.000000Z",
-        "acquireTime": "2099-01-01T00:00:00.000000Z"}}, namespace="default")
-    with Running(fake, prometheus, tmp_path, leader_election=True) as leader, \
-            Running(fake, prometheus, tmp_path, leader_election=True, identity="b") as standby:
+    with Running(fake, prometheus, tmp_path, leader_election=True) as leader:
         a = leader.daemon
         eventually(lambda: a.actor.may_act(None, a.leadership.term) or None, timeout_seconds=8)
         fake.create("pods", {"metadata": {"name": "a"}, "spec": {"containers": [{
             "name": "scaler", "image": "scaler", "ports": [
                 {"name": "metrics", "containerPort": a.server.server_address[1]}]}]},
             "status": {"podIP": "127.0.0.1"}}, namespace="default")
-        status, answer, _ = standby.wake({"namespace": "llm", "name": "chat"})
-        looped = standby.wake_forwarded({"namespace": "llm", "name": "code"})
-        assert standby.counted("forwarded") == 1 and leader.counted("woken") == 1
+        with Running(fake, prometheus, tmp_path, leader_election=True, identity="b") as standby:
+            status, answer, _ = standby.wake({"namespace": "llm", "name": "chat"})
+            looped = standby.wake_forwarded({"namespace": "llm", "name": "code"})
+            assert standby.counted("forwarded") == 1 and leader.counted("woken") == 1
     assert (status, answer["result"], answer["forwardedBy"]) == (200, "woken", "b"), answer
     assert (looped[0], looped[1]["result"], looped[1]["leader"]) == (503, "not-leader", "a")
     writers = {r.agent.split()[0] for r in fake.requests if r.method == "PATCH" and "/deployments/" in r.path}
