@@ -59,6 +59,8 @@ log = structlog.get_logger("scaler")
 
 #: How long before a window edge its job decides (1,000 workloads: about 0.1 s on 2 busy cores).
 EDGE_LEAD = timedelta(seconds=2)
+#: A wall clock off the monotonic one by more than this between two looks (0.2 s apart) has stepped.
+CLOCK_STEP_SECONDS = 5.0
 
 
 class Daemon:
@@ -111,6 +113,7 @@ class Daemon:
                                     EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._running = 0  # jobs running now: shutdown waits for them
         self._running_changed = threading.Condition()
+        self.wall_clock: Callable[[], float] = time.time  # what APScheduler reads, to notice it step
         self.server: ThreadingHTTPServer | None = None
         self.posts = push_wake_routes(self)  # {} unless the push wake is on
 
@@ -154,9 +157,24 @@ class Daemon:
             gc.set_threshold(10_000, 20, 10)  # few young collections, fewer full ones: docs/benchmarks.md
         # In slices: a signal delivered to a worker thread runs its Python
         # handler only when the main thread next wakes.
+        clocks = self.wall_clock(), time.monotonic()
         while not self.stopping.wait(0.2):
-            pass
+            clocks = self._clock_stepped(*clocks)
         return self.shutdown()
+
+    def _clock_stepped(self, wall: float, monotonic: float) -> tuple[float, float]:
+        """APScheduler times its runs on the wall clock: stepped back an hour
+        (NTP, a VM restored), it would run no reconcile, wake check or reload
+        for an hour. A step (the wall clock against the monotonic one since
+        the last look) runs the interval jobs now, and on from there."""
+        now_wall, now_monotonic = self.wall_clock(), time.monotonic()
+        step = (now_wall - wall) - (now_monotonic - monotonic)
+        if abs(step) > CLOCK_STEP_SECONDS and self.scheduler.running:
+            log.warning("wall clock stepped; the scheduled jobs run now", step_seconds=round(step, 1))
+            for job in self.scheduler.get_jobs():
+                if isinstance(job.trigger, IntervalTrigger):
+                    job.modify(next_run_time=datetime.fromtimestamp(now_wall, UTC))
+        return now_wall, now_monotonic
 
     def shutdown(self, *, deadline_seconds: float = 25) -> int:
         log.info("stopping: finishing the writes in flight, then releasing the lease")
@@ -310,6 +328,9 @@ class Daemon:
                     self.policies)
                 evaluations += wakes
             while (ahead := (at - utc_now()).total_seconds()) > 0:
+                if ahead > 2 * EDGE_LEAD.total_seconds():  # the wall clock stepped back: the edge is far again
+                    self._edge_at = None  # scheduled again by the next reconcile
+                    return
                 started += ahead  # waiting is not the job's time
                 if self.stopping.wait(ahead):
                     return

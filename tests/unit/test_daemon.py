@@ -312,3 +312,21 @@ def test_events_refused_past_their_retries_are_posted_once_when_the_api_server_t
     events = fake.events("llm", reason="ScaledToZero")
     assert sorted(e["involvedObject"]["name"] for e in events) == ["a", "b"]
     assert fake.count("PATCH", "/deployments/") == 2
+
+
+def test_an_edge_found_far_ahead_after_its_lead_began_is_left_to_the_next_reconcile(fake, prometheus, tmp_path):
+    """The wall clock stepped back while the edge job waited out its lead:
+    the edge is an hour away again. The job lets go at once (it does not sit
+    on the edge job for the hour) and the next reconcile schedules it anew."""
+    deployments(fake, "a")
+    daemon = make_daemon(fake, prometheus, tmp_path)
+    daemon._checked_term = daemon.leadership.term
+    at = datetime.now(UTC) + timedelta(hours=1)
+    daemon._edge_at = at
+    try:
+        started = time.monotonic()
+        daemon._edge(at)
+        assert time.monotonic() - started < 2
+    finally:
+        daemon.view.stop(timeout_seconds=2)
+    assert daemon._edge_at is None and fake.count("PATCH") == 0
