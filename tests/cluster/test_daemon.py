@@ -158,6 +158,56 @@ def test_sigkill_mid_batch_loses_no_count(kube, namespace, cluster, tmp_path, da
     assert second.stop() == 0
 
 
+def test_sigkill_storm_leaves_exactly_one_event_per_action(kube, namespace, cluster, tmp_path, daemons):
+    """kill -9 at random moments of a pause batch and of the resume batch
+    after it, a new daemon started each time: every Deployment ends with
+    exactly one ScaledToZero and one Resumed Event (none missing: the next
+    daemon posts what a killed one owed; none twice: Events are named after
+    the action recorded on the object)."""
+    import random
+
+    apps = client.AppsV1Api(kube)
+    counts = {f"e-{i:02d}": i % 2 + 1 for i in range(40)}
+    for name, count in counts.items():
+        apps.create_namespaced_deployment(namespace, gpu_deployment(name, replicas=count, gpus=0,
+                                                                    labels={"tier": "gpu"}))
+    policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
+    chance = random.Random(7)
+
+    def at_zero() -> int:
+        return sum(1 for d in apps.list_namespaced_deployment(namespace).items if d.spec.replicas == 0)
+
+    def storm(done, total: int, tag: str) -> None:
+        for round_ in range(3):
+            daemon = daemons(policies, *FAST, "--concurrency", "1", name=f"{tag}{round_}")
+            goal = min(done() + chance.randint(2, 8), total - 1)
+            eventually(lambda goal=goal: done() >= goal, timeout_seconds=60, interval_seconds=0.02)
+            daemon.process.kill()
+            daemon.process.wait()
+        assert done() < total, "the batch finished before the last kill; the storm proves nothing"
+
+    storm(at_zero, len(counts), "pause")
+    last = daemons(policies, *FAST, name="pause-last")
+    eventually(lambda: at_zero() == len(counts), timeout_seconds=60)
+    assert last.stop() == 0
+    _write(policies, _keep_down_policy(namespace, mode="up"))  # read by the next daemon at its start
+    storm(lambda: len(counts) - at_zero(), len(counts), "resume")
+    last = daemons(policies, *FAST, name="resume-last")
+    eventually(lambda: at_zero() == 0, timeout_seconds=60)
+    assert last.stop() == 0
+
+    found: dict = {}
+    late = 0
+    for event in client.CoreV1Api(kube).list_namespaced_event(namespace).items:
+        if event.reason in ("ScaledToZero", "Resumed"):
+            key = (event.involved_object.name, event.reason)
+            found[key] = found.get(key, 0) + 1
+            late += "posted by the next daemon" in event.message
+    print(f"\nsix kill -9 over {len(counts)} pauses and resumes: {late} Events posted by the next daemon")
+    assert found == {(name, reason): 1 for name in counts for reason in ("ScaledToZero", "Resumed")}
+    assert {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment(namespace).items} == counts
+
+
 def test_two_daemons_one_leader_and_failover_within_the_lease(kube, namespace, cluster, tmp_path, daemons):
     apps = client.AppsV1Api(kube)
     policies = _write(tmp_path / "policies.yaml", _keep_down_policy(namespace))
