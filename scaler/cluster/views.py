@@ -155,10 +155,12 @@ class WatchingView(ClusterView):
         return all(i.synced.wait(timeout_seconds) for i in informers)
 
     def synced(self) -> bool:
-        """Every cache started so far has listed its resource."""
+        """Every cache started so far has listed its resource, and none is
+        failing to list or watch it now (the API server away: the caches no
+        longer follow it until a list succeeds again)."""
         with self._lock:
             informers = [*self._informers.values(), *self._namespace_informers]
-        return all(informer.synced.is_set() for informer in informers)
+        return all(informer.synced.is_set() and informer.last_error is None for informer in informers)
 
     def workloads(self, kinds: Sequence[WorkloadKind]) -> list[Workload]:
         """Every object of `kinds`; NotSynced (a KubeError) while a cache has

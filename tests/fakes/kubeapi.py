@@ -236,6 +236,7 @@ class FakeKube:
         #: a Deployment's (StatefulSet's) status follows its spec at once: every replica Ready
         self.auto_ready = auto_ready
         self.stopped = threading.Event()
+        self.cuts = 0  # watches started before the last cut_watches() break
         self._server: ThreadingHTTPServer | None = None
         for name in ("default", "kube-system"):
             self.create("namespaces", {"metadata": {"name": name}})
@@ -431,6 +432,13 @@ class FakeKube:
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def cut_watches(self) -> None:
+        """Break every watch open now, its connection dropped mid-stream (the
+        API server gone away, or a load balancer in front of it restarted)."""
+        with self.lock:
+            self.cuts += 1
+            self.changed.notify_all()
 
     def before(self, method: str | None, path: str, hook: Callable[[Request], None]) -> None:
         """Run `hook` before each matching request is handled (outside the store's lock)."""
@@ -857,6 +865,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        cut, broken = fake.cuts, False
         with fake.lock:
             if since_text == "0":
                 events = [_Event(fake.version, (kind.group, kind.plural), o["metadata"].get("namespace", ""),
@@ -875,6 +884,9 @@ class _Handler(BaseHTTPRequestHandler):
             for event in events:
                 self._chunk({"type": event.type, "object": event.obj})
             while not fake.stopped.is_set():
+                if fake.cuts != cut:
+                    broken = True
+                    raise _Reset()
                 with fake.lock:
                     pending = fake.watch_events(kind, route.namespace or None, since)
                     if not pending:
@@ -890,8 +902,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             try:
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
+                if not broken:  # broken: no end of the stream, the connection just drops
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
             except OSError:
                 pass
 

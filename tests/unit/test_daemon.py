@@ -106,6 +106,22 @@ def test_not_ready_while_the_api_server_is_away_and_acting_within_seconds_of_its
     assert first_write < 5, f"first write {first_write:.1f}s after the API server came back"
 
 
+def test_not_ready_while_the_api_server_goes_away_after_it_was_ready(fake, prometheus, tmp_path):
+    """Ready, then the API server goes away: the watches break and every list
+    fails. /readyz says so (the caches no longer follow the cluster) instead
+    of answering 200 from caches that stopped, and is ready again once the
+    server is back."""
+    deployments(fake, "a")
+    with Running(make_daemon(fake, prometheus, tmp_path)) as running:
+        eventually(lambda: running.readyz()[0] == 200 or None, timeout_seconds=5)
+        away = fake.fail(reset=True, times=None)
+        fake.cut_watches()
+        _, body = eventually(lambda: (answer := running.readyz())[0] == 503 and answer, timeout_seconds=5)
+        assert body["cachesSynced"] is False and body["ready"] is False
+        away.times = 0  # the server is back
+        eventually(lambda: running.readyz()[0] == 200 or None, timeout_seconds=8)
+
+
 def test_a_write_in_flight_when_the_lease_lapses_sends_no_retry(fake, prometheus, tmp_path):
     """A leader that stops renewing (frozen past its lease, in real life) while
     its write retries a failed guard: the retry is fenced, nothing more goes out."""
