@@ -295,9 +295,11 @@ def record_start(current: Workload, *, now: datetime, ready_at: datetime | None 
 def record_ready(current: Workload, *, now: datetime, ready_at: datetime | None = None,
                  node_ready_at: datetime | None = None) -> Write:
     """Every replica is Ready: since `ready_at` (the pods' Ready condition; else now), how long the warm-up
-    took and, with `node_ready_at` (the last new node Ready: it waited for nodes), how much was the node's."""
+    took and, with `node_ready_at` (the last new node Ready: it waited for nodes), how much was the node's.
+    Never before the start it ends: a pass whose `now` was taken before another pass recorded that start
+    would otherwise leave the start open, and a second Ready would follow."""
     started = parse_time(current.annotations.get(STARTED_AT))
-    ready = min(max(ready_at or now, started or now), now)
+    ready = max(min(ready_at or now, now), started or now)
     seconds = max(ready.timestamp() - started.timestamp(), 0.0) if started else None
     values: dict = {**ready_record(current, ready),  # startup_grace counts from it
                     **({NODE_WAIT: None} if NODE_WAIT in current.annotations else {})}

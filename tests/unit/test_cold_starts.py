@@ -195,3 +195,31 @@ def test_a_daemon_lost_mid_load_its_successor_keeps_protecting(fake, prometheus,
     paused_at = run([successor_daemon], model, start=woke + 5, seconds=120, stop_when=lambda t: model.replicas() == 0)
     assert model.ready_at is not None, "paused while loading"
     assert (T0 + timedelta(seconds=paused_at) - model.ready_at).total_seconds() >= 8, "paused inside the grace"
+
+
+def test_a_pass_older_than_the_start_it_sees_end_records_one_ready(fake, prometheus, daemons):
+    """A full reconcile begun at T0 takes a few seconds over its writes;
+    meanwhile a wake check resumes chat at T0+2, and its pods are Ready at
+    once. When the slow pass, still at T0, reaches chat, the start it ends
+    is the one begun at T0+2: its Ready is recorded no earlier than that
+    start, so the start is closed and no second Ready follows."""
+    daemon = daemons(queue_policy())
+    model = Model(fake, last=2, load_seconds=0)
+    prometheus.answer("gateway_pending_requests", {("llm", "chat"): 5})
+    daemon.seen("chat")
+    daemon.step(T0 + timedelta(seconds=2), full=False)  # the wake check resumes
+    assert model.replicas() == 2
+    model.follow(T0 + timedelta(seconds=2))
+    model.follow(T0 + timedelta(seconds=2))  # Ready at once
+    daemon.seen("chat")
+    daemon.tracker.track_starts(daemon.policies, now=T0)  # the slow pass, begun before the resume
+    daemon.sink.flush(timeout_seconds=5)
+    daemon.seen("chat")
+    for t in (3, 4, 6):
+        daemon.tracker.track_starts(daemon.policies, now=T0 + timedelta(seconds=t))
+        daemon.seen("chat")
+    daemon.sink.flush(timeout_seconds=5)
+    assert len(_events(fake, "Ready")) == 1
+    annotations = model.annotations()
+    assert parse_time(annotations[READY_AT]) >= parse_time(annotations[STARTED_AT])
+    assert annotations[WARM_UPS] == "0"
