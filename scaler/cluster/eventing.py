@@ -35,6 +35,8 @@ class EventSink:
     actor's, is clear) an Event waits for them to end, up to `hold_seconds`
     after it was queued; past that, while they last, Events go out one at a
     time; then at full pace. Without `quiet`, no write is ever in flight.
+    Flushed at shutdown, an Event refused is not retried: its record is on
+    the object, and the Lease must not wait for the API server to take it.
 
     An Event given up on while it may still be posted later (fenced, or
     refused for a while past the retries) sets `owed`: its record stays on
@@ -51,6 +53,7 @@ class EventSink:
         #: Set when an Event is left unposted that a later look for owed Events may post.
         self.owed = threading.Event()
         self._hurry = threading.Event()  # set by flush: nothing waits any more
+        self._last_try = threading.Event()  # set by a flush at shutdown: nothing is retried any more
         self._lane = threading.Lock()  # the one Event posted at a time while writes are in flight
         self.retries, self.retry_seconds = retries, retry_seconds
         self.workers = workers
@@ -112,7 +115,7 @@ class EventSink:
             outcome = "already"
         except KubeError as error:
             passing = error.status is None or error.status == 429 or error.status >= 500
-            if attempt < self.retries and passing:
+            if attempt < self.retries and passing and not self._last_try.is_set():
                 self._later(body, attempt + 1)
                 return  # still pending
             outcome = "failed"
@@ -142,10 +145,13 @@ class EventSink:
             self._waiting[timer] = (body, attempt)
         timer.start()
 
-    def flush(self, *, timeout_seconds: float) -> int:
+    def flush(self, *, timeout_seconds: float, retrying: bool = True) -> int:
         """Send the waiting retries now, and wait until every queued Event is
-        posted; the number still pending."""
+        posted (or, not `retrying`, as at shutdown, given up on once refused:
+        left owed); the number still pending."""
         deadline = time.monotonic() + timeout_seconds
+        if not retrying:
+            self._last_try.set()
         self._hurry.set()
         with self._idle:
             waiting, self._waiting = self._waiting, {}

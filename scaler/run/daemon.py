@@ -14,8 +14,9 @@ independent of the others (no job waits for another):
   reported and the last good one stays in force. A new leader acts only once it has read them in its own
   term, so a standby that held an old version cannot undo what the last leader did.
 
-Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish, queued Events are posted,
-and only then is the Lease released, so a standby never acts on a workload this replica is still writing.
+Shutdown (SIGTERM, SIGINT): no new write starts, the writes in flight finish, queued Events are posted (one
+refused is left owed, for the next leader), and only then is the Lease released, so a standby never acts on a
+workload this replica is still writing.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ class Daemon:
         # slow or hung) can no longer write, its every attempt fenced by
         # `stopping`, and must not hold the hand-over back.
         self.actor.quiet.wait(max(deadline - time.monotonic(), 0))
-        unsent = self.events.flush(timeout_seconds=max(deadline - time.monotonic(), 0.1))
+        # Refused Events are not retried: their records are on the objects, for the next leader.
+        unsent = self.events.flush(timeout_seconds=max(deadline - time.monotonic(), 0.1), retrying=False)
         if unsent:
             log.warning("events not posted before shutdown", events=unsent)
         self.leadership.release()  # only now: a standby must not act on what we were writing

@@ -17,7 +17,10 @@ from scaler.decide.loading import check_policies
 from scaler.run.daemon import Daemon
 from scaler.run.settings import Settings
 from scaler.run.sources import FilePolicies
+from tests.fakes.bodies import all_day, deployment, namespace
 from tests.helpers import eventually
+from tests.unit.running import Running as Started
+from tests.unit.running import settings
 
 NIGHT = """
 policies:
@@ -346,3 +349,35 @@ def test_an_edge_found_far_ahead_after_its_lead_began_is_left_to_the_next_reconc
     finally:
         daemon.view.stop(timeout_seconds=2)
     assert daemon._edge_at is None and fake.count("PATCH") == 0
+
+
+def test_sigterm_while_events_are_refused_hands_over_at_once_and_the_next_daemon_posts_them(
+        fake, prometheus, tmp_path):
+    """SIGTERM in the middle of a batch while the API server refuses Events
+    (503): the writes in flight finish, no new one starts, and the daemon
+    exits at once rather than retrying Events until its deadline (23 s, the
+    Lease held all along: longer than a kill -9 failover). Their records are
+    on the objects: the next daemon posts each Event, once."""
+    (tmp_path / "policies.yaml").write_text(all_day())
+    namespace(fake, "llm")
+    counts = {f"w{i}": i % 3 + 1 for i in range(20)}
+    for name, count in counts.items():
+        fake.create("deployments.apps", deployment(name, replicas=count, gpus=0, labels={"tier": "gpu"}),
+                    namespace="llm")
+
+    def paused() -> int:
+        return sum(1 for d in fake.items("deployments.apps", "llm") if d["spec"]["replicas"] == 0)
+    slow = fake.fail(method="PATCH", path="/deployments/", delay_seconds=0.3, times=None)
+    refused = fake.fail(method="POST", path="/events$", status=503, times=None)
+    first = Started.start(settings(fake, prometheus.url, tmp_path, name="first", concurrency=2))
+    eventually(lambda: paused() >= 4 or None, timeout_seconds=10, interval_seconds=0.02)
+    assert first.stop(timeout_seconds=8) == 0
+    assert paused() < len(counts) and fake.events("llm") == []
+    slow.times = refused.times = 0
+    with Started.start(settings(fake, prometheus.url, tmp_path, name="second")) as second:
+        eventually(lambda: paused() == len(counts) or None, timeout_seconds=10)
+        eventually(lambda: len(fake.events("llm")) == len(counts) or None, timeout_seconds=10)
+        second.let_reconciles_pass(2)
+    assert sorted(e["involvedObject"]["name"] for e in fake.events("llm", reason="ScaledToZero")) == sorted(counts)
+    for d in fake.items("deployments.apps", "llm"):
+        assert d["metadata"]["annotations"]["scaler.io/last-replicas"] == str(counts[d["metadata"]["name"]])
