@@ -116,7 +116,7 @@ policies:
         daemon.view.stop(timeout_seconds=2)
 
 
-def test_plan_shows_no_scale_up_for_a_running_job_with_a_queue(fake, cli, prometheus, tmp_path):
+def test_plan_shows_no_scale_up_for_a_running_job_with_a_queue(fake, scaler, prometheus, tmp_path):
     create(fake, "Job")
     prometheus.answer("queue", {("llm", "train"): 10})
     path = tmp_path / "p.yaml"
@@ -127,19 +127,7 @@ policies:
     wake: {query: 'sum by (namespace, workload) (queue)', target_per_replica: 1}
     max_replicas: 4
 """)
-    code, out, err = cli("plan", "--policies", str(path), "--prometheus-url", prometheus.url)
-    assert code == 0, (out, err)
-    assert "scale_up" not in out and "1 -> 4" not in out, out
+    result = scaler("plan", "--policies", str(path), "--prometheus-url", prometheus.url)
+    assert result.code == 0, (result.out, result.err)
+    assert "scale_up" not in result.out and "1 -> 4" not in result.out, result.out
 
-
-@pytest.fixture
-def cli(fake, tmp_path, capsys):
-    from scaler.cli.main import main
-
-    kubeconfig = fake.kubeconfig(tmp_path / "kubeconfig", namespace="llm")
-
-    def run(*arguments: str) -> tuple[int, str, str]:
-        code = main([*arguments, "--kubeconfig", str(kubeconfig)])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
