@@ -175,7 +175,10 @@ class Leadership:
         with self.lease_lock:  # a renewal in flight finishes first; none starts after
             try:
                 lease = self.kube.get(LEASES, self.namespace, self.name)
-                if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                # Ours only as this process last wrote it: one held under our identity by
+                # another process (a twin, or one that took it while we were frozen) is theirs.
+                if (lease.get("spec") or {}).get("holderIdentity") != self.identity \
+                        or lease["metadata"].get("resourceVersion") != self.written:
                     return
                 now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 self.kube.patch(LEASES, self.namespace, self.name, {

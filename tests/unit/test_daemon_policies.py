@@ -196,3 +196,27 @@ def test_two_daemons_with_one_identity_never_lead_at_once(fake, prometheus, log,
     with second:
         wait_until(lambda: second.metric("scaler_leader") == 1)
     assert second.code == [0]
+
+
+def test_a_twin_stopped_leaves_the_lease_to_the_one_holding_it(fake, prometheus, log, tmp_path):
+    """Of two replicas given one identity, the standby stopping (a rolling
+    update, a scale-down) must not hand back the Lease the other holds: it
+    never wrote it. Handed back, the leader lost it for a lease duration
+    and nobody acted meanwhile."""
+    _gpu(fake, "llm", replicas=3)
+    _configmap(fake, nights=all_day())
+    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+                "lease_retry_period_seconds": 1}
+    with Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election)) as first:
+        wait_until(lambda: first.metric("scaler_leader") == 1)
+        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+        first.daemon.stopping.wait(1.5)  # the standby has read the Lease
+        acquired = fake.get(LEASES, "llm", "scaler-llm")["spec"]["acquireTime"]
+        assert second.stop() == 0
+        for _ in range(15):  # several lease durations: renewed by the first, never handed back and taken anew
+            lease = fake.get(LEASES, "llm", "scaler-llm")["spec"]
+            assert (lease["holderIdentity"], lease["acquireTime"], first.metric("scaler_leader")) == \
+                ("same", acquired, 1)
+            first.daemon.stopping.wait(0.2)
+    assert len(log.lines("lease released")) == 1  # the first's own, at its stop; none by the twin
