@@ -25,12 +25,16 @@ def known(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
-def beside(value: float, threshold: float) -> str:
-    """`value` for a reason that compares it with `threshold`: as `:g`
-    prints it, or in full where that would print the threshold it differs
-    from ("max 5, below threshold 5" for 4.9999999 explains nothing)."""
+def beside(value: float, other: float) -> str:
+    """`value` for a reason that compares it with `other` (a value with its
+    threshold, or a threshold with its value): as `:g` prints it, or in full
+    where that would print both alike and is not `value` exactly ("max 5,
+    below threshold 5" for 4.9999999 explains nothing; "max 1234568, not
+    below threshold 1.23457e+06" reads as the opposite)."""
     text = f"{value:g}"
-    return repr(float(value)) if value != threshold and text == f"{threshold:g}" else text
+    if value == other or text != f"{other:g}" or float(text) == value:
+        return text
+    return repr(float(value)).removesuffix(".0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ class Demand:
         """'queue 3 > activation threshold 0' while it wants the workload up, else None."""
         if self.queue > self.wake.activation_threshold:
             threshold = self.wake.activation_threshold
-            return f"queue {beside(self.queue, threshold)} > activation threshold {threshold:g}"
+            return f"queue {beside(self.queue, threshold)} > activation threshold {beside(threshold, self.queue)}"
         return None
 
     @property

@@ -249,7 +249,7 @@ def outside_down(f: Facts) -> Decision | None:
         # Serving requests is being busy, even when none wait in a queue.
         return f.hold(f"{outside}, but busy: idle signal max {beside(value, idle.threshold)} over the last "
                       f"{human_duration(idle.duration_seconds)}, not below threshold "
-                      f"{idle.threshold:g}: staying up", Code.BUSY)
+                      f"{beside(idle.threshold, value)}: staying up", Code.BUSY)
     return f.waiting(f"{outside}: would pause") or \
         f.decision(Action.PAUSE, 0, f"{outside}: pausing {f.current} replicas", Code.OUTSIDE_DOWN)
 
@@ -317,8 +317,8 @@ def idle_timeout(f: Facts) -> Decision | None:
     assert value is not None  # row 6 held on an unknown one
     over = f"max {beside(value, idle.threshold)} over the last {human_duration(idle.duration_seconds)}"
     if value >= idle.threshold:
-        return f.hold(f"busy: idle signal {over}, not below threshold {idle.threshold:g}", Code.BUSY)
-    idle_text = f"idle: signal {over}, below threshold {idle.threshold:g}"
+        return f.hold(f"busy: idle signal {over}, not below threshold {beside(idle.threshold, value)}", Code.BUSY)
+    idle_text = f"idle: signal {over}, below threshold {beside(idle.threshold, value)}"
     loaded = f.workload.loaded_at
     if loaded is not None and (up := max(seconds_between(loaded, f.now), 0)) < idle.duration_seconds:
         # The window reaches back before it was Ready: time at zero or loading is not idleness.

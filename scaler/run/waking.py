@@ -414,7 +414,7 @@ def _held(decision: Decision, workload: Workload, queue: float, threshold: float
     """A decision that writes nothing: up already, or held where it is."""
     if workload.replicas > 0 and decision.action is not Action.PAUSE:
         return {**facts, "result": "already-up", "reason": decision.reason}
-    reason = decision.reason
+    reason, (low, limit) = decision.reason, (beside(queue, threshold), beside(threshold, queue))
     if workload.replicas == 0 and queue <= threshold and decision.reason_code is not Code.KEEP_DOWN_WINDOW:
-        reason = f"queue {beside(queue, threshold)} is not above the activation threshold {threshold:g}: {reason}"
+        reason = f"queue {low} is not above the activation threshold {limit}: {reason}"
     return {**facts, "result": "held", "reason": reason}
