@@ -21,6 +21,7 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from scaler.cluster.kube import Kube, KubeError, NotFound, Resource
+from scaler.decide.times import parse_time
 
 log = structlog.get_logger("scaler.run.leading")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
@@ -39,8 +40,9 @@ class _Lock(LeaseLock):
 
     def get(self, name, namespace):
         found, record = super().get(name, namespace)
+        lease = self.lease_reference
         if found and record.holder_identity == self.identity \
-                and self.lease_reference.metadata.resource_version != self._leadership.written:
+                and not self._leadership.wrote(lease.metadata.resource_version, lease.spec.renew_time):
             if not self._leadership.twin:
                 log.warning("the Lease is held under this replica's identity by another process (one with the "
                             "same identity, or this one's predecessor): waiting for it to lapse",
@@ -50,6 +52,7 @@ class _Lock(LeaseLock):
         return found, record
 
     def create(self, name, namespace, election_record):
+        self._leadership.sent = self.time_str_to_iso(election_record.renew_time)  # its answer may be lost
         created = super().create(name, namespace, election_record)
         if created:
             self._leadership.written = self.lease_reference.metadata.resource_version
@@ -60,6 +63,7 @@ class _Lock(LeaseLock):
         if self.lease_reference is None:
             return False
         self.lease_reference.spec = self.get_lease_spec(updated_record, self.lease_reference.spec)
+        self._leadership.sent = self.lease_reference.spec.renew_time  # its answer may be lost
         try:
             self.lease_reference = self.api_instance.replace_namespaced_lease(
                 name=name, namespace=namespace, body=self.lease_reference)
@@ -117,10 +121,18 @@ class Leadership:
         self.stopping = threading.Event()
         #: Held by a renewal and by the release, so neither sees the Lease half-written by the other.
         self.lease_lock = threading.Lock()
-        #: The Lease's resourceVersion as this process last wrote it; whether
-        #: another process holds it under this identity (said once).
+        #: The Lease's resourceVersion as this process last wrote it, and the renewTime it last
+        #: sent (a write whose answer was lost is still ours); whether another process holds
+        #: it under this identity (said once).
         self.written: str | None = None
+        self.sent: datetime | None = None
         self.twin = False
+
+    def wrote(self, resource_version: str | None, renew_time: datetime | None) -> bool:
+        """Whether the Lease as read is as this process wrote it: the version its answer
+        gave, or the renewal it sent (to the microsecond: no other process sends the same)."""
+        return (resource_version is not None and resource_version == self.written) \
+            or (renew_time is not None and renew_time == self.sent)
 
     def start(self) -> None:
         if not self.enabled:
@@ -177,8 +189,9 @@ class Leadership:
                 lease = self.kube.get(LEASES, self.namespace, self.name)
                 # Ours only as this process last wrote it: one held under our identity by
                 # another process (a twin, or one that took it while we were frozen) is theirs.
-                if (lease.get("spec") or {}).get("holderIdentity") != self.identity \
-                        or lease["metadata"].get("resourceVersion") != self.written:
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity \
+                        or not self.wrote(lease["metadata"].get("resourceVersion"), parse_time(spec.get("renewTime"))):
                     return
                 now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                 self.kube.patch(LEASES, self.namespace, self.name, {

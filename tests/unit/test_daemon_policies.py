@@ -220,3 +220,24 @@ def test_a_twin_stopped_leaves_the_lease_to_the_one_holding_it(fake, prometheus,
                 ("same", acquired, 1)
             first.daemon.stopping.wait(0.2)
     assert len(log.lines("lease released")) == 1  # the first's own, at its stop; none by the twin
+
+
+def test_a_renewal_whose_answer_was_lost_is_still_the_leaders_own(fake, prometheus, log, tmp_path):
+    """The Lease renewed, but the answer lost (a connection reset): the next
+    read finds a version the process was never told of. It is still its own
+    renewal, not a twin's: the lone replica goes on leading, and says
+    nothing of another process."""
+    _gpu(fake, "llm", replicas=3)
+    _configmap(fake, nights=all_day())
+    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+                "lease_retry_period_seconds": 1}
+    with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
+        wait_until(lambda: one.metric("scaler_leader") == 1)
+        lost = fake.fail(method="PUT", path="/leases/", after=True, reset=True)
+        for _ in range(25):  # several lease durations
+            assert one.metric("scaler_leader") == 1
+            one.daemon.stopping.wait(0.2)
+        assert lost.hits == 1
+    assert not log.lines("the Lease is held under this replica's identity by another process (one with the same "
+                         "identity, or this one's predecessor): waiting for it to lapse")
