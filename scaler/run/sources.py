@@ -118,6 +118,11 @@ class FilePolicies:
         return _fingerprint(self.paths), self._texts.version()
 
     def check(self) -> tuple[PolicySet, list[Problem]]:
+        """Every problem of the files; none named at all (SCALER_POLICIES="", or --policies ",") is one,
+        not an empty set: with no policies, the daemon resumes all that policies paused."""
+        if not self.paths:
+            return PolicySet((), ()), [Problem("--policies / SCALER_POLICIES", None, "",
+                                               "names no policy file or directory")]
         self._texts = IcalTexts(self._kube, self._namespace)
         return check_policies(self.paths, read_ical=self._texts)
 

@@ -57,6 +57,16 @@ def test_a_broken_policy_file_stops_the_daemon_at_start_naming_file_and_line(tmp
     assert f"{tmp_path / 'p.yaml'}:3: max_replicas:" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["", ","], ids=["empty", "comma"])
+def test_policies_set_to_nothing_stop_the_daemon_at_start(value, tmp_path):
+    """SCALER_POLICIES="" (a template's empty value) or --policies "" named no
+    policy file: read as no policies at all, the daemon would resume every
+    workload a policy had paused, as targeted by none."""
+    result = _run("run", "--kubeconfig", str(tmp_path / "none"), env={"SCALER_POLICIES": value})
+    assert result.returncode == 1
+    assert "--policies / SCALER_POLICIES: names no policy file or directory" in result.stderr, result.stderr
+
+
 def test_an_unreachable_api_server_is_a_clear_error(tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
