@@ -255,6 +255,10 @@ def settings_from(args: argparse.Namespace, model: type[SettingsT] = Settings) -
     defaults; SettingsError names every invalid one by flag and variable."""
     overrides = {name: getattr(args, name) for name in model.model_fields
                  if getattr(args, name, None) is not None}
+    if "policies" in overrides and "policy_configmap" in model.model_fields and "policy_configmap" not in overrides:
+        # Files named on the command line are what was asked for, not a ConfigMap named in the
+        # environment (the chart's pod sets SCALER_POLICY_CONFIGMAP: `scaler plan --policies draft.yaml`).
+        overrides["policy_configmap"] = None
     try:
         return model(**overrides)
     except ValidationError as error:

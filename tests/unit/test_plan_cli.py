@@ -194,3 +194,17 @@ def test_plan_reads_the_policy_configmap_the_daemon_reads(fake, scaler, promethe
                      "--from", "now-1h")
     assert missing.code == 1
     assert "configmaps/nope in namespace llm not found" in missing.err
+
+
+def test_policies_named_on_the_command_line_win_over_the_configmap_of_the_environment(
+        fake, scaler, prometheus, tmp_path, monkeypatch):
+    """In the daemon's pod SCALER_POLICY_CONFIGMAP is set: `plan --policies
+    draft.yaml` there must plan the draft, not the ConfigMap."""
+    namespace(fake, "llm")
+    fake.create(DEPLOYMENTS, deployment("llm", replicas=3, gpus=2, labels={"tier": "gpu"}), namespace="llm")
+    monkeypatch.setenv("SCALER_POLICY_CONFIGMAP", "llm/nope")
+    draft = scaler("plan", "--policies", _write(tmp_path, all_day()), "--prometheus-url", prometheus.url)
+    assert draft.code == 3, draft.err
+    assert "pause" in _line(draft.out, " llm ", "nights")
+    configured = scaler("plan", "--prometheus-url", prometheus.url)
+    assert configured.code == 1 and "configmaps/nope in namespace llm not found" in configured.err
