@@ -120,10 +120,12 @@ class Workload:
 
 def pods_ready_since(pods: list[dict]) -> datetime | None:
     """When the last of `pods` became Ready (their Ready condition), if every
-    one still running is Ready; None otherwise."""
+    one still running (neither being deleted nor finished, as an evicted pod
+    is) is Ready; None otherwise."""
     times = []
     for pod in pods:
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        if (pod.get("metadata") or {}).get("deletionTimestamp") or \
+                (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
         ready = next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                      None)
