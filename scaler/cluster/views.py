@@ -61,12 +61,13 @@ class ClusterView:
 
     def ready_since(self, workload: Workload) -> datetime | None:
         """When every replica of `workload` became Ready, as the object (an
-        InferenceService's Ready condition) or its pods (one LIST) say."""
+        InferenceService's Ready condition) or its pods (one LIST) say; raises
+        NotAllReady when its pods say fewer are Ready than its status counts."""
         since = workload.kind.ready_condition_since(workload.obj)
         selector = workload.kind.pod_selector(workload.obj)
         if since is None and selector:
             pods, _ = self.kube.list(PODS, workload.namespace, label_selector=selector)
-            since = pods_ready_since(pods)
+            since = pods_ready_since(pods, replicas=workload.replicas)
         return since
 
     def took(self, result: Result, workload: Workload) -> None:

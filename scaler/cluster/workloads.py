@@ -118,20 +118,29 @@ class Workload:
         return self.gpus_per_replica() * (self.replicas if replicas is None else replicas)
 
 
-def pods_ready_since(pods: list[dict]) -> datetime | None:
-    """When the last of `pods` became Ready (their Ready condition), if every
-    one still running (neither being deleted nor finished, as an evicted pod
-    is) is Ready; None otherwise."""
-    times = []
+class NotAllReady(Exception):
+    """The pods say fewer replicas are Ready than the object's status counts:
+    a StatefulSet counts its terminating pods while they are still Ready (a
+    resume while the paused pods drain), a status not caught up yet."""
+
+
+def pods_ready_since(pods: list[dict], *, replicas: int) -> datetime | None:
+    """When `replicas` of `pods` were all Ready: the latest Ready transition
+    of those still running (neither finished, as an evicted pod is, nor being
+    deleted); None when none runs or none says when (nothing to tell).
+    Raises NotAllReady when pods run but fewer than `replicas` are Ready."""
+    running, times = 0, []
     for pod in pods:
         if (pod.get("metadata") or {}).get("deletionTimestamp") or \
                 (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
+        running += 1
         ready = next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
                      None)
         if ready is None or ready.get("status") != "True":
-            return None
-        since = parse_time(ready.get("lastTransitionTime"))
-        if since is not None:
-            times.append(since)
-    return max(times) if times else None
+            continue
+        times.append(parse_time(ready.get("lastTransitionTime")))
+    if running and len(times) < replicas:
+        raise NotAllReady(f"{len(times)} of {replicas} replicas' pods Ready")
+    known = [time for time in times if time is not None]
+    return max(known) if known else None

@@ -18,7 +18,7 @@ from scaler.cluster import writes
 from scaler.cluster.informers import newer
 from scaler.cluster.kube import Fenced, KubeError
 from scaler.cluster.starts import open_start, relapsed
-from scaler.cluster.workloads import Workload
+from scaler.cluster.workloads import NotAllReady, Workload
 from scaler.cluster.writes import Outcome, Result, Write
 from scaler.decide.loading import PolicySet
 from scaler.run.acting import Actor
@@ -135,6 +135,9 @@ class Tracker:
                 result = self.actor.pauser.apply(workload, write_for, dry_run=False, fence=fence)
             except Fenced:
                 return None
+            except NotAllReady as error:  # its status runs ahead of its pods: the start goes on
+                log.debug("not all Ready yet", namespace=workload.namespace, workload=workload.name, why=str(error))
+                return None
             except KubeError as error:
                 log.warning("start not recorded", namespace=workload.namespace, workload=workload.name,
                             error=str(error))
@@ -153,7 +156,9 @@ class Tracker:
     def _ready_since(self, workload: Workload) -> datetime | None:
         """When every replica became Ready, from the pods' Ready condition (one
         LIST, at the end of a start only), so a warm-up that ended while no
-        daemon was looking (a failover) is measured to when it really ended."""
+        daemon was looking (a failover) is measured to when it really ended.
+        Raises NotAllReady when the pods say the start has not ended: a
+        StatefulSet resumed while its paused pods drain counts them Ready."""
         try:
             return self.view.ready_since(workload)
         except KubeError as error:
