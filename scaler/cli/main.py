@@ -108,9 +108,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _with_settings(run: Callable[..., int], *, model=Settings, **options) -> int:
     """Run with the settings from flags and SCALER_ variables, or exit 1
-    naming every invalid one."""
+    naming every invalid one. plan and backtest read policy files named by
+    flag rather than a ConfigMap named only in the environment."""
     try:
-        settings = settings_from(options.pop("args"), model)
+        settings = settings_from(options.pop("args"), model, named_files_first=model is PlanSettings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

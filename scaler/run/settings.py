@@ -250,14 +250,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser, model: type[BaseSett
             parser.add_argument(flag, dest=name, default=None, help=help_text)
 
 
-def settings_from(args: argparse.Namespace, model: type[SettingsT] = Settings) -> SettingsT:  # type: ignore[assignment]
+def settings_from(args: argparse.Namespace, model: type[SettingsT] = Settings,  # type: ignore[assignment]
+                  *, named_files_first: bool = False) -> SettingsT:
     """`model` from the flags in `args`, then SCALER_ variables, then
-    defaults; SettingsError names every invalid one by flag and variable."""
+    defaults; SettingsError names every invalid one by flag and variable.
+    `named_files_first` (plan, backtest): policy files named by flag are
+    read rather than a ConfigMap named only in the environment (the chart's
+    pod sets SCALER_POLICY_CONFIGMAP: `scaler plan --policies draft.yaml`
+    there plans the draft). The daemon reads the ConfigMap whenever one is set."""
     overrides = {name: getattr(args, name) for name in model.model_fields
                  if getattr(args, name, None) is not None}
-    if "policies" in overrides and "policy_configmap" in model.model_fields and "policy_configmap" not in overrides:
-        # Files named on the command line are what was asked for, not a ConfigMap named in the
-        # environment (the chart's pod sets SCALER_POLICY_CONFIGMAP: `scaler plan --policies draft.yaml`).
+    if named_files_first and "policies" in overrides and "policy_configmap" not in overrides:
         overrides["policy_configmap"] = None
     try:
         return model(**overrides)

@@ -208,3 +208,15 @@ def test_policies_named_on_the_command_line_win_over_the_configmap_of_the_enviro
     assert "pause" in _line(draft.out, " llm ", "nights")
     configured = scaler("plan", "--prometheus-url", prometheus.url)
     assert configured.code == 1 and "configmaps/nope in namespace llm not found" in configured.err
+
+
+def test_the_daemon_reads_the_configmap_of_the_environment_even_with_policies_named(
+        fake, scaler, prometheus, tmp_path, monkeypatch):
+    """The chart's pod names both; the daemon must read the ConfigMap (the
+    files are the mounted copy, a minute behind an edit)."""
+    namespace(fake, "llm")
+    monkeypatch.setenv("SCALER_POLICY_CONFIGMAP", "llm/nope")
+    result = scaler("run", "--policies", str(tmp_path / "not-read.yaml"), "--prometheus-url", prometheus.url,
+                    "--port", "0", "--bind-address", "127.0.0.1")
+    assert result.code == 1, result.out + result.err
+    assert "cannot read the policies from ConfigMap llm/nope" in result.err and "not-read" not in result.err
