@@ -179,7 +179,10 @@ def test_sigkill_storm_leaves_exactly_one_event_per_action(kube, namespace, clus
 
     def storm(done, total: int, tag: str) -> None:
         for round_ in range(3):
-            daemon = daemons(policies, *FAST, "--concurrency", "1", name=f"{tag}{round_}")
+            # One write at a time, ten requests a second: the batch outlasts the three kills however
+            # fast the machine writes (a free daemon wrote all 40 before the last kill on a busy one).
+            daemon = daemons(policies, *FAST, "--concurrency", "1", "--api-qps", "10", "--api-burst", "1",
+                             name=f"{tag}{round_}")
             goal = min(done() + chance.randint(2, 8), total - 1)
             eventually(lambda goal=goal: done() >= goal, timeout_seconds=60, interval_seconds=0.02)
             daemon.process.kill()
