@@ -25,6 +25,12 @@ def _gpu(fake, name: str, replicas: int = 2, labels: dict | None = None) -> None
                 namespace="llm")
 
 
+#: Leader election on a short Lease, the policies from the ConfigMap `llm/policies`.
+ELECTION = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
+            "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
+            "lease_retry_period_seconds": 1}
+
+
 def _configmap(fake, **texts: str) -> None:
     """The ConfigMap llm/policies holding these keys (created, or replaced)."""
     namespace(fake, "llm")
@@ -116,9 +122,7 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
     not for ten minutes: at the takeover it holds the keep-down version."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
-                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
-                "lease_retry_period_seconds": 1}
+    election = ELECTION
     one = Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election))
     try:
         wait_until(lambda: _holder(fake) == "one")
@@ -164,9 +168,7 @@ def test_a_term_won_while_the_policies_are_read_reads_them_again_and_acts(fake, 
             read_before_leading.append(True)
             wait_until(lambda: _holder(fake) == "one")
     fake.before("GET", "/configmaps/policies$", slow_read)
-    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
-                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
-                "lease_retry_period_seconds": 1, "policy_reload_interval_seconds": 600}
+    election = {**ELECTION, "policy_reload_interval_seconds": 600}
     with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
         wait_until(lambda: _replicas(fake, "llm") == 0)
     assert read_before_leading and one.code == [0]
@@ -179,9 +181,7 @@ def test_two_daemons_with_one_identity_never_lead_at_once(fake, prometheus, log,
     it as its own; it takes over once the first hands the Lease back."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
-                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
-                "lease_retry_period_seconds": 1}
+    election = ELECTION
     first = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
     try:
         wait_until(lambda: first.metric("scaler_leader") == 1)
@@ -205,9 +205,7 @@ def test_a_twin_stopped_leaves_the_lease_to_the_one_holding_it(fake, prometheus,
     and nobody acted meanwhile."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
-                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
-                "lease_retry_period_seconds": 1}
+    election = ELECTION
     with Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election)) as first:
         wait_until(lambda: first.metric("scaler_leader") == 1)
         second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
@@ -229,9 +227,7 @@ def test_a_renewal_whose_answer_was_lost_is_still_the_leaders_own(fake, promethe
     nothing of another process."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = {"policy_configmap": "llm/policies", "leader_election": True, "lease_name": "scaler-llm",
-                "lease_namespace": "llm", "lease_duration_seconds": 3, "lease_renew_deadline_seconds": 2,
-                "lease_retry_period_seconds": 1}
+    election = ELECTION
     with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
         wait_until(lambda: one.metric("scaler_leader") == 1)
         lost = fake.fail(method="PUT", path="/leases/", after=True, reset=True)
