@@ -167,12 +167,9 @@ def check_configured_policies(settings) -> tuple[PolicySet, list[Problem]]:
     same settings reads them: the ConfigMap if one is set, else the files
     (their ConfigMap calendars read through the API, a client made only if
     one is used)."""
-    if settings.policy_configmap:
-        source = policy_source(settings, settings.kube())
-        source.version()  # reads it: KubeError if it cannot be read
-        return source.check()
-    return FilePolicies(settings.policies, namespace=settings.own_namespace or "default",
-                        kube=_Once(settings.kube)).check()
+    source = policy_source(settings, settings.kube() if settings.policy_configmap else None)
+    source.version()  # a ConfigMap is read here (KubeError if it cannot be); files are only looked at
+    return source.check()
 
 
 class _Once:
