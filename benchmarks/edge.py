@@ -118,7 +118,8 @@ def start_daemon(cluster, work: Path, port: int, stderr, *, concurrency: int, in
         stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=ROOT)
 
 
-def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) -> dict:
+def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float,
+             connections: tuple[int, ...] = (16,)) -> dict:
     namespace = f"bench-edge-{size}-{uuid.uuid4().hex[:5]}"
     create_namespace(kube, namespace)
     bodies = [deployment(f"d-{i:05d}", replicas=i % 3 + 1, labels={"bench": "edge"}) for i in range(size)]
@@ -157,9 +158,11 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
     all_at_zero = all(item["spec"]["replicas"] == 0 for item in items)
     scaler_seconds = (last - opens).total_seconds()
     reason = next(r["reason"] for r in changed)
-    ceiling_seconds = ceiling(cluster, kube, namespace, items, reason)
+    ceiling_seconds = ceiling(cluster, kube, namespace, items, reason, connections=connections[0])
     ceiling_end = time.time()
     trace.stop()
+    others = {n: ceiling(cluster, kube, namespace, kube.list(Resource("apps", "v1", "deployments"), namespace)[0],
+                         reason, connections=n) for n in connections[1:]}
     delete_namespace(kube, namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
@@ -177,10 +180,13 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float) 
         **cpu_per_write(trace.span(opens.timestamp(), last.timestamp()), size, "edge"),
         **cpu_per_write(trace.span(ceiling_end - ceiling_seconds, ceiling_end), size, "ceiling"),
         "non_json_lines": sum(1 for line in lines if not line.startswith("{")), "exit_code": code,
+        **{key: value for n, seconds in others.items() for key, value in (
+            (f"ceiling_{n}_connections_writes_per_second", round(size / seconds)),
+            (f"fraction_of_ceiling_{n}_connections", round(seconds / scaler_seconds, 2)))},
     }
 
 
-def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str) -> float:
+def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str, *, connections: int = 16) -> float:
     """Set every object back as it was before the pause (not timed), then time
     the minimal client sending the guarded pauses scaler sends, built by
     scaler's own patch code from each object as it was (same operations,
@@ -200,8 +206,8 @@ def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str)
         write = writes.pause(workload, by="policy/bench-nights", reason=reason, cause="keep-down-window", now=now)
         record = ActionRecord(f"{random.getrandbits(64):016x}", *write.event, write.message[:1024], rfc3339(now))
         pauses[name] = writes.json_patch(writes.merge(write.patch, record.annotation()), workload)
-    minimal_client_patches(cluster, namespace, resets)
-    return minimal_client_patches(cluster, namespace, pauses)
+    minimal_client_patches(cluster, namespace, resets, connections=connections)
+    return minimal_client_patches(cluster, namespace, pauses, connections=connections)
 
 
 def delete_namespace(kube: Kube, namespace: str) -> None:
@@ -285,6 +291,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,3000")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--ceiling-connections", default="16",
+                        help="the minimal client's connections; the first is the ceiling the fraction is of, "
+                             "each other is measured after it and printed with its own fraction")
     parser.add_argument("--interval", type=float, default=30, help="the daemon's evaluation interval")
     parser.add_argument("--split-cores", action="store_true",
                         help="the cluster on the first core, the daemon and the minimal client on the second")
@@ -297,8 +306,9 @@ def main() -> None:
             pin(cluster_pids(cluster), {first})
             pin([os.getpid()], {second})  # the daemon it starts and the client's threads inherit it
         kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=32)
+        connections = tuple(int(n) for n in args.ceiling_connections.split(","))
         for size in (int(s) for s in args.sizes.split(",")):
-            print(json.dumps(run_size(cluster, kube, size, args.concurrency, args.interval)), flush=True)
+            print(json.dumps(run_size(cluster, kube, size, args.concurrency, args.interval, connections)), flush=True)
     finally:
         if args.split_cores:
             pin(cluster_pids(cluster), everything)
