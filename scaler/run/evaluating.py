@@ -342,18 +342,19 @@ class Evaluator:
                  errors: dict[str, str], *, now: datetime, deadline: float,
                  read_at: datetime | None) -> list[Evaluation]:
         """Say where the hole was for each running workload held because the
-        idle query answered without it: one range query per policy with such
-        workloads (`signals.gaps`), under the evaluation's deadline, then the
-        decision again with the why. A query that fails or is late leaves the
-        reason without it. Workloads a row above decided for (a window, a
-        start) cost no query."""
+        idle query answered without it, or with an unusable value (a +Inf at
+        the one step tolerated is the window's maximum): one range query per
+        policy with such workloads (`signals.gaps`), under the evaluation's
+        deadline, then the decision again with the why. A query that fails or
+        is late leaves the reason without it. Workloads a row above decided
+        for (a window, a start) cost no query."""
         unseen: dict[str, tuple[Policy, list[int]]] = {}
         for index, evaluation in enumerate(evaluations):
             workload, policy = evaluation.workload, evaluation.policy
             vector = vectors.get((policy.name, IDLE.name)) if policy is not None else None
             if (policy is not None and vector is not None and vector.error is None and workload.replicas > 0
                     and evaluation.decision.reason_code is Code.METRICS_UNKNOWN
-                    and (workload.namespace, workload.name) not in vector.values):
+                    and vector.values.get((workload.namespace, workload.name)) is None):
                 unseen.setdefault(policy.name, (policy, []))[1].append(index)
         if not unseen:
             return evaluations

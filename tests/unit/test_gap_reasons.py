@@ -297,3 +297,18 @@ def test_a_backtest_asks_for_the_guarded_query_and_holds_while_a_window_covers_t
     assert chat["unknownSteps"] == 13
     assert [(a["at"], a["action"], a["reasonCode"]) for a in chat["actions"]] == [
         ("2026-05-04T10:03:10Z", "pause", "idle-timeout")]
+
+
+def test_a_window_whose_maximum_is_plus_inf_names_the_step(cluster, prometheus, tmp_path):
+    """+Inf at one step of chat's window: one step is tolerated, so the idle
+    query answers chat, with the window's maximum, +Inf, which is unknown.
+    The reason says where the +Inf was, as it does for a hole (it said only
+    "idle signal unknown", and no range query looked)."""
+    instant = [*INSTANT, series("chat", value=[NOW.timestamp(), "+Inf"])]
+    chat = series("chat", values=[[T0 + s, "+Inf" if s == 40 else "0"] for s in range(0, 91)])
+    url, asked = prometheus(instant=instant, matrix=[chat, seen("code", range(0, 91))])
+    decisions = _evaluate(cluster, url, tmp_path)
+    assert (decisions["chat"].action, decisions["chat"].reason_code) == (Action.HOLD, Code.METRICS_UNKNOWN)
+    assert decisions["chat"].reason == HOLD.format("+Inf from 2026-05-04 10:00:40 to 10:00:41 UTC")
+    assert decisions["gone"].reason == HOLD.format("no series")
+    assert sum(path.endswith("/query_range") for path, _ in asked) == 1
