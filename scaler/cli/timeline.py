@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, cast
 
 from scaler.decide.decisions import Action
 from scaler.decide.policies import IdleSignal
-from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay, step_values
+from scaler.decide.replaying import KEEP_DOWN, KEEP_UP, OUTSIDE_DOWN, Replay
+from scaler.decide.step_signals import step_values
 from scaler.decide.times import human_duration, rfc3339
 from scaler.run.backtesting import Backtest
 from scaler.signals.queries import IDLE, SIGNALS, WAKE

@@ -34,15 +34,14 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from itertools import compress, pairwise
-from operator import ne
-from typing import Any
+from itertools import pairwise
 
 from scaler.decide.annotations import WARM_UPS_KEPT
 from scaler.decide.decisions import POLICY_PAUSE_PREFIX, Action, Code, Decision, Signals, WorkloadState
 from scaler.decide.facts import prewarm_lead
 from scaler.decide.policies import Policy
 from scaler.decide.precedence import TIMELESS, decide
+from scaler.decide.step_signals import StepSignal
 from scaler.decide.windows import next_edge
 
 #: The window in force, per run of steps, for the timeline.
@@ -233,63 +232,6 @@ def window_runs(policy: Policy, steps: Steps, lead: float | None) -> list[Window
     return runs
 
 
-class _Signal:
-    """One signal over the steps: its text at each step (None: no point),
-    the steps where the text changes, and the value last read."""
-
-    __slots__ = ("changes", "text", "texts", "value")
-
-    def __init__(self, points: Points | None, steps: Steps) -> None:
-        start, step = int(steps.start.timestamp()), steps.step_seconds
-        self.texts = list(map(_by_time(points).get, range(start, start + steps.count * step, step)))
-        self.changes = list(compress(range(1, steps.count), map(ne, self.texts[1:], self.texts)))
-        self.text: object = _UNREAD
-        self.value: float | None = None
-
-    @staticmethod
-    def parse(text: Any) -> float | None:
-        """A point's value; None (unknown) if absent, not a number, NaN or ±Inf."""
-        try:
-            value = float(text) if text is not None else None
-        except (TypeError, ValueError):
-            return None
-        return value if value is not None and math.isfinite(value) else None
-
-    def read(self, index: int) -> bool:
-        """The value at step `index`; True if it changed since the last read."""
-        text = self.texts[index]
-        if text == self.text:
-            return False
-        self.text = text
-        self.value = self.parse(text)
-        return True
-
-
-_UNREAD = object()
-
-
-def step_values(points: Points | None, steps: Steps) -> list[float | None]:
-    """The signal's value at each step, as the replay reads it (None: unknown)."""
-    return [_Signal.parse(text) for text in _Signal(points, steps).texts]
-
-
-def _by_time(points: Points | None) -> dict:
-    """{unix seconds: text}; a malformed point is left out (its step is unknown)."""
-    try:
-        # The fast path: dict() takes any 2-item sequences, such as JSON's [t, "v"] lists; typeshed
-        # asks for tuples only. A malformed point raises, and the loop below sorts them out.
-        return dict(points or ())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        found = {}
-        for point in points or ():
-            try:
-                timestamp, text = point
-                found[timestamp] = text
-            except (TypeError, ValueError):
-                continue
-        return found
-
-
 def _idle_class(policy: Policy, value: float | None):
     return None if value is None or policy.idle is None else value >= policy.idle.threshold
 
@@ -356,12 +298,16 @@ class _Run:
 
 
 def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Points | None = None,
-           wake: Points | None = None, reuse: bool = True) -> Replay:
+           wake: Points | None = None, wake_unanswered: Sequence[tuple[int, int]] = (),
+           reuse: bool = True) -> Replay:
     """What `subject.policy` would have done to `subject` at each of `steps`,
-    given each signal's points (a step without one is unknown) and its
-    `window_runs`. `reuse=False` decides at every step (the fast path's oracle)."""
+    given each signal's points (a step without one is unknown, but a wake
+    signal's at zero with `absent: zero` where its answer came: `step_signals`)
+    and its `window_runs`. `wake_unanswered`: [first, last] steps whose wake
+    answer failed. `reuse=False` decides at every step (the fast path's oracle)."""
     result, policy = Replay(subject, steps), subject.policy
-    run, idle_signal, wake_signal = _Run(subject, result), _Signal(idle, steps), _Signal(wake, steps)
+    run, idle_signal, wake_signal = _Run(subject, result), StepSignal(idle, steps), StepSignal(wake, steps,
+                                                                                             wake_unanswered)
     keys = {window.first: window.key for window in windows}
     # Where anything a reused decision read can change: a signal's text, the windows.
     events = sorted({*idle_signal.changes, *wake_signal.changes, *keys, steps.count})
@@ -372,14 +318,16 @@ def replay(subject: Subject, steps: Steps, *, windows: list[WindowRun], idle: Po
     while index < steps.count:
         key = keys.get(index, key)
         run.settle(index)
-        if idle_signal.read(index) | wake_signal.read(index):
-            classes = (_idle_class(policy, idle_signal.value), _wake_class(policy, wake_signal.value))
-        if wake_signal.value and run.wait is None and run.state.ready_replicas == 0:
-            run.demand(steps.at(index), wake_signal.value)
+        idle_signal.read(index)
+        wake_signal.read(index)
+        queue = wake_signal.wake_value(policy, replicas=run.state.replicas)
+        classes = (_idle_class(policy, idle_signal.value), _wake_class(policy, queue))
+        if queue and run.wait is None and run.state.ready_replicas == 0:
+            run.demand(steps.at(index), queue)
         if (not reuse or decision is None or decision.reason_code not in TIMELESS or run.state is not state
                 or classes != last_classes or key != last_key):
             decision = decide(policy=policy, workload=run.state,
-                              signals=Signals(idle_signal.value, wake_signal.value), now=steps.at(index))
+                              signals=Signals(idle_signal.value, queue), now=steps.at(index))
             result.evaluations += 1
         state, last_classes, last_key = run.state, classes, key
         following = index + 1

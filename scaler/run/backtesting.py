@@ -33,7 +33,7 @@ from scaler.run.settings import PlanSettings
 from scaler.run.sources import check_configured_policies
 from scaler.signals.history import History, fetch
 from scaler.signals.prometheus import Prometheus
-from scaler.signals.queries import SIGNALS, SignalQuery
+from scaler.signals.queries import SIGNALS, WAKE, SignalQuery
 
 #: Policies whose signals are fetched (and held) at once.
 POLICIES_AHEAD = 2
@@ -198,19 +198,21 @@ def _replay_policy(result: Backtest, matched: list, histories: dict[str, History
             key = (state.namespace, state.name)
             points = {signal.name: history.points.get(key) if (history := histories.get(signal.name)) else None
                       for signal in SIGNALS}
+            wake = histories.get(WAKE.name)
             # subject_of() stays inside isolated(), as before: whatever it raises fails only this policy.
             isolated(failed, policy, partial(_replay_one, result, workload, state, policy, declared_warm_up, points,
-                                             started))
+                                             started, wake.failed if wake else []))
             if keep_points:
                 result.points[key] = points
         progress("workloads", 1)
 
 
 def _replay_one(result: Backtest, workload: Workload, state: WorkloadState, policy: Policy,
-                declared_warm_up: float | None, points: dict, started: int | None) -> None:
+                declared_warm_up: float | None, points: dict, started: int | None,
+                wake_unanswered: list[tuple[int, int]]) -> None:
     subject = subject_of(workload, state, policy, declared_warm_up, started)
     lead = subject.lead
     windows = result.windows.get((subject.policy.name, lead))
     if windows is None:
         windows = result.windows[(subject.policy.name, lead)] = window_runs(subject.policy, result.steps, lead)
-    result.replays.append(replay(subject, result.steps, windows=windows, **points))
+    result.replays.append(replay(subject, result.steps, windows=windows, wake_unanswered=wake_unanswered, **points))

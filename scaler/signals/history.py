@@ -39,6 +39,8 @@ class History:
     errors: list[str] = field(default_factory=list)
     #: steps no answer covers (their chunk failed): unknown for every workload
     failed_steps: int = 0
+    #: those steps, as [first, last] step indexes of each chunk that failed
+    failed: list[tuple[int, int]] = field(default_factory=list)
     unmatched: int = 0  # series without the namespace or workload label
     requests: int = 0
 
@@ -133,5 +135,6 @@ def _fetch_chunk(history: History, query: SignalQuery, ask: RangeQuery, start: d
             return
         history.errors.append(f"{_minute(begin)} to {_minute(end)} UTC: {error}")
         history.failed_steps += last - first + 1
+        history.failed.append((first, last))
         return
     read_matrix(history, result, query, fresh=set())

@@ -156,3 +156,49 @@ def test_without_kube_state_metrics_answering_today_s_size_is_used_and_said(fake
                                     f"{prometheus.url} answered an error: HTTP 422 execution: query processing "
                                     "would load too many samples into memory"]
     assert f"warning: {document['warnings'][0]}" in err
+
+
+#: A queue holder that exports nothing while nobody waits (`absent: zero`);
+#: `on_unknown: resume` wakes a paused workload whose queue is unknown.
+ABSENT_ZERO = """\
+policies:
+  - name: chat
+    targets: {namespaces: [llm]}
+    idle: {query: 'requests_running', threshold: 0.5, duration: 10m}
+    wake: {query: 'pending_requests', absent: zero, target_per_replica: 1}
+    on_unknown: resume
+"""
+
+
+@pytest.mark.parametrize(("wake_answers", "actions", "unknown"), [
+    pytest.param(True, [], 0, id="no-series-is-no-demand"),
+    pytest.param(False, [("2026-11-16T09:00:00Z", "resume", "metrics-unknown")], 60, id="a-failed-answer-is-unknown"),
+])
+def test_a_wake_signal_absent_at_zero_reads_as_the_daemon_reads_it(fake, prometheus, backtest, scaler, tmp_path,
+                                                                   wake_answers, actions, unknown):
+    """Paused by its policy, and no queue series for it all hour: the daemon
+    (and `plan`) read `absent: zero` as no demand and leave it at zero. The
+    replay read every such step as unknown, so `on_unknown: resume` woke it at
+    the first step (and every step at zero counted as unknown). Only a step
+    whose answer failed is unknown."""
+    fake.create("deployments.apps", deployment("chat", replicas=0, annotations={
+        "scaler.io/last-replicas": "2", "scaler.io/paused-by": "policy/chat",
+        "scaler.io/paused-at": "2026-11-16T08:00:00Z"}), namespace="llm")
+    prometheus.instant = lambda query: [{"metric": {"namespace": "llm", "deployment": "chat"}, "value": [0, "0"]}] \
+        if "kube_deployment_spec_replicas" in query.promql else []
+
+    def answered(query: Query) -> list:
+        if "pending_requests" in query.promql and not wake_answers:
+            raise RuntimeError("query processing would load too many samples into memory")
+        return []
+    prometheus.range = answered
+    code, document, err = backtest(ABSENT_ZERO, "--from", "2026-11-16T09:00:00Z", "--to", "2026-11-16T10:00:00Z",
+                                   "--step", "1m")
+    assert code == (0 if wake_answers else 4), err
+    row = rows(document)["chat"]
+    assert [(a["at"], a["action"], a["reasonCode"]) for a in row["actions"]] == actions
+    assert row["unknownSteps"] == unknown
+    planned = scaler("plan", "--policies", tmp_path / "policies.yaml", "--prometheus-url", prometheus.url,
+                     "-o", "json", "--all")
+    [evaluation] = json.loads(planned.out)["evaluations"]
+    assert (evaluation["action"], evaluation["reasonCode"]) == ("hold", "at-zero")  # no series: no demand
