@@ -74,10 +74,10 @@ def standard_day_of_week(text: str, *, expression: str = "") -> str:
     expression = expression or text
     days: set[int] = set()
     for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        if (step_text and not step_text.isdigit()) or step_text == "0":
+        base, slash, step_text = part.partition("/")
+        if slash and (not step_text.isdigit() or int(step_text) == 0):
             raise _cron_error(expression, f"day of week {part!r}: the step must be a positive number")
-        first, last = _day_range(base, stepped=bool(step_text), expression=expression)
+        first, last = _day_range(base, stepped=bool(slash), expression=expression)
         days.update(day % 7 for day in range(first, last + 1, int(step_text) if step_text else 1))
     if days == set(range(7)):
         return "*"

@@ -103,6 +103,14 @@ def _check_query(text: str) -> str:
     return text
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """A number field refuses YAML's booleans, which Python would count as 1
+    and 0 (`min_replicas: true`, `threshold: yes`)."""
+    if isinstance(value, bool):
+        raise invalid(f"{str(value).lower()} is a boolean (true/false, yes/no, on/off), not a number")
+    return value
+
+
 def _check_finite(value: float) -> float:
     if not math.isfinite(value):
         raise invalid(f"{value} is not a finite number")
@@ -127,7 +135,9 @@ def _check_namespaces(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
 Query = Annotated[str, AfterValidator(_check_query)]
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
 Namespaces = Annotated[tuple[str, ...], AfterValidator(_check_namespaces)]
-Finite = Annotated[float, AfterValidator(_check_finite)]
+Finite = Annotated[float, BeforeValidator(_not_a_boolean), AfterValidator(_check_finite)]
+Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
+WholeOrNone = Annotated[int | None, BeforeValidator(_not_a_boolean)]
 
 
 def _check_prewarm(value: Any) -> Any:

@@ -40,6 +40,8 @@ from scaler.decide.fields import (
     PositiveDuration,
     Prewarm,
     Query,
+    Whole,
+    WholeOrNone,
     check_selector,
     invalid,
     parse_duration,  # noqa: F401 - part of this module's interface (tests, docs)
@@ -343,17 +345,17 @@ class Policy(_Model):
     conflict and the workload is left alone."""
 
     name: str = Field(description="Unique across all policy files; lowercase letters, digits, '-' and '.'.")
-    priority: int = Field(0, ge=-MAX_REPLICAS - 1, le=MAX_REPLICAS,
+    priority: Whole = Field(0, ge=-MAX_REPLICAS - 1, le=MAX_REPLICAS,
                           description="Higher wins when several policies match one workload.")
     description: str = ""
     targets: Targets = Field(default_factory=Targets)
     schedule: ScheduleConfig | None = None
     idle: IdleSignal | None = None
     wake: WakeSignal | None = None
-    min_replicas: int = Field(
+    min_replicas: Whole = Field(
         1, ge=1, le=MAX_REPLICAS,
         description="Smallest non-zero size: floor for a wake, and the size a resume uses when nothing was recorded.")
-    max_replicas: int | None = Field(
+    max_replicas: WholeOrNone = Field(
         None, ge=1, le=MAX_REPLICAS,
         description="Cap for queue-driven scale-up. Without it the queue only wakes (to the recorded size or "
                     "min_replicas).")

@@ -178,14 +178,23 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 _BOOL_TAG, _STR_TAG, _TIMESTAMP_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+#: A number as YAML 1.2's core schema writes one. YAML 1.1 also reads `1:30` as
+#: 90 (base 60), `010` as 8 (octal), `0b11` and `1_000`: text in YAML 1.2.
+_YAML_1_2_NUMBER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+"
+                              r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_YAML_1_1_OCTAL = re.compile(r"[-+]?0[0-9]+")
 
 
 def _as_yaml_1_2(root: yaml.Node) -> None:
-    """Two YAML 1.1 readings that YAML 1.2 (and editors) drop: a mapping
-    key written as a bare `on`, `off`, `yes` or `no` is that word, not a
-    boolean (a window's `on:` is the key `on`); and a date or time is text
+    """YAML 1.1 readings that YAML 1.2 (and editors) drop: a mapping key
+    written as a bare `on`, `off`, `yes` or `no` is that word, not a
+    boolean (a window's `on:` is the key `on`); a date or time is text
     (`2026-12-24`, and `2026-02-30`, which would otherwise stop the reader
-    with a traceback), for the field that reads it to check."""
+    with a traceback), for the field that reads it to check; and so is a
+    number only YAML 1.1 reads (`scale_down_delay: 1:30` is not 90 seconds,
+    `min_replicas: 010` not 8)."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -193,7 +202,9 @@ def _as_yaml_1_2(root: yaml.Node) -> None:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode) and node.tag == _TIMESTAMP_TAG:
+        if isinstance(node, yaml.ScalarNode) and (node.tag == _TIMESTAMP_TAG or (
+                node.tag in _NUMBER_TAGS and not node.style
+                and (not _YAML_1_2_NUMBER.fullmatch(node.value) or _YAML_1_1_OCTAL.fullmatch(node.value)))):
             node.tag = _STR_TAG
         if isinstance(node, yaml.MappingNode):
             for key_node, _ in node.value:

@@ -64,8 +64,8 @@ def metric_names(query: str) -> list[str]:
     """The metric names a PromQL query reads, in order, for a person to read
     (functions, keywords, label names and strings left out). Best effort: a
     name it cannot tell from a label is still only shown, never used."""
-    text = re.sub(r"#[^\n]*", " ", query)
-    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', " ", text)  # strings
+    # strings and comments, read left to right: a '#' inside a string is text
+    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`|#[^\n]*', " ", query)
     text = re.sub(r"\{[^}]*\}", "{}", text)  # matchers
     text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)  # label lists
