@@ -131,6 +131,8 @@ def _matches(field: BaseField, moment: datetime) -> bool:
 
 
 _PLAIN = (AllExpression, RangeExpression)
+#: Months in 400 years, after which the Gregorian calendar, and so every cron set, repeats.
+_CYCLE_MONTHS = 400 * 12 + 1
 _MONDAY = date(2024, 1, 1)
 
 
@@ -193,6 +195,32 @@ class WallCron:
                 return None
             day, minute = 1, 0
 
+    def next_not_of(self, other: WallCron, wall: datetime) -> datetime | None:
+        """The first fire at or after wall time `wall` that is not also a fire
+        of `other`, found a month at a time; None if there is none within
+        400 years (the Gregorian calendar repeats then: none ever)."""
+        covered = set(other._times)
+        extra = [minute for minute in self._times if minute not in covered]
+        for _ in range(_CYCLE_MONTHS):
+            fire = self.next_at_or_after(wall)
+            if fire is None:
+                return None
+            year, month, minute = fire.year, fire.month, fire.hour * 60 + fire.minute
+            others = set(other._month_days(year, month))
+            for day in self._month_days(year, month):
+                if day < fire.day:
+                    continue
+                if day not in others:
+                    return fire if day == fire.day else _fire(year, month, day, self._times[0])
+                at = bisect_left(extra, minute if day == fire.day else 0)
+                if at < len(extra):
+                    return _fire(year, month, day, extra[at])
+            year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+            if year > MAXYEAR:
+                return None
+            wall = datetime(year, month, 1)
+        return None
+
     def last_at_or_before(self, wall: datetime) -> datetime | None:
         """The last fire time at or before wall time `wall`."""
         minute = wall.hour * 60 + wall.minute
@@ -254,6 +282,18 @@ class LocalCron:
                 return None
             start = datetime.min
         return self._instant(self.wall.next_at_or_after(start))
+
+    def next_not_of(self, other: LocalCron, moment: datetime) -> datetime | None:
+        """The first fire at or after `moment` (UTC) whose wall time is not a
+        fire of `other` (both in this zone). It may still happen at the
+        instant one of other's does: two wall times in a skipped hour do."""
+        try:
+            start = earliest(moment, self.tz)
+        except OverflowError:
+            if moment.year > MINYEAR:
+                return None
+            start = datetime.min
+        return self._instant(self.wall.next_not_of(other.wall, start))
 
     def last_at_or_before(self, moment: datetime) -> datetime | None:
         """The most recent fire time at or before `moment` (UTC)."""

@@ -99,11 +99,13 @@ class CronPair:
 
     def _opening(self, moment: datetime) -> datetime | None:
         """The first start at or after `moment` that no end at the same
-        instant keeps closed; None if there is none (or none within
-        _MAX_COINCIDENT_STARTS starts: `42 8-17 * * *` against `*/7 * * * *`
-        would otherwise be searched start by start until year 9999)."""
+        instant keeps closed; None if there is none. Starts at the wall times
+        of ends are skipped a month at a time (a start every minute against
+        an end every minute but on the 31st opens on the 31st); a start and
+        an end at two wall times placed at one instant (a skipped hour) are
+        skipped one by one, at most _MAX_COINCIDENT_STARTS of them."""
         for _ in range(_MAX_COINCIDENT_STARTS):
-            start = self.start.next_at_or_after(moment)
+            start = self.start.next_not_of(self.end, moment)
             if start is None or self.end.next_at_or_after(start) != start:
                 return start
             moment = start + _ONE_MICROSECOND
