@@ -57,12 +57,15 @@ class Pauser:
 
     def __init__(self, kube: Kube, *, retry: Retry = Retry(), component: str = "scaler",
                  clock: Callable[[], datetime] = utc_now, events: EventSink | None = None,
-                 fence: Fence | None = None, placement: Placement | None = None) -> None:
-        """`fence`: asked before the writes that follow one (the KEDA hand-over).
-        `placement`: where pods run, so a pause records its nodes (cluster/placing.py)."""
+                 fence: Fence | None = None, term: Callable[[], int] = lambda: 0,
+                 placement: Placement | None = None) -> None:
+        """`fence`: asked before the writes that follow one (the KEDA hand-over), which also go out only
+        in the leadership term `term()` their write went out in. `placement`: where pods run, so a pause
+        records its nodes (cluster/placing.py)."""
         self.kube = kube
         self.placement = placement
         self.fence = fence
+        self.term = term
         self.retry = retry
         self.events = events
         self.component = component
@@ -163,6 +166,7 @@ class Pauser:
                 # Re-read, nothing we test has changed, and it was refused: not a
                 # race but a value the API server does not accept.
                 raise refused[1]
+            term = self.term()  # the write's own fence lets it out only in the term it was decided in
             try:
                 written = self.kube.patch(current.kind.resource, current.namespace, current.name, operations,
                                           fence=None if fence is None else partial(fence, current))
@@ -172,7 +176,7 @@ class Pauser:
                 current = self.read(current)
                 continue
             result.written = written
-            self._follow_up(Workload(current.kind, written, current.gpu_resources), write, record, result)
+            self._follow_up(Workload(current.kind, written, current.gpu_resources), write, record, result, term)
             return result
         raise Conflict(verb="patch", resource=f"{workload.kind.resource.qualified}/{workload.name} "
                        f"in namespace {workload.namespace}", status=409,
@@ -212,25 +216,42 @@ class Pauser:
         except KubeError as error:
             warnings.append(f"Event not recorded: {error}")
 
-    def _follow_up(self, workload: Workload, write: Write, record: ActionRecord | None, result: Result) -> None:
+    def _follow_up(self, workload: Workload, write: Write, record: ActionRecord | None, result: Result,
+                   term: int) -> None:
         """After the write: its Event (at once, in the background when there
-        is a sink), then the KEDA hand-over."""
+        is a sink), then the KEDA hand-over, in the write's term `term`."""
         if record is not None:
             self._post(actions.event(workload, record, component=self.component, instance=self.instance),
                        result.warnings)
-        self._hand_over(workload, paused=write.after == 0, warnings=result.warnings)
+        self._hand_over(workload, paused=write.after == 0, warnings=result.warnings, term=term)
 
-    def _hand_over(self, workload: Workload, *, paused: bool, warnings: list[str], only_ours: bool = False) -> None:
+    def _in_term(self, term: int | None) -> Fence | None:
+        """The fence of a hand-over that follows a write of term `term`: a process that lost the Lease
+        while the hand-over waited (a slow LIST, a Retry-After) and won it again must not send it in its
+        new term; a leader in between may have resumed the workload, and KEDA would hold it at 0."""
+        if term is None:
+            return self.fence
+
+        def check() -> None:
+            if self.fence is not None:
+                self.fence()
+            if self.term() != term:
+                raise Fenced("a new leadership term began since the write it follows")
+        return check
+
+    def _hand_over(self, workload: Workload, *, paused: bool, warnings: list[str], only_ours: bool = False,
+                   term: int | None = None) -> None:
         """The ScaledObjects aimed at `workload` paused with it (or handed
-        back; `only_ours`: only those marked paused by scaler). One that
+        back; `only_ours`: only those marked paused by scaler), fenced (`_in_term`). One that
         fails is remembered for `mend_hand_overs`."""
+        fence = self._in_term(term)
         try:
             targets = self._scaled_objects_for(workload)
             if only_ours:
                 targets = [item for item in targets if KEDA_BEFORE in (item["metadata"].get("annotations") or {})]
             for name, patch in keda_hand_over(targets, paused=paused):
                 self._keep(workload.namespace, self.kube.patch(SCALED_OBJECTS, workload.namespace, name, patch,
-                                                               fence=self.fence))
+                                                               fence=fence))
         except (KubeError, Fenced) as error:  # fenced: not the leader now, but the write it follows landed
             warnings.append(f"KEDA ScaledObject not updated: {error}")
             with self._keda_lock:

@@ -99,7 +99,8 @@ class Daemon:
             signal_deadline_seconds=settings.signal_deadline_seconds, resolve=KindResolver(self.kube),
             gitops_managers=settings.gitops_managers)
         self.placement = Placement(self.kube)
-        pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, placement=self.placement)
+        pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, term=lambda: self.leadership.term,
+                        placement=self.placement)
         self.actor = Actor(evaluator=self.evaluator, pauser=pauser, dry_run=settings.dry_run, metrics=self.metrics,
                            may_act=self._may_act, concurrency=settings.concurrency, hands_off=settings.hands_off())
         self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
@@ -107,7 +108,7 @@ class Daemon:
         self.follower = Follower(self.kube, settings, placement=self.placement, pauser=pauser, view=self.view,
                                  kinds=lambda: kinds_of(self.policies, self.evaluator.resolve, {}),
                                  may_act=lambda term: self._may_act(None, term), term=lambda: self.leadership.term,
-                                 metrics=self.metrics, claimed=self.actor.claimed)
+                                 metrics=self.metrics, claimed=self.actor.claimed, first=self.post_owed_events)
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": 30})
         self.scheduler.add_listener(self.metrics.job_event,
@@ -272,7 +273,7 @@ class Daemon:
         policies = self.policies
         term = self.leadership.term
         try:
-            self._post_owed_events(policies, now, term)
+            self.post_owed_events(term)
             # What the windows decide alone, written before any signal is asked for.
             self.actor.act(first := self.evaluator.evaluate(policies, now=now, with_signals=False), now=now, term=term)
             evaluations = self.evaluator.evaluate(policies, now=now)
@@ -295,8 +296,9 @@ class Daemon:
         self.metrics.gpus_paused.set(gpus)
         self._schedule_edge(now)
 
-    def _post_owed_events(self, policies: PolicySet, now: datetime, term: int) -> None:
-        """Once per term, when it may act, before any job of the term acts (one would rewrite records): the
+    def post_owed_events(self, term: int) -> None:
+        """Once per term, when it may act, before anything of the term writes (a write rewrites the record an
+        owed Event is found by: the reconcile, the edge, the wake check, a follow pass, a push wake): the
         Events its predecessor (killed, or deposed) owed for the actions recorded on the objects. Event
         names make a repeat impossible; a failed check is retried by the next job."""
         with self._owed_lock:  # again after a write whose answer was lost: it may have landed
@@ -306,8 +308,8 @@ class Daemon:
             self.actor.unsure.clear()
             self.events.owed.clear()
             try:
-                posted = self.actor.post_owed_events(policies, now=now, namespaces=self.settings.namespaces,
-                                                          ttl_seconds=self.settings.event_ttl_seconds)
+                posted = self.actor.post_owed_events(self.policies, now=utc_now(), namespaces=self.settings.namespaces,
+                                                     ttl_seconds=self.settings.event_ttl_seconds)
             except KubeError as error:
                 log.warning("owed Events not checked; the next pass retries", error=str(error))
                 self.events.owed.set()
@@ -322,7 +324,7 @@ class Daemon:
         started, term = time.monotonic(), self.leadership.term
         now = max(utc_now(), at)
         try:
-            self._post_owed_events(self.policies, utc_now(), term)
+            self.post_owed_events(term)
             evaluations = self.evaluator.evaluate(self.policies, now=now, with_signals=False)
             if evaluations.deferred:  # resumes a wake signal decides: asked during the lead, unknown if late
                 self.tracker.observe(wakes := self.evaluator.evaluate(
@@ -347,7 +349,7 @@ class Daemon:
         started = time.monotonic()
         now = utc_now()
         term = self.leadership.term
-        self._post_owed_events(self.policies, now, term)
+        self.post_owed_events(term)
         evaluations = self.evaluator.evaluate(self.policies, now=now, wake_only=True)
         self.tracker.observe(evaluations, self.policies)
         self.actor.act(evaluations, now=now, term=term)

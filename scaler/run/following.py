@@ -65,12 +65,15 @@ class Follower:
     def __init__(self, kube: Kube, settings: Settings, *, placement: Placement, pauser: Pauser, view: ClusterView,
                  kinds: Callable[[], Sequence[WorkloadKind]], may_act: Callable[[int], bool],
                  term: Callable[[], int] = lambda: 0, metrics=None,
-                 claimed: Callable[[tuple[str, str, str]], AbstractContextManager[bool]] = lambda _: nullcontext(True)
-                 ) -> None:
+                 claimed: Callable[[tuple[str, str, str]], AbstractContextManager[bool]] = lambda _: nullcontext(True),
+                 first: Callable[[int], None] = lambda term: None) -> None:
         """`may_act(term)`: whether this replica may still write for leadership
         term `term`; `term()`: the term now. `claimed(key)`: whether this pass
         may write the workload now (the actor's: one write per workload at a
-        time, and shutdown waits for it before handing the Lease back)."""
+        time, and shutdown waits for it before handing the Lease back).
+        `first(term)`: what a pass does before it writes (the daemon posts the
+        Events its predecessor owed: a node record's Event would replace the
+        record an owed one is found by)."""
         self.kube = kube
         self.settings = settings
         self.placement = placement
@@ -80,6 +83,7 @@ class Follower:
         self.may_act = may_act
         self.term = term
         self.claimed = claimed
+        self.first = first
         self.warn_after_seconds = settings.node_held_warning_seconds
         self.autoscaler_status = settings.cluster_autoscaler_status.partition("/")[::2]
         self.excluded = settings.all_excluded_namespaces
@@ -105,7 +109,9 @@ class Follower:
                               id="follow")
 
     def _pass(self) -> None:
-        self.follow(now=utc_now(), term=self.term())
+        term = self.term()
+        self.first(term)
+        self.follow(now=utc_now(), term=term)
 
     def stop(self, *, timeout_seconds: float = 5) -> None:
         self.placement.stop(timeout_seconds=timeout_seconds)

@@ -158,6 +158,8 @@ class DaemonParts(Protocol):
     metrics: Metrics
     health: Health
 
+    def post_owed_events(self, term: int) -> None: ...
+
 
 def push_wake_routes(daemon: DaemonParts) -> dict[str, PostHandler]:
     """The POST routes to serve: /wake when the push wake is on, else none."""
@@ -385,6 +387,8 @@ class Waker:
         actor, decision = self.daemon.actor, evaluation.decision
         if not actor.dry_run:
             self.budgets.charge(facts["by"])
+        # The first write of a term may be this one: its record would replace one whose Event is owed.
+        self.daemon.post_owed_events(term)
         results = actor.act([evaluation], now=now, term=term)
         if not results:
             if actor.may_act(evaluation.policy, term):
