@@ -7,15 +7,12 @@ without waiting for a scrape and a wake check:
     POST /wake  {"namespace": "llm", "name": "chat"}
                 {"namespace": "llm", "kind": "StatefulSet", "selector": "app=chat", "queue": 12}
 
-A push is a queue signal for that workload, known now: the workload's
-policy decides with `Signals(wake=Q)`, through the same precedence table as
-every other decision (a manual pause still holds, a keep-down window still
-wins), where Q is the request's `queue`, or else the smallest queue that
-wakes (the policy's `activation_threshold` + 1). A resume or scale-up goes
-out through the actor's fenced writes (only the leader, in its term,
-re-decided before every attempt), with its Event, log line and metrics, its
-reason starting "woken by a push from <caller>". Nothing else is written: a
-push never pauses anything.
+A push is a queue signal for that workload, known now: the workload's policy decides with `Signals(wake=Q)`,
+through the same precedence table as every other decision (a manual pause still holds, a keep-down window
+still wins), where Q is the request's `queue`, or else the smallest queue that wakes (the policy's
+`activation_threshold` + 1). A resume or scale-up goes out through the actor's fenced writes (only the leader,
+in its term, re-decided before every attempt), with its Event, log line and metrics, its reason starting
+"woken by a push from <caller>". Nothing else is written: a push never pauses anything.
 
 Concurrent requests for one workload share one wake (`Flights`): many
 requests, one write, one answer. Who may push, and how much, is
@@ -158,7 +155,7 @@ class DaemonParts(Protocol):
     metrics: Metrics
     health: Health
 
-    def post_owed_events(self, term: int) -> None: ...
+    def post_owed_events(self, term: int) -> None: ...  # before the first write of a term
 
 
 def push_wake_routes(daemon: DaemonParts) -> dict[str, PostHandler]:
@@ -382,12 +379,11 @@ class Waker:
         return _held(decision, workload, queue, chosen.wake.activation_threshold, facts)
 
     def _write(self, evaluation: Evaluation, facts: dict, *, now: datetime, term: int) -> dict:
-        """Through the actor's fenced writes, as every other decision; a
-        write takes a token from the caller's budget (a 429 Refusal without)."""
+        """Through the actor's fenced writes, as every other decision, after the Events the last leader owed (a
+        wake replaces the record they are found by); a write takes a token from the caller's budget (or 429)."""
         actor, decision = self.daemon.actor, evaluation.decision
         if not actor.dry_run:
             self.budgets.charge(facts["by"])
-        # The first write of a term may be this one: its record would replace one whose Event is owed.
         self.daemon.post_owed_events(term)
         results = actor.act([evaluation], now=now, term=term)
         if not results:
