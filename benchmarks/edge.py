@@ -161,8 +161,7 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float,
     ceiling_seconds = ceiling(cluster, kube, namespace, items, reason, connections=connections[0])
     ceiling_end = time.time()
     trace.stop()
-    others = {n: ceiling(cluster, kube, namespace, kube.list(Resource("apps", "v1", "deployments"), namespace)[0],
-                         reason, connections=n) for n in connections[1:]}
+    others = other_ceilings(cluster, kube, namespace, reason, size, scaler_seconds, connections[1:])
     delete_namespace(kube, namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
@@ -179,11 +178,20 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float,
         "all_at_zero": all_at_zero,
         **cpu_per_write(trace.span(opens.timestamp(), last.timestamp()), size, "edge"),
         **cpu_per_write(trace.span(ceiling_end - ceiling_seconds, ceiling_end), size, "ceiling"),
-        "non_json_lines": sum(1 for line in lines if not line.startswith("{")), "exit_code": code,
-        **{key: value for n, seconds in others.items() for key, value in (
-            (f"ceiling_{n}_connections_writes_per_second", round(size / seconds)),
-            (f"fraction_of_ceiling_{n}_connections", round(seconds / scaler_seconds, 2)))},
+        "non_json_lines": sum(1 for line in lines if not line.startswith("{")), "exit_code": code, **others,
     }
+
+
+def other_ceilings(cluster, kube: Kube, namespace: str, reason: str, size: int, scaler_seconds: float,
+                   connections: tuple[int, ...]) -> dict:
+    """The ceiling again with each other number of connections, each from the objects as the last left them."""
+    found = {}
+    for n in connections:
+        items, _ = kube.list(Resource("apps", "v1", "deployments"), namespace)
+        seconds = ceiling(cluster, kube, namespace, items, reason, connections=n)
+        found[f"ceiling_{n}_connections_writes_per_second"] = round(size / seconds)
+        found[f"fraction_of_ceiling_{n}_connections"] = round(seconds / scaler_seconds, 2)
+    return found
 
 
 def ceiling(cluster, kube: Kube, namespace: str, items: list[dict], reason: str, *, connections: int = 16) -> float:
