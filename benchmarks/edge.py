@@ -118,14 +118,19 @@ def start_daemon(cluster, work: Path, port: int, stderr, *, concurrency: int, in
         stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=ROOT)
 
 
-def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float,
-             connections: tuple[int, ...] = (16,)) -> dict:
+def populate(kube: Kube, size: int) -> str:
+    """A fresh namespace of `size` Deployments; its name."""
     namespace = f"bench-edge-{size}-{uuid.uuid4().hex[:5]}"
     create_namespace(kube, namespace)
     bodies = [deployment(f"d-{i:05d}", replicas=i % 3 + 1, labels={"bench": "edge"}) for i in range(size)]
     for body in bodies:  # an annotation of someone else's, as real objects have: the map exists before and after
         body["metadata"]["annotations"] = {"team.example.com/owner": "bench"}
     create_deployments(kube, namespace, bodies)
+    return namespace
+
+
+def run_size(cluster, kube: Kube, namespace: str, size: int, concurrency: int, interval: float,
+             connections: tuple[int, ...] = (16,)) -> dict:
     opens = (datetime.now(UTC) + timedelta(seconds=40)).replace(second=0, microsecond=0) \
         + timedelta(minutes=1)
     work = Path(tempfile.mkdtemp(prefix="scaler-edge-"))
@@ -162,7 +167,6 @@ def run_size(cluster, kube: Kube, size: int, concurrency: int, interval: float,
     ceiling_end = time.time()
     trace.stop()
     others = other_ceilings(cluster, kube, namespace, reason, size, scaler_seconds, connections[1:])
-    delete_namespace(kube, namespace)
     return {
         "size": size, "edge_to_all_written_seconds": round(scaler_seconds, 2),
         "scaler_writes_per_second": round(size / scaler_seconds),
@@ -316,7 +320,12 @@ def main() -> None:
         kube = Kube.from_environment(kubeconfig=str(cluster.kubeconfig), pool_size=32)
         connections = tuple(int(n) for n in args.ceiling_connections.split(","))
         for size in (int(s) for s in args.sizes.split(",")):
-            print(json.dumps(run_size(cluster, kube, size, args.concurrency, args.interval, connections)), flush=True)
+            namespace = populate(kube, size)
+            try:
+                print(json.dumps(run_size(cluster, kube, namespace, size, args.concurrency, args.interval,
+                                          connections)), flush=True)
+            finally:  # gone before the next size, even after a failure: its objects would load the next
+                delete_namespace(kube, namespace)
     finally:
         if args.split_cores:
             pin(cluster_pids(cluster), everything)
