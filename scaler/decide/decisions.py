@@ -118,6 +118,18 @@ class WorkloadState:
             return None
         return self.ready_at
 
+    def loaded_within(self, max_startup_seconds: float) -> datetime | None:
+        """`loaded_at`, if its start ended in less than `max_startup_seconds`.
+        A start that took longer was not loading (a crash loop Ready at last,
+        its cycles one start): it earns no startup grace, and its idle window
+        does not count from that Ready, or a model NotReady one second a
+        minute would be held for good."""
+        loaded = self.loaded_at
+        if loaded is not None and self.started_at is not None \
+                and (loaded - self.started_at).total_seconds() >= max_startup_seconds:
+            return None
+        return loaded
+
 
 @dataclass(frozen=True)
 class Signals:

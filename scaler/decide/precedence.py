@@ -219,8 +219,8 @@ def starting(f: Facts) -> Decision | None:
         return f.hold(f"starting: {workload.ready_replicas} of {f.current} replicas Ready, {loading}; "
                       "no idle scale-down while a model loads", Code.STARTING)
     grace = policy.startup_grace_seconds
-    loaded = workload.loaded_at
-    if grace <= 0 or (loaded is None and started is None):
+    loaded = workload.loaded_within(policy.max_startup_seconds)
+    if grace <= 0 or (loaded is None and (started is None or workload.loaded_at is not None)):
         return None
     ready_for = max(seconds_between(loaded, now), 0) if loaded is not None else 0.0
     if ready_for >= grace:
@@ -319,7 +319,7 @@ def idle_timeout(f: Facts) -> Decision | None:
     if value >= idle.threshold:
         return f.hold(f"busy: idle signal {over}, not below threshold {beside(idle.threshold, value)}", Code.BUSY)
     idle_text = f"idle: signal {over}, below threshold {beside(idle.threshold, value)}"
-    loaded = f.workload.loaded_at
+    loaded = f.workload.loaded_within(f.policy.max_startup_seconds)
     if loaded is not None and (up := max(seconds_between(loaded, f.now), 0)) < idle.duration_seconds:
         # The window reaches back before it was Ready: time at zero or loading is not idleness.
         return f.hold(f"{idle_text}, but it has been Ready for only {human_duration(up)}: the idle window "

@@ -249,6 +249,30 @@ def test_a_crash_loop_is_one_start_and_is_let_go_at_max_startup(fake, prometheus
         w.stop()
 
 
+def test_a_readiness_that_flaps_for_a_second_a_minute_is_let_go_past_max_startup(fake, prometheus):
+    """NotReady one second in every minute (Ready 59 s: shorter than the
+    startup grace and the idle window): each Ready ends a start that began
+    before max_startup, so it earns no grace and its idle window does not
+    count from it; an idle model is paused, not held for good."""
+    fake.auto_ready = False
+    w = World(fake, prometheus)
+    try:
+        w.deployment(replicas=1, annotations={WARM_UPS: "40"})
+        prometheus.answer("requests_running", {("llm", "chat"): 0})
+        for minute in range(4):
+            for seconds, ready in [(60 * minute, 0), (60 * minute + 1, 1)]:
+                _track(w, seconds, ready=ready)
+        assert w.get()["metadata"]["annotations"][STARTED_AT] == "2026-12-07T12:00:00Z", "one start, relapsing"
+        now = w.now = T0 + timedelta(seconds=230)  # Ready for 49 s, 3m50s after its start
+        [evaluation] = w.evaluator.evaluate(IDLE, now=now)
+        assert (evaluation.decision.action, evaluation.decision.reason_code) == (Action.PAUSE, Code.IDLE_TIMEOUT), \
+            evaluation.decision.reason
+        w.actor.act([evaluation], now=now, term=1)
+        assert w.get()["spec"]["replicas"] == 0
+    finally:
+        w.stop()
+
+
 def test_a_model_paused_while_briefly_ready_in_a_crash_loop_keeps_its_history(fake, prometheus):
     fake.auto_ready = False
     w = World(fake, prometheus)
