@@ -53,7 +53,7 @@ class Actor:
     that write, the owed Events of a previous daemon."""
 
     def __init__(self, *, evaluator: Evaluator, pauser: Pauser, dry_run: bool, metrics=None,
-                 may_act: Callable[[Policy | None, int], bool] = lambda policy, term: True, concurrency: int = 16,
+                 may_act: Callable[[Policy | None, int], bool] = lambda policy, term: True, concurrency: int = 32,
                  hands_off: HandsOff = HandsOff(), clock: Callable[[], datetime] = utc_now) -> None:
         """`may_act(policy, term)`: whether a write decided in leadership
         term `term` by `policy` (None: bookkeeping) may go out now.

@@ -66,7 +66,7 @@ class ClusterSettings(_Concern):
                                       description="the daemon's namespace (POD_NAMESPACE)")
     gpu_resources: CommaList = Field(default_factory=lambda: list(DEFAULT_GPU_RESOURCES),
                                      description="extended resources counted as GPUs")
-    concurrency: int = Field(16, ge=1, le=256, description="writes in flight at once")
+    concurrency: int = Field(32, ge=1, le=256, description="writes in flight at once")
     api_qps: float = Field(500, ge=0, description="API requests per second, sustained (0: no client-side limit)")
     api_burst: int = Field(1000, ge=1, description="API requests allowed at once above api_qps")
 
