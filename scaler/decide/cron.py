@@ -90,6 +90,8 @@ def _cron_error(expression: str, detail: str) -> WindowError:
 
 def _aps_detail(error: Exception) -> str:
     text = str(error)
+    if unknown := re.match(r'Unrecognized expression "(.*)" for field', text):
+        return f"{unknown.group(1)!r}: not a number, a range, a step or a list of them"
     match = re.match(r"Error validating expression '(.*)': (.*)$", text)
     return f"{match.group(1)!r}: {match.group(2)}" if match else text
 
@@ -102,10 +104,16 @@ def cron_trigger(expression: str) -> CronTrigger:
     if len(fields) != 5:
         raise _cron_error(expression, f"expected 5 fields (minute hour day-of-month month day-of-week), "
                                       f"got {len(fields)}")
-    if fields[2] != "*" and fields[4] != "*":
+    both = fields[2] != "*" and fields[4] != "*"  # as cron reads it: '0-7' restricts, only '*' does not
+    for name, value in zip(CRON_FIELDS[:4], fields[:4], strict=True):  # each field's own mistake first
+        try:
+            CronTrigger(**{name: value}, timezone=UTC)
+        except ValueError as error:
+            raise _cron_error(expression, f"{_FIELD_WORDS[name]} {_aps_detail(error)}") from None
+    fields[4] = standard_day_of_week(fields[4], expression=expression)
+    if both:
         raise _cron_error(expression, "restricting both day of month and day of week means 'either' in "
                                       "standard cron but 'both' in APScheduler; use two windows")
-    fields[4] = standard_day_of_week(fields[4], expression=expression)
     try:
         trigger = CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
     except ValueError as error:

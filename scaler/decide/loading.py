@@ -110,6 +110,8 @@ def _message(error: Mapping[str, Any], root: type[BaseModel] = Policy) -> str:
         return f"unknown key {loc[-1]!r}{hint} (allowed: {', '.join(allowed)})"
     if error["type"] == "missing":
         return "required"
+    if error["type"] in ("model_type", "dict_type"):
+        return f"expected a mapping (key: value lines), not {_kind_of(error.get('input'))}"
     message = error["msg"]
     return message.removeprefix("Value error, ")
 
@@ -123,8 +125,22 @@ def _validate_policy(data: Any, *, file: str, document: Document, base: tuple, p
             if detail["type"] == BROKEN_CALENDAR:
                 continue  # the calendar's own problem is reported where it is defined
             loc = tuple(detail["loc"])
+            if not loc and detail["type"] == "model_type":  # not a mapping: where it is in the file, what it is
+                problems.append(Problem(file, document.line(base), field_path(base), "expected a policy (a mapping "
+                                        f"with name, targets, ...), not {_kind_of(data)}"))
+                continue
             problems.append(Problem(file, document.line(base + loc), field_path(loc), _message(detail)))
     return None
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in words: 'a string "x"', 'a list', 'nothing'."""
+    if value is None:
+        return "nothing (an empty item)"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return f"{'a string' if isinstance(value, str) else 'the value'} {text}"
 
 
 @dataclass(frozen=True)

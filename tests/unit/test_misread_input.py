@@ -92,3 +92,41 @@ def test_max_replicas_true_is_not_one():
 ])
 def test_a_hash_inside_a_promql_string_is_not_a_comment(query, names):
     assert metric_names(query) == names
+
+
+@pytest.mark.parametrize(("expression", "said"), [
+    ("a b c d e", "minute 'a': not a number"),
+    ("0 8 x 1 mon", "day of month 'x': not a number"),
+    ("0 25 1 * 1", "hour '25'"),
+    ("0 8 1 * funday", "day of week 'funday'"),
+])
+def test_a_cron_field_that_is_wrong_is_named_before_the_day_rule(expression, said):
+    """A misspelt field was reported as 'restricting both day of month and
+    day of week' whenever the third and fifth fields were not '*'."""
+    with pytest.raises(WindowError) as raised:
+        cron_trigger(expression)
+    assert said in str(raised.value) and "restricting both" not in str(raised.value)
+
+
+def test_both_day_fields_valid_are_still_refused_as_either_or_both():
+    with pytest.raises(WindowError, match="restricting both day of month and day of week"):
+        cron_trigger("0 8 1 * 0-7")
+
+
+@pytest.mark.parametrize(("item", "said"), [
+    ("just a string", "not a string 'just a string'"),
+    ("", "not nothing (an empty item)"),
+    ("[1, 2]", "not a list"),
+    ("42", "not the value 42"),
+])
+def test_a_policy_that_is_not_a_mapping_is_named_by_its_place(item, said):
+    text = ("policies:\n  - name: chat\n    targets: {namespaces: [llm]}\n    idle: {query: q, threshold: 1, "
+            f"duration: 5m}}\n  - {item}\n")
+    assert problems_of(text) == [f"p.yaml:5: policies[1]: expected a policy (a mapping with name, targets, ...), "
+                                 f"{said}"]
+
+
+def test_a_field_that_wants_a_mapping_says_what_it_got():
+    text = "policies:\n  - name: chat\n    targets: llm\n    idle: [1]\n"
+    assert problems_of(text) == ["p.yaml:3: targets: expected a mapping (key: value lines), not a string 'llm'",
+                                 "p.yaml:4: idle: expected a mapping (key: value lines), not a list"]
