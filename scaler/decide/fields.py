@@ -54,7 +54,9 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
     else:
         raise invalid(f"{value!r} is not a duration (write e.g. 90s, 30m, 1h30m)")
-    if not math.isfinite(seconds) or seconds < 0:
+    if not math.isfinite(seconds):  # .inf, .nan, or a number past a float's range
+        raise invalid(f"{value!r} is not a finite number; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
+    if seconds < 0:
         raise invalid(f"{value!r} is negative; a duration is 0 or more (e.g. 90s, 30m, 1h30m)")
     if seconds > MAX_DURATION_SECONDS:
         raise invalid(f"{value!r} is longer than a year ({MAX_DURATION_SECONDS:.0f}s), the longest duration "

@@ -130,3 +130,12 @@ def test_a_field_that_wants_a_mapping_says_what_it_got():
     text = "policies:\n  - name: chat\n    targets: llm\n    idle: [1]\n"
     assert problems_of(text) == ["p.yaml:3: targets: expected a mapping (key: value lines), not a string 'llm'",
                                  "p.yaml:4: idle: expected a mapping (key: value lines), not a list"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(".inf", "inf"), (".nan", "nan"), ("1.0e+400", "inf")])
+def test_a_duration_that_is_not_a_finite_number_is_not_called_negative(value, shown):
+    """`.inf` (or a number too large for a float) and `.nan` as a duration are
+    errors at their line; the message said '.inf is negative'."""
+    [problem] = problems_of(POLICY.format(key="scale_down_delay", value=value))
+    assert problem == (f"p.yaml:6: scale_down_delay: {shown} is not a finite number; a duration is 0 or more "
+                       "(e.g. 90s, 30m, 1h30m)")
