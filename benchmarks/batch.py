@@ -9,7 +9,7 @@ It runs the same code `scaler pause -l ...` and `scaler resume -l ...` run
 (select, then run_batch with Pauser), in this process so requests can be
 counted, and then the CLI itself once each way for the end-to-end time.
 
-    python benchmarks/batch.py [--deployments 1000] [--concurrency 16] [--writers 4]
+    python benchmarks/batch.py [--deployments 1000] [--concurrency N] [--writers 4]
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ from scaler.cluster.kube import Kube
 from scaler.cluster.pausing import Pauser
 from scaler.cluster.writes import Outcome
 from scaler.decide.decisions import MANUAL
+from scaler.run.settings import ClusterSettings
+
+#: Writes in flight unless told: what `scaler run` and the CLI's batches use (SCALER_CONCURRENCY).
+DEFAULT_CONCURRENCY: int = ClusterSettings.model_fields["concurrency"].default
 
 
 def timed_batch(kube: Kube, namespace: str, operation: str, concurrency: int) -> tuple[float, dict[str, int], int]:
@@ -112,7 +116,8 @@ def settle(kube: Kube, namespace: str, timeout_seconds: float = 120) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deployments", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help="writes in flight (default: SCALER_CONCURRENCY's, %(default)s)")
     parser.add_argument("--writers", type=int, default=0, help="other writers racing the batch (0: none)")
     args = parser.parse_args()
 

@@ -29,7 +29,7 @@ controllers, kwok, Prometheus) are pinned to the first core and the writer
 runs on a node of its own: its CPU no longer comes out of the API server's.
 Both phases are pinned alike; the cluster is unpinned afterwards.
 
-    python benchmarks/edge.py [--sizes 1000,3000] [--concurrency 16] [--interval 30] [--split-cores]
+    python benchmarks/edge.py [--sizes 1000,3000] [--concurrency N] [--interval 30] [--split-cores]
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ from scaler.cluster.kinds import DEPLOYMENT
 from scaler.cluster.kube import Kube, NotFound, Resource
 from scaler.cluster.workloads import Workload
 from scaler.decide.times import rfc3339
+from scaler.run.settings import ClusterSettings
+
+#: Writes in flight unless told: what `scaler run` and the CLI's batches use (SCALER_CONCURRENCY).
+DEFAULT_CONCURRENCY: int = ClusterSettings.model_fields["concurrency"].default
 
 
 def policy(namespace: str, opens: datetime) -> str:
@@ -302,7 +306,8 @@ def cluster_pids(cluster) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,3000")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help="writes in flight (default: SCALER_CONCURRENCY's, %(default)s)")
     parser.add_argument("--ceiling-connections", default="16",
                         help="the minimal client's connections; the first is the ceiling the fraction is of, "
                              "each other is measured after it and printed with its own fraction")
