@@ -370,16 +370,19 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     the fields it writes and scaler's annotations still hold what was read.
 
     A concurrent change to the replica count or to scaler's record fails a
-    test (422: re-read and work the write out again); a change to anything
-    else (another annotation, a label, the image) does not, so unrelated
-    writers cause no conflict. A missing field is tested as null. An object
+    test (422: re-read and work the write out again), whether or not the write
+    sets the count: every write was worked out from the count as read (a
+    human override's write, which drops the record, must not land on a
+    workload set back to 0 since, nor a manual pause "already at 0" on one
+    scaled up since); a change to anything else (another annotation, a
+    label, the image) does not, so unrelated writers cause no conflict. A missing field is tested as null. An object
     with no annotations at all is the one exception: the whole map is tested
     absent and added, so anyone's first annotation on it in between costs one
     re-read. A value the server cannot test (see `testable`) is not tested;
     the record's other fields, written with it, are."""
     obj = current.obj
     annotations = _dig(obj, ("metadata", "annotations"))
-    guarded = {path for path, _ in _leaves(patch)}
+    guarded = {path for path, _ in _leaves(patch)} | {current.kind.size_field}
     if isinstance(annotations, dict):
         guarded |= {("metadata", "annotations", key) for key in GUARDED_ANNOTATIONS}
     else:

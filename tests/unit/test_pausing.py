@@ -16,7 +16,15 @@ from scaler.cluster.kube import Fenced, Invalid, KubeError, NotFound
 from scaler.cluster.pausing import Pauser, Retry
 from scaler.cluster.workloads import Workload
 from scaler.cluster.writes import Outcome
-from scaler.decide.annotations import LAST_ACTION, LAST_REPLICAS, PAUSED_BY
+from scaler.decide.annotations import (
+    LAST_ACTION,
+    LAST_REPLICAS,
+    MANUAL_PAUSE,
+    OVERRIDE_UNTIL,
+    PAUSED_AT,
+    PAUSED_BY,
+)
+from scaler.decide.decisions import MANUAL
 from tests.helpers import eventually
 
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -342,3 +350,57 @@ def test_free_text_in_the_record_never_blocks_the_next_write(fake, reason):
     assert p.resume(paused, by="policy/p", reason=reason, replicas=2).outcome is Outcome.CHANGED
     assert fake.get("deployments.apps", "llm", "chat")["spec"]["replicas"] == 2
     assert fake.count("PATCH") == 2
+
+
+def _once_before_the_patch(fake, change) -> None:
+    """`change` made by another writer once, between scaler's read and its PATCH."""
+    done = threading.Event()
+
+    def hook(request):
+        if not done.is_set():
+            done.set()
+            change()
+    fake.before("PATCH", "/deployments/chat$", hook)
+
+
+POLICY_PAUSE = {LAST_REPLICAS: "4", PAUSED_AT: "2026-12-05T01:00:00Z", PAUSED_BY: "policy/nights"}
+
+
+def test_a_hands_off_write_does_not_drop_the_record_of_a_workload_set_back_to_zero_since(fake):
+    """The daemon read it running (a person's `kubectl scale` after a policy's pause) and drops the record
+    for a human override; the person scaled it back to 0 before the write went out. The write is worked
+    out again: at 0 there is nothing to hand off, and the recorded 4 stays for the policy's resume."""
+    workload = deployment(fake, replicas=0, annotations=POLICY_PAUSE)
+    fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 2}})
+    workload = pauser(fake).read(workload)
+    _once_before_the_patch(fake, lambda: fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 0}}))
+    pauser(fake).hands_off(workload, by="scaler", reason="someone set replicas to 2", until=NOW)
+    obj = fake.get("deployments.apps", "llm", "chat")
+    assert (obj["spec"]["replicas"], obj["metadata"]["annotations"].get(LAST_REPLICAS)) == (0, "4")
+    assert OVERRIDE_UNTIL not in obj["metadata"]["annotations"]
+
+
+def test_a_manual_resume_of_one_set_back_to_zero_since_it_was_read_restores_the_record(fake):
+    """`scaler resume` read it running (resized by hand after its pause): it would clear the record and
+    leave it. Scaled back to 0 before the write: the resume is worked out again, to the recorded 4."""
+    workload = deployment(fake, replicas=0, annotations={**POLICY_PAUSE, PAUSED_BY: "manual", MANUAL_PAUSE: "true"})
+    fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 2}})
+    workload = pauser(fake).read(workload)
+    _once_before_the_patch(fake, lambda: fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 0}}))
+    result = pauser(fake).manual_resume(workload)
+    obj = fake.get("deployments.apps", "llm", "chat")
+    assert (result.outcome, obj["spec"]["replicas"]) == (Outcome.CHANGED, 4)
+    assert "recorded" in result.reason and LAST_REPLICAS not in obj["metadata"]["annotations"]
+
+
+def test_a_manual_pause_of_one_at_zero_scaled_up_since_it_was_read_records_the_new_size(fake):
+    """`scaler pause` read it at 0 (a policy's pause) and only marks it durable; someone scaled it to 3
+    before the write. Marked anyway, it would run at 3 while `status` and the row said paused. Worked out
+    again: paused, 3 recorded."""
+    workload = deployment(fake, replicas=0, annotations=POLICY_PAUSE)
+    _once_before_the_patch(fake, lambda: fake.patch("deployments.apps", "llm", "chat", {"spec": {"replicas": 3}}))
+    result = pauser(fake).pause(workload, by=MANUAL, reason="by hand")
+    obj = fake.get("deployments.apps", "llm", "chat")
+    annotations = obj["metadata"]["annotations"]
+    assert (result.outcome, obj["spec"]["replicas"]) == (Outcome.CHANGED, 0)
+    assert (annotations[LAST_REPLICAS], annotations[MANUAL_PAUSE]) == ("3", "true")
