@@ -50,7 +50,7 @@ from scaler.decide.annotations import (
     OVERRIDE_UNTIL,
     STARTED_AT,
 )
-from scaler.decide.decisions import MANUAL
+from scaler.decide.decisions import MANUAL, unrestorable
 from scaler.decide.kinds import BUILTIN_KINDS
 from scaler.decide.reverts import (
     NEXT_WINDOW,
@@ -258,6 +258,8 @@ def _notes(w: Workload, now: datetime) -> dict:
     notes = []
     if w.replicas > 0 and record is not None:
         notes.append(f"set to {w.replicas} by {writer or 'someone'} after the pause (record left)")
+    if record is not None and (why := unrestorable(a)):
+        notes.append(f"{why}: a resume goes to a minimum instead")
     if reverted_by(a) and w.replicas == 0:
         notes.append(f"this pause holds, after {reverts_of(a)} revert(s) by {reverted_by(a)}")
     elif reverted_by(a):

@@ -17,7 +17,7 @@ from scaler.decide.annotations import (
     PAUSED_AT,
     PAUSED_BY,
 )
-from scaler.decide.fields import MAX_REPLICAS
+from scaler.decide.decisions import recorded_count
 from scaler.decide.times import parse_time
 
 DEFAULT_GPU_RESOURCES: tuple[str, ...] = ("nvidia.com/gpu",)
@@ -36,13 +36,10 @@ class PauseRecord:
     def from_annotations(cls, annotations: dict[str, str]) -> PauseRecord | None:
         if not any(key in annotations for key in (LAST_REPLICAS, PAUSED_AT, PAUSED_BY)):
             return None
-        try:
-            last = int(annotations[LAST_REPLICAS])
-        except (KeyError, ValueError):
-            last = None
         return cls(
-            # A count no API server takes (past int32) would fail every resume: none recorded.
-            last_replicas=last if last and 0 < last <= MAX_REPLICAS else None,
+            # Not a count a resume can restore (a hand edit; past int32): none recorded, and
+            # the resume that uses a minimum instead says why (decisions.unrestorable).
+            last_replicas=recorded_count(annotations.get(LAST_REPLICAS)),
             paused_at=annotations.get(PAUSED_AT),
             paused_by=annotations.get(PAUSED_BY),
             reason=annotations.get(PAUSE_REASON),

@@ -41,7 +41,7 @@ from scaler.decide.annotations import (
     WARM_UPS,
     WARM_UPS_KEPT,
 )
-from scaler.decide.decisions import MANUAL, Code
+from scaler.decide.decisions import MANUAL, Code, unrestorable
 from scaler.decide.times import parse_time, rfc3339
 
 
@@ -185,7 +185,8 @@ def resume(current: Workload, *, by: str, reason: str, replicas: int, now: datet
         return _set_back(current, hold, ("ResumeSkipped", "Normal"), f"someone set replicas to {before} while it "
                          f"was paused{was}; left {before} and cleared the pause record{held}")
     source = source or (f"recorded by {record.paused_by or 'a pause'}" if record and recorded == replicas
-                        else f"recorded {recorded}" if recorded else "no recorded count")
+                        else f"recorded {recorded}" if recorded else unrestorable(current.annotations) or
+                        "no recorded count")
     # The pause held until a resume: no GitOps controller is fighting it (any more).
     clear = {**_present(current, (*PAUSE_STATE, *REVERT_STATE)), **hold}
     gpus = current.gpus(replicas)
@@ -210,7 +211,8 @@ def manual_resume(current: Workload, *, reason: str, minimum: int | None, now: d
                      "left at 0", event=("Resumed", "Normal"))
     minimum = minimum or 1
     return resume(current, by=MANUAL, reason=reason, replicas=recorded or minimum, now=now, hold=hold,
-                  source=None if recorded else f"no recorded count, used the minimum {minimum}")
+                  source=None if recorded else
+                  f"{unrestorable(current.annotations) or 'no recorded count'}, used the minimum {minimum}")
 
 
 def _present(current: Workload, keys: tuple[str, ...]) -> dict[str, str | None]:

@@ -7,12 +7,14 @@ Pure: no I/O, no clock. The rules that turn these into a `Decision` are in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 
-from scaler.decide.annotations import EXCLUDE
+from scaler.decide.annotations import EXCLUDE, LAST_REPLICAS
+from scaler.decide.fields import MAX_REPLICAS
 from scaler.decide.policies import Policy
 
 #: Namespaces never managed, whatever the policies say; the daemon adds its own.
@@ -60,6 +62,31 @@ class Code(StrEnum):
     NO_RULE = "no-rule"
 
 
+#: A recorded count as scaler writes it: ASCII digits (int() would also read "3_0" as 30, or other scripts' digits).
+_COUNT = re.compile(r"[0-9]+")
+
+
+def recorded_count(text: str | None) -> int | None:
+    """The count a pause recorded (scaler.io/last-replicas, whitespace around it
+    aside), or None when there is none a resume can restore: absent, or not a
+    whole number of replicas from 1 to MAX_REPLICAS (past int32 no API server
+    takes it)."""
+    if text is None or not _COUNT.fullmatch(text.strip()):
+        return None
+    count = int(text)
+    return count if 0 < count <= MAX_REPLICAS else None
+
+
+def unrestorable(annotations: Mapping[str, str]) -> str | None:
+    """Why the recorded count cannot be restored (a hand edit: "3.0", "", "-2",
+    JSON), for the reason of a resume that uses a minimum instead; None when
+    none was recorded, or it can be."""
+    text = annotations.get(LAST_REPLICAS)
+    if text is None or recorded_count(text) is not None:
+        return None
+    return f"the recorded count {text!r} is not a replica count (digits, 1 to {MAX_REPLICAS})"
+
+
 @dataclass(frozen=True)
 class WorkloadState:
     """What the decision needs to know about one workload, read from the
@@ -105,6 +132,11 @@ class WorkloadState:
     def paused_by_policy(self) -> bool:
         """True if scaler's own policy paused it (so scaler may resume it)."""
         return self.paused_by is not None and self.paused_by.startswith((POLICY_PAUSE_PREFIX, "policy:"))
+
+    @property
+    def unrestorable(self) -> str | None:
+        """Why the count its pause recorded cannot be restored, if one was and cannot be."""
+        return unrestorable(self.annotations)
 
     @property
     def ref(self) -> str:

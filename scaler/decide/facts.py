@@ -129,7 +129,8 @@ class Facts:
         if last is not None and last > 0:
             base, source = last, f"{last} recorded at pause"
         else:
-            base, source = self.policy.min_replicas, f"min_replicas {self.policy.min_replicas}, nothing recorded"
+            base = self.policy.min_replicas
+            source = f"min_replicas {base}, {self.workload.unrestorable or 'nothing recorded'}"
         target = max(base, at_least) if self.workload.sizable else self.workload.started_replicas
         if target != base and not self.workload.sizable:
             source = "started, not sized: it runs at the size its own controller gives it"

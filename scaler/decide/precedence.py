@@ -396,7 +396,8 @@ def unmanaged(workload: WorkloadState) -> Decision:
     resumed to its recorded count. Anything else is not scaler's."""
     if workload.replicas == 0 and workload.paused_by_policy and not workload.manual_pause:
         target = workload.last_replicas or 1
-        source = f"{target} recorded at pause" if workload.last_replicas else "nothing recorded: 1"
+        source = f"{target} recorded at pause" if workload.last_replicas else \
+            f"{workload.unrestorable or 'nothing recorded'}: 1"
         paused_by = workload.paused_by or ""
         return Decision(Action.RESUME, target, f"no policy targets it any more ({paused_by} paused it): "
                         f"resuming to {target} ({source})", Code.NO_POLICY,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scaler.decide.annotations import LAST_REPLICAS
 from scaler.decide.decisions import (
     Action,
     Code,
@@ -189,6 +190,10 @@ TABLE = [
     pytest.param(MIN_TWO, paused(last=None), Signals(idle=0, wake=0), TUESDAY_DAY,
                  (Action.RESUME, 2, Code.KEEP_UP_WINDOW), "min_replicas 2, nothing recorded",
                  id="keep-up-window-resume-without-record-uses-min-replicas"),
+    pytest.param(MIN_TWO, paused(last=None, annotations={LAST_REPLICAS: "3.0"}), Signals(idle=0, wake=0), TUESDAY_DAY,
+                 (Action.RESUME, 2, Code.KEEP_UP_WINDOW),
+                 "min_replicas 2, the recorded count '3.0' is not a replica count (digits, 1 to 2147483647)",
+                 id="keep-up-window-resume-says-why-a-hand-edited-count-is-not-restored"),
     pytest.param(POLICY, paused(last=3), Signals(), TUESDAY_DAY,
                  (Action.RESUME, 3, Code.KEEP_UP_WINDOW), "resuming to 3", id="keep-up-window-with-metrics-unknown"),
     pytest.param(POLICY, {"replicas": 0}, Signals(idle=0, wake=0), TUESDAY_DAY,
@@ -539,6 +544,14 @@ def test_no_policy_resumes_what_a_policy_paused():
     decision = decide(policy=None, workload=state, signals=QUIET, now=TUESDAY_NIGHT)
     assert (decision.action, decision.replicas, decision.reason_code, decision.policy) == \
         (Action.RESUME, 3, Code.NO_POLICY, "nights")
+
+
+def test_no_policy_says_why_a_hand_edited_count_is_not_restored():
+    state = WorkloadState(kind="Deployment", namespace="llm", name="chat", replicas=0, last_replicas=None,
+                          paused_by="policy/nights", annotations={LAST_REPLICAS: "3_0"})
+    decision = decide(policy=None, workload=state, signals=QUIET, now=TUESDAY_NIGHT)
+    assert (decision.action, decision.replicas) == (Action.RESUME, 1)
+    assert "(the recorded count '3_0' is not a replica count (digits, 1 to 2147483647): 1)" in decision.reason
 
 
 # ---------------------------------------------------------------- selection

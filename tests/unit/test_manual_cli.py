@@ -450,3 +450,19 @@ def test_a_custom_resource_whose_size_cannot_be_read_fails_alone(fake, scaler, v
     assert "Traceback" not in paused.err and _replicas(fake, "good", kind=servers) == 0
     assert scaler("resume", "good", "-n", "llm", "--kind", kind).code == 0
     assert _replicas(fake, "good", kind=servers) == 4
+
+
+@pytest.mark.parametrize("edited", ["3.0", "3_0", "", "-3"])
+def test_a_hand_edited_count_is_named_by_status_and_by_the_resume_that_cannot_restore_it(fake, scaler, edited):
+    """Someone edited scaler.io/last-replicas: `status` says it cannot be restored, and the resume that uses
+    the minimum instead says why, never 'no recorded count' (one was recorded) nor a guess ('3_0' is not 30)."""
+    _create(fake, deployment("chat", replicas=0, gpus=0, annotations={
+        LAST_REPLICAS: edited, PAUSED_BY: MANUAL, MANUAL_PAUSE: "true", "scaler.io/paused-at": "2026-01-01T00:00:00Z"}))
+    [row] = json.loads(scaler("status", "-n", "llm", "-o", "json").out)["workloads"]
+    assert row["recorded"] is None
+    assert f"the recorded count {edited!r} is not a replica count (digits, 1 to 2147483647): a resume goes to a " \
+           "minimum instead" in row["notes"]
+    resumed = scaler("resume", "chat", "-n", "llm", "--min-replicas", "2", "-o", "json")
+    assert resumed.code == 0 and _replicas(fake, "chat") == 2
+    assert f"(the recorded count {edited!r} is not a replica count (digits, 1 to 2147483647), used the minimum 2)" \
+        in _rows(resumed)["chat"]["reason"]

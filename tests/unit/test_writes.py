@@ -154,31 +154,46 @@ def test_resume_restores_the_recorded_count_and_removes_every_scaler_annotation(
 @pytest.mark.parametrize(("annotations", "decided", "target", "source"), [
     pytest.param(record(3), 3, 3, "recorded by policy/nightly", id="recorded"),
     pytest.param(record(3), 5, 5, "recorded 3", id="queue-wants-more"),
-    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2, "no recorded count", id="recorded-zero-is-no-record"),
-    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "no recorded count", id="unreadable-record"),
+    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2, "the recorded count '0' is not a replica count",
+                 id="recorded-zero-is-no-record"),
+    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "the recorded count 'junk' is not a replica count",
+                 id="unreadable-record"),
+    pytest.param({PAUSED_AT: "2026-03-28T22:00:00Z", PAUSED_BY: "policy/nightly"}, 2, 2, "no recorded count",
+                 id="no-record"),
 ])
 def test_a_policys_resume_applies_the_size_its_decision_chose(annotations, decided, target, source):
     write = writes.resume(obj(DEPLOYMENT, 0, annotations), by="policy/nightly", reason="r", replicas=decided,
                           now=NOW)
     assert write.patch["spec"] == {"replicas": target}
-    assert f"({source})" in write.message
+    assert f"({source}" in write.message
 
 
 @pytest.mark.parametrize(("annotations", "minimum", "target", "source"), [
     pytest.param(record(3), 1, 3, "recorded by policy/nightly", id="recorded"),
-    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2, "no recorded count, used the minimum 2",
+    pytest.param({**record(3), LAST_REPLICAS: " 3 "}, 1, 3, "recorded by policy/nightly", id="spaces-around-it"),
+    pytest.param({**record(3), LAST_REPLICAS: "0"}, 2, 2,
+                 "the recorded count '0' is not a replica count (digits, 1 to 2147483647), used the minimum 2",
                  id="recorded-zero-is-no-record"),
-    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2, "no recorded count, used the minimum 2",
+    pytest.param({**record(3), LAST_REPLICAS: "junk"}, 2, 2,
+                 "the recorded count 'junk' is not a replica count (digits, 1 to 2147483647), used the minimum 2",
                  id="unreadable-record"),
-    pytest.param({**record(3), LAST_REPLICAS: "99999999999"}, 2, 2, "no recorded count, used the minimum 2",
-                 id="record-past-int32"),
+    pytest.param({**record(3), LAST_REPLICAS: "99999999999"}, 2, 2,
+                 "the recorded count '99999999999' is not a replica count", id="record-past-int32"),
+    pytest.param({**record(3), LAST_REPLICAS: "3_0"}, 2, 2, "the recorded count '3_0' is not a replica count",
+                 id="underscores-are-not-digits"),
+    pytest.param({**record(3), LAST_REPLICAS: "\u0663"}, 2, 2, "the recorded count '\u0663' is not",
+                 id="ascii-digits-only"),
+    pytest.param({**record(3), LAST_REPLICAS: "3.0"}, 2, 2, "the recorded count '3.0' is not a replica count",
+                 id="no-decimal-point"),
+    pytest.param({**record(3), LAST_REPLICAS: ""}, 2, 2, "the recorded count '' is not a replica count",
+                 id="empty"),
     pytest.param({MANUAL_PAUSE: "true"}, 4, 4, "no recorded count, used the minimum 4",
                  id="manual-without-count"),
 ])
 def test_a_manual_resume_sizes_itself_from_the_record(annotations, minimum, target, source):
     write = writes.manual_resume(obj(DEPLOYMENT, 0, annotations), reason="r", minimum=minimum, now=NOW)
     assert write.patch["spec"] == {"replicas": target}
-    assert f"({source})" in write.message
+    assert f"({source}" in write.message
 
 
 def test_a_policy_never_resumes_a_manual_pause():
