@@ -377,14 +377,17 @@ def json_patch(patch: dict, current: Workload) -> list[dict]:
     human override's write, which drops the record, must not land on a
     workload set back to 0 since, nor a manual pause "already at 0" on one
     scaled up since); a change to anything else (another annotation, a
-    label, the image) does not, so unrelated writers cause no conflict. A missing field is tested as null. An object
+    label, the image) does not, so unrelated writers cause no conflict (a
+    size field whose parent is missing is not tested: the server refuses a
+    `test` below a missing parent). A missing field is tested as null. An object
     with no annotations at all is the one exception: the whole map is tested
     absent and added, so anyone's first annotation on it in between costs one
     re-read. A value the server cannot test (see `testable`) is not tested;
     the record's other fields, written with it, are."""
     obj = current.obj
     annotations = _dig(obj, ("metadata", "annotations"))
-    guarded = {path for path, _ in _leaves(patch)} | {current.kind.size_field}
+    size = current.kind.size_field
+    guarded = {path for path, _ in _leaves(patch)} | ({size} if isinstance(_dig(obj, size[:-1]), dict) else set())
     if isinstance(annotations, dict):
         guarded |= {("metadata", "annotations", key) for key in GUARDED_ANNOTATIONS}
     else:

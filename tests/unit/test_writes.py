@@ -306,6 +306,18 @@ def test_custom_resource_guard_is_its_scale_path():
     assert {"op": "add", "path": "/spec/size", "value": 4} in operations
 
 
+def test_a_write_that_keeps_the_size_still_tests_the_size_it_was_worked_out_from():
+    """A human override drops the record of a workload found running: landing on one set back to 0 since,
+    it would drop the count a resume needs. Below a missing parent no test is sent (the server refuses it)."""
+    current = obj(DEPLOYMENT, 2, record(4))
+    write = writes.hands_off(current, by="scaler", reason="someone set replicas to 2", until=NOW)
+    assert {"op": "test", "path": "/spec/replicas", "value": 2} in writes.json_patch(write.patch, current)
+    nested = ScaledKind("x.example.com/v1", Resource("example.com", "v1", "xs"), size_field=("spec", "worker", "size"))
+    current = Workload(nested, {"metadata": {"name": "x", "annotations": record(4)}, "spec": {}})
+    write = writes.hands_off(current, by="scaler", reason="r", until=NOW)
+    assert not any(op["path"].startswith("/spec") for op in writes.json_patch(write.patch, current))
+
+
 def test_event_names_the_object_the_reporter_and_the_action():
     record = ActionRecord.new(reason="Resumed", type_="Normal", message="x" * 2000, now=NOW)
     body = actions.event(obj(STATEFULSET, 0), record, component="scaler", instance="pod-a")
