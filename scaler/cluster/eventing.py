@@ -40,7 +40,9 @@ class EventSink:
 
     An Event given up on while it may still be posted later (fenced, or
     refused for a while past the retries) sets `owed`: its record stays on
-    the object, and the daemon looks for owed Events again."""
+    the object, and the daemon looks for owed Events again. A write about to
+    replace the record an Event still queued is owed by asks for it `now`:
+    once the record is gone, a kill would leave that Event owed by nothing."""
 
     #: How long an Event waits for the writes in flight to end before it goes out anyway (one at a
     #: time). Long enough for a batch of thousands (3,000 writes take 11-20 s on two cores): an Event
@@ -64,9 +66,11 @@ class EventSink:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="event")
         self._pending = 0  # queued, being posted, or waiting to be retried
         self._idle = threading.Condition()
-        #: (body, attempt, hold until): taken in order by at most `workers` drainers,
+        #: [body, attempt, hold until]: taken in order by at most `workers` drainers,
         #: so queueing an Event costs a write no thread hand-off of its own.
-        self._queue: deque[tuple[dict, int, float]] = deque()
+        self._queue: deque[list] = deque()
+        #: The entries of `_queue` by Event (namespace, name), for `now`; one it took is emptied.
+        self._queued: dict[tuple[str, str], list] = {}
         self._drainers = 0
         self._waiting: dict[threading.Timer, tuple[dict, int]] = {}
         #: Events posted, found already posted, left to the next leader, refused, and retries sent.
@@ -78,7 +82,9 @@ class EventSink:
     def _enqueue(self, body: dict, attempt: int, until: float, *, new: bool = False) -> None:
         with self._idle:
             self._pending += new
-            self._queue.append((body, attempt, until))
+            entry = [body, attempt, until]
+            self._queue.append(entry)
+            self._queued[_key(body)] = entry
             if self._drainers >= self.workers:
                 return
             self._drainers += 1
@@ -90,23 +96,52 @@ class EventSink:
                 if not self._queue:
                     self._drainers -= 1
                     return
-                body, attempt, until = self._queue.popleft()
+                entry = self._queue.popleft()
+                if not entry:
+                    continue  # taken by `now`
+                body, attempt, until = entry
             try:
-                self._post(body, attempt, until)
+                self._post(body, attempt, until, entry)
             except Exception:  # a defect must not stall every Event queued behind it
                 log.exception("event not recorded", event_reason=body.get("reason"))
                 self._done("failed")
 
-    def _wait_for_quiet(self, until: float) -> None:
-        """Until no write is in flight, `until` (monotonic), or a flush."""
-        while self.quiet is not None and not self._hurry.is_set() and (left := until - time.monotonic()) > 0:
+    def now(self, namespace: str, name: str) -> None:
+        """Post the Event `name` at once if it is still queued or waiting to be retried (fenced as any
+        post): a write is about to replace the record on the object that it is owed by."""
+        with self._idle:
+            entry = self._queued.pop((namespace, name), None)
+            if entry:
+                body, attempt, _ = entry
+                entry.clear()
+            else:
+                timer = next((t for t, (b, _) in self._waiting.items() if _key(b) == (namespace, name)), None)
+                if timer is None:
+                    return
+                timer.cancel()
+                body, attempt = self._waiting.pop(timer)
+        self._post(body, attempt)
+
+    def _wait_for_quiet(self, until: float, entry: list | None = None) -> None:
+        """Until no write is in flight, `until` (monotonic), a flush, or `now` took `entry`."""
+        while self.quiet is not None and not self._hurry.is_set() and (left := until - time.monotonic()) > 0 \
+                and (entry is None or entry):
             if self.quiet.wait(min(left, 0.25)):
                 return
 
-    def _post(self, body: dict, attempt: int, until: float = 0.0) -> None:
+    def _claimed(self, entry: list) -> bool:
+        """Whether the drainer holding `entry` still posts it: not if `now` took it meanwhile."""
+        with self._idle:
+            if entry and self._queued.get(_key(entry[0])) is entry:
+                del self._queued[_key(entry[0])]
+            return bool(entry)
+
+    def _post(self, body: dict, attempt: int, until: float = 0.0, entry: list | None = None) -> None:
         outcome = "posted"
         try:
-            self._wait_for_quiet(until)
+            self._wait_for_quiet(until, entry)
+            if entry is not None and not self._claimed(entry):
+                return  # `now` posts it
             if self.quiet is not None and not self.quiet.is_set():  # writes still in flight
                 with self._lane:
                     self.kube.create(EVENTS, body["metadata"]["namespace"], body, fence=self.fence)
@@ -167,3 +202,9 @@ class EventSink:
             while self._pending and (left := deadline - time.monotonic()) > 0:
                 self._idle.wait(left)
             return self._pending
+
+
+def _key(body: dict) -> tuple[str, str]:
+    """An Event's (namespace, name)."""
+    meta = body.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")

@@ -161,6 +161,8 @@ class Pauser:
                 record = ActionRecord(action_id, write.event[0], write.event[1], write.message[:1024],
                                       rfc3339(self.clock()))
                 patch = writes.merge(patch, record.annotation())
+                if self.events is not None and (replaced := ActionRecord.read(current.annotations)) is not None:
+                    self.events.now(current.namespace, actions.event_name(current.name, replaced.id))
             operations = writes.json_patch(patch, current)
             if refused is not None and refused[0] == operations:
                 # Re-read, nothing we test has changed, and it was refused: not a
