@@ -29,6 +29,8 @@ from scaler.decide.times import parse_time, rfc3339
 EVENTS = Resource("", "v1", "events")
 #: On every Event scaler posts: one LIST finds them all.
 MANAGED_BY = ("app.kubernetes.io/managed-by", "scaler")
+#: The most characters of a message the record keeps and an Event says.
+MESSAGE_CHARS = 1024
 #: kube-apiserver keeps Events this long by default (--event-ttl): a record
 #: older than this whose Event is not found was posted and has expired.
 DEFAULT_EVENT_TTL_SECONDS = 3600.0
@@ -46,7 +48,7 @@ class ActionRecord:
 
     @classmethod
     def new(cls, *, reason: str, type_: str, message: str, now: datetime) -> ActionRecord:
-        return cls(secrets.token_hex(8), reason, type_, message[:1024], rfc3339(now))
+        return cls(secrets.token_hex(8), reason, type_, clip(message), rfc3339(now))
 
     def annotation(self) -> dict:
         """The merge patch part that records it."""
@@ -63,6 +65,17 @@ class ActionRecord:
         return record if record.id.isalnum() and parse_time(record.at) is not None else None
 
 
+def clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` in at most `limit` characters: whole, or cut after its last whole word that fits and
+    ended with "…", so no word or number reads as another (a count of 12 cut to 1)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if not text[limit - 1].isspace():  # the cut fell in a word: drop what of it was kept
+        cut = cut.rpartition(" ")[0] or cut
+    return cut.rstrip(" ,;:") + "…"
+
+
 def event_name(workload_name: str, action_id: str) -> str:
     """The Event's name: a DNS subdomain (at most 253 characters) per action."""
     return f"{workload_name[:236]}.{action_id}"
@@ -71,7 +84,8 @@ def event_name(workload_name: str, action_id: str) -> str:
 def event(workload: Workload, record: ActionRecord, *, component: str, instance: str, note: str = "") -> dict:
     """The core/v1 Event that records `record`'s action on `workload`."""
     meta = workload.obj["metadata"]
-    message = f"{record.message} ({note})" if note else record.message
+    note = f" ({note})" if note else ""
+    message = clip(record.message, MESSAGE_CHARS - len(note)) + note  # the note whole: who posted it, and why
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": event_name(workload.name, record.id), "namespace": workload.namespace,
@@ -81,7 +95,7 @@ def event(workload: Workload, record: ActionRecord, *, component: str, instance:
             "name": workload.name, "namespace": workload.namespace,
             "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
         },
-        "reason": record.reason, "message": message[:1024], "type": record.type,
+        "reason": record.reason, "message": message, "type": record.type,
         "source": {"component": component},
         "reportingComponent": component, "reportingInstance": instance,
         "firstTimestamp": record.at, "lastTimestamp": record.at, "count": 1,

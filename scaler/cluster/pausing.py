@@ -158,7 +158,7 @@ class Pauser:
             record = None
             patch = write.patch
             if write.event is not None:
-                record = ActionRecord(action_id, write.event[0], write.event[1], write.message[:1024],
+                record = ActionRecord(action_id, write.event[0], write.event[1], actions.clip(write.message),
                                       rfc3339(self.clock()))
                 patch = writes.merge(patch, record.annotation())
                 if self.events is not None and (replaced := ActionRecord.read(current.annotations)) is not None:
