@@ -29,6 +29,8 @@ from scaler.decide.times import parse_time, rfc3339
 EVENTS = Resource("", "v1", "events")
 #: On every Event scaler posts: one LIST finds them all.
 MANAGED_BY = ("app.kubernetes.io/managed-by", "scaler")
+#: What an Event posted for a record another daemon (or run) left says, after its message.
+OWED_NOTE = "posted by the next daemon: the one that acted stopped before it could"
 #: The most characters of a message the record keeps and an Event says.
 MESSAGE_CHARS = 1024
 #: kube-apiserver keeps Events this long by default (--event-ttl): a record

@@ -106,20 +106,25 @@ class EventSink:
                 log.exception("event not recorded", event_reason=body.get("reason"))
                 self._done("failed")
 
-    def now(self, namespace: str, name: str) -> None:
-        """Post the Event `name` at once if it is still queued or waiting to be retried (fenced as any
-        post): a write is about to replace the record on the object that it is owed by."""
+    def now(self, namespace: str, name: str, owed: dict | None = None) -> None:
+        """Post the Event `name` at once (fenced as any post) if it is still queued or waiting to be
+        retried, else `owed` if given (its body: an Event that may never have been posted; one that was
+        is refused as a name taken): a write is about to replace the record on the object it is owed by."""
         with self._idle:
             entry = self._queued.pop((namespace, name), None)
+            timer = None if entry else next((t for t, (b, _) in self._waiting.items()
+                                             if _key(b) == (namespace, name)), None)
             if entry:
                 body, attempt, _ = entry
                 entry.clear()
-            else:
-                timer = next((t for t, (b, _) in self._waiting.items() if _key(b) == (namespace, name)), None)
-                if timer is None:
-                    return
+            elif timer is not None:
                 timer.cancel()
                 body, attempt = self._waiting.pop(timer)
+            elif owed is not None:
+                body, attempt = owed, self.retries  # not retried: its record is about to go
+                self._pending += 1
+            else:
+                return
         self._post(body, attempt)
 
     def _wait_for_quiet(self, until: float, entry: list | None = None) -> None:

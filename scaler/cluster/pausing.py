@@ -58,10 +58,11 @@ class Pauser:
     def __init__(self, kube: Kube, *, retry: Retry = Retry(), component: str = "scaler",
                  clock: Callable[[], datetime] = utc_now, events: EventSink | None = None,
                  fence: Fence | None = None, term: Callable[[], int] = lambda: 0,
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None,
+                 event_ttl_seconds: float = actions.DEFAULT_EVENT_TTL_SECONDS) -> None:
         """`fence`: asked before the writes that follow one (the KEDA hand-over), which also go out only
         in the leadership term `term()` their write went out in. `placement`: where pods run, so a pause
-        records its nodes (cluster/placing.py)."""
+        records its nodes (cluster/placing.py). `event_ttl_seconds`: how long the API server keeps Events."""
         self.kube = kube
         self.placement = placement
         self.fence = fence
@@ -74,6 +75,10 @@ class Pauser:
         self.keda_cache_seconds = 5.0
         self._keda_cache: dict[str, tuple[float, list[dict]]] = {}
         self._keda_lock = threading.Lock()
+        #: Set while the Events owed on the objects are not looked for in this term (the look failed): a
+        #: write replacing an action record posts its Event first, if younger than `event_ttl_seconds`.
+        self.unlooked = False
+        self.event_ttl_seconds = event_ttl_seconds
         #: Workloads whose KEDA hand-over failed, and whether it was to pause (True) or hand back.
         self._unhanded: dict[tuple[str, str, str], bool] = {}
 
@@ -161,8 +166,7 @@ class Pauser:
                 record = ActionRecord(action_id, write.event[0], write.event[1], actions.clip(write.message),
                                       rfc3339(self.clock()))
                 patch = writes.merge(patch, record.annotation())
-                if self.events is not None and (replaced := ActionRecord.read(current.annotations)) is not None:
-                    self.events.now(current.namespace, actions.event_name(current.name, replaced.id))
+                self._before_replacing(current)
             operations = writes.json_patch(patch, current)
             if refused is not None and refused[0] == operations:
                 # Re-read, nothing we test has changed, and it was refused: not a
@@ -183,6 +187,17 @@ class Pauser:
         raise Conflict(verb="patch", resource=f"{workload.kind.resource.qualified}/{workload.name} "
                        f"in namespace {workload.namespace}", status=409,
                        detail=f"still conflicting after {self.retry.attempts} attempts")
+
+    def _before_replacing(self, current: Workload) -> None:
+        """A write is about to replace the action record on `current`: the Event it is owed by goes out
+        first if it may still be owed, still queued here, or (`unlooked`) never looked for."""
+        replaced = ActionRecord.read(current.annotations)
+        if self.events is None or replaced is None:
+            return
+        owed = actions.owed([current], set(), now=self.clock(), ttl_seconds=self.event_ttl_seconds)
+        self.events.now(current.namespace, actions.event_name(current.name, replaced.id),
+                        actions.event(current, replaced, component=self.component, instance=self.instance,
+                                      note=actions.OWED_NOTE) if self.unlooked and owed else None)
 
     def post_owed(self, workloads: Iterable[Workload], *, namespaces: Iterable[str | None], now: datetime,
                   ttl_seconds: float, note: str, warnings: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import ClassVar, TypeVar
 
 import structlog
 
+from scaler.cluster.actions import OWED_NOTE
 from scaler.cluster.informers import newer
 from scaler.cluster.kube import Fenced, KubeError, NotFound
 from scaler.cluster.pausing import Pauser
@@ -328,7 +329,7 @@ class Actor:
         workloads = self.view.workloads(kinds_of(policies, self.evaluator.resolve, {}))
         self._mend_hand_overs(workloads, every_pause=True)  # and the KEDA hand-overs it may have left unmade
         return self.pauser.post_owed(workloads, namespaces=[*namespaces] or [None], now=now, ttl_seconds=ttl_seconds,
-                                     note="posted by the next daemon: the one that acted stopped before it could")
+                                     note=OWED_NOTE)
 
     def _mend_hand_overs(self, workloads: Sequence[Workload], *, every_pause: bool = False) -> None:
         for problem in self.pauser.mend_hand_overs(workloads, every_pause=every_pause):

@@ -100,7 +100,7 @@ class Daemon:
             gitops_managers=settings.gitops_managers)
         self.placement = Placement(self.kube)
         pauser = Pauser(self.kube, events=self.events, fence=self._holds_lease, term=lambda: self.leadership.term,
-                        placement=self.placement)
+                        placement=self.placement, event_ttl_seconds=settings.event_ttl_seconds)
         self.actor = Actor(evaluator=self.evaluator, pauser=pauser, dry_run=settings.dry_run, metrics=self.metrics,
                            may_act=self._may_act, concurrency=settings.concurrency, hands_off=settings.hands_off())
         self.tracker = Tracker(evaluator=self.evaluator, actor=self.actor, metrics=self.metrics)
@@ -313,8 +313,10 @@ class Daemon:
             except KubeError as error:
                 log.warning("owed Events not checked; the next pass retries", error=str(error))
                 self.events.owed.set()
+                self.actor.pauser.unlooked = True  # meanwhile a write posts the Event of a record it replaces
                 return
             self._events_checked_term = term
+            self.actor.pauser.unlooked = False
         if posted:
             log.info("posting the Events a previous daemon owed", events=posted)
 
