@@ -194,10 +194,11 @@ class Pauser:
         replaced = ActionRecord.read(current.annotations)
         if self.events is None or replaced is None:
             return
-        owed = actions.owed([current], set(), now=self.clock(), ttl_seconds=self.event_ttl_seconds)
+        owed = self.unlooked and bool(actions.owed([current], set(), now=self.clock(),
+                                                   ttl_seconds=self.event_ttl_seconds))  # only then: a write's CPU
         self.events.now(current.namespace, actions.event_name(current.name, replaced.id),
                         actions.event(current, replaced, component=self.component, instance=self.instance,
-                                      note=actions.OWED_NOTE) if self.unlooked and owed else None)
+                                      note=actions.OWED_NOTE) if owed else None)
 
     def post_owed(self, workloads: Iterable[Workload], *, namespaces: Iterable[str | None], now: datetime,
                   ttl_seconds: float, note: str, warnings: list[str] | None = None) -> int:
