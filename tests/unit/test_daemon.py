@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from scaler.cluster.kinds import DEPLOYMENT
 from scaler.decide.loading import check_policies
 from scaler.run.daemon import Daemon
@@ -184,11 +186,16 @@ def test_a_new_term_posts_what_the_last_one_owed(fake, prometheus, tmp_path):
     assert all("posted by the next daemon" in e["message"] for e in events)
 
 
-def test_a_new_term_posts_what_the_last_one_owed_before_it_acts_on_the_same_objects(fake, prometheus, tmp_path):
+@pytest.mark.parametrize("look_fails", [False, True], ids=["looked", "look-failed"])
+def test_a_new_term_posts_what_the_last_one_owed_before_it_acts_on_the_same_objects(fake, prometheus, tmp_path,
+                                                                                      look_fails):
     """Deposed (or killed) right after its pauses landed, before their Events;
     the keep-down window has ended when the next leader takes over, so it
     resumes them at once: the pauses' Events are still posted (a resume
-    rewrites scaler.io/last-action, so they are owed only until then)."""
+    rewrites scaler.io/last-action, so they are owed only until then). Also
+    when the next leader's look for owed Events fails (the API server busy,
+    as during a failover): its resumes replace the pauses' records all the
+    same, so each write posts the Event of the record it replaces first."""
     deployments(fake, "a", "b")
     first = make_daemon(fake, prometheus, tmp_path, name="first")
     first.events.fence = _never
@@ -205,38 +212,8 @@ def test_a_new_term_posts_what_the_last_one_owed_before_it_acts_on_the_same_obje
                                                          f'end: "{closes.minute} {closes.hour} * * *"')
     second = make_daemon(fake, prometheus, tmp_path, name="second", text=ended)
     second._checked_term = second.leadership.term
-    try:
-        second._reconcile()
-        assert second.events.flush(timeout_seconds=5) == 0
-    finally:
-        second.view.stop(timeout_seconds=2)
-    assert all(fake.get("deployments.apps", "llm", n)["spec"]["replicas"] == 2 for n in "ab")
-    assert sorted(e["involvedObject"]["name"] for e in fake.events("llm", reason="Resumed")) == ["a", "b"]
-    paused = fake.events("llm", reason="ScaledToZero")
-    assert sorted(e["involvedObject"]["name"] for e in paused) == ["a", "b"]
-    assert all("posted by the next daemon" in e["message"] for e in paused)
-
-
-def test_owed_events_a_failed_look_missed_are_posted_before_their_records_are_replaced(fake, prometheus, tmp_path):
-    """As above, but the next leader's look for owed Events fails (the API server
-    busy, as it is during a failover): its resumes replace the pauses' records all
-    the same, so each write posts the Event of the record it replaces first."""
-    deployments(fake, "a", "b")
-    first = make_daemon(fake, prometheus, tmp_path, name="first")
-    first.events.fence = _never
-    first._checked_term = first.leadership.term
-    try:
-        first._reconcile()
-        assert first.events.flush(timeout_seconds=5) == 0 and fake.events("llm") == []
-    finally:
-        first.view.stop(timeout_seconds=2)
-    opens = datetime.now(UTC) + timedelta(hours=12)
-    closes = opens + timedelta(minutes=1)
-    ended = NIGHT.replace('when: "Mon-Sun 00:00-24:00"', f'start: "{opens.minute} {opens.hour} * * *", '
-                                                         f'end: "{closes.minute} {closes.hour} * * *"')
-    second = make_daemon(fake, prometheus, tmp_path, name="second", text=ended)
-    second._checked_term = second.leadership.term
-    fake.fail(method="GET", path="/events$", status=503, times=1)
+    if look_fails:
+        fake.fail(method="GET", path="/events$", status=503, times=1)
     try:
         second._reconcile()
         assert second.events.flush(timeout_seconds=5) == 0
