@@ -94,25 +94,6 @@ def test_a_hash_inside_a_promql_string_is_not_a_comment(query, names):
     assert metric_names(query) == names
 
 
-@pytest.mark.parametrize(("expression", "said"), [
-    ("a b c d e", "minute 'a': not a number"),
-    ("0 8 x 1 mon", "day of month 'x': not a number"),
-    ("0 25 1 * 1", "hour '25'"),
-    ("0 8 1 * funday", "day of week 'funday'"),
-])
-def test_a_cron_field_that_is_wrong_is_named_before_the_day_rule(expression, said):
-    """A misspelt field was reported as 'restricting both day of month and
-    day of week' whenever the third and fifth fields were not '*'."""
-    with pytest.raises(WindowError) as raised:
-        cron_trigger(expression)
-    assert said in str(raised.value) and "restricting both" not in str(raised.value)
-
-
-def test_both_day_fields_valid_are_still_refused_as_either_or_both():
-    with pytest.raises(WindowError, match="restricting both day of month and day of week"):
-        cron_trigger("0 8 1 * 0-7")
-
-
 @pytest.mark.parametrize(("item", "said"), [
     ("just a string", "not a string 'just a string'"),
     ("", "not nothing (an empty item)"),

@@ -90,6 +90,12 @@ def test_day_of_week_translation(field, names):
     pytest.param("@daily", "expected 5 fields", id="macro"),
     pytest.param("0 8 1 * 1", "either", id="day-of-month-and-week"),
     pytest.param("0 8 31 2 *", "never fires", id="never-fires"),
+    pytest.param("0 8 1 * 0-7", "either", id="day-of-month-and-a-whole-week"),
+    # A wrong field is named before the day rule (it was 'restricting both ...' whenever both were set).
+    pytest.param("a b c d e", "(minute 'a': not a number, a range, a step or a list of them)", id="garbage"),
+    pytest.param("0 8 x 1 mon", "(day of month 'x': not a number", id="bad-day-of-month-beside-a-day"),
+    pytest.param("0 25 1 * 1", "(hour '25'", id="bad-hour-with-both-days"),
+    pytest.param("0 8 1 * funday", "(day of week 'funday'", id="bad-day-of-week-with-a-day-of-month"),
 ])
 def test_bad_cron_is_explained(expression, fragment):
     with pytest.raises(WindowError) as raised:
