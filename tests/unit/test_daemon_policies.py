@@ -122,12 +122,11 @@ def test_a_new_leader_reads_the_configmap_before_it_acts(fake, prometheus, log, 
     not for ten minutes: at the takeover it holds the keep-down version."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = ELECTION
-    one = Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election))
+    one = Running.start(settings(fake, prometheus.url, tmp_path, name="one", **ELECTION))
     try:
         wait_until(lambda: _holder(fake) == "one")
         wait_until(lambda: _replicas(fake, "llm") == 0)
-        two = Running.start(settings(fake, prometheus.url, tmp_path, name="two", **election,
+        two = Running.start(settings(fake, prometheus.url, tmp_path, name="two", **ELECTION,
                                      policy_reload_interval_seconds=600))
         wait_until(lambda: _reads_by(fake, "two"))  # its first reload, at its start: the keep-down version
         # keep-up for llm, and a second policy the old version does not have.
@@ -181,11 +180,10 @@ def test_two_daemons_with_one_identity_never_lead_at_once(fake, prometheus, log,
     it as its own; it takes over once the first hands the Lease back."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = ELECTION
-    first = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+    first = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **ELECTION))
     try:
         wait_until(lambda: first.metric("scaler_leader") == 1)
-        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **ELECTION))
         for _ in range(30):  # several lease durations
             assert (first.metric("scaler_leader"), second.metric("scaler_leader")) == (1, 0)
             first.daemon.stopping.wait(0.2)
@@ -205,10 +203,9 @@ def test_a_twin_stopped_leaves_the_lease_to_the_one_holding_it(fake, prometheus,
     and nobody acted meanwhile."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = ELECTION
-    with Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election)) as first:
+    with Running.start(settings(fake, prometheus.url, tmp_path, name="same", **ELECTION)) as first:
         wait_until(lambda: first.metric("scaler_leader") == 1)
-        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **election))
+        second = Running.start(settings(fake, prometheus.url, tmp_path, name="same", **ELECTION))
         first.daemon.stopping.wait(1.5)  # the standby has read the Lease
         acquired = fake.get(LEASES, "llm", "scaler-llm")["spec"]["acquireTime"]
         assert second.stop() == 0
@@ -227,8 +224,7 @@ def test_a_renewal_whose_answer_was_lost_is_still_the_leaders_own(fake, promethe
     nothing of another process."""
     _gpu(fake, "llm", replicas=3)
     _configmap(fake, nights=all_day())
-    election = ELECTION
-    with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **election)) as one:
+    with Running.start(settings(fake, prometheus.url, tmp_path, name="one", **ELECTION)) as one:
         wait_until(lambda: one.metric("scaler_leader") == 1)
         lost = fake.fail(method="PUT", path="/leases/", after=True, reset=True)
         for _ in range(25):  # several lease durations
